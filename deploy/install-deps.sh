@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the system packages Writ needs on Debian 12 (run as root, or with sudo available).
+set -euo pipefail
+PKGS=(swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools pkg-config openssl sqlite3 ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y "${missing[@]}"
+fi

@@ -1,0 +1,2 @@
+//! swtpm harness: each test gets its own software TPM.
+#![forbid(unsafe_code)]

@@ -1,0 +1,16 @@
+//! # verifier-lib
+//!
+//! Writ's verifier core. It is pure and synchronous: bytes, trust anchors,
+//! policy and `now` go in; typed verdicts and claims come out. There is no
+//! tokio, no file access, no network and no clock read in this crate, so every
+//! function can be tested against vectors and fuzzed.
+//!
+//! Every parser produces a checked type before any cryptography runs
+//! (`RawQuote` → `VerifiedQuote`), rejects trailing bytes and never panics.
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod error;
+pub mod wire;
+
+pub use error::Error;
