@@ -9,8 +9,17 @@
 //! (`RawQuote` → `VerifiedQuote`), rejects trailing bytes and never panics.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod credential;
 pub mod crypto;
+pub mod ekcert;
 pub mod error;
+pub mod eventlog;
+pub mod fuzzing;
+pub mod ima;
+pub mod snp;
+pub mod token;
+pub mod tpm;
 pub mod wire;
 
 pub use error::Error;

@@ -1,0 +1,18 @@
+//! Entry points for the fuzz targets in `fuzz/`. Each target is one line
+//! calling a function here; each function feeds arbitrary bytes to a parser
+//! or verifier and must never panic.
+mod audit;
+mod ekcert;
+mod eventlog;
+mod ima;
+mod snp;
+mod token;
+mod tpm;
+
+pub use self::audit::*;
+pub use self::ekcert::*;
+pub use self::eventlog::*;
+pub use self::ima::*;
+pub use self::snp::*;
+pub use self::token::*;
+pub use self::tpm::*;
