@@ -17,6 +17,8 @@ pub mod error;
 pub mod eventlog;
 pub mod fuzzing;
 pub mod ima;
+pub mod policy;
+pub mod request;
 pub mod snp;
 pub mod token;
 pub mod tpm;

@@ -1,0 +1,586 @@
+//! Appraisal policy, version 0: host groups with reference PCR values, the
+//! workloads each group may run, and token lifetimes.
+//!
+//! A policy is a TOML document. It is identified by its `id` and by the
+//! SHA-256 of its exact bytes, and both are recorded with every appraisal and
+//! every token. Parsing validates everything up front (PCR indexes, digest
+//! lengths, lifetimes) so that appraisal itself cannot fail on a bad policy.
+//!
+//! ```toml
+//! id = "lab-2026-11"
+//!
+//! [[groups]]
+//! name = "default"
+//! hosts = ["*"]            # host ids, or "*" for any enrolled host
+//! pcr_bank = "sha256"
+//! [groups.pcrs]
+//! 0 = ["<hex>"]            # allowed values of PCR 0 (any one of them)
+//! 7 = ["<hex>", "<hex>"]
+//!
+//! [[workloads]]
+//! name = "hello"
+//! digests = ["<sha256 hex of the executable>"]
+//! groups = ["default"]     # empty or absent: every group
+//! lifetime_secs = 300
+//!
+//! [tokens]
+//! default_lifetime_secs = 300
+//! max_lifetime_secs = 900
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::crypto::HashAlg;
+
+/// Hard ceiling for any token lifetime, whatever a policy says (15 minutes).
+pub const HARD_MAX_TOKEN_LIFETIME_SECS: u32 = 900;
+
+/// PCR values per bank, as quoted and verified.
+pub type PcrMap = BTreeMap<HashAlg, BTreeMap<u8, Vec<u8>>>;
+
+/// Why a policy document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("policy is not valid TOML for the v0 schema: {message}")]
+    Syntax { message: String },
+    #[error("policy id must be non-empty")]
+    EmptyId,
+    #[error("group {group}: PCR index {index:?} is not a number from 0 to 23")]
+    BadPcrIndex { group: String, index: String },
+    #[error("group {group}: PCR {pcr} value {value:?} is not {expected_len} bytes of hex")]
+    BadPcrValue {
+        group: String,
+        pcr: u8,
+        value: String,
+        expected_len: usize,
+    },
+    #[error("group {group}: PCR {pcr} lists no allowed value")]
+    EmptyPcrValues { group: String, pcr: u8 },
+    #[error("workload {workload}: digest {value:?} is not 32 bytes of hex")]
+    BadWorkloadDigest { workload: String, value: String },
+    #[error("workload {workload}: names unknown group {group}")]
+    UnknownGroup { workload: String, group: String },
+    #[error("duplicate {what} name {name}")]
+    Duplicate { what: &'static str, name: String },
+    #[error("{field} is {actual} s, above the maximum {max} s")]
+    LifetimeTooLong {
+        field: String,
+        max: u32,
+        actual: u32,
+    },
+    #[error("{field} must be at least 1 s")]
+    LifetimeZero { field: String },
+}
+
+/// One way a host's evidence or request failed the policy. An appraisal
+/// reports every failure, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Failure {
+    /// No host group of the policy covers this host.
+    NoGroupForHost { host: String },
+    /// The quote does not contain a PCR the policy constrains.
+    PcrMissing { bank: HashAlg, pcr: u8 },
+    /// A PCR holds a value the policy does not allow.
+    PcrNotAllowed {
+        bank: HashAlg,
+        pcr: u8,
+        actual: String,
+        allowed: Vec<String>,
+    },
+    /// The workload name is not in the policy (or not for this host's group).
+    WorkloadUnknown { workload: String, group: String },
+    /// The workload's digest is not one the policy allows.
+    WorkloadDigestNotAllowed {
+        workload: String,
+        actual: String,
+        allowed: Vec<String>,
+    },
+    /// The evidence itself was rejected before policy (signature, nonce, chain…).
+    EvidenceRejected { stage: String, reason: String },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NoGroupForHost { host } => write!(f, "no policy group covers host {host}"),
+            Failure::PcrMissing { bank, pcr } => {
+                write!(f, "PCR {pcr} ({bank}) missing from the quote")
+            }
+            Failure::PcrNotAllowed {
+                bank, pcr, actual, ..
+            } => {
+                write!(f, "PCR {pcr} ({bank}) = {actual} is not an allowed value")
+            }
+            Failure::WorkloadUnknown { workload, group } => {
+                write!(f, "workload {workload} is not allowed for group {group}")
+            }
+            Failure::WorkloadDigestNotAllowed {
+                workload, actual, ..
+            } => {
+                write!(f, "workload {workload} digest {actual} is not allowed")
+            }
+            Failure::EvidenceRejected { stage, reason } => write!(f, "{stage}: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    id: String,
+    #[serde(default)]
+    groups: Vec<RawGroup>,
+    #[serde(default)]
+    workloads: Vec<RawWorkload>,
+    #[serde(default)]
+    tokens: RawTokens,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default = "default_bank")]
+    pcr_bank: HashAlg,
+    #[serde(default)]
+    pcrs: BTreeMap<String, Vec<String>>,
+}
+
+fn default_bank() -> HashAlg {
+    HashAlg::Sha256
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    name: String,
+    digests: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    lifetime_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    #[serde(default = "default_lifetime")]
+    default_lifetime_secs: u32,
+    #[serde(default = "hard_max")]
+    max_lifetime_secs: u32,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            default_lifetime_secs: default_lifetime(),
+            max_lifetime_secs: hard_max(),
+        }
+    }
+}
+
+fn default_lifetime() -> u32 {
+    300
+}
+fn hard_max() -> u32 {
+    HARD_MAX_TOKEN_LIFETIME_SECS
+}
+
+/// A host group: which hosts, and which PCR values they must show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostGroup {
+    pub name: String,
+    /// Host ids, or `*` for every host.
+    pub hosts: Vec<String>,
+    pub pcr_bank: HashAlg,
+    /// PCR index → allowed values.
+    pub pcrs: BTreeMap<u8, BTreeSet<Vec<u8>>>,
+}
+
+impl HostGroup {
+    /// Whether this group covers `host`.
+    pub fn covers(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h == "*" || h == host)
+    }
+
+    /// The PCR selection an attester must quote for this group.
+    pub fn pcr_selection(&self) -> Vec<(HashAlg, Vec<u8>)> {
+        vec![(self.pcr_bank, self.pcrs.keys().copied().collect())]
+    }
+
+    /// Every PCR failure of `quoted` against this group.
+    pub fn appraise_pcrs(&self, quoted: &PcrMap) -> Vec<Failure> {
+        let bank = quoted.get(&self.pcr_bank);
+        self.pcrs
+            .iter()
+            .filter_map(|(&pcr, allowed)| match bank.and_then(|b| b.get(&pcr)) {
+                None => Some(Failure::PcrMissing {
+                    bank: self.pcr_bank,
+                    pcr,
+                }),
+                Some(v) if allowed.contains(v) => None,
+                Some(v) => Some(Failure::PcrNotAllowed {
+                    bank: self.pcr_bank,
+                    pcr,
+                    actual: hex::encode(v),
+                    allowed: allowed.iter().map(hex::encode).collect(),
+                }),
+            })
+            .collect()
+    }
+}
+
+/// A workload hosts may run, with the executables allowed for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadRule {
+    pub name: String,
+    pub digests: BTreeSet<[u8; 32]>,
+    /// Groups allowed to run it; empty means every group.
+    pub groups: Vec<String>,
+    pub lifetime_secs: u32,
+}
+
+/// A parsed, validated policy with its identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    pub id: String,
+    /// SHA-256 of the exact document bytes.
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+    pub groups: Vec<HostGroup>,
+    pub workloads: Vec<WorkloadRule>,
+    pub default_lifetime_secs: u32,
+    pub max_lifetime_secs: u32,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+}
+
+impl Policy {
+    /// Parse and validate a v0 policy document.
+    pub fn parse_toml(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Syntax {
+            message: e.to_string(),
+        })?;
+        let hash = HashAlg::Sha256.digest(text.as_bytes());
+        Self::from_raw(raw, hash)
+    }
+
+    fn from_raw(raw: RawPolicy, hash: Vec<u8>) -> Result<Policy, PolicyError> {
+        if raw.id.trim().is_empty() {
+            return Err(PolicyError::EmptyId);
+        }
+        let max = raw.tokens.max_lifetime_secs;
+        check_lifetime(
+            "tokens.max_lifetime_secs",
+            max,
+            HARD_MAX_TOKEN_LIFETIME_SECS,
+        )?;
+        check_lifetime(
+            "tokens.default_lifetime_secs",
+            raw.tokens.default_lifetime_secs,
+            max,
+        )?;
+
+        let mut names = BTreeSet::new();
+        let mut groups = Vec::with_capacity(raw.groups.len());
+        for g in raw.groups {
+            if !names.insert(g.name.clone()) {
+                return Err(PolicyError::Duplicate {
+                    what: "group",
+                    name: g.name,
+                });
+            }
+            let mut pcrs = BTreeMap::new();
+            for (index, values) in g.pcrs {
+                let pcr = index
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 23)
+                    .ok_or_else(|| PolicyError::BadPcrIndex {
+                        group: g.name.clone(),
+                        index: index.clone(),
+                    })?;
+                if values.is_empty() {
+                    return Err(PolicyError::EmptyPcrValues {
+                        group: g.name.clone(),
+                        pcr,
+                    });
+                }
+                let mut allowed = BTreeSet::new();
+                for value in values {
+                    let bytes = hex::decode(value.trim())
+                        .ok()
+                        .filter(|b| b.len() == g.pcr_bank.output_len())
+                        .ok_or_else(|| PolicyError::BadPcrValue {
+                            group: g.name.clone(),
+                            pcr,
+                            value: value.clone(),
+                            expected_len: g.pcr_bank.output_len(),
+                        })?;
+                    allowed.insert(bytes);
+                }
+                pcrs.insert(pcr, allowed);
+            }
+            groups.push(HostGroup {
+                name: g.name,
+                hosts: g.hosts,
+                pcr_bank: g.pcr_bank,
+                pcrs,
+            });
+        }
+
+        let mut wnames = BTreeSet::new();
+        let mut workloads = Vec::with_capacity(raw.workloads.len());
+        for w in raw.workloads {
+            if !wnames.insert(w.name.clone()) {
+                return Err(PolicyError::Duplicate {
+                    what: "workload",
+                    name: w.name,
+                });
+            }
+            for g in &w.groups {
+                if !names.contains(g) {
+                    return Err(PolicyError::UnknownGroup {
+                        workload: w.name.clone(),
+                        group: g.clone(),
+                    });
+                }
+            }
+            let mut digests = BTreeSet::new();
+            for d in &w.digests {
+                let arr: [u8; 32] = hex::decode(d.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| PolicyError::BadWorkloadDigest {
+                        workload: w.name.clone(),
+                        value: d.clone(),
+                    })?;
+                digests.insert(arr);
+            }
+            let lifetime = w.lifetime_secs.unwrap_or(raw.tokens.default_lifetime_secs);
+            check_lifetime(
+                &format!("workloads.{}.lifetime_secs", w.name),
+                lifetime,
+                max,
+            )?;
+            workloads.push(WorkloadRule {
+                name: w.name,
+                digests,
+                groups: w.groups,
+                lifetime_secs: lifetime,
+            });
+        }
+
+        Ok(Policy {
+            id: raw.id,
+            hash,
+            groups,
+            workloads,
+            default_lifetime_secs: raw.tokens.default_lifetime_secs,
+            max_lifetime_secs: max,
+        })
+    }
+
+    /// The first group covering `host` (groups are tried in document order).
+    pub fn group_for(&self, host: &str) -> Result<&HostGroup, Failure> {
+        self.groups
+            .iter()
+            .find(|g| g.covers(host))
+            .ok_or_else(|| Failure::NoGroupForHost {
+                host: host.to_owned(),
+            })
+    }
+
+    /// Check that `group` may run `workload` with this executable digest.
+    pub fn check_workload(
+        &self,
+        group: &HostGroup,
+        workload: &str,
+        digest: &[u8],
+    ) -> Result<&WorkloadRule, Failure> {
+        let rule = self
+            .workloads
+            .iter()
+            .find(|w| {
+                w.name == workload
+                    && (w.groups.is_empty() || w.groups.iter().any(|g| *g == group.name))
+            })
+            .ok_or_else(|| Failure::WorkloadUnknown {
+                workload: workload.to_owned(),
+                group: group.name.clone(),
+            })?;
+        if rule.digests.iter().any(|d| d.as_slice() == digest) {
+            Ok(rule)
+        } else {
+            Err(Failure::WorkloadDigestNotAllowed {
+                workload: workload.to_owned(),
+                actual: hex::encode(digest),
+                allowed: rule.digests.iter().map(hex::encode).collect(),
+            })
+        }
+    }
+
+    /// Policy hash as lower-case hex.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(&self.hash)
+    }
+}
+
+fn check_lifetime(field: &str, actual: u32, max: u32) -> Result<(), PolicyError> {
+    if actual == 0 {
+        return Err(PolicyError::LifetimeZero {
+            field: field.to_owned(),
+        });
+    }
+    if actual > max {
+        return Err(PolicyError::LifetimeTooLong {
+            field: field.to_owned(),
+            max,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(n: u8) -> String {
+        hex::encode([n; 32])
+    }
+
+    fn doc() -> String {
+        format!(
+            r#"
+id = "t1"
+[[groups]]
+name = "g"
+hosts = ["*"]
+[groups.pcrs]
+0 = ["{a}"]
+7 = ["{a}", "{b}"]
+
+[[workloads]]
+name = "hello"
+digests = ["{c}"]
+"#,
+            a = z(1),
+            b = z(2),
+            c = z(3)
+        )
+    }
+
+    #[test]
+    fn parses_and_appraises_every_failure() {
+        let p = Policy::parse_toml(&doc()).unwrap();
+        assert_eq!(p.id, "t1");
+        assert_eq!(p.hash, HashAlg::Sha256.digest(doc().as_bytes()));
+        let g = p.group_for("any-host").unwrap();
+        assert_eq!(g.pcr_selection(), vec![(HashAlg::Sha256, vec![0, 7])]);
+
+        let mut quoted = PcrMap::new();
+        quoted
+            .entry(HashAlg::Sha256)
+            .or_default()
+            .insert(0, vec![1; 32]);
+        quoted
+            .entry(HashAlg::Sha256)
+            .or_default()
+            .insert(7, vec![2; 32]);
+        assert!(g.appraise_pcrs(&quoted).is_empty());
+
+        quoted
+            .entry(HashAlg::Sha256)
+            .or_default()
+            .insert(0, vec![9; 32]);
+        quoted.entry(HashAlg::Sha256).or_default().remove(&7);
+        let f = g.appraise_pcrs(&quoted);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(matches!(f[0], Failure::PcrNotAllowed { pcr: 0, .. }));
+        assert_eq!(
+            f[1],
+            Failure::PcrMissing {
+                bank: HashAlg::Sha256,
+                pcr: 7
+            }
+        );
+    }
+
+    #[test]
+    fn workload_rules() {
+        let p = Policy::parse_toml(&doc()).unwrap();
+        let g = p.group_for("h").unwrap();
+        assert_eq!(
+            p.check_workload(g, "hello", &[3; 32])
+                .unwrap()
+                .lifetime_secs,
+            300
+        );
+        assert!(matches!(
+            p.check_workload(g, "hello", &[4; 32]),
+            Err(Failure::WorkloadDigestNotAllowed { .. })
+        ));
+        assert!(matches!(
+            p.check_workload(g, "other", &[3; 32]),
+            Err(Failure::WorkloadUnknown { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_documents() {
+        let bad_len = doc().replace(&z(1), "abcd");
+        assert!(matches!(
+            Policy::parse_toml(&bad_len),
+            Err(PolicyError::BadPcrValue { pcr: 0, .. })
+        ));
+        let bad_idx = doc().replace("7 = [", "24 = [");
+        assert!(matches!(
+            Policy::parse_toml(&bad_idx),
+            Err(PolicyError::BadPcrIndex { .. })
+        ));
+        let long = format!("{}\n[tokens]\nmax_lifetime_secs = 901\n", doc());
+        assert!(matches!(
+            Policy::parse_toml(&long),
+            Err(PolicyError::LifetimeTooLong {
+                max: 900,
+                actual: 901,
+                ..
+            })
+        ));
+        let unknown = format!("{}\nsurprise = 1\n", doc());
+        assert!(matches!(
+            Policy::parse_toml(&unknown),
+            Err(PolicyError::Syntax { .. })
+        ));
+        let dup = format!("{}\n[[workloads]]\nname = \"hello\"\ndigests = []\n", doc());
+        assert!(matches!(
+            Policy::parse_toml(&dup),
+            Err(PolicyError::Duplicate {
+                what: "workload",
+                ..
+            })
+        ));
+        assert_eq!(Policy::parse_toml("id = \"\""), Err(PolicyError::EmptyId));
+    }
+
+    #[test]
+    fn no_group_is_a_failure() {
+        let p = Policy::parse_toml(&doc().replace("[\"*\"]", "[\"only-this\"]")).unwrap();
+        assert_eq!(
+            p.group_for("other").unwrap_err(),
+            Failure::NoGroupForHost {
+                host: "other".into()
+            }
+        );
+        assert!(p.group_for("only-this").is_ok());
+    }
+}
