@@ -409,10 +409,7 @@ impl Policy {
         let rule = self
             .workloads
             .iter()
-            .find(|w| {
-                w.name == workload
-                    && (w.groups.is_empty() || w.groups.iter().any(|g| *g == group.name))
-            })
+            .find(|w| w.name == workload && (w.groups.is_empty() || w.groups.contains(&group.name)))
             .ok_or_else(|| Failure::WorkloadUnknown {
                 workload: workload.to_owned(),
                 group: group.name.clone(),
