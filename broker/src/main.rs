@@ -1,2 +1,90 @@
+//! `writ-broker`: the attestation broker service and its offline tools.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use writ_broker::config::Config;
+use writ_broker::evidence::{self, EvidenceCommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "writ-broker", version, about = "Writ attestation broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the /v1 API.
+    Serve {
+        /// TOML configuration file (layered over defaults, under WRIT_* env vars).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check evidence offline and print the verdict as JSON
+    /// (exit 0 valid, 1 invalid, 2 unusable input).
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+    /// Print the effective configuration (defaults + file + environment) as TOML.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_tracing();
+            let cfg = match Config::load(config.as_deref(), Config::process_env()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("writ-broker: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("writ-broker: starting runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(writ_broker::server::serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("writ-broker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Evidence { command } => evidence::run(command),
+        Command::Config { config } => match Config::load(config.as_deref(), Config::process_env()) {
+            Ok(c) => match toml::to_string_pretty(&c) {
+                Ok(s) => {
+                    print!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("writ-broker: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("writ-broker: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -9,6 +9,8 @@
 //! (`RawQuote` → `VerifiedQuote`), rejects trailing bytes and never panics.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod appraisal;
 pub mod audit;
 pub mod credential;
 pub mod crypto;

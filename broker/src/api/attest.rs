@@ -1,0 +1,205 @@
+//! Challenges, appraisals and execution tokens.
+
+use axum::extract::State;
+use axum::Json;
+use verifier_lib::api::{
+    AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, PcrBankSelection, TokenRequest,
+    TokenResponse,
+};
+use verifier_lib::appraisal::{appraise_tpm, TpmAppraisal, TpmEvidenceRef, Verdict};
+use verifier_lib::crypto::HashAlg;
+use verifier_lib::policy::Policy;
+use verifier_lib::request::TokenRequestBinding;
+
+use super::json::ApiJson;
+use super::{random_bytes, ApiError};
+use crate::mint;
+use crate::state::AppState;
+use crate::store::{AppraisalRecord, HostRecord, HostStatus, NonceProblem};
+
+/// `POST /v1/challenge`: a single-use nonce bound to the host.
+pub async fn challenge(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    let host = enrolled_host(&st, &req.host_id).await?;
+    let policy = st.policy.current();
+    let selection = policy
+        .group_for(&host.id)
+        .map(|g| g.pcr_selection())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(bank, pcrs)| PcrBankSelection { bank, pcrs })
+        .collect();
+    let nonce = random_bytes::<32>()?.to_vec();
+    let expires_at = st.now() + st.config.nonces.ttl_secs;
+    st.store.insert_nonce(&nonce, &host.id, expires_at).await?;
+    Ok(Json(ChallengeResponse { nonce, expires_at, pcr_selection: selection, policy_id: policy.id.clone() }))
+}
+
+/// `POST /v1/attest`: appraise a quote; the host's status follows.
+pub async fn attest(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<AttestRequest>,
+) -> Result<Json<AppraisalResponse>, ApiError> {
+    let host = enrolled_host(&st, &req.host_id).await?;
+    consume_nonce(&st, &req.nonce, &host.id).await?;
+    let policy = st.policy.current();
+    let ev = TpmEvidenceRef { attest: &req.evidence.attest, signature: &req.evidence.signature, pcrs: &req.evidence.pcrs };
+    let appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &req.nonce);
+    let response = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
+    Ok(Json(response))
+}
+
+/// `POST /v1/tokens`: appraise a quote taken for this very request and, when
+/// everything passes, mint an execution token for the workload.
+pub async fn token(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let host = enrolled_host(&st, &req.host_id).await?;
+    if req.workload_digest.len() != 32 {
+        return Err(ApiError::bad_request(
+            "invalid_workload_digest",
+            format!("workload_digest: expected 32 bytes (SHA-256), got {}", req.workload_digest.len()),
+        ));
+    }
+    let cnf = match &req.cnf {
+        Some(bytes) => Some(
+            mint::parse_cnf(bytes).map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?,
+        ),
+        None => None,
+    };
+    consume_nonce(&st, &req.nonce, &host.id).await?;
+    let binding = TokenRequestBinding {
+        host_id: &host.id,
+        workload: &req.workload,
+        workload_digest: &req.workload_digest,
+        cnf_key: req.cnf.as_deref(),
+    };
+    let expected = binding.quote_nonce(&req.nonce);
+    let policy = st.policy.current();
+    let ev = TpmEvidenceRef { attest: &req.evidence.attest, signature: &req.evidence.signature, pcrs: &req.evidence.pcrs };
+    let mut appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &expected);
+
+    let mut rule = None;
+    if appraisal.verdict == Verdict::Affirming {
+        if let Some(group) = appraisal.group.as_deref().and_then(|g| policy.groups.iter().find(|x| x.name == g)) {
+            match policy.check_workload(group, &req.workload, &req.workload_digest) {
+                Ok(r) => rule = Some(r.clone()),
+                Err(f) => {
+                    appraisal.failures.push(f);
+                    appraisal.verdict = Verdict::Contraindicated;
+                }
+            }
+        }
+    }
+    let now = st.now();
+    let minted = match (&appraisal.verdict, rule) {
+        (Verdict::Affirming, Some(rule)) => Some(
+            mint::execution_token(&st, &policy, &host.id, &rule, &req, cnf, &appraisal, now)
+                .map_err(|e| ApiError::internal("token_mint_failed", e))?,
+        ),
+        _ => None,
+    };
+    let response = record(&st, &host, &policy, &appraisal, &req.evidence, minted.as_ref().map(|m| &m.record)).await?;
+    match minted {
+        Some(m) => Ok(Json(TokenResponse {
+            token: m.token,
+            cti: m.record.cti,
+            expires_at: m.record.exp,
+            appraisal: response,
+        })),
+        None => Err(denied(&response)),
+    }
+}
+
+fn denied(r: &AppraisalResponse) -> ApiError {
+    let first = r.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "appraisal failed".into());
+    ApiError::forbidden("denied", format!("denied: {first}"))
+        .with_details(serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
+}
+
+/// The host, which must be enrolled and not revoked.
+async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiError> {
+    let host = st
+        .store
+        .host(host_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_host", format!("no enrolled host {host_id}")))?;
+    if host.status == HostStatus::Revoked {
+        return Err(ApiError::forbidden("host_revoked", format!("host {host_id} was revoked by an operator")));
+    }
+    Ok(host)
+}
+
+async fn consume_nonce(st: &AppState, nonce: &[u8], host_id: &str) -> Result<(), ApiError> {
+    match st.store.consume_nonce(nonce, host_id, st.now()).await? {
+        Ok(()) => Ok(()),
+        Err(p) => Err(ApiError::forbidden(
+            match p {
+                NonceProblem::Unknown => "nonce_unknown",
+                NonceProblem::IssuedToAnotherHost => "nonce_other_host",
+                NonceProblem::Expired => "nonce_expired",
+                NonceProblem::AlreadyUsed => "nonce_reused",
+            },
+            match p {
+                NonceProblem::Unknown => "nonce was not issued by this broker",
+                NonceProblem::IssuedToAnotherHost => "nonce was issued to another host",
+                NonceProblem::Expired => "nonce expired",
+                NonceProblem::AlreadyUsed => "nonce was already used",
+            },
+        )),
+    }
+}
+
+/// Store the appraisal (and token) in one transaction and build the answer.
+///
+/// Evidence that did not authenticate (bad signature, wrong nonce) is
+/// recorded as a refused attempt but does not change the host's status:
+/// otherwise anyone able to reach the API could mark any host failed. Genuine
+/// evidence that fails policy marks the host failed.
+async fn record(
+    st: &AppState,
+    host: &HostRecord,
+    policy: &Policy,
+    appraisal: &TpmAppraisal,
+    evidence: &verifier_lib::api::TpmEvidence,
+    token: Option<&crate::store::TokenRecord>,
+) -> Result<AppraisalResponse, ApiError> {
+    let now = st.now();
+    let status = match (appraisal.verdict, appraisal.authentic()) {
+        (Verdict::Affirming, _) => HostStatus::Trusted,
+        (Verdict::Contraindicated, true) => HostStatus::Failed,
+        (Verdict::Contraindicated, false) => host.status,
+    };
+    let failures = serde_json::to_string(&appraisal.failures).map_err(|e| ApiError::internal("encoding", e))?;
+    let evidence_digest = HashAlg::Sha256.digest_parts([
+        evidence.attest.as_slice(),
+        evidence.signature.as_slice(),
+        serde_json::to_string(&evidence.pcrs).unwrap_or_default().as_bytes(),
+    ]);
+    let rec = AppraisalRecord {
+        host_id: host.id.clone(),
+        at: now,
+        verdict: appraisal.verdict.as_str().to_owned(),
+        policy_id: policy.id.clone(),
+        policy_hash: policy.hash_hex(),
+        evidence_digest,
+        failures,
+    };
+    st.store.record_appraisal(&rec, status, token).await?;
+    for f in &appraisal.failures {
+        tracing::warn!(host_id = %host.id, failure = %f, "appraisal failure");
+    }
+    Ok(AppraisalResponse {
+        host_id: host.id.clone(),
+        verdict: rec.verdict,
+        host_status: status.as_str().to_owned(),
+        policy_id: policy.id.clone(),
+        policy_hash: policy.hash_hex(),
+        appraised_at: now,
+        failures: appraisal.failures.clone(),
+    })
+}
+

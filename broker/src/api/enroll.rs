@@ -1,0 +1,127 @@
+//! Enrollment: EK certificate chain + credential activation proving that the
+//! AK lives in the same TPM as the certified EK.
+//!
+//! `start` checks the EK certificate against the trust store, that it
+//! certifies the presented EK public key, and that the AK is a restricted
+//! signing key; it then makes a credential (a random secret) that only the
+//! TPM holding that EK can open, and only for that AK name. `finish` accepts
+//! the host once it returns the secret.
+
+use axum::extract::State;
+use axum::Json;
+use verifier_lib::api::{EnrollFinishRequest, EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse};
+use verifier_lib::credential::{make_credential, CredentialTarget};
+use verifier_lib::crypto::{ct_eq, HashAlg};
+use verifier_lib::ekcert;
+use verifier_lib::tpm::Public;
+
+use super::json::ApiJson;
+use super::{random_bytes, ApiError};
+use crate::state::AppState;
+use crate::store::{EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus};
+
+/// A host's id: derived from its EK public area, so it is stable across
+/// re-enrollments and cannot be chosen by the host.
+pub fn host_id_for(ek_public: &Public) -> String {
+    let d = HashAlg::Sha256.digest(&ek_public.marshalled);
+    hex::encode(d.get(..16).unwrap_or(&d))
+}
+
+/// `POST /v1/enroll/start`.
+pub async fn start(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<EnrollStartRequest>,
+) -> Result<Json<EnrollStartResponse>, ApiError> {
+    let now = st.now();
+    let ek_public = Public::parse(&req.ek_public)
+        .map_err(|e| ApiError::bad_request("invalid_ek_public", format!("ek_public: {e}")))?;
+    let ak_public = Public::parse(&req.ak_public)
+        .map_err(|e| ApiError::bad_request("invalid_ak_public", format!("ak_public: {e}")))?;
+    ak_public
+        .check_ak_attributes()
+        .map_err(|e| ApiError::forbidden("ak_not_restricted_signing", format!("ak_public: {e}")))?;
+    let cert = ekcert::parse_ek_certificate(&req.ek_cert)
+        .map_err(|e| ApiError::bad_request("invalid_ek_cert", format!("ek_cert: {e}")))?;
+    ekcert::verify_ek_chain(&cert, &req.ek_chain, &st.trust, now)
+        .map_err(|e| ApiError::forbidden("ek_cert_untrusted", format!("ek_cert: {e}")))?;
+    ekcert::check_ek_public(&cert, &ek_public.key)
+        .map_err(|e| ApiError::forbidden("ek_public_mismatch", format!("ek_public: {e}")))?;
+    let sym_key_bits = ek_public
+        .symmetric
+        .as_ref()
+        .map(|s| s.key_bits)
+        .ok_or_else(|| ApiError::bad_request("invalid_ek_public", "ek_public: not a storage key (no symmetric algorithm)"))?;
+
+    let ak_name = ak_public.name();
+    let secret = random_bytes::<32>()?;
+    let target = CredentialTarget { ek_key: ek_public.key.clone(), name_alg: ek_public.name_alg, sym_key_bits };
+    let made = make_credential(&target, &ak_name, &secret, &aws_lc_rs::rand::SystemRandom::new())
+        .map_err(|e| ApiError::bad_request("unsupported_ek", format!("ek_public: {e}")))?;
+
+    let host_id = host_id_for(&ek_public);
+    let enrollment_id = hex::encode(random_bytes::<16>()?);
+    let expires_at = now + st.config.nonces.enrollment_ttl_secs;
+    st.store
+        .insert_enrollment(&EnrollmentRecord {
+            id: enrollment_id.clone(),
+            host_id: host_id.clone(),
+            ek_public: req.ek_public.clone(),
+            ek_cert_digest: HashAlg::Sha256.digest(&cert.der),
+            ak_public: req.ak_public.clone(),
+            ak_name,
+            secret_digest: HashAlg::Sha256.digest(&secret),
+            expires_at,
+        })
+        .await?;
+    tracing::info!(%host_id, %enrollment_id, ek_issuer = %cert.issuer, "enrollment started");
+    Ok(Json(EnrollStartResponse {
+        enrollment_id,
+        host_id,
+        id_object: made.id_object,
+        encrypted_secret: made.encrypted_secret,
+        expires_at,
+    }))
+}
+
+/// `POST /v1/enroll/finish`.
+pub async fn finish(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<EnrollFinishRequest>,
+) -> Result<Json<EnrollFinishResponse>, ApiError> {
+    let now = st.now();
+    let rec = match st.store.take_enrollment(&req.enrollment_id, now).await? {
+        Ok(r) => r,
+        Err(EnrollmentProblem::Unknown) => return Err(ApiError::not_found("unknown_enrollment", "no such enrollment")),
+        Err(EnrollmentProblem::Expired) => return Err(ApiError::forbidden("enrollment_expired", "enrollment expired")),
+        Err(EnrollmentProblem::AlreadyAnswered) => {
+            return Err(ApiError::forbidden("enrollment_already_answered", "enrollment was already answered"))
+        }
+    };
+    if !ct_eq(&HashAlg::Sha256.digest(&req.secret), &rec.secret_digest) {
+        tracing::warn!(host_id = %rec.host_id, "credential activation answer is wrong");
+        return Err(ApiError::forbidden(
+            "activation_failed",
+            "the activated credential does not match: the AK is not in the TPM holding the EK",
+        ));
+    }
+    if let Some(existing) = st.store.host(&rec.host_id).await? {
+        if existing.status == HostStatus::Revoked {
+            return Err(ApiError::forbidden("host_revoked", "host was revoked by an operator; re-enrollment refused"));
+        }
+    }
+    let host = HostRecord {
+        id: rec.host_id.clone(),
+        status: HostStatus::Enrolled,
+        ek_public: rec.ek_public,
+        ek_cert_digest: rec.ek_cert_digest,
+        ak_public: rec.ak_public,
+        ak_name: rec.ak_name,
+        enrolled_at: now,
+        last_attested_at: None,
+        last_failure: None,
+        policy_id: None,
+    };
+    st.store.upsert_host(&host).await?;
+    tracing::info!(host_id = %host.id, "host enrolled");
+    Ok(Json(EnrollFinishResponse { host_id: host.id, status: host.status.as_str().to_owned() }))
+}

@@ -1,0 +1,43 @@
+//! The `/v1` HTTP API. [`app`] builds the router so handlers can be tested
+//! without sockets.
+
+mod attest;
+mod enroll;
+pub mod error;
+mod hosts;
+pub mod json;
+mod keys;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub use error::ApiError;
+
+/// The broker's router.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.server.body_limit_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/enroll/start", post(enroll::start))
+        .route("/v1/enroll/finish", post(enroll::finish))
+        .route("/v1/challenge", post(attest::challenge))
+        .route("/v1/attest", post(attest::attest))
+        .route("/v1/tokens", post(attest::token))
+        .route("/v1/keys", get(keys::cose_key_set))
+        .route("/v1/keys/jwks", get(keys::jwks))
+        .route("/v1/hosts", get(hosts::list))
+        .route("/v1/hosts/{id}", get(hosts::show))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Random bytes from the system RNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut out = [0u8; N];
+    aws_lc_rs::rand::fill(&mut out).map_err(|_| ApiError::internal("rng_failure", "system RNG failed"))?;
+    Ok(out)
+}

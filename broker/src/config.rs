@@ -1,0 +1,238 @@
+//! Broker configuration: defaults → TOML file → `WRIT_` environment
+//! variables, parsed once into typed structs and passed down.
+//!
+//! Environment variables use `__` between section and key, e.g.
+//! `WRIT_SERVER__LISTEN=127.0.0.1:9000` or `WRIT_STORAGE__URL=sqlite://x.db`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole broker configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    pub policy: PolicyConfig,
+    pub trust: TrustConfig,
+    pub tokens: TokensConfig,
+    pub nonces: NonceConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the broker serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Maximum request body size in bytes.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://path/to/writ.db` (created if missing).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Directory holding the token signing key (`token-key.pem`, mode 0600).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy document (TOML). Reloaded when it changes.
+    pub file: PathBuf,
+    /// How often the file is checked for changes, in seconds.
+    pub reload_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// Use the bundled TPM manufacturer CA store.
+    pub bundled_manufacturers: bool,
+    /// Extra EK roots: PEM/DER files, or directories of them.
+    pub ek_roots: Vec<PathBuf>,
+    /// Extra EK intermediates: PEM/DER files, or directories of them.
+    pub ek_intermediates: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// `iss` of every token.
+    pub issuer: String,
+    /// Clock leeway when the broker itself checks tokens, in seconds.
+    pub leeway_secs: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NonceConfig {
+    /// Lifetime of a challenge nonce, in seconds.
+    pub ttl_secs: i64,
+    /// Lifetime of a pending enrollment (credential activation), in seconds.
+    pub enrollment_ttl_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            keys: KeysConfig::default(),
+            policy: PolicyConfig::default(),
+            trust: TrustConfig::default(),
+            tokens: TokensConfig::default(),
+            nonces: NonceConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            body_limit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://writ-state/writ.db".into() }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("writ-state/keys") }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self { file: PathBuf::from("policy.toml"), reload_interval_secs: 2 }
+    }
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self { bundled_manufacturers: true, ek_roots: Vec::new(), ek_intermediates: Vec::new() }
+    }
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self { issuer: "writ-broker".into(), leeway_secs: 30 }
+    }
+}
+
+impl Default for NonceConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 60, enrollment_ttl_secs: 120 }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(Box<figment::Error>),
+    #[error("configuration: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Config {
+    /// Load defaults, then `file` (if given), then `WRIT_*` variables from `env`.
+    pub fn load(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The environment provider used in production: `WRIT_SECTION__KEY`.
+    pub fn process_env() -> Env {
+        Env::prefixed("WRIT_").split("__")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.tokens.issuer.is_empty() {
+            return Err(ConfigError::Invalid { field: "tokens.issuer", reason: "must not be empty".into() });
+        }
+        if self.nonces.ttl_secs <= 0 || self.nonces.enrollment_ttl_secs <= 0 {
+            return Err(ConfigError::Invalid { field: "nonces", reason: "lifetimes must be positive".into() });
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "server.tls_cert/tls_key",
+                reason: "set both or neither".into(),
+            });
+        }
+        if self.server.tls_cert.is_none() && !self.server.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                field: "server.listen",
+                reason: "plain HTTP is only allowed on loopback; configure tls_cert and tls_key".into(),
+            });
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid { field: "server.body_limit_bytes", reason: "at least 1024".into() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_defaults_file_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("b.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\nissuer = \"file\"\n")?;
+            jail.set_env("WRIT_TOKENS__ISSUER", "env");
+            let cfg = Config::load(Some(Path::new("b.toml")), Config::process_env()).unwrap();
+            assert_eq!(cfg.server.listen.port(), 9000);
+            assert_eq!(cfg.tokens.issuer, "env");
+            assert_eq!(cfg.nonces.ttl_secs, 60);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn refuses_plain_http_off_loopback_and_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[server]\nlisten = \"0.0.0.0:9000\"\n")?;
+            assert!(matches!(
+                Config::load(Some(Path::new("a.toml")), Config::process_env()),
+                Err(ConfigError::Invalid { field: "server.listen", .. })
+            ));
+            jail.create_file("c.toml", "[server]\nlisten_typo = 1\n")?;
+            assert!(matches!(
+                Config::load(Some(Path::new("c.toml")), Config::process_env()),
+                Err(ConfigError::Parse(_))
+            ));
+            Ok(())
+        });
+    }
+}

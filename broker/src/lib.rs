@@ -1,0 +1,21 @@
+//! # writ-broker
+//!
+//! The broker is a thin I/O shell around `verifier-lib`: it issues nonces,
+//! keeps per-host state, appraises evidence with the active policy and mints
+//! execution tokens. All parsing and cryptographic verification happen in
+//! `verifier-lib`.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod evidence;
+pub mod keys;
+pub mod mint;
+pub mod policy_source;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod trust;
+
+pub use api::app;

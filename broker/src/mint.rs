@@ -1,0 +1,94 @@
+//! Building execution tokens from a passing appraisal.
+
+use std::collections::BTreeMap;
+
+use verifier_lib::appraisal::TpmAppraisal;
+use verifier_lib::crypto::HashAlg;
+use verifier_lib::policy::{Policy, WorkloadRule};
+use verifier_lib::token::{self, Appraisal, Claims, EarStatus, TokenError, TrustVector, VerifyingKey};
+
+use crate::state::AppState;
+use crate::store::TokenRecord;
+
+/// EAR trustworthiness claim value "affirming" for a vector component.
+const TV_AFFIRMING: i8 = 2;
+
+/// A freshly minted token and what the store records of it.
+#[derive(Debug)]
+pub struct Minted {
+    pub token: Vec<u8>,
+    pub record: TokenRecord,
+}
+
+/// Parse the workload's `cnf` COSE_Key.
+pub fn parse_cnf(bytes: &[u8]) -> Result<VerifyingKey, TokenError> {
+    VerifyingKey::from_cose_key(bytes)
+}
+
+/// The `verifier-id` every token carries.
+pub fn verifier_id() -> String {
+    format!("writ-broker/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Mint the execution token for `rule` on `host_id`.
+#[allow(clippy::too_many_arguments)]
+pub fn execution_token(
+    st: &AppState,
+    policy: &Policy,
+    host_id: &str,
+    rule: &WorkloadRule,
+    req: &verifier_lib::api::TokenRequest,
+    cnf: Option<VerifyingKey>,
+    appraisal: &TpmAppraisal,
+    now: i64,
+) -> Result<Minted, TokenError> {
+    let lifetime = i64::from(rule.lifetime_secs.min(policy.max_lifetime_secs));
+    let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())?;
+    let mut submods = BTreeMap::new();
+    if let Some(q) = &appraisal.quote {
+        submods.insert("tpm".to_owned(), token::tpm_submod(q));
+    }
+    let claims = Claims {
+        iss: st.config.tokens.issuer.clone(),
+        sub: host_id.to_owned(),
+        aud: rule.name.clone(),
+        exp: now + lifetime,
+        nbf: now,
+        iat: now,
+        cti: cti.clone(),
+        eat_nonce: Some(req.nonce.clone()),
+        eat_profile: token::PROFILE.to_owned(),
+        appraisal: Appraisal {
+            status: EarStatus::Affirming,
+            trust_vector: TrustVector {
+                instance_identity: Some(TV_AFFIRMING),
+                configuration: Some(TV_AFFIRMING),
+                executables: Some(TV_AFFIRMING),
+                hardware: Some(TV_AFFIRMING),
+                ..TrustVector::default()
+            },
+            policy_id: format!("{}@sha256:{}", policy.id, policy.hash_hex()),
+            verifier_id: verifier_id(),
+            submods,
+        },
+        workload_digest: Some(req.workload_digest.clone()),
+        cnf,
+        lineage: None,
+        scope: Vec::new(),
+        audit_index: None,
+    };
+    let bytes = token::mint(&claims, &st.signing_key)?;
+    Ok(Minted {
+        record: TokenRecord {
+            cti,
+            host_id: host_id.to_owned(),
+            workload: rule.name.clone(),
+            workload_digest: req.workload_digest.clone(),
+            iat: now,
+            exp: now + lifetime,
+            policy_id: policy.id.clone(),
+            token_digest: HashAlg::Sha256.digest(&bytes),
+        },
+        token: bytes,
+    })
+}

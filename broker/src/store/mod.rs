@@ -1,0 +1,243 @@
+//! Broker state: hosts, pending enrollments, nonces, appraisals and tokens.
+//!
+//! Handlers talk to [`Store`] only. SQLite is the embedded default; the enum
+//! is the seam where the PostgreSQL backend (several brokers, one database)
+//! plugs in without touching any handler. Every state change that records a
+//! decision happens in one transaction.
+
+mod sqlite;
+
+use serde::Serialize;
+
+/// Lifecycle of an enrolled host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Enrolled (AK proven by credential activation), not yet attested.
+    Enrolled,
+    /// Last appraisal passed.
+    Trusted,
+    /// Last appraisal failed; see `last_failure`.
+    Failed,
+    /// Revoked by an operator.
+    Revoked,
+}
+
+impl HostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Enrolled => "enrolled",
+            HostStatus::Trusted => "trusted",
+            HostStatus::Failed => "failed",
+            HostStatus::Revoked => "revoked",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "enrolled" => HostStatus::Enrolled,
+            "trusted" => HostStatus::Trusted,
+            "failed" => HostStatus::Failed,
+            "revoked" => HostStatus::Revoked,
+            other => return Err(StoreError::Corrupt { what: "hosts.status", value: other.to_owned() }),
+        })
+    }
+}
+
+/// An enrolled host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub id: String,
+    pub status: HostStatus,
+    /// TPM2B_PUBLIC of the EK.
+    pub ek_public: Vec<u8>,
+    pub ek_cert_digest: Vec<u8>,
+    /// TPM2B_PUBLIC of the AK.
+    pub ak_public: Vec<u8>,
+    pub ak_name: Vec<u8>,
+    pub enrolled_at: i64,
+    pub last_attested_at: Option<i64>,
+    /// JSON array of failures of the last failed appraisal.
+    pub last_failure: Option<String>,
+    pub policy_id: Option<String>,
+}
+
+/// A credential-activation challenge waiting for the host's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentRecord {
+    pub id: String,
+    pub host_id: String,
+    pub ek_public: Vec<u8>,
+    pub ek_cert_digest: Vec<u8>,
+    pub ak_public: Vec<u8>,
+    pub ak_name: Vec<u8>,
+    /// SHA-256 of the activation secret (the secret itself is not stored).
+    pub secret_digest: Vec<u8>,
+    pub expires_at: i64,
+}
+
+/// One appraisal, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppraisalRecord {
+    pub host_id: String,
+    pub at: i64,
+    /// `affirming` or `contraindicated`.
+    pub verdict: String,
+    pub policy_id: String,
+    pub policy_hash: String,
+    pub evidence_digest: Vec<u8>,
+    /// JSON array of failures (empty when affirming).
+    pub failures: String,
+}
+
+/// A minted token, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub cti: Vec<u8>,
+    pub host_id: String,
+    pub workload: String,
+    pub workload_digest: Vec<u8>,
+    pub iat: i64,
+    pub exp: i64,
+    pub policy_id: String,
+    pub token_digest: Vec<u8>,
+}
+
+/// Why a nonce was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonceProblem {
+    Unknown,
+    IssuedToAnotherHost,
+    Expired,
+    AlreadyUsed,
+}
+
+/// Why a pending enrollment could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollmentProblem {
+    Unknown,
+    Expired,
+    AlreadyAnswered,
+}
+
+/// A storage failure. Details go to logs; clients see `storage_error`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported storage url {url:?}: expected sqlite://PATH")]
+    UnsupportedUrl { url: String },
+    #[error("corrupt row: {what} = {value:?}")]
+    Corrupt { what: &'static str, value: String },
+}
+
+/// The broker's state store.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Open (creating if needed) the store named by `url` and apply migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::open(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl { url: url.to_owned() })
+        }
+    }
+
+    pub async fn insert_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_enrollment(rec).await,
+        }
+    }
+
+    /// Atomically take a pending enrollment (it can be answered once).
+    pub async fn take_enrollment(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.take_enrollment(id, now).await,
+        }
+    }
+
+    /// Create or replace a host after a successful credential activation.
+    pub async fn upsert_host(&self, host: &HostRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.upsert_host(host).await,
+        }
+    }
+
+    pub async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.host(id).await,
+        }
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.hosts().await,
+        }
+    }
+
+    pub async fn insert_nonce(&self, nonce: &[u8], host_id: &str, expires_at: i64) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_nonce(nonce, host_id, expires_at).await,
+        }
+    }
+
+    /// Mark a nonce used, once, if it was issued to `host_id` and is unexpired.
+    pub async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        host_id: &str,
+        now: i64,
+    ) -> Result<Result<(), NonceProblem>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.consume_nonce(nonce, host_id, now).await,
+        }
+    }
+
+    /// Record an appraisal, the host's new status and, when one was minted,
+    /// the token — all in one transaction.
+    pub async fn record_appraisal(
+        &self,
+        appraisal: &AppraisalRecord,
+        status: HostStatus,
+        token: Option<&TokenRecord>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_appraisal(appraisal, status, token).await,
+        }
+    }
+
+    pub async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.token(cti).await,
+        }
+    }
+
+    /// Count of rows per table, for tests and metrics.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.counts().await,
+        }
+    }
+}
+
+/// Row counts (tests check that bad input changed nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub hosts: i64,
+    pub enrollments: i64,
+    pub nonces: i64,
+    pub appraisals: i64,
+    pub tokens: i64,
+}

@@ -1,0 +1,241 @@
+//! The broker's HTTP API messages (`/v1`), shared by the broker (server) and
+//! the attester (client) so that both sides agree on one definition.
+//!
+//! Binary fields are base64url without padding. PCR values use the JSON
+//! shape `{"sha256": {"0": "hex", ...}}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Failure;
+use crate::tpm::PcrValues;
+
+/// `POST /v1/enroll/start`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollStartRequest {
+    /// The EK certificate as read from NV (DER, NV padding allowed).
+    #[serde(with = "b64")]
+    pub ek_cert: Vec<u8>,
+    /// Chain certificates found in NV, if any (DER).
+    #[serde(with = "b64::list", default)]
+    pub ek_chain: Vec<Vec<u8>>,
+    /// TPM2B_PUBLIC of the EK.
+    #[serde(with = "b64")]
+    pub ek_public: Vec<u8>,
+    /// TPM2B_PUBLIC of the AK.
+    #[serde(with = "b64")]
+    pub ak_public: Vec<u8>,
+}
+
+/// Answer to `POST /v1/enroll/start`: a credential only the TPM holding the
+/// EK can open, and only for that AK.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollStartResponse {
+    pub enrollment_id: String,
+    pub host_id: String,
+    /// TPM2B_ID_OBJECT buffer (without its outer size).
+    #[serde(with = "b64")]
+    pub id_object: Vec<u8>,
+    /// TPM2B_ENCRYPTED_SECRET buffer (without its outer size).
+    #[serde(with = "b64")]
+    pub encrypted_secret: Vec<u8>,
+    pub expires_at: i64,
+}
+
+/// `POST /v1/enroll/finish`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollFinishRequest {
+    pub enrollment_id: String,
+    /// The secret ActivateCredential returned.
+    #[serde(with = "b64")]
+    pub secret: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollFinishResponse {
+    pub host_id: String,
+    pub status: String,
+}
+
+/// `POST /v1/challenge`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    pub host_id: String,
+}
+
+/// One bank of a PCR selection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PcrBankSelection {
+    pub bank: crate::crypto::HashAlg,
+    pub pcrs: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChallengeResponse {
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    pub expires_at: i64,
+    /// What the quote must cover.
+    pub pcr_selection: Vec<PcrBankSelection>,
+    pub policy_id: String,
+}
+
+/// TPM evidence: a quote, its signature and the PCR values it covers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TpmEvidence {
+    /// TPMS_ATTEST (or TPM2B_ATTEST).
+    #[serde(with = "b64")]
+    pub attest: Vec<u8>,
+    /// TPMT_SIGNATURE.
+    #[serde(with = "b64")]
+    pub signature: Vec<u8>,
+    pub pcrs: PcrValues,
+}
+
+/// `POST /v1/attest`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    pub host_id: String,
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    pub evidence: TpmEvidence,
+}
+
+/// The outcome of one appraisal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppraisalResponse {
+    pub host_id: String,
+    /// `affirming` or `contraindicated`.
+    pub verdict: String,
+    /// The host's status after this appraisal.
+    pub host_status: String,
+    pub policy_id: String,
+    pub policy_hash: String,
+    pub appraised_at: i64,
+    /// Every failing rule (empty when affirming).
+    pub failures: Vec<Failure>,
+}
+
+/// `POST /v1/tokens`: a token for one workload, backed by a quote whose
+/// extraData is `SHA-256(nonce ‖ canonical request)` (see [`crate::request`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub host_id: String,
+    pub workload: String,
+    /// SHA-256 of the workload executable.
+    #[serde(with = "b64")]
+    pub workload_digest: Vec<u8>,
+    /// The workload's COSE_Key (P-256) for the `cnf` claim.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Vec<u8>>,
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    pub evidence: TpmEvidence,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenResponse {
+    /// The COSE_Sign1 execution token.
+    #[serde(with = "b64")]
+    pub token: Vec<u8>,
+    #[serde(with = "b64")]
+    pub cti: Vec<u8>,
+    pub expires_at: i64,
+    pub appraisal: AppraisalResponse,
+}
+
+/// A host as operators see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostView {
+    pub id: String,
+    pub status: String,
+    pub enrolled_at: i64,
+    pub last_attested_at: Option<i64>,
+    pub last_failure: Option<Vec<Failure>>,
+    pub policy_id: Option<String>,
+    pub ak_name: String,
+}
+
+/// The error body every `/v1` endpoint uses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Serde helpers for base64url (no padding) byte fields.
+pub mod b64 {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <&str>::deserialize(d).or_else(|_| Err(serde::de::Error::custom("expected a base64url string")))?;
+        URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|e| serde::de::Error::custom(format!("invalid base64url: {e}")))
+    }
+
+    /// `Option<Vec<u8>>` fields.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(b) => super::serialize(b, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            let s = Option::<String>::deserialize(d)?;
+            s.map(|s| {
+                URL_SAFE_NO_PAD
+                    .decode(s.trim_end_matches('='))
+                    .map_err(|e| serde::de::Error::custom(format!("invalid base64url: {e}")))
+            })
+            .transpose()
+        }
+    }
+
+    /// `Vec<Vec<u8>>` fields.
+    pub mod list {
+        use super::*;
+        use serde::ser::SerializeSeq;
+
+        pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for b in v {
+                seq.serialize_element(&URL_SAFE_NO_PAD.encode(b))?;
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+            Vec::<String>::deserialize(d)?
+                .into_iter()
+                .map(|s| {
+                    URL_SAFE_NO_PAD
+                        .decode(s.trim_end_matches('='))
+                        .map_err(|e| serde::de::Error::custom(format!("invalid base64url: {e}")))
+                })
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Composition of evidence verification and policy into one appraisal.
+//!
+//! The order is fixed: the evidence is authenticated first (AK public area,
+//! quote structure, signature, nonce, PCR digest) and only authentic evidence
+//! is compared with the policy. Signature and nonce checks never depend on
+//! policy: an empty policy still rejects a forged quote.
+
+use serde::Serialize;
+
+use crate::policy::{Failure, Policy};
+use crate::tpm::{self, AkPublic, PcrSelection, PcrValues, VerifiedQuote};
+
+/// The overall result, in EAR terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Affirming,
+    Contraindicated,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Affirming => "affirming",
+            Verdict::Contraindicated => "contraindicated",
+        }
+    }
+}
+
+/// Everything one TPM appraisal found.
+#[derive(Debug, Clone)]
+pub struct TpmAppraisal {
+    pub verdict: Verdict,
+    /// The quote verified against the host's AK and the expected nonce: the
+    /// evidence is genuine, whatever the policy says of it.
+    pub quote: Option<VerifiedQuote>,
+    /// Every failure (evidence or policy), in the order found.
+    pub failures: Vec<Failure>,
+    /// The policy group that applied, if any.
+    pub group: Option<String>,
+}
+
+impl TpmAppraisal {
+    /// Whether the evidence was authenticated (signature, nonce, PCR digest).
+    pub fn authentic(&self) -> bool {
+        self.quote.is_some()
+    }
+}
+
+/// TPM evidence as received.
+#[derive(Debug, Clone, Copy)]
+pub struct TpmEvidenceRef<'a> {
+    pub attest: &'a [u8],
+    pub signature: &'a [u8],
+    pub pcrs: &'a PcrValues,
+}
+
+/// Appraise a quote from `host_id`, whose enrolled AK is `ak_public`
+/// (TPM2B_PUBLIC or TPMT_PUBLIC), against `policy`.
+pub fn appraise_tpm(
+    policy: &Policy,
+    host_id: &str,
+    ak_public: &[u8],
+    evidence: TpmEvidenceRef<'_>,
+    expected_nonce: &[u8],
+) -> TpmAppraisal {
+    let mut failures = Vec::new();
+    let group = match policy.group_for(host_id) {
+        Ok(g) => Some(g),
+        Err(f) => {
+            failures.push(f);
+            None
+        }
+    };
+    let required = PcrSelection {
+        banks: group.map(|g| g.pcr_selection()).unwrap_or_default(),
+    };
+    let quote = match tpm::Public::parse(ak_public) {
+        Err(e) => {
+            failures.push(Failure::EvidenceRejected { stage: "ak_public".into(), reason: e.to_string() });
+            None
+        }
+        Ok(ak) => {
+            let ak = AkPublic::Tpm(ak);
+            match tpm::verify_quote(
+                evidence.attest,
+                evidence.signature,
+                &ak,
+                expected_nonce,
+                evidence.pcrs,
+                &required,
+            ) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    failures.push(Failure::EvidenceRejected { stage: "quote".into(), reason: e.to_string() });
+                    None
+                }
+            }
+        }
+    };
+    if let (Some(g), Some(q)) = (group, &quote) {
+        failures.extend(g.appraise_pcrs(&q.pcrs.0));
+    }
+    TpmAppraisal {
+        verdict: if failures.is_empty() && quote.is_some() { Verdict::Affirming } else { Verdict::Contraindicated },
+        quote,
+        failures,
+        group: group.map(|g| g.name.clone()),
+    }
+}
