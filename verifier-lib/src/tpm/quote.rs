@@ -1,0 +1,195 @@
+//! Quote verification: signature, nonce, PCR selection and `pcrDigest`.
+
+use serde::Serialize;
+
+use super::{
+    hex_bytes, AkPublic, Attest, Attested, ClockInfo, PcrSelection, PcrValues, QuoteError, SigAlg,
+    Signature, TpmError, ST_ATTEST_QUOTE, TPM_GENERATED_VALUE,
+};
+use crate::crypto::{self, HashAlg, PublicKey, SignatureError};
+
+/// A quote whose signature, nonce and PCR digest have been verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedQuote {
+    pub attest: Attest,
+    /// The quoted PCR values (only the selected ones), checked against `pcrDigest`.
+    pub pcrs: PcrValues,
+    pub clock_info: ClockInfo,
+    pub firmware_version: u64,
+    #[serde(with = "hex_bytes")]
+    pub qualified_signer: Vec<u8>,
+    /// The nonce found in (and checked against) `extraData`.
+    #[serde(with = "hex_bytes")]
+    pub nonce: Vec<u8>,
+}
+
+/// Verify a TPM quote.
+///
+/// `attest` is a raw `TPMS_ATTEST` or a `TPM2B_ATTEST`; `signature` a
+/// `TPMT_SIGNATURE`. Checks, in order: both parse; magic; type is a quote;
+/// the signature scheme fits the AK (key type, curve, the AK's own scheme);
+/// the signature verifies over the `TPMS_ATTEST` bytes; `extraData` equals
+/// `expected_nonce`; the quoted selection covers `required`; every quoted
+/// PCR has a value of the bank's digest length in `pcr_values`; and the
+/// signature hash over those values in selection order equals `pcrDigest`.
+///
+/// The signature and nonce checks do not depend on `required`: an empty
+/// selection still rejects forged or replayed quotes.
+pub fn verify_quote(
+    attest: &[u8],
+    signature: &[u8],
+    ak: &AkPublic,
+    expected_nonce: &[u8],
+    pcr_values: &PcrValues,
+    required: &PcrSelection,
+) -> Result<VerifiedQuote, QuoteError> {
+    let parsed = Attest::parse(attest)?;
+    let signature = Signature::parse(signature)?;
+    verify_parsed(parsed, &signature, ak, expected_nonce, pcr_values, required)
+}
+
+/// [`verify_quote`] for a signature that is not a `TPMT_SIGNATURE`, such as
+/// a raw RSA signature built with [`Signature::from_raw_rsa_pkcs1`].
+pub fn verify_quote_with_signature(
+    attest: &[u8],
+    signature: &Signature,
+    ak: &AkPublic,
+    expected_nonce: &[u8],
+    pcr_values: &PcrValues,
+    required: &PcrSelection,
+) -> Result<VerifiedQuote, QuoteError> {
+    let parsed = Attest::parse(attest)?;
+    verify_parsed(parsed, signature, ak, expected_nonce, pcr_values, required)
+}
+
+fn verify_parsed(
+    attest: Attest,
+    signature: &Signature,
+    ak: &AkPublic,
+    expected_nonce: &[u8],
+    pcr_values: &PcrValues,
+    required: &PcrSelection,
+) -> Result<VerifiedQuote, QuoteError> {
+    if attest.magic != TPM_GENERATED_VALUE {
+        return Err(TpmError::BadMagic {
+            expected: TPM_GENERATED_VALUE,
+            actual: attest.magic,
+        }
+        .into());
+    }
+    let Attested::Quote {
+        pcr_select,
+        pcr_digest,
+    } = &attest.attested
+    else {
+        return Err(QuoteError::WrongType {
+            expected: ST_ATTEST_QUOTE,
+            actual: attest.attest_type,
+        });
+    };
+
+    verify_signature(&attest.marshalled, signature, ak)?;
+
+    if !crypto::ct_eq(&attest.extra_data, expected_nonce) {
+        return Err(QuoteError::NonceMismatch {
+            expected: hex::encode(expected_nonce),
+            actual: hex::encode(&attest.extra_data),
+        });
+    }
+
+    if !pcr_select.covers(required) {
+        return Err(QuoteError::SelectionDoesNotCover {
+            required: required.clone(),
+            quoted: pcr_select.clone(),
+        });
+    }
+
+    let mut quoted = PcrValues::default();
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for (bank, pcr) in pcr_select.iter() {
+        let value = pcr_values
+            .value(bank, pcr)
+            .ok_or(QuoteError::MissingPcrValue { bank, pcr })?;
+        if value.len() != bank.output_len() {
+            return Err(QuoteError::PcrValueLength {
+                bank,
+                pcr,
+                expected: bank.output_len(),
+                actual: value.len(),
+            });
+        }
+        parts.push(value);
+        quoted.insert(bank, pcr, value.to_vec());
+    }
+    let computed = signature.hash.digest_parts(parts);
+    if !crypto::ct_eq(&computed, pcr_digest) {
+        return Err(QuoteError::PcrDigestMismatch {
+            expected: hex::encode(pcr_digest),
+            actual: hex::encode(computed),
+        });
+    }
+
+    Ok(VerifiedQuote {
+        pcrs: quoted,
+        clock_info: attest.clock_info,
+        firmware_version: attest.firmware_version,
+        qualified_signer: attest.qualified_signer.clone(),
+        nonce: attest.extra_data.clone(),
+        attest,
+    })
+}
+
+/// Check the signature's scheme against the AK, then verify it over `message`.
+fn verify_signature(
+    message: &[u8],
+    signature: &Signature,
+    ak: &AkPublic,
+) -> Result<(), QuoteError> {
+    let key = ak.key();
+    let mismatch = || QuoteError::SignatureSchemeMismatch {
+        signature_scheme: signature.scheme,
+        signature_hash: signature.hash,
+        key: describe_key(key),
+    };
+    let sig_bytes =
+        match (key, signature.scheme) {
+            (PublicKey::Ec { curve, .. }, SigAlg::EcDsa) => signature
+                .ecdsa_for_curve(*curve)
+                .map_err(|(field, actual)| QuoteError::EcdsaComponentTooLarge {
+                    field,
+                    max: curve.field_len(),
+                    actual,
+                })?,
+            (PublicKey::Rsa { .. }, SigAlg::RsaSsa | SigAlg::RsaPss) => signature.bytes.clone(),
+            _ => return Err(mismatch()),
+        };
+    if let AkPublic::Tpm(public) = ak {
+        if let Some((ak_scheme, ak_hash)) = public.scheme {
+            let hash_ok = ak_hash.is_none_or(|h| h == signature.hash);
+            if ak_scheme != signature.scheme.tpm_alg_id() || !hash_ok {
+                return Err(QuoteError::AkSchemeMismatch {
+                    signature_scheme: signature.scheme,
+                    signature_hash: signature.hash,
+                    ak_scheme,
+                    ak_hash,
+                });
+            }
+        }
+    }
+    let scheme = signature.sig_scheme();
+    // SHA-1 signatures are not accepted for attestation.
+    if signature.hash == HashAlg::Sha1 {
+        return Err(QuoteError::UnsupportedAlgorithm { scheme });
+    }
+    crypto::verify(key, scheme, message, &sig_bytes).map_err(|e| match e {
+        SignatureError::Invalid => QuoteError::SignatureInvalid,
+        SignatureError::Unsupported { scheme } => QuoteError::UnsupportedAlgorithm { scheme },
+    })
+}
+
+fn describe_key(key: &PublicKey) -> String {
+    match key {
+        PublicKey::Rsa { .. } => format!("rsa-{}", key.rsa_bits()),
+        PublicKey::Ec { curve, .. } => format!("ecc-{curve:?}"),
+    }
+}
