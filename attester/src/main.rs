@@ -1,2 +1,133 @@
+//! `writ-attester`: enroll this host, attest it, and run workloads only with
+//! a valid execution token.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use writ_attester::commands::{self, Settings};
+use writ_attester::tpm::{AkAlg, DEFAULT_TCTI};
+
+#[derive(Debug, Parser)]
+#[command(name = "writ-attester", version, about = "Writ host attester and workload gate")]
+struct Cli {
+    /// Broker base URL.
+    #[arg(long, env = "WRIT_BROKER", default_value = "http://127.0.0.1:8443")]
+    broker: String,
+    /// Extra CA certificate (PEM) trusted for the broker's TLS certificate.
+    #[arg(long, env = "WRIT_BROKER_CA")]
+    ca_cert: Option<PathBuf>,
+    /// TPM TCTI: `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, ...
+    #[arg(long, env = "WRIT_TCTI", default_value = DEFAULT_TCTI)]
+    tcti: String,
+    /// Where the attester keeps its host id and AK.
+    #[arg(long, env = "WRIT_STATE_DIR", default_value = "/var/lib/writ-attester")]
+    state_dir: PathBuf,
+    /// Expected issuer (`iss`) of execution tokens.
+    #[arg(long, env = "WRIT_ISSUER", default_value = "writ-broker")]
+    issuer: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AkChoice {
+    Ecc,
+    Rsa,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll this host with the broker (EK certificate + credential activation).
+    Enroll {
+        #[arg(long, value_enum, default_value = "ecc")]
+        ak: AkChoice,
+    },
+    /// Attest once and print the appraisal (exit 0 affirming, 1 otherwise).
+    Attest,
+    /// Run PROGRAM only if the broker issues a valid token for it.
+    Run {
+        /// Workload name as the policy knows it.
+        #[arg(long)]
+        workload: String,
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
+        program: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = Settings {
+        broker: cli.broker,
+        ca_cert: cli.ca_cert,
+        tcti: cli.tcti,
+        state_dir: cli.state_dir,
+        issuer: cli.issuer,
+    };
+    match cli.command {
+        Command::Enroll { ak } => {
+            let ak = match ak {
+                AkChoice::Ecc => AkAlg::EccP256,
+                AkChoice::Rsa => AkAlg::Rsa2048,
+            };
+            match commands::enroll(&settings, ak) {
+                Ok(done) => print_json(&done, ExitCode::SUCCESS),
+                Err(e) => fail("enroll failed", &e),
+            }
+        }
+        Command::Attest => match commands::attest(&settings) {
+            Ok(a) => {
+                let code = if a.verdict == "affirming" { ExitCode::SUCCESS } else { ExitCode::from(1) };
+                print_json(&a, code)
+            }
+            Err(e) => fail("attest failed", &e),
+        },
+        Command::Run { workload, program } => {
+            let Some((name, args)) = program.split_first() else {
+                eprintln!("writ-attester: run: no program given");
+                return ExitCode::from(2);
+            };
+            let refuse = |e: &commands::CommandError| {
+                eprintln!("writ-attester: refused to run {name}: {}", commands::denial_reasons(e));
+                ExitCode::from(3)
+            };
+            let prog = match commands::resolve_program(name) {
+                Ok(p) => p,
+                Err(e) => return refuse(&e),
+            };
+            let (token, verified) = match commands::obtain_token(&settings, &workload, &prog) {
+                Ok(t) => t,
+                Err(e) => return refuse(&e),
+            };
+            eprintln!(
+                "writ-attester: token {} for workload {} (expires {}); starting {}",
+                hex::encode(&verified.claims.cti),
+                workload,
+                verified.claims.exp,
+                prog.path.display()
+            );
+            let e = commands::exec_with_token(&prog, args, &token);
+            refuse(&e)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T, code: ExitCode) -> ExitCode {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            code
+        }
+        Err(e) => {
+            eprintln!("writ-attester: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fail(what: &str, e: &commands::CommandError) -> ExitCode {
+    eprintln!("writ-attester: {what}: {}", commands::denial_reasons(e));
+    ExitCode::FAILURE
+}

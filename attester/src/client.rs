@@ -1,0 +1,102 @@
+//! The broker's HTTP client (blocking: the attester is a sequential CLI and
+//! the TPM context is not shareable across threads anyway).
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use verifier_lib::api::ErrorBody;
+use verifier_lib::token::KeySet;
+
+/// A failure talking to the broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("broker unreachable at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("broker refused {path}: {code}: {message}")]
+    Refused {
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+        details: Option<serde_json::Value>,
+    },
+    #[error("broker answered {path} with an unreadable body: {reason}")]
+    BadResponse { path: String, reason: String },
+    #[error("reading CA certificate {path}: {source}")]
+    CaCert { path: String, source: std::io::Error },
+    #[error("building HTTP client: {0}")]
+    Build(reqwest::Error),
+}
+
+/// A client for one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerClient {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl BrokerClient {
+    /// `base` is e.g. `https://broker:8443`; `ca_pem` adds a trusted root.
+    pub fn new(base: &str, ca_pem: Option<&std::path::Path>) -> Result<Self, ClientError> {
+        let mut b = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(p) = ca_pem {
+            let pem = std::fs::read(p).map_err(|source| ClientError::CaCert { path: p.display().to_string(), source })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(ClientError::Build)?;
+            b = b.add_root_certificate(cert);
+        }
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), http: b.build().map_err(ClientError::Build)? })
+    }
+
+    pub fn post<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> Result<Resp, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        Self::decode(path, resp)
+    }
+
+    pub fn get<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self.http.get(&url).send().map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        Self::decode(path, resp)
+    }
+
+    /// The broker's token verification keys (COSE_KeySet).
+    pub fn key_set(&self) -> Result<KeySet, ClientError> {
+        let url = format!("{}/v1/keys", self.base);
+        let resp = self.http.get(&url).send().map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let status = resp.status();
+        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse { path: "/v1/keys".into(), reason: e.to_string() })?;
+        if !status.is_success() {
+            return Err(ClientError::BadResponse { path: "/v1/keys".into(), reason: format!("HTTP {status}") });
+        }
+        KeySet::from_cose_key_set(&bytes)
+            .map_err(|e| ClientError::BadResponse { path: "/v1/keys".into(), reason: e.to_string() })
+    }
+
+    fn decode<Resp: DeserializeOwned>(path: &str, resp: reqwest::blocking::Response) -> Result<Resp, ClientError> {
+        let status = resp.status();
+        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse { path: path.into(), reason: e.to_string() })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::BadResponse { path: path.into(), reason: e.to_string() });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => Err(ClientError::Refused {
+                path: path.into(),
+                status: status.as_u16(),
+                code: e.error.code,
+                message: e.error.message,
+                details: e.error.details,
+            }),
+            Err(_) => Err(ClientError::BadResponse { path: path.into(), reason: format!("HTTP {status}") }),
+        }
+    }
+}

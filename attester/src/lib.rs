@@ -1,0 +1,12 @@
+//! # writ-attester
+//!
+//! The host agent: enrolls the host (EK certificate + credential
+//! activation), answers challenges with TPM quotes, and runs workloads only
+//! with a valid execution token. All verification is done by `verifier-lib`;
+//! this crate talks to the TPM and the broker.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod commands;
+pub mod state;
+pub mod tpm;
