@@ -268,6 +268,10 @@ impl AkPublic {
     /// Auto-detect and parse PEM SPKI, DER SPKI, `TPMT_PUBLIC` or `TPM2B_PUBLIC`.
     pub fn parse_any(bytes: &[u8]) -> Result<AkPublic, TpmError> {
         if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let trailing = pem_trailing_bytes(bytes);
+            if trailing != 0 {
+                return Err(crate::wire::WireError::TrailingBytes { count: trailing }.into());
+            }
             let blocks = pem::parse_many(bytes).map_err(|e| TpmError::UnexpectedPem {
                 expected: "PUBLIC KEY",
                 actual: e.to_string(),
@@ -308,6 +312,21 @@ impl AkPublic {
             AkPublic::Spki(_) => None,
         }
     }
+}
+
+/// Number of non-whitespace bytes after the last PEM `-----END ...-----` line
+/// (0 if there is no END line: the PEM parser reports that).
+fn pem_trailing_bytes(bytes: &[u8]) -> usize {
+    const END: &[u8] = b"-----END";
+    let Some(start) = bytes.windows(END.len()).rposition(|w| w == END) else {
+        return 0;
+    };
+    let after_marker = bytes.get(start + END.len()..).unwrap_or_default();
+    let Some(close) = after_marker.windows(5).position(|w| w == b"-----") else {
+        return 0;
+    };
+    let rest = after_marker.get(close + 5..).unwrap_or_default();
+    rest.iter().filter(|b| !b.is_ascii_whitespace()).count()
 }
 
 /// Convert a DER SubjectPublicKeyInfo (RSA or EC P-256/P-384/P-521) to a `PublicKey`.
