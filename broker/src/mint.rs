@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use verifier_lib::appraisal::TpmAppraisal;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::policy::{Policy, WorkloadRule};
-use verifier_lib::token::{self, Appraisal, Claims, EarStatus, TokenError, TrustVector, VerifyingKey};
+use verifier_lib::tpm::VerifiedQuote;
+use verifier_lib::token::{self, Appraisal, ClaimValue, Claims, EarStatus, SubmodClaims, TokenError, TrustVector, VerifyingKey};
 
 use crate::state::AppState;
 use crate::store::TokenRecord;
@@ -22,7 +23,7 @@ pub struct Minted {
 
 /// Parse the workload's `cnf` COSE_Key.
 pub fn parse_cnf(bytes: &[u8]) -> Result<VerifyingKey, TokenError> {
-    VerifyingKey::from_cose_key(bytes)
+    VerifyingKey::from_cose_key_bytes(bytes)
 }
 
 /// The `verifier-id` every token carries.
@@ -46,7 +47,7 @@ pub fn execution_token(
     let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())?;
     let mut submods = BTreeMap::new();
     if let Some(q) = &appraisal.quote {
-        submods.insert("tpm".to_owned(), token::tpm_submod(q));
+        submods.insert("tpm".to_owned(), tpm_submod(q));
     }
     let claims = Claims {
         iss: st.config.tokens.issuer.clone(),
@@ -91,4 +92,20 @@ pub fn execution_token(
         },
         token: bytes,
     })
+}
+
+/// The `tpm` submodule claims: what the verified quote says of the TPM.
+fn tpm_submod(q: &VerifiedQuote) -> SubmodClaims {
+    let mut m = SubmodClaims::new();
+    m.insert("firmware-version".into(), ClaimValue::Int(i64::try_from(q.firmware_version).unwrap_or(i64::MAX)));
+    m.insert("reset-count".into(), ClaimValue::Int(i64::from(q.clock_info.reset_count)));
+    m.insert("restart-count".into(), ClaimValue::Int(i64::from(q.clock_info.restart_count)));
+    m.insert("clock-safe".into(), ClaimValue::Bool(q.clock_info.safe));
+    m.insert("qualified-signer".into(), ClaimValue::Bytes(q.qualified_signer.clone()));
+    for (bank, pcrs) in &q.pcrs.0 {
+        for (pcr, value) in pcrs {
+            m.insert(format!("pcr-{bank}-{pcr}"), ClaimValue::Bytes(value.clone()));
+        }
+    }
+    m
 }

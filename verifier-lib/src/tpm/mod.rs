@@ -22,7 +22,9 @@ pub use self::attest::{
 };
 pub use self::pcr::{PcrBank, PcrSelection, PcrValues};
 pub use self::public::{AkPublic, Public, SymDef, TPM_ALG_ECC, TPM_ALG_RSA};
-pub use self::quote::{verify_quote, verify_quote_with_signature, VerifiedQuote};
+pub use self::quote::{
+    verify_quote, verify_quote_signature_only, verify_quote_with_signature, VerifiedQuote,
+};
 pub use self::signature::{SigAlg, Signature};
 
 use crate::crypto::{HashAlg, SigScheme};

@@ -193,3 +193,40 @@ fn describe_key(key: &PublicKey) -> String {
         PublicKey::Ec { curve, .. } => format!("ecc-{curve:?}"),
     }
 }
+
+/// Authenticate a quote without PCR values: structure, magic, type,
+/// signature by the AK and, when given, the nonce. The PCR digest is NOT
+/// checked, so the PCR values the quote commits to are unknown to the
+/// caller; this is for offline inspection (`writ-broker evidence quote`
+/// without `--pcrs`), never for an appraisal.
+pub fn verify_quote_signature_only(
+    attest: &[u8],
+    signature: &Signature,
+    ak: &AkPublic,
+    expected_nonce: Option<&[u8]>,
+) -> Result<Attest, QuoteError> {
+    let attest = Attest::parse(attest)?;
+    if attest.magic != TPM_GENERATED_VALUE {
+        return Err(TpmError::BadMagic {
+            expected: TPM_GENERATED_VALUE,
+            actual: attest.magic,
+        }
+        .into());
+    }
+    if !matches!(attest.attested, Attested::Quote { .. }) {
+        return Err(QuoteError::WrongType {
+            expected: ST_ATTEST_QUOTE,
+            actual: attest.attest_type,
+        });
+    }
+    verify_signature(&attest.marshalled, signature, ak)?;
+    if let Some(nonce) = expected_nonce {
+        if !crypto::ct_eq(&attest.extra_data, nonce) {
+            return Err(QuoteError::NonceMismatch {
+                expected: hex::encode(nonce),
+                actual: hex::encode(&attest.extra_data),
+            });
+        }
+    }
+    Ok(attest)
+}

@@ -1,0 +1,251 @@
+//! Offline evidence checks: `writ-broker evidence quote|ekcert`.
+//!
+//! Every command prints one JSON object — the verdict, the parsed fields and,
+//! on failure, the typed reason — and exits 0 when the evidence is valid, 1
+//! when it is invalid and 2 when the input is unusable (unreadable or
+//! unparseable). Time-dependent checks use `--at RFC3339` (default: now).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+use verifier_lib::ekcert::{self, TrustStore};
+use verifier_lib::tpm::{self, AkPublic, Attest, PcrSelection, PcrValues, Signature};
+
+/// `writ-broker evidence ...`
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Verify a TPM quote.
+    Quote {
+        /// TPMS_ATTEST or TPM2B_ATTEST.
+        #[arg(long)]
+        attest: PathBuf,
+        /// TPMT_SIGNATURE.
+        #[arg(long)]
+        signature: PathBuf,
+        /// AK public key: PEM or DER SubjectPublicKeyInfo, TPMT_PUBLIC or TPM2B_PUBLIC.
+        #[arg(long)]
+        ak: PathBuf,
+        /// Expected nonce (extraData), hex. Without it the nonce is reported, not checked.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// PCR values JSON: {"sha256": {"0": "hex", ...}}. Without it the PCR digest is not checked.
+        #[arg(long)]
+        pcrs: Option<PathBuf>,
+        /// Judge time-dependent checks at this instant (RFC 3339).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Verify an EK certificate chain.
+    Ekcert {
+        /// The EK certificate (PEM or DER, NV padding allowed).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Extra trusted roots: files or directories (PEM/DER). Repeatable.
+        #[arg(long = "roots")]
+        roots: Vec<PathBuf>,
+        /// Intermediate certificates: files or directories. Repeatable.
+        #[arg(long = "intermediates")]
+        intermediates: Vec<PathBuf>,
+        /// Do not use the bundled TPM manufacturer CA store.
+        #[arg(long)]
+        no_bundled: bool,
+        /// Judge certificate validity at this instant (RFC 3339).
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+/// Unusable input: exit 2.
+struct Unusable(Value);
+
+fn unusable(field: &str, message: impl std::fmt::Display) -> Unusable {
+    Unusable(json!({ "verdict": "unusable", "reason": { "field": field, "message": message.to_string() } }))
+}
+
+/// Run an evidence command and print its JSON verdict.
+pub fn run(cmd: EvidenceCommand) -> ExitCode {
+    let result = match cmd {
+        EvidenceCommand::Quote { attest, signature, ak, nonce, pcrs, at } => {
+            quote(&attest, &signature, &ak, nonce.as_deref(), pcrs.as_deref(), at.as_deref())
+        }
+        EvidenceCommand::Ekcert { cert, roots, intermediates, no_bundled, at } => {
+            ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref())
+        }
+    };
+    let (value, code) = match result {
+        Ok((v, true)) => (v, ExitCode::SUCCESS),
+        Ok((v, false)) => (v, ExitCode::from(1)),
+        Err(Unusable(v)) => (v, ExitCode::from(2)),
+    };
+    match serde_json::to_string_pretty(&value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("writ-broker: {e}"),
+    }
+    code
+}
+
+fn read(field: &str, p: &Path) -> Result<Vec<u8>, Unusable> {
+    std::fs::read(p).map_err(|e| unusable(field, format!("{}: {e}", p.display())))
+}
+
+/// `now`, or the instant given with `--at`.
+fn instant(at: Option<&str>) -> Result<i64, Unusable> {
+    match at {
+        None => Ok(time::OffsetDateTime::now_utc().unix_timestamp()),
+        Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .map_err(|e| unusable("at", format!("{s:?} is not RFC 3339: {e}"))),
+    }
+}
+
+/// The typed reason of a failure: its variant, its message and its fields.
+fn reason(stage: &str, e: &(impl std::fmt::Display + std::fmt::Debug)) -> Value {
+    let debug = format!("{e:?}");
+    let kind: String = debug.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    json!({ "stage": stage, "kind": kind, "message": e.to_string(), "detail": debug })
+}
+
+fn quote(
+    attest_path: &Path,
+    sig_path: &Path,
+    ak_path: &Path,
+    nonce: Option<&str>,
+    pcrs_path: Option<&Path>,
+    at: Option<&str>,
+) -> Result<(Value, bool), Unusable> {
+    let _now = instant(at)?;
+    let attest_bytes = read("attest", attest_path)?;
+    let sig_bytes = read("signature", sig_path)?;
+    let ak_bytes = read("ak", ak_path)?;
+    let attest = Attest::parse(&attest_bytes).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("attest", &e)})))?;
+    let attest_format = if attest.marshalled.len() == attest_bytes.len() { "TPMS_ATTEST" } else { "TPM2B_ATTEST" };
+    let signature =
+        Signature::parse(&sig_bytes).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("signature", &e)})))?;
+    let ak = AkPublic::parse_any(&ak_bytes).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("ak", &e)})))?;
+    let nonce = nonce
+        .map(|n| hex::decode(n.trim()).map_err(|e| unusable("nonce", format!("not hex: {e}"))))
+        .transpose()?;
+    let pcrs = match pcrs_path {
+        Some(p) => {
+            let text = String::from_utf8(read("pcrs", p)?).map_err(|e| unusable("pcrs", e))?;
+            Some(PcrValues::from_json(&text).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("pcrs", &e)})))?)
+        }
+        None => None,
+    };
+    let input = json!({
+        "attest_format": attest_format,
+        "ak_format": match &ak { AkPublic::Tpm(_) => "tpm-public", _ => "spki" },
+        "ak_name": ak.name().map(hex::encode),
+        "signature": { "scheme": format!("{:?}", signature.scheme), "hash": signature.hash },
+        "nonce_checked": nonce.is_some(),
+        "pcr_digest_checked": pcrs.is_some(),
+    });
+    let result = match &pcrs {
+        Some(pcrs) => {
+            // The quote's own selection is what must be covered offline.
+            let required = PcrSelection::default();
+            let expected_nonce = nonce.clone().unwrap_or_else(|| attest.extra_data.clone());
+            tpm::verify_quote_with_signature(&attest_bytes, &signature, &ak, &expected_nonce, pcrs, &required)
+                .map(|q| serde_json::to_value(&q).unwrap_or(Value::Null))
+        }
+        None => tpm::verify_quote_signature_only(&attest_bytes, &signature, &ak, nonce.as_deref())
+            .map(|a| json!({ "attest": serde_json::to_value(&a).unwrap_or(Value::Null) })),
+    };
+    Ok(match result {
+        Ok(q) => (json!({ "verdict": "valid", "input": input, "quote": q }), true),
+        Err(e) => (
+            json!({
+                "verdict": "invalid",
+                "input": input,
+                "attest": serde_json::to_value(&attest).unwrap_or(Value::Null),
+                "reason": reason("quote", &e),
+            }),
+            false,
+        ),
+    })
+}
+
+/// Files named on the command line: a file, or every file in a directory.
+fn cert_files(field: &str, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, Unusable> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| unusable(field, format!("{}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            for f in entries {
+                let b = read(field, &f)?;
+                out.push((f, b));
+            }
+        } else {
+            out.push((p.clone(), read(field, p)?));
+        }
+    }
+    Ok(out)
+}
+
+fn ek_cert(
+    cert_path: &Path,
+    roots: &[PathBuf],
+    intermediates: &[PathBuf],
+    no_bundled: bool,
+    at: Option<&str>,
+) -> Result<(Value, bool), Unusable> {
+    let now = instant(at)?;
+    let bytes = read("cert", cert_path)?;
+    let cert = ekcert::parse_ek_certificate(&bytes)
+        .map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("cert", &e)})))?;
+    let mut store = if no_bundled {
+        TrustStore::empty()
+    } else {
+        TrustStore::manufacturers().map_err(|e| unusable("bundled store", e))?
+    };
+    for (p, b) in cert_files("roots", roots)? {
+        store.add_root_pem_or_der(&b).map_err(|e| unusable("roots", format!("{}: {e}", p.display())))?;
+    }
+    let mut presented = Vec::new();
+    for (p, b) in cert_files("intermediates", intermediates)? {
+        // Presented intermediates are untrusted path-building material.
+        let certs = pem_or_der_certs(&b).map_err(|e| unusable("intermediates", format!("{}: {e}", p.display())))?;
+        presented.extend(certs);
+    }
+    let parsed = json!({
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "serial": cert.serial_hex,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "tpm_manufacturer": cert.tpm_manufacturer,
+        "tpm_model": cert.tpm_model,
+        "tpm_version": cert.tpm_version,
+        "trailing_padding": cert.trailing_padding,
+        "public_key": ekcert::key_fingerprint(&cert.public_key),
+    });
+    Ok(match ekcert::verify_ek_chain(&cert, &presented, &store, now) {
+        Ok(chain) => (
+            json!({
+                "verdict": "valid",
+                "certificate": parsed,
+                "chain": chain.chain.iter().map(|c| json!({"subject": c.subject, "serial": c.serial_hex, "not_after": c.not_after})).collect::<Vec<_>>(),
+                "at": now,
+            }),
+            true,
+        ),
+        Err(e) => (json!({ "verdict": "invalid", "certificate": parsed, "reason": reason("chain", &e), "at": now }), false),
+    })
+}
+
+/// Split a PEM bundle into DER certificates; DER input is returned as is.
+fn pem_or_der_certs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if bytes.starts_with(b"-----") || bytes.iter().take(64).all(|b| b.is_ascii()) && bytes.windows(5).any(|w| w == b"-----") {
+        let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
+        Ok(blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(|b| b.into_contents()).collect())
+    } else {
+        Ok(vec![bytes.to_vec()])
+    }
+}
