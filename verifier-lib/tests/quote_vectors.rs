@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use proptest::prelude::*;
 use serde_json::Value;
 use verifier_lib::crypto::{HashAlg, PublicKey};
 use verifier_lib::tpm::{
@@ -281,7 +282,12 @@ fn every_vector_verifies_with_every_ak_encoding() {
                     case.label
                 );
             }
-            assert_eq!(selection_of(&verified.pcrs), selection_of(&verified.pcrs));
+            let returned = selection_of(&verified.pcrs);
+            assert!(
+                returned.covers(pcr_select) && pcr_select.covers(&returned),
+                "{}: returned {returned}, quoted {pcr_select}",
+                case.label
+            );
             if let Some(stated) = &case.pcr_digest {
                 assert_eq!(pcr_digest, stated, "{}: stated pcr_digest", case.label);
             }
@@ -770,4 +776,28 @@ fn oversized_ecdsa_components_are_rejected() {
         matches!(r, Err(QuoteError::EcdsaComponentTooLarge { .. })),
         "{r:?}"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Random nonzero masks at random positions of attest ‖ signature ‖ nonce.
+    #[test]
+    fn random_masks_are_rejected(pick in any::<usize>(), pos in any::<usize>(), mask in 1u8..=255, empty_policy in any::<bool>()) {
+        let cases = load_cases();
+        let case = &cases[pick % cases.len()];
+        let total = case.attest.len() + case.sig.len() + case.nonce.len();
+        let pos = pos % total;
+        let (mut a, mut s, mut n) = (case.attest.clone(), case.sig.clone(), case.nonce.clone());
+        if pos < a.len() {
+            a[pos] ^= mask;
+        } else if pos < a.len() + s.len() {
+            s[pos - a.len()] ^= mask;
+        } else {
+            n[pos - a.len() - s.len()] ^= mask;
+        }
+        let required = if empty_policy { PcrSelection::default() } else { case.required.clone() };
+        let r = case.verify_with(&a, &s, &case.ak(), &n, &case.pcrs, &required);
+        prop_assert!(r.is_err(), "{}: position {} ^ {:#x} accepted", case.label, pos, mask);
+    }
 }
