@@ -1,0 +1,3 @@
+//! writ-attester library.
+#![forbid(unsafe_code)]
+pub mod tpm;
