@@ -161,7 +161,10 @@ impl SwtpmTemplate {
         if running_as_root() {
             config.arg("root");
         }
-        run_setup("swtpm_setup --create-config-files", config.env("XDG_CONFIG_HOME", &xdg))?;
+        run_setup(
+            "swtpm_setup --create-config-files",
+            config.env("XDG_CONFIG_HOME", &xdg),
+        )?;
         let mut setup = Command::new("swtpm_setup");
         setup
             .args(["--tpm2", "--tpmstate"])
@@ -385,7 +388,8 @@ impl Swtpm {
 
     fn spawn_on(&mut self, port: u16, ctrl: u16) -> Result<(), HarnessError> {
         let stderr_path = self.state_dir.join("swtpm.stderr");
-        let stderr = fs::File::create(&stderr_path).map_err(|source| HarnessError::Spawn { source })?;
+        let stderr =
+            fs::File::create(&stderr_path).map_err(|source| HarnessError::Spawn { source })?;
         let dir_arg = |prefix: &str, p: &Path| {
             let mut s = std::ffi::OsString::from(prefix);
             s.push(p.as_os_str());
@@ -578,7 +582,13 @@ mod tests {
         let roots = String::from_utf8(swtpm.ca_roots_pem()).unwrap();
         assert_eq!(roots.matches("-----BEGIN CERTIFICATE-----").count(), 2);
         let t = swtpm.template();
-        assert!(t.ca_root_pem_bytes().unwrap().starts_with(b"-----BEGIN CERTIFICATE-----"));
-        assert!(t.ca_issuer_pem_bytes().unwrap().starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert!(t
+            .ca_root_pem_bytes()
+            .unwrap()
+            .starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert!(t
+            .ca_issuer_pem_bytes()
+            .unwrap()
+            .starts_with(b"-----BEGIN CERTIFICATE-----"));
     }
 }
