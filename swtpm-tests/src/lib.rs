@@ -8,6 +8,8 @@
 //! client at a time.
 #![forbid(unsafe_code)]
 
+pub mod broker;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
