@@ -108,9 +108,18 @@ fn bench(c: &mut Criterion) {
         black_box(tree.consistency_proof(333_333, 999_983).unwrap());
     });
     println!("single operations at ~1M leaves (ratio to one node_hash = {one_hash:?}):");
-    println!("  root_at(999983) .................... {root_t:?} ({:.1} hashes)", ratio(root_t));
-    println!("  inclusion_proof(123457, 999983) .... {incl_t:?} ({:.1} hashes)", ratio(incl_t));
-    println!("  consistency_proof(333333, 999983) .. {cons_t:?} ({:.1} hashes)", ratio(cons_t));
+    println!(
+        "  root_at(999983) .................... {root_t:?} ({:.1} hashes)",
+        ratio(root_t)
+    );
+    println!(
+        "  inclusion_proof(123457, 999983) .... {incl_t:?} ({:.1} hashes)",
+        ratio(incl_t)
+    );
+    println!(
+        "  consistency_proof(333333, 999983) .. {cons_t:?} ({:.1} hashes)",
+        ratio(cons_t)
+    );
 }
 
 criterion_group!(benches, bench);

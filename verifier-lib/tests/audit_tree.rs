@@ -117,7 +117,10 @@ fn matches_ct_merkle_at_random_larger_sizes() {
             for i in 0..size {
                 small.push(leaf_data(i));
             }
-            assert_eq!(&tree.root_at(size).unwrap()[..], &small.root().as_bytes()[..]);
+            assert_eq!(
+                &tree.root_at(size).unwrap()[..],
+                &small.root().as_bytes()[..]
+            );
             let i = rng.below(size);
             assert_eq!(
                 flat(&tree.inclusion_proof(i, size).unwrap()),
@@ -251,7 +254,11 @@ fn transparency_dev_inclusion_vectors() {
     assert!(files.len() >= 5);
     for f in files {
         let c: InclusionCase = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        let result = match (b64_hash(&c.root), b64_hash(&c.leaf_hash), b64_proof(&c.proof)) {
+        let result = match (
+            b64_hash(&c.root),
+            b64_hash(&c.leaf_hash),
+            b64_proof(&c.proof),
+        ) {
             (Some(root), Some(leaf), Some(proof)) => {
                 verify_inclusion(&leaf, c.leaf_idx, c.tree_size, &proof, &root)
             }
@@ -366,8 +373,14 @@ fn tampered_consistency_proofs_are_rejected() {
                 bad[i][0] ^= 0x10;
                 assert!(verify_consistency(old, new, &r1, &r2, &bad).is_err());
             }
-            assert!(verify_consistency(old, new, &r2, &r1, &p).is_err(), "swapped");
-            assert!(verify_consistency(old, new, &r1, &r2, &[]).is_err(), "empty");
+            assert!(
+                verify_consistency(old, new, &r2, &r1, &p).is_err(),
+                "swapped"
+            );
+            assert!(
+                verify_consistency(old, new, &r1, &r2, &[]).is_err(),
+                "empty"
+            );
             assert!(verify_consistency(old, new, &r1, &empty_root(), &p).is_err());
             let mut longer = p.clone();
             longer.push(r1);
@@ -380,7 +393,10 @@ fn tampered_consistency_proofs_are_rejected() {
         }
     }
     let r1 = tree.root_at(1).unwrap();
-    assert!(verify_consistency(0, 1, &r1, &r1, &[]).is_err(), "old root of size 0");
+    assert!(
+        verify_consistency(0, 1, &r1, &r1, &[]).is_err(),
+        "old root of size 0"
+    );
     assert!(verify_consistency(3, 3, &r1, &tree.root_at(3).unwrap(), &[]).is_err());
 }
 

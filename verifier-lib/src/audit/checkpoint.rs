@@ -59,7 +59,12 @@ impl Checkpoint {
     /// newline or control character.
     pub fn body(&self) -> Result<String, AuditError> {
         check_text_line(&self.origin, 1, "origin")?;
-        let mut out = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        let mut out = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        );
         for (i, ext) in self.extensions.iter().enumerate() {
             check_text_line(ext, i.saturating_add(4), "extension")?;
             out.push_str(ext);
@@ -176,7 +181,7 @@ impl VerifierKey {
     /// Parses `<name>+<hex key hash>+<base64(0x01 ‖ key)>`, checking the key
     /// hash against the name and key.
     pub fn parse(vkey: &str) -> Result<VerifierKey, AuditError> {
-        let mut parts = vkey.split('+');
+        let mut parts = vkey.splitn(3, '+');
         let (Some(name), Some(hash_hex), Some(key_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -204,9 +209,11 @@ impl VerifierKey {
         if *alg != ALG_ED25519 {
             return Err(AuditError::VerifierKeyAlgorithm { alg: *alg });
         }
-        let public_key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| AuditError::VerifierKeyMalformed { field: "key length" })?;
+        let public_key: [u8; 32] =
+            key.try_into()
+                .map_err(|_| AuditError::VerifierKeyMalformed {
+                    field: "key length",
+                })?;
         let vk = VerifierKey::new(name, public_key)?;
         if vk.key_hash != claimed {
             return Err(AuditError::VerifierKeyHashMismatch {
@@ -394,9 +401,11 @@ pub fn open_note_with(note: &str, vk: &VerifierKey) -> Result<String, AuditError
                 field: "signature count",
             });
         }
-        let rest = line.strip_prefix(SIG_PREFIX).ok_or(AuditError::NoteMalformed {
-            field: "signature line prefix",
-        })?;
+        let rest = line
+            .strip_prefix(SIG_PREFIX)
+            .ok_or(AuditError::NoteMalformed {
+                field: "signature line prefix",
+            })?;
         let (name, b64) = rest.split_once(' ').ok_or(AuditError::NoteMalformed {
             field: "signature line",
         })?;

@@ -296,8 +296,7 @@ impl Leaf {
             });
         }
         let mut rest = bytes;
-        let value: Value =
-            ciborium::from_reader(&mut rest).map_err(|_| AuditError::LeafCbor)?;
+        let value: Value = ciborium::from_reader(&mut rest).map_err(|_| AuditError::LeafCbor)?;
         if !rest.is_empty() {
             return Err(AuditError::LeafTrailingBytes { count: rest.len() });
         }

@@ -76,7 +76,9 @@ pub enum LogError {
         expected: String,
         actual: String,
     },
-    #[error("checkpoint {checkpoint}: size {size} is smaller than the previous checkpoint's {previous}")]
+    #[error(
+        "checkpoint {checkpoint}: size {size} is smaller than the previous checkpoint's {previous}"
+    )]
     CheckpointsOutOfOrder {
         checkpoint: usize,
         size: u64,

@@ -190,7 +190,11 @@ pub fn verify_consistency(
                 actual: proof.len(),
             });
         }
-        let want = if old_size == 0 { empty_root() } else { *new_root };
+        let want = if old_size == 0 {
+            empty_root()
+        } else {
+            *new_root
+        };
         return check_root(old_root, &want);
     }
     // Expected length: the inclusion path of leaf old_size-1 in new_size,
