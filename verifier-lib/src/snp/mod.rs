@@ -21,7 +21,7 @@ pub use crl::{Crl, CrlInput};
 pub use error::SnpError;
 pub use hcl::{parse_hcl_report, HclReport};
 pub use kds_ext::AmdCertExtensions;
-pub use policy::{appraise, SnpPolicy, SnpPolicyViolation, SnpRule, TcbMinimum};
+pub use policy::{appraise, MinFirmwareVersion, SnpPolicy, SnpPolicyViolation, SnpRule, TcbMinimum};
 pub use report::{
     AttestationReport, Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, TcbComponent,
     TcbParts, TcbVersion, REPORT_LEN, SIGNATURE_OFFSET, SIGNATURE_RS_LEN, SIGNED_LEN,
