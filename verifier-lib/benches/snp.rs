@@ -34,7 +34,13 @@ fn fixture() -> Fixture {
     };
     let report = AttestationReport::parse(REPORT).unwrap();
     let sig = [report.signature_r, report.signature_s].concat();
-    Fixture { trust, chain, now, point, sig }
+    Fixture {
+        trust,
+        chain,
+        now,
+        point,
+        sig,
+    }
 }
 
 fn raw_verify(f: &Fixture) {
@@ -48,14 +54,29 @@ fn cached(f: &Fixture) {
 }
 
 fn full(f: &Fixture) {
-    verify_report(REPORT, VCEK, Some(ASK), &f.trust, CrlInput::DangerousSkip, None, f.now).unwrap();
+    verify_report(
+        REPORT,
+        VCEK,
+        Some(ASK),
+        &f.trust,
+        CrlInput::DangerousSkip,
+        None,
+        f.now,
+    )
+    .unwrap();
 }
 
 fn benches(c: &mut Criterion) {
     let f = fixture();
-    c.bench_function("snp/raw_aws_lc_p384_verify", |b| b.iter(|| raw_verify(black_box(&f))));
-    c.bench_function("snp/verify_report_with_cached_chain", |b| b.iter(|| cached(black_box(&f))));
-    c.bench_function("snp/verify_report_full_chain", |b| b.iter(|| full(black_box(&f))));
+    c.bench_function("snp/raw_aws_lc_p384_verify", |b| {
+        b.iter(|| raw_verify(black_box(&f)))
+    });
+    c.bench_function("snp/verify_report_with_cached_chain", |b| {
+        b.iter(|| cached(black_box(&f)))
+    });
+    c.bench_function("snp/verify_report_full_chain", |b| {
+        b.iter(|| full(black_box(&f)))
+    });
 }
 
 fn per_op(f: &Fixture, op: fn(&Fixture)) -> Duration {
@@ -78,8 +99,14 @@ fn ratios() {
     let full_t = per_op(&f, full);
     let ratio = |d: Duration| d.as_secs_f64() / raw.as_secs_f64();
     println!("snp ratios (same run): raw P-384 verify {raw:?} = 1.00");
-    println!("  verify_report_with_chain (cached chain): {cached_t:?} = {:.2}x raw", ratio(cached_t));
-    println!("  verify_report (full chain, 2 RSA-4096 PSS verifies): {full_t:?} = {:.2}x raw", ratio(full_t));
+    println!(
+        "  verify_report_with_chain (cached chain): {cached_t:?} = {:.2}x raw",
+        ratio(cached_t)
+    );
+    println!(
+        "  verify_report (full chain, 2 RSA-4096 PSS verifies): {full_t:?} = {:.2}x raw",
+        ratio(full_t)
+    );
 }
 
 criterion_group!(snp, benches);

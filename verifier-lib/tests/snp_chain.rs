@@ -8,8 +8,8 @@ mod snp_support;
 
 use snp_support::*;
 use verifier_lib::snp::{
-    expected_report_data, verify_chain, verify_report, AttestationReport, CertRole, Crl,
-    CrlInput, Product, SignerKind, SnpError, SnpTrustAnchors, TcbComponent,
+    expected_report_data, verify_chain, verify_report, AttestationReport, CertRole, Crl, CrlInput,
+    Product, SignerKind, SnpError, SnpTrustAnchors, TcbComponent,
 };
 
 const PRODUCTS: [Product; 3] = [Product::Milan, Product::Genoa, Product::Turin];
@@ -26,11 +26,26 @@ fn verify(
     report: &[u8],
     crl: CrlInput<'_>,
 ) -> Result<verifier_lib::snp::VerifiedReport, SnpError> {
-    verify_report(report, &c.leaf, Some(&c.ask), &trust(c.product), crl, None, NOW)
+    verify_report(
+        report,
+        &c.leaf,
+        Some(&c.ask),
+        &trust(c.product),
+        crl,
+        None,
+        NOW,
+    )
 }
 
 fn good_crl(product: Product) -> Crl {
-    Crl::parse(&crl(product, &[&[0x77, 0x01]], NOW - 3600, NOW + 86_400, rsa_key(0))).unwrap()
+    Crl::parse(&crl(
+        product,
+        &[&[0x77, 0x01]],
+        NOW - 3600,
+        NOW + 86_400,
+        rsa_key(0),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -42,7 +57,14 @@ fn test_chain_verifies_for_every_product_and_signer() {
             let crl = good_crl(product);
             let v = verify(&c, &report, CrlInput::Fresh(&crl)).unwrap();
             assert_eq!(v.product, product);
-            assert_eq!(v.signer, if vlek { SignerKind::Vlek } else { SignerKind::Vcek });
+            assert_eq!(
+                v.signer,
+                if vlek {
+                    SignerKind::Vlek
+                } else {
+                    SignerKind::Vcek
+                }
+            );
             assert!(v.revocation_checked && v.dangerous_root);
             assert_eq!(v.reported_tcb.snp, c.spl.snp);
             assert_eq!(v.reported_tcb.fmc, c.spl.fmc);
@@ -50,9 +72,22 @@ fn test_chain_verifies_for_every_product_and_signer() {
             assert_eq!(v.chip_id.is_some(), !vlek);
             // Without the extra root the same chain is untrusted.
             let pinned = SnpTrustAnchors::amd_pinned().unwrap();
-            let err = verify_report(&report, &c.leaf, Some(&c.ask), &pinned, CrlInput::DangerousSkip, None, NOW)
-                .unwrap_err();
-            assert_eq!(err, SnpError::UntrustedRoot { role: CertRole::Intermediate });
+            let err = verify_report(
+                &report,
+                &c.leaf,
+                Some(&c.ask),
+                &pinned,
+                CrlInput::DangerousSkip,
+                None,
+                NOW,
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                SnpError::UntrustedRoot {
+                    role: CertRole::Intermediate
+                }
+            );
         }
     }
 }
@@ -62,12 +97,21 @@ fn crl_listing_the_vcek_or_ask_denies() {
     for product in PRODUCTS {
         let c = chain(product);
         let report = signed_report(&report_spec(&c));
-        for (serial, role) in [(&c.leaf_serial, CertRole::Leaf), (&c.ask_serial, CertRole::Intermediate)] {
+        for (serial, role) in [
+            (&c.leaf_serial, CertRole::Leaf),
+            (&c.ask_serial, CertRole::Intermediate),
+        ] {
             let der = crl(product, &[&[0x01], serial], NOW - 60, NOW + 60, rsa_key(0));
             let list = Crl::parse(&der).unwrap();
             assert_eq!(list.revoked_serials().len(), 2);
             let err = verify(&c, &report, CrlInput::Fresh(&list)).unwrap_err();
-            assert_eq!(err, SnpError::Revoked { role, serial: hex::encode(serial) });
+            assert_eq!(
+                err,
+                SnpError::Revoked {
+                    role,
+                    serial: hex::encode(serial)
+                }
+            );
         }
     }
 }
@@ -79,13 +123,19 @@ fn bad_or_stale_crls_deny() {
     let report = signed_report(&report_spec(&c));
     // Signed by the ASK key instead of the ARK.
     let forged = Crl::parse(&crl(product, &[], NOW - 60, NOW + 60, rsa_key(1))).unwrap();
-    assert_eq!(verify(&c, &report, CrlInput::Fresh(&forged)).unwrap_err(), SnpError::CrlSignatureInvalid);
+    assert_eq!(
+        verify(&c, &report, CrlInput::Fresh(&forged)).unwrap_err(),
+        SnpError::CrlSignatureInvalid
+    );
     // A corrupted signature byte.
     let mut der = crl(product, &[], NOW - 60, NOW + 60, rsa_key(0));
     let last = der.len() - 1;
     der[last] ^= 1;
     let corrupted = Crl::parse(&der).unwrap();
-    assert_eq!(verify(&c, &report, CrlInput::Fresh(&corrupted)).unwrap_err(), SnpError::CrlSignatureInvalid);
+    assert_eq!(
+        verify(&c, &report, CrlInput::Fresh(&corrupted)).unwrap_err(),
+        SnpError::CrlSignatureInvalid
+    );
     // Expired nextUpdate and a future thisUpdate.
     for (this, next) in [(NOW - 7200, NOW - 1), (NOW + 10, NOW + 7200)] {
         let stale = Crl::parse(&crl(product, &[], this, next, rsa_key(0))).unwrap();
@@ -96,10 +146,20 @@ fn bad_or_stale_crls_deny() {
     }
     // Issued under another product's ARK name.
     let other = Crl::parse(&crl(Product::Milan, &[], NOW - 60, NOW + 60, rsa_key(0))).unwrap();
-    assert_eq!(verify(&c, &report, CrlInput::Fresh(&other)).unwrap_err(), SnpError::CrlIssuerMismatch);
+    assert_eq!(
+        verify(&c, &report, CrlInput::Fresh(&other)).unwrap_err(),
+        SnpError::CrlIssuerMismatch
+    );
     // Unavailable denies; DangerousSkip passes but says so.
-    assert_eq!(verify(&c, &report, CrlInput::Unavailable).unwrap_err(), SnpError::CrlUnavailable);
-    assert!(!verify(&c, &report, CrlInput::DangerousSkip).unwrap().revocation_checked);
+    assert_eq!(
+        verify(&c, &report, CrlInput::Unavailable).unwrap_err(),
+        SnpError::CrlUnavailable
+    );
+    assert!(
+        !verify(&c, &report, CrlInput::DangerousSkip)
+            .unwrap()
+            .revocation_checked
+    );
     // Garbage and trailing bytes do not parse.
     assert_eq!(Crl::parse(b"not a crl").unwrap_err(), SnpError::CrlParse);
     let mut trailing = crl(product, &[], NOW - 60, NOW + 60, rsa_key(0));
@@ -112,7 +172,14 @@ fn cached_chain_respects_crl_window() {
     let c = chain(Product::Milan);
     let report = signed_report(&report_spec(&c));
     let list = good_crl(Product::Milan);
-    let chain = verify_chain(&c.leaf, Some(&c.ask), &trust(c.product), CrlInput::Fresh(&list), NOW).unwrap();
+    let chain = verify_chain(
+        &c.leaf,
+        Some(&c.ask),
+        &trust(c.product),
+        CrlInput::Fresh(&list),
+        NOW,
+    )
+    .unwrap();
     verifier_lib::snp::verify_report_with_chain(&report, &chain, None, NOW + 3600).unwrap();
     let late = list.next_update().unwrap() + 1;
     assert!(matches!(
@@ -153,7 +220,14 @@ fn certificate_product_name_must_match_the_root() {
         .with_dangerous_extra_root(Product::Genoa, &test_ark(Product::Milan))
         .unwrap();
     let err = verify_chain(&c.leaf, Some(&c.ask), &t, CrlInput::DangerousSkip, NOW).unwrap_err();
-    assert!(matches!(err, SnpError::ProductMismatch { expected: Product::Genoa, actual: Product::Milan, .. }));
+    assert!(matches!(
+        err,
+        SnpError::ProductMismatch {
+            expected: Product::Genoa,
+            actual: Product::Milan,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -224,11 +298,22 @@ fn tcb_extensions_must_match_reported_tcb() {
 
 #[test]
 fn signer_kind_must_match_the_certificate() {
-    let c = build_chain(Product::Milan, true, default_spl(Product::Milan), (NOT_BEFORE, NOT_AFTER));
+    let c = build_chain(
+        Product::Milan,
+        true,
+        default_spl(Product::Milan),
+        (NOT_BEFORE, NOT_AFTER),
+    );
     let mut spec = report_spec(&c);
     spec.key_info = 0; // says VCEK, signed by the VLEK
     let err = verify(&c, &signed_report(&spec), CrlInput::DangerousSkip).unwrap_err();
-    assert_eq!(err, SnpError::SignerMismatch { report: SignerKind::Vcek, certificate: SignerKind::Vlek });
+    assert_eq!(
+        err,
+        SnpError::SignerMismatch {
+            report: SignerKind::Vcek,
+            certificate: SignerKind::Vlek
+        }
+    );
 }
 
 #[test]
@@ -238,7 +323,16 @@ fn expired_or_not_yet_valid_vcek_is_rejected() {
         let c = build_chain(product, false, default_spl(product), validity);
         let report = signed_report(&report_spec(&c));
         let err = verify(&c, &report, CrlInput::DangerousSkip).unwrap_err();
-        assert!(matches!(err, SnpError::CertificateNotValid { role: CertRole::Leaf, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                SnpError::CertificateNotValid {
+                    role: CertRole::Leaf,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }
 
@@ -250,18 +344,41 @@ fn report_data_binding_is_sha512_of_nonce_and_key() {
     let want = expected_report_data(nonce, key);
     let mut joined = nonce.to_vec();
     joined.extend_from_slice(key);
-    assert_eq!(want.to_vec(), verifier_lib::crypto::HashAlg::Sha512.digest(&joined));
+    assert_eq!(
+        want.to_vec(),
+        verifier_lib::crypto::HashAlg::Sha512.digest(&joined)
+    );
     let mut spec = report_spec(&c);
     spec.report_data = want;
     let report = signed_report(&spec);
     let t = trust(c.product);
-    verify_report(&report, &c.leaf, Some(&c.ask), &t, CrlInput::DangerousSkip, Some(&want), NOW).unwrap();
+    verify_report(
+        &report,
+        &c.leaf,
+        Some(&c.ask),
+        &t,
+        CrlInput::DangerousSkip,
+        Some(&want),
+        NOW,
+    )
+    .unwrap();
     let other = expected_report_data(b"another nonce", key);
-    let err = verify_report(&report, &c.leaf, Some(&c.ask), &t, CrlInput::DangerousSkip, Some(&other), NOW)
-        .unwrap_err();
+    let err = verify_report(
+        &report,
+        &c.leaf,
+        Some(&c.ask),
+        &t,
+        CrlInput::DangerousSkip,
+        Some(&other),
+        NOW,
+    )
+    .unwrap_err();
     assert_eq!(
         err,
-        SnpError::ReportDataMismatch { expected: hex::encode(other), actual: hex::encode(want) }
+        SnpError::ReportDataMismatch {
+            expected: hex::encode(other),
+            actual: hex::encode(want)
+        }
     );
 }
 
@@ -272,50 +389,87 @@ fn parser_rejects_bad_structure() {
     assert!(AttestationReport::parse(&good).is_ok());
     assert_eq!(
         AttestationReport::parse(&good[..1183]).unwrap_err(),
-        SnpError::InvalidLength { expected: 1184, actual: 1183 }
+        SnpError::InvalidLength {
+            expected: 1184,
+            actual: 1183
+        }
     );
     let mut long = good.clone();
     long.push(0);
-    assert!(matches!(AttestationReport::parse(&long), Err(SnpError::InvalidLength { .. })));
+    assert!(matches!(
+        AttestationReport::parse(&long),
+        Err(SnpError::InvalidLength { .. })
+    ));
     for version in [0u32, 1, 4, 6, 0xffff_ffff] {
         let mut b = good.clone();
         b[..4].copy_from_slice(&version.to_le_bytes());
-        assert_eq!(AttestationReport::parse(&b).unwrap_err(), SnpError::UnsupportedVersion { actual: version });
+        assert_eq!(
+            AttestationReport::parse(&b).unwrap_err(),
+            SnpError::UnsupportedVersion { actual: version }
+        );
     }
     let mut b = good.clone();
     b[0x34] = 2;
-    assert_eq!(AttestationReport::parse(&b).unwrap_err(), SnpError::UnsupportedSignatureAlgorithm { actual: 2 });
+    assert_eq!(
+        AttestationReport::parse(&b).unwrap_err(),
+        SnpError::UnsupportedSignatureAlgorithm { actual: 2 }
+    );
     let mut b = good.clone();
     b[0x48] = 2 << 2;
-    assert_eq!(AttestationReport::parse(&b).unwrap_err(), SnpError::UnsupportedSigningKey { actual: 2 });
+    assert_eq!(
+        AttestationReport::parse(&b).unwrap_err(),
+        SnpError::UnsupportedSigningKey { actual: 2 }
+    );
     let mut b = good.clone();
     b[0x0a] = 0; // policy bit 17 cleared
-    assert!(matches!(AttestationReport::parse(&b), Err(SnpError::PolicyReservedBitClear { .. })));
+    assert!(matches!(
+        AttestationReport::parse(&b),
+        Err(SnpError::PolicyReservedBitClear { .. })
+    ));
     // Every reserved byte must be zero (v3 layout: 0x18b..0x1a0 reserved).
-    let reserved: Vec<usize> = [0x4c..0x50, 0x18b..0x1a0, 0x1eb..0x1ec, 0x1ef..0x1f0, 0x1f8..0x2a0, 0x330..0x4a0]
-        .into_iter()
-        .flatten()
-        .collect();
+    let reserved: Vec<usize> = [
+        0x4c..0x50,
+        0x18b..0x1a0,
+        0x1eb..0x1ec,
+        0x1ef..0x1f0,
+        0x1f8..0x2a0,
+        0x330..0x4a0,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for off in reserved {
         let mut b = good.clone();
         b[off] = 1;
-        assert_eq!(AttestationReport::parse(&b).unwrap_err(), SnpError::ReservedNonZero { offset: off });
+        assert_eq!(
+            AttestationReport::parse(&b).unwrap_err(),
+            SnpError::ReservedNonZero { offset: off }
+        );
     }
     for (off, component) in [(0x2a0 + 48, "r"), (0x2e8 + 71, "s")] {
         let mut b = good.clone();
         b[off] = 1;
-        assert_eq!(AttestationReport::parse(&b).unwrap_err(), SnpError::SignatureComponentTooLarge { component });
+        assert_eq!(
+            AttestationReport::parse(&b).unwrap_err(),
+            SnpError::SignatureComponentTooLarge { component }
+        );
     }
     let mut b = good.clone();
     b[0x0f] = 0x80; // policy bit 63
-    assert_eq!(AttestationReport::parse(&b).unwrap_err(), SnpError::ReservedNonZero { offset: 0x08 });
+    assert_eq!(
+        AttestationReport::parse(&b).unwrap_err(),
+        SnpError::ReservedNonZero { offset: 0x08 }
+    );
     // v5 carries mitigation vectors at 0x1f8..0x208; v3 must not.
     let mut b = good.clone();
     b[..4].copy_from_slice(&5u32.to_le_bytes());
     b[0x1f8] = 0x0b;
     b[0x200] = 0x0b;
     let v5 = AttestationReport::parse(&b).unwrap();
-    assert_eq!((v5.launch_mit_vector, v5.current_mit_vector), (Some(0x0b), Some(0x0b)));
+    assert_eq!(
+        (v5.launch_mit_vector, v5.current_mit_vector),
+        (Some(0x0b), Some(0x0b))
+    );
 }
 
 #[test]
@@ -324,13 +478,24 @@ fn leaf_with_wrong_key_or_algorithm_is_rejected() {
     // ASK used as a leaf: an RSA key where P-384 is required.
     let t = trust(Product::Milan);
     let err = verify_chain(&c.ask, Some(&c.ask), &t, CrlInput::DangerousSkip, NOW).unwrap_err();
-    assert!(matches!(err, SnpError::UnsupportedKey { role: CertRole::Leaf, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SnpError::UnsupportedKey {
+                role: CertRole::Leaf,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Trailing bytes after a certificate.
     let mut leaf = c.leaf.clone();
     leaf.push(0);
     assert_eq!(
         verify_chain(&leaf, Some(&c.ask), &t, CrlInput::DangerousSkip, NOW).unwrap_err(),
-        SnpError::CertificateParse { role: CertRole::Leaf }
+        SnpError::CertificateParse {
+            role: CertRole::Leaf
+        }
     );
 }
 
@@ -339,7 +504,14 @@ fn every_single_byte_flip_is_rejected_for_every_product() {
     for product in PRODUCTS {
         let c = chain(product);
         let report = signed_report(&report_spec(&c));
-        let cached = verify_chain(&c.leaf, Some(&c.ask), &trust(product), CrlInput::DangerousSkip, NOW).unwrap();
+        let cached = verify_chain(
+            &c.leaf,
+            Some(&c.ask),
+            &trust(product),
+            CrlInput::DangerousSkip,
+            NOW,
+        )
+        .unwrap();
         verifier_lib::snp::verify_report_with_chain(&report, &cached, None, NOW).unwrap();
         for i in (0..0x2a0).chain(0x2a0..0x2a0 + 144) {
             let mut t = report.clone();

@@ -10,7 +10,11 @@ use verifier_lib::snp::{
     TcbMinimum, VerifiedReport,
 };
 
-fn verified_with(product: Product, vlek: bool, edit: impl FnOnce(&mut ReportSpec)) -> VerifiedReport {
+fn verified_with(
+    product: Product,
+    vlek: bool,
+    edit: impl FnOnce(&mut ReportSpec),
+) -> VerifiedReport {
     let c = build_chain(product, vlek, default_spl(product), (NOT_BEFORE, NOT_AFTER));
     let mut spec = report_spec(&c);
     edit(&mut spec);
@@ -20,8 +24,16 @@ fn verified_with(product: Product, vlek: bool, edit: impl FnOnce(&mut ReportSpec
         .unwrap();
     let crl_der = crl(product, &[], NOW - 60, NOW + 60, rsa_key(0));
     let list = verifier_lib::snp::Crl::parse(&crl_der).unwrap();
-    verify_report(&signed_report(&spec), &c.leaf, Some(&c.ask), &trust, CrlInput::Fresh(&list), None, NOW)
-        .unwrap()
+    verify_report(
+        &signed_report(&spec),
+        &c.leaf,
+        Some(&c.ask),
+        &trust,
+        CrlInput::Fresh(&list),
+        None,
+        NOW,
+    )
+    .unwrap()
 }
 
 fn verified(edit: impl FnOnce(&mut ReportSpec)) -> VerifiedReport {
@@ -46,8 +58,14 @@ fn baseline_passes_and_defaults_are_strict() {
     let v = verified(|_| {});
     assert!(appraise(&v, &passing()).is_empty());
     // Default: no measurement allowed, extra root not allowed.
-    assert_eq!(rules(&v, &SnpPolicy::default()), vec![SnpRule::Measurement, SnpRule::TrustedRoot]);
-    let any = SnpPolicy { dangerous_any_measurement: true, ..passing() };
+    assert_eq!(
+        rules(&v, &SnpPolicy::default()),
+        vec![SnpRule::Measurement, SnpRule::TrustedRoot]
+    );
+    let any = SnpPolicy {
+        dangerous_any_measurement: true,
+        ..passing()
+    };
     assert!(appraise(&verified(|s| s.measurement = [1; 48]), &any).is_empty());
 }
 
@@ -59,10 +77,22 @@ fn every_failing_rule_is_reported() {
         s.vmpl = 2;
         s.policy |= 1 << 19;
     });
-    let p = SnpPolicy { min_guest_svn: Some(3), max_vmpl: Some(0), ..passing() };
+    let p = SnpPolicy {
+        min_guest_svn: Some(3),
+        max_vmpl: Some(0),
+        ..passing()
+    };
     let got = appraise(&v, &p);
     let got_rules: Vec<_> = got.iter().map(|x| x.rule).collect();
-    assert_eq!(got_rules, vec![SnpRule::Measurement, SnpRule::GuestSvn, SnpRule::Debug, SnpRule::Vmpl]);
+    assert_eq!(
+        got_rules,
+        vec![
+            SnpRule::Measurement,
+            SnpRule::GuestSvn,
+            SnpRule::Debug,
+            SnpRule::Vmpl
+        ]
+    );
     assert_eq!(got[1].expected, ">= 3");
     assert_eq!(got[1].actual, "1");
     let json = serde_json::to_value(&got).unwrap();
@@ -97,7 +127,13 @@ fn allow_lists() {
     };
     assert_eq!(
         rules(&v, &bad),
-        vec![SnpRule::HostData, SnpRule::IdKeyDigest, SnpRule::AuthorKeyDigest, SnpRule::FamilyId, SnpRule::ImageId]
+        vec![
+            SnpRule::HostData,
+            SnpRule::IdKeyDigest,
+            SnpRule::AuthorKeyDigest,
+            SnpRule::FamilyId,
+            SnpRule::ImageId
+        ]
     );
 }
 
@@ -120,22 +156,47 @@ fn tcb_minimums_per_component() {
     let p = SnpPolicy {
         min_reported_tcb: at,
         min_current_tcb: at,
-        min_committed_tcb: TcbMinimum { snp: Some(20), ..TcbMinimum::default() },
-        min_launch_tcb: TcbMinimum { snp: Some(21), ..TcbMinimum::default() },
+        min_committed_tcb: TcbMinimum {
+            snp: Some(20),
+            ..TcbMinimum::default()
+        },
+        min_launch_tcb: TcbMinimum {
+            snp: Some(21),
+            ..TcbMinimum::default()
+        },
         ..passing()
     };
-    assert_eq!(rules(&v, &p), vec![SnpRule::MinLaunchTcb(TcbComponent::Snp)]);
+    assert_eq!(
+        rules(&v, &p),
+        vec![SnpRule::MinLaunchTcb(TcbComponent::Snp)]
+    );
     let above = SnpPolicy {
-        min_reported_tcb: TcbMinimum { microcode: Some(spl.microcode + 1), bootloader: Some(spl.bootloader + 1), ..at },
+        min_reported_tcb: TcbMinimum {
+            microcode: Some(spl.microcode + 1),
+            bootloader: Some(spl.bootloader + 1),
+            ..at
+        },
         ..passing()
     };
     assert_eq!(
         rules(&v, &above),
-        vec![SnpRule::MinReportedTcb(TcbComponent::Bootloader), SnpRule::MinReportedTcb(TcbComponent::Microcode)]
+        vec![
+            SnpRule::MinReportedTcb(TcbComponent::Bootloader),
+            SnpRule::MinReportedTcb(TcbComponent::Microcode)
+        ]
     );
     // FMC exists only on Turin.
-    let fmc = SnpPolicy { min_reported_tcb: TcbMinimum { fmc: Some(1), ..TcbMinimum::default() }, ..passing() };
-    assert_eq!(rules(&v, &fmc), vec![SnpRule::MinReportedTcb(TcbComponent::Fmc)]);
+    let fmc = SnpPolicy {
+        min_reported_tcb: TcbMinimum {
+            fmc: Some(1),
+            ..TcbMinimum::default()
+        },
+        ..passing()
+    };
+    assert_eq!(
+        rules(&v, &fmc),
+        vec![SnpRule::MinReportedTcb(TcbComponent::Fmc)]
+    );
     let turin = verified_with(Product::Turin, false, |_| {});
     assert!(appraise(&turin, &fmc).is_empty());
 }
@@ -147,11 +208,17 @@ fn firmware_version_and_build() {
         s.committed_version = [4, 52, 1];
     });
     let p = SnpPolicy {
-        min_firmware_version: Some(verifier_lib::snp::MinFirmwareVersion { major: 1, minor: 53 }),
+        min_firmware_version: Some(verifier_lib::snp::MinFirmwareVersion {
+            major: 1,
+            minor: 53,
+        }),
         min_build: Some(5),
         ..passing()
     };
-    assert_eq!(rules(&v, &p), vec![SnpRule::CommittedFirmwareVersion, SnpRule::CommittedBuild]);
+    assert_eq!(
+        rules(&v, &p),
+        vec![SnpRule::CommittedFirmwareVersion, SnpRule::CommittedBuild]
+    );
 }
 
 #[test]
@@ -161,12 +228,26 @@ fn debug_migration_smt_socket() {
         s.report_id_ma = [7; 32];
         s.platform_info = 1;
     });
-    let strict = SnpPolicy { require_smt_disabled: true, require_single_socket: true, ..passing() };
+    let strict = SnpPolicy {
+        require_smt_disabled: true,
+        require_single_socket: true,
+        ..passing()
+    };
     assert_eq!(
         rules(&v, &strict),
-        vec![SnpRule::Debug, SnpRule::MigrationAgent, SnpRule::ReportIdMa, SnpRule::SmtDisabled, SnpRule::SingleSocket]
+        vec![
+            SnpRule::Debug,
+            SnpRule::MigrationAgent,
+            SnpRule::ReportIdMa,
+            SnpRule::SmtDisabled,
+            SnpRule::SingleSocket
+        ]
     );
-    let lax = SnpPolicy { require_no_debug: false, allow_migration_agent: true, ..passing() };
+    let lax = SnpPolicy {
+        require_no_debug: false,
+        allow_migration_agent: true,
+        ..passing()
+    };
     assert!(appraise(&v, &lax).is_empty());
     let clean = verified(|s| {
         s.policy |= 1 << 20;
@@ -179,23 +260,62 @@ fn debug_migration_smt_socket() {
 #[test]
 fn vmpl_product_signer_masking() {
     let v = verified(|s| s.vmpl = 1);
-    assert_eq!(rules(&v, &SnpPolicy { max_vmpl: Some(0), ..passing() }), vec![SnpRule::Vmpl]);
-    assert!(appraise(&v, &SnpPolicy { max_vmpl: Some(1), ..passing() }).is_empty());
-    let products = SnpPolicy { allowed_products: vec![Product::Genoa, Product::Turin], ..passing() };
+    assert_eq!(
+        rules(
+            &v,
+            &SnpPolicy {
+                max_vmpl: Some(0),
+                ..passing()
+            }
+        ),
+        vec![SnpRule::Vmpl]
+    );
+    assert!(appraise(
+        &v,
+        &SnpPolicy {
+            max_vmpl: Some(1),
+            ..passing()
+        }
+    )
+    .is_empty());
+    let products = SnpPolicy {
+        allowed_products: vec![Product::Genoa, Product::Turin],
+        ..passing()
+    };
     assert_eq!(rules(&v, &products), vec![SnpRule::Product]);
     let vlek = verified_with(Product::Genoa, true, |_| {});
-    assert_eq!(rules(&vlek, &SnpPolicy { require_vcek: true, ..passing() }), vec![SnpRule::Signer]);
+    assert_eq!(
+        rules(
+            &vlek,
+            &SnpPolicy {
+                require_vcek: true,
+                ..passing()
+            }
+        ),
+        vec![SnpRule::Signer]
+    );
     let masked = verified(|s| {
         s.chip_id = [0; 64];
         s.key_info |= 2;
     });
     assert_eq!(rules(&masked, &passing()), vec![SnpRule::MaskedChipId]);
-    assert!(appraise(&masked, &SnpPolicy { allow_masked_chip_id: true, ..passing() }).is_empty());
+    assert!(appraise(
+        &masked,
+        &SnpPolicy {
+            allow_masked_chip_id: true,
+            ..passing()
+        }
+    )
+    .is_empty());
 }
 
 #[test]
 fn id_block_and_author_key() {
-    let p = SnpPolicy { require_id_block: true, require_author_key: true, ..passing() };
+    let p = SnpPolicy {
+        require_id_block: true,
+        require_author_key: true,
+        ..passing()
+    };
     let none = verified(|_| {});
     assert_eq!(rules(&none, &p), vec![SnpRule::IdBlock, SnpRule::AuthorKey]);
     let both = verified(|s| {
@@ -213,10 +333,25 @@ fn unchecked_revocation_is_a_violation_unless_dangerously_allowed() {
         .unwrap()
         .with_dangerous_extra_root(Product::Milan, &test_ark(Product::Milan))
         .unwrap();
-    let v = verify_report(&signed_report(&report_spec(&c)), &c.leaf, Some(&c.ask), &trust, CrlInput::DangerousSkip, None, NOW)
-        .unwrap();
+    let v = verify_report(
+        &signed_report(&report_spec(&c)),
+        &c.leaf,
+        Some(&c.ask),
+        &trust,
+        CrlInput::DangerousSkip,
+        None,
+        NOW,
+    )
+    .unwrap();
     assert_eq!(rules(&v, &passing()), vec![SnpRule::Revocation]);
-    assert!(appraise(&v, &SnpPolicy { dangerous_allow_unchecked_revocation: true, ..passing() }).is_empty());
+    assert!(appraise(
+        &v,
+        &SnpPolicy {
+            dangerous_allow_unchecked_revocation: true,
+            ..passing()
+        }
+    )
+    .is_empty());
 }
 
 #[test]

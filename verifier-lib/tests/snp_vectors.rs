@@ -19,7 +19,10 @@ fn root() -> PathBuf {
 /// Every certificate (DER) in a directory's .der/.pem files, not recursing.
 fn certs_in(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -122,16 +125,44 @@ fn hex_u64(v: &Value) -> u64 {
 }
 
 fn check_fields(report: &AttestationReport, want: &Value, ctx: &str) {
-    assert_eq!(u64::from(report.version), want["version"].as_u64().unwrap(), "{ctx}");
-    assert_eq!(u64::from(report.guest_svn), want["guest_svn"].as_u64().unwrap(), "{ctx}");
+    assert_eq!(
+        u64::from(report.version),
+        want["version"].as_u64().unwrap(),
+        "{ctx}"
+    );
+    assert_eq!(
+        u64::from(report.guest_svn),
+        want["guest_svn"].as_u64().unwrap(),
+        "{ctx}"
+    );
     assert_eq!(report.policy.0, hex_u64(&want["policy"]), "{ctx}");
-    assert_eq!(u64::from(report.vmpl), want["vmpl"].as_u64().unwrap(), "{ctx}");
-    assert_eq!(u64::from(report.signature_algo), want["sig_algo"].as_u64().unwrap(), "{ctx}");
+    assert_eq!(
+        u64::from(report.vmpl),
+        want["vmpl"].as_u64().unwrap(),
+        "{ctx}"
+    );
+    assert_eq!(
+        u64::from(report.signature_algo),
+        want["sig_algo"].as_u64().unwrap(),
+        "{ctx}"
+    );
     assert_eq!(report.current_tcb.0, hex_u64(&want["current_tcb"]), "{ctx}");
-    assert_eq!(report.reported_tcb.0, hex_u64(&want["reported_tcb"]), "{ctx}");
-    assert_eq!(report.committed_tcb.0, hex_u64(&want["committed_tcb"]), "{ctx}");
+    assert_eq!(
+        report.reported_tcb.0,
+        hex_u64(&want["reported_tcb"]),
+        "{ctx}"
+    );
+    assert_eq!(
+        report.committed_tcb.0,
+        hex_u64(&want["committed_tcb"]),
+        "{ctx}"
+    );
     assert_eq!(report.launch_tcb.0, hex_u64(&want["launch_tcb"]), "{ctx}");
-    assert_eq!(report.platform_info.0, hex_u64(&want["platform_info"]), "{ctx}");
+    assert_eq!(
+        report.platform_info.0,
+        hex_u64(&want["platform_info"]),
+        "{ctx}"
+    );
     for (field, bytes) in [
         ("report_data", &report.report_data[..]),
         ("measurement", &report.measurement[..]),
@@ -139,7 +170,11 @@ fn check_fields(report: &AttestationReport, want: &Value, ctx: &str) {
         ("report_id", &report.report_id[..]),
         ("chip_id", &report.chip_id[..]),
     ] {
-        assert_eq!(hex::encode(bytes), want[field].as_str().unwrap(), "{ctx}: {field}");
+        assert_eq!(
+            hex::encode(bytes),
+            want[field].as_str().unwrap(),
+            "{ctx}: {field}"
+        );
     }
     let fms = match report.cpuid {
         Some(c) => hex::encode([c.family, c.model, c.stepping]),
@@ -197,12 +232,23 @@ fn every_vector_report_verifies_with_its_chain_and_stated_fields() {
 fn vcek_extensions_match_reported_tcb() {
     let trust = anchors();
     for s in samples() {
-        let chain = verify_chain(&s.leaf, Some(&s.intermediate), &trust, CrlInput::DangerousSkip, s.now())
-            .unwrap();
+        let chain = verify_chain(
+            &s.leaf,
+            Some(&s.intermediate),
+            &trust,
+            CrlInput::DangerousSkip,
+            s.now(),
+        )
+        .unwrap();
         for (_, bytes) in &s.reports {
             let r = AttestationReport::parse(bytes).unwrap();
             let parts = r.reported_tcb.parts(chain.product);
-            for c in [TcbComponent::Bootloader, TcbComponent::Tee, TcbComponent::Snp, TcbComponent::Microcode] {
+            for c in [
+                TcbComponent::Bootloader,
+                TcbComponent::Tee,
+                TcbComponent::Snp,
+                TcbComponent::Microcode,
+            ] {
                 assert_eq!(chain.extensions.spl(c), parts.component(c));
             }
             assert_eq!(chain.extensions.hw_id.as_deref(), Some(&r.chip_id[..]));
@@ -217,8 +263,16 @@ fn wrong_report_data_is_rejected() {
         let (_, bytes) = &s.reports[0];
         let mut other = AttestationReport::parse(bytes).unwrap().report_data;
         other[63] ^= 1;
-        let err = verify_report(bytes, &s.leaf, None, &trust, CrlInput::DangerousSkip, Some(&other), s.now())
-            .unwrap_err();
+        let err = verify_report(
+            bytes,
+            &s.leaf,
+            None,
+            &trust,
+            CrlInput::DangerousSkip,
+            Some(&other),
+            s.now(),
+        )
+        .unwrap_err();
         assert!(matches!(err, SnpError::ReportDataMismatch { .. }), "{err}");
     }
 }
@@ -227,8 +281,16 @@ fn wrong_report_data_is_rejected() {
 fn crl_unavailable_denies_real_chains() {
     let trust = anchors();
     for s in samples() {
-        let err = verify_report(&s.reports[0].1, &s.leaf, None, &trust, CrlInput::Unavailable, None, s.now())
-            .unwrap_err();
+        let err = verify_report(
+            &s.reports[0].1,
+            &s.leaf,
+            None,
+            &trust,
+            CrlInput::Unavailable,
+            None,
+            s.now(),
+        )
+        .unwrap_err();
         assert_eq!(err, SnpError::CrlUnavailable);
     }
 }
@@ -296,8 +358,16 @@ fn report_against_another_products_chain_is_rejected() {
         for other in ["genoa", "turin_vcek"] {
             let bundle = std::fs::read(ca.join(format!("ask_ark_{other}.pem"))).unwrap();
             let ask = pem::parse_many(bundle).unwrap()[0].contents().to_vec();
-            let err = verify_report(&s.reports[0].1, &s.leaf, Some(&ask), &trust, CrlInput::DangerousSkip, None, s.now())
-                .unwrap_err();
+            let err = verify_report(
+                &s.reports[0].1,
+                &s.leaf,
+                Some(&ask),
+                &trust,
+                CrlInput::DangerousSkip,
+                None,
+                s.now(),
+            )
+            .unwrap_err();
             assert!(matches!(err, SnpError::IssuerMismatch { .. }), "{err}");
         }
     }
@@ -307,7 +377,10 @@ fn report_against_another_products_chain_is_rejected() {
 fn real_turin_chain_verifies_with_8_byte_hwid() {
     let dir = root().join("virtee-sev/turin-chain-only");
     let certs = certs_in(&dir);
-    let leaf = certs.iter().find(|c| !X509Certificate::from_der(c).unwrap().1.is_ca()).unwrap();
+    let leaf = certs
+        .iter()
+        .find(|c| !X509Certificate::from_der(c).unwrap().1.is_ca())
+        .unwrap();
     let (_, lc) = X509Certificate::from_der(leaf).unwrap();
     let now = lc.validity().not_before.timestamp() + 86_400;
     let chain = verify_chain(leaf, None, &anchors(), CrlInput::DangerousSkip, now).unwrap();
@@ -317,9 +390,23 @@ fn real_turin_chain_verifies_with_8_byte_hwid() {
     // The Turin VCEK against the Milan ASK fails.
     let milan_ask = &certs_in(&root().join("amd-ca/virtee-builtin"))
         .into_iter()
-        .find(|c| X509Certificate::from_der(c).unwrap().1.subject().to_string().contains("SEV-Milan"))
+        .find(|c| {
+            X509Certificate::from_der(c)
+                .unwrap()
+                .1
+                .subject()
+                .to_string()
+                .contains("SEV-Milan")
+        })
         .unwrap();
-    assert!(verify_chain(leaf, Some(milan_ask), &anchors(), CrlInput::DangerousSkip, now).is_err());
+    assert!(verify_chain(
+        leaf,
+        Some(milan_ask),
+        &anchors(),
+        CrlInput::DangerousSkip,
+        now
+    )
+    .is_err());
 }
 
 #[test]
@@ -327,9 +414,20 @@ fn verification_outside_certificate_validity_fails() {
     let trust = anchors();
     for s in samples() {
         let (_, c) = X509Certificate::from_der(&s.leaf).unwrap();
-        for now in [c.validity().not_before.timestamp() - 1, c.validity().not_after.timestamp() + 1] {
-            let err = verify_report(&s.reports[0].1, &s.leaf, None, &trust, CrlInput::DangerousSkip, None, now)
-                .unwrap_err();
+        for now in [
+            c.validity().not_before.timestamp() - 1,
+            c.validity().not_after.timestamp() + 1,
+        ] {
+            let err = verify_report(
+                &s.reports[0].1,
+                &s.leaf,
+                None,
+                &trust,
+                CrlInput::DangerousSkip,
+                None,
+                now,
+            )
+            .unwrap_err();
             assert!(matches!(err, SnpError::CertificateNotValid { .. }), "{err}");
         }
     }
@@ -340,13 +438,23 @@ fn azure_hcl_reports_bind_runtime_json() {
     let mut seen = 0;
     for s in samples() {
         let path = s.dir.join("hcl-report.bin");
-        let Ok(hcl_bytes) = std::fs::read(&path) else { continue };
+        let Ok(hcl_bytes) = std::fs::read(&path) else {
+            continue;
+        };
         let hcl = parse_hcl_report(&hcl_bytes).unwrap();
         assert_eq!(hcl.snp_report, s.reports[0].1);
         let jwk = hcl.ak_pub_jwk.as_ref().unwrap();
         assert_eq!(jwk["kty"], "RSA");
-        let v = verify_report(&hcl.snp_report, &s.leaf, None, &anchors(), CrlInput::DangerousSkip, None, s.now())
-            .unwrap();
+        let v = verify_report(
+            &hcl.snp_report,
+            &s.leaf,
+            None,
+            &anchors(),
+            CrlInput::DangerousSkip,
+            None,
+            s.now(),
+        )
+        .unwrap();
         assert_eq!(
             &v.report.report_data[..32],
             &verifier_lib::crypto::HashAlg::Sha256.digest(&hcl.runtime_json)[..]

@@ -103,7 +103,9 @@ pub(crate) fn is_pss_sha384(alg: &AlgorithmIdentifier<'_>) -> bool {
 
 fn public_key(cert: &X509Certificate<'_>, role: CertRole) -> Result<PublicKey, SnpError> {
     let spki = cert.public_key();
-    let parsed = spki.parsed().map_err(|_| SnpError::CertificateParse { role })?;
+    let parsed = spki
+        .parsed()
+        .map_err(|_| SnpError::CertificateParse { role })?;
     match (role, parsed) {
         (CertRole::Leaf, X509Key::EC(point)) => {
             let alg = spki.algorithm.algorithm.to_id_string();
@@ -210,7 +212,7 @@ struct TrustedArk {
 #[derive(Debug, Clone)]
 pub struct SnpTrustAnchors {
     roots: Vec<TrustedArk>,
-    intermediates: Vec<Vec<u8>>,
+    intermediates: Vec<ParsedCert>,
 }
 
 fn parse_ark(der: &[u8]) -> Result<ParsedCert, SnpError> {
@@ -243,7 +245,10 @@ impl SnpTrustAnchors {
                 })
             })
             .collect::<Result<Vec<_>, SnpError>>()?;
-        let intermediates = BUNDLED_INTERMEDIATES.iter().map(|d| d.to_vec()).collect();
+        let intermediates = BUNDLED_INTERMEDIATES
+            .iter()
+            .map(|der| ParsedCert::parse(der, CertRole::Intermediate))
+            .collect::<Result<Vec<_>, SnpError>>()?;
         Ok(SnpTrustAnchors {
             roots,
             intermediates,
@@ -270,14 +275,17 @@ impl SnpTrustAnchors {
     /// The products whose roots are trusted, with whether each is a
     /// dangerous extra root.
     pub fn products(&self) -> Vec<(Product, bool)> {
-        self.roots.iter().map(|r| (r.product, r.dangerous)).collect()
+        self.roots
+            .iter()
+            .map(|r| (r.product, r.dangerous))
+            .collect()
     }
 
     fn bundled_intermediate_for(&self, issuer: &[u8]) -> Option<ParsedCert> {
         self.intermediates
             .iter()
-            .filter_map(|der| ParsedCert::parse(der, CertRole::Intermediate).ok())
             .find(|c| c.subject == issuer)
+            .cloned()
     }
 }
 

@@ -35,7 +35,8 @@ impl Crl {
     /// Parse a DER CRL; rejects trailing bytes and any signature algorithm
     /// other than RSASSA-PSS SHA-384 salt 48.
     pub fn parse(der: &[u8]) -> Result<Crl, SnpError> {
-        let (rest, crl) = CertificateRevocationList::from_der(der).map_err(|_| SnpError::CrlParse)?;
+        let (rest, crl) =
+            CertificateRevocationList::from_der(der).map_err(|_| SnpError::CrlParse)?;
         if !rest.is_empty() {
             return Err(SnpError::CrlParse);
         }

@@ -44,7 +44,9 @@ pub enum SnpError {
         source_name: &'static str,
     },
     /// The report's SIGNING_KEY and the kind of certificate disagree.
-    #[error("signer mismatch: the report says {report:?}, the certificate chain is for {certificate:?}")]
+    #[error(
+        "signer mismatch: the report says {report:?}, the certificate chain is for {certificate:?}"
+    )]
     SignerMismatch {
         report: SignerKind,
         certificate: SignerKind,
@@ -57,7 +59,10 @@ pub enum SnpError {
     UnsupportedCertificateAlgorithm { role: CertRole },
     /// A certificate key is not the kind its role requires.
     #[error("{role:?} certificate public key: expected {expected}")]
-    UnsupportedKey { role: CertRole, expected: &'static str },
+    UnsupportedKey {
+        role: CertRole,
+        expected: &'static str,
+    },
     /// A certificate's signature does not verify with its issuer's key.
     #[error("{role:?} certificate signature does not verify with its issuer's key")]
     CertificateSignatureInvalid { role: CertRole },
@@ -91,7 +96,9 @@ pub enum SnpError {
     #[error("VCEK hwID {expected} does not match report chip_id {actual}")]
     ChipIdMismatch { expected: String, actual: String },
     /// A TCB security patch level in the certificate differs from REPORTED_TCB.
-    #[error("{component:?} SPL: certificate says {certificate}, report reported_tcb says {report}")]
+    #[error(
+        "{component:?} SPL: certificate says {certificate}, report reported_tcb says {report}"
+    )]
     TcbMismatch {
         component: TcbComponent,
         certificate: u8,

@@ -26,8 +26,12 @@ pub(crate) fn ser_vec<S: Serializer, T: AsRef<[u8]>>(v: &[T], s: S) -> Result<S:
 
 fn decode_array<E: serde::de::Error, const N: usize>(text: &str) -> Result<[u8; N], E> {
     let bytes = hex::decode(text).map_err(E::custom)?;
-    <[u8; N]>::try_from(bytes.as_slice())
-        .map_err(|_| E::custom(format!("expected {N} hex-encoded bytes, got {}", bytes.len())))
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
+        E::custom(format!(
+            "expected {N} hex-encoded bytes, got {}",
+            bytes.len()
+        ))
+    })
 }
 
 /// Deserialize an optional fixed-size array from a hex string.

@@ -46,11 +46,12 @@ pub struct AmdCertExtensions {
 impl AmdCertExtensions {
     /// Parse the AMD extensions of a DER certificate (no signature check).
     pub fn from_certificate_der(der: &[u8]) -> Result<Self, SnpError> {
-        let (rest, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(
-            |_| SnpError::CertificateParse {
-                role: super::CertRole::Leaf,
-            },
-        )?;
+        let (rest, cert) =
+            x509_parser::certificate::X509Certificate::from_der(der).map_err(|_| {
+                SnpError::CertificateParse {
+                    role: super::CertRole::Leaf,
+                }
+            })?;
         if !rest.is_empty() {
             return Err(SnpError::CertificateParse {
                 role: super::CertRole::Leaf,
@@ -177,7 +178,8 @@ fn hw_id(v: &[u8]) -> Option<&[u8]> {
     }
     match v {
         [0x04, len, content @ ..]
-            if usize::from(*len) == content.len() && (content.len() == 64 || content.len() == 8) =>
+            if usize::from(*len) == content.len()
+                && (content.len() == 64 || content.len() == 8) =>
         {
             Some(content)
         }
@@ -208,7 +210,10 @@ mod tests {
         let mut wrapped = vec![4, 64];
         wrapped.extend_from_slice(&raw);
         assert_eq!(hw_id(&wrapped), Some(&raw[..]));
-        assert_eq!(hw_id(&[4, 8, 1, 2, 3, 4, 5, 6, 7, 8]), Some(&[1, 2, 3, 4, 5, 6, 7, 8][..]));
+        assert_eq!(
+            hw_id(&[4, 8, 1, 2, 3, 4, 5, 6, 7, 8]),
+            Some(&[1, 2, 3, 4, 5, 6, 7, 8][..])
+        );
         assert_eq!(hw_id(&[1, 2, 3]), None);
     }
 }

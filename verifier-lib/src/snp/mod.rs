@@ -21,7 +21,9 @@ pub use crl::{Crl, CrlInput};
 pub use error::SnpError;
 pub use hcl::{parse_hcl_report, HclReport};
 pub use kds_ext::AmdCertExtensions;
-pub use policy::{appraise, MinFirmwareVersion, SnpPolicy, SnpPolicyViolation, SnpRule, TcbMinimum};
+pub use policy::{
+    appraise, MinFirmwareVersion, SnpPolicy, SnpPolicyViolation, SnpRule, TcbMinimum,
+};
 pub use report::{
     AttestationReport, Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, TcbComponent,
     TcbParts, TcbVersion, REPORT_LEN, SIGNATURE_OFFSET, SIGNATURE_RS_LEN, SIGNED_LEN,
@@ -189,8 +191,7 @@ fn verify_parsed_with_chain(
         TcbComponent::Snp,
         TcbComponent::Microcode,
     ] {
-        let (Some(certificate), reported) =
-            (ext.spl(component), reported_tcb.component(component))
+        let (Some(certificate), reported) = (ext.spl(component), reported_tcb.component(component))
         else {
             continue;
         };

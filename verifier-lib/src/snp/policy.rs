@@ -190,7 +190,11 @@ impl Findings {
 
     fn allow_list<const N: usize>(&mut self, rule: SnpRule, allowed: &[[u8; N]], actual: &[u8; N]) {
         if !allowed.is_empty() && !allowed.iter().any(|a| a == actual) {
-            let expected = allowed.iter().map(hex::encode).collect::<Vec<_>>().join(" | ");
+            let expected = allowed
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(" | ");
             self.fail(rule, format!("one of {expected}"), hex::encode(actual));
         }
     }
@@ -232,11 +236,19 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
                 hex::encode(r.measurement),
             );
         } else {
-            f.allow_list(SnpRule::Measurement, &policy.allowed_measurements, &r.measurement);
+            f.allow_list(
+                SnpRule::Measurement,
+                &policy.allowed_measurements,
+                &r.measurement,
+            );
         }
     }
     f.allow_list(SnpRule::HostData, &policy.allowed_host_data, &r.host_data);
-    f.allow_list(SnpRule::IdKeyDigest, &policy.allowed_id_key_digests, &r.id_key_digest);
+    f.allow_list(
+        SnpRule::IdKeyDigest,
+        &policy.allowed_id_key_digests,
+        &r.id_key_digest,
+    );
     f.allow_list(
         SnpRule::AuthorKeyDigest,
         &policy.allowed_author_key_digests,
@@ -254,13 +266,33 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
     }
     if let Some(min) = policy.min_guest_svn {
         if r.guest_svn < min {
-            f.fail(SnpRule::GuestSvn, format!(">= {min}"), r.guest_svn.to_string());
+            f.fail(
+                SnpRule::GuestSvn,
+                format!(">= {min}"),
+                r.guest_svn.to_string(),
+            );
         }
     }
-    f.tcb(SnpRule::MinReportedTcb, &policy.min_reported_tcb, &verified.reported_tcb);
-    f.tcb(SnpRule::MinCommittedTcb, &policy.min_committed_tcb, &verified.committed_tcb);
-    f.tcb(SnpRule::MinLaunchTcb, &policy.min_launch_tcb, &verified.launch_tcb);
-    f.tcb(SnpRule::MinCurrentTcb, &policy.min_current_tcb, &verified.current_tcb);
+    f.tcb(
+        SnpRule::MinReportedTcb,
+        &policy.min_reported_tcb,
+        &verified.reported_tcb,
+    );
+    f.tcb(
+        SnpRule::MinCommittedTcb,
+        &policy.min_committed_tcb,
+        &verified.committed_tcb,
+    );
+    f.tcb(
+        SnpRule::MinLaunchTcb,
+        &policy.min_launch_tcb,
+        &verified.launch_tcb,
+    );
+    f.tcb(
+        SnpRule::MinCurrentTcb,
+        &policy.min_current_tcb,
+        &verified.current_tcb,
+    );
     if let Some(min) = policy.min_firmware_version {
         for (rule, v) in [
             (SnpRule::CurrentFirmwareVersion, r.current_version),
@@ -290,7 +322,11 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
     }
     if !policy.allow_migration_agent {
         if r.policy.migrate_ma() {
-            f.fail(SnpRule::MigrationAgent, "migrate_ma=false", "migrate_ma=true");
+            f.fail(
+                SnpRule::MigrationAgent,
+                "migrate_ma=false",
+                "migrate_ma=true",
+            );
         }
         if !is_uniform(&r.report_id_ma, 0xff) && !is_uniform(&r.report_id_ma, 0) {
             f.fail(
@@ -301,18 +337,25 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
         }
     }
     if policy.require_smt_disabled && r.platform_info.smt_enabled() {
-        f.fail(SnpRule::SmtDisabled, "smt_enabled=false", "smt_enabled=true");
+        f.fail(
+            SnpRule::SmtDisabled,
+            "smt_enabled=false",
+            "smt_enabled=true",
+        );
     }
     if policy.require_single_socket && !r.policy.single_socket() {
-        f.fail(SnpRule::SingleSocket, "single_socket=true", "single_socket=false");
+        f.fail(
+            SnpRule::SingleSocket,
+            "single_socket=true",
+            "single_socket=false",
+        );
     }
     if let Some(max) = policy.max_vmpl {
         if r.vmpl > max {
             f.fail(SnpRule::Vmpl, format!("<= {max}"), r.vmpl.to_string());
         }
     }
-    if !policy.allowed_products.is_empty() && !policy.allowed_products.contains(&verified.product)
-    {
+    if !policy.allowed_products.is_empty() && !policy.allowed_products.contains(&verified.product) {
         f.fail(
             SnpRule::Product,
             format!("one of {:?}", policy.allowed_products),
@@ -320,7 +363,11 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
         );
     }
     if policy.require_vcek && verified.signer != SignerKind::Vcek {
-        f.fail(SnpRule::Signer, "vcek", format!("{:?}", verified.signer).to_lowercase());
+        f.fail(
+            SnpRule::Signer,
+            "vcek",
+            format!("{:?}", verified.signer).to_lowercase(),
+        );
     }
     if verified.chip_id_masked && !policy.allow_masked_chip_id {
         f.fail(SnpRule::MaskedChipId, "chip id not masked", "masked");
@@ -345,7 +392,11 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
         f.fail(SnpRule::Revocation, "CRL checked", "CRL check skipped");
     }
     if verified.dangerous_root && !policy.dangerous_allow_extra_root {
-        f.fail(SnpRule::TrustedRoot, "pinned AMD ARK", "dangerous extra root");
+        f.fail(
+            SnpRule::TrustedRoot,
+            "pinned AMD ARK",
+            "dangerous extra root",
+        );
     }
     f.0
 }

@@ -212,7 +212,10 @@ impl Serialize for PlatformInfo {
         st.serialize_field("tsme_enabled", &self.tsme_enabled())?;
         st.serialize_field("ecc_enabled", &self.ecc_enabled())?;
         st.serialize_field("rapl_disabled", &self.rapl_disabled())?;
-        st.serialize_field("ciphertext_hiding_enabled", &self.ciphertext_hiding_enabled())?;
+        st.serialize_field(
+            "ciphertext_hiding_enabled",
+            &self.ciphertext_hiding_enabled(),
+        )?;
         st.serialize_field("alias_check_complete", &self.alias_check_complete())?;
         st.end()
     }
@@ -512,7 +515,13 @@ impl AttestationReport {
         let (r, s) = sig.split_at_mut(48);
         r.copy_from_slice(&self.signature_r);
         s.copy_from_slice(&self.signature_s);
-        let p384 = matches!(key, PublicKey::Ec { curve: Curve::P384, .. });
+        let p384 = matches!(
+            key,
+            PublicKey::Ec {
+                curve: Curve::P384,
+                ..
+            }
+        );
         if !p384 {
             return Err(SnpError::ReportSignatureInvalid {
                 signer: self.key_info.signing_key,

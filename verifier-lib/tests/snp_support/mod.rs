@@ -225,7 +225,16 @@ impl Spl {
                 0,
                 self.microcode,
             ],
-            _ => [self.bootloader, self.tee, 0, 0, 0, 0, self.snp, self.microcode],
+            _ => [
+                self.bootloader,
+                self.tee,
+                0,
+                0,
+                0,
+                0,
+                self.snp,
+                self.microcode,
+            ],
         };
         u64::from_le_bytes(b)
     }
@@ -243,7 +252,9 @@ pub fn default_spl(product: Product) -> Spl {
 
 pub fn hw_id(product: Product) -> Vec<u8> {
     let len = if product == Product::Turin { 8 } else { 64 };
-    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(3)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(3))
+        .collect()
 }
 
 pub struct TestChain {
@@ -348,7 +359,12 @@ pub fn build_chain(product: Product, vlek: bool, spl: Spl, leaf_validity: (i64, 
 }
 
 pub fn chain(product: Product) -> TestChain {
-    build_chain(product, false, default_spl(product), (NOT_BEFORE, NOT_AFTER))
+    build_chain(
+        product,
+        false,
+        default_spl(product),
+        (NOT_BEFORE, NOT_AFTER),
+    )
 }
 
 /// A CRL issued under `product`'s test ARK name, signed with `signer`.
