@@ -1,0 +1,1 @@
+//! Linux IMA runtime measurement lists.
