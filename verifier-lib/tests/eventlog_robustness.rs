@@ -26,7 +26,12 @@ fn logs_with_expected() -> Vec<(PathBuf, Vec<u8>, PcrBanks)> {
                     .as_object()
                     .unwrap()
                     .iter()
-                    .map(|(k, h)| (k.parse().unwrap(), hex::decode(h.as_str().unwrap()).unwrap()))
+                    .map(|(k, h)| {
+                        (
+                            k.parse().unwrap(),
+                            hex::decode(h.as_str().unwrap()).unwrap(),
+                        )
+                    })
                     .collect();
                 banks.insert(HashAlg::from_name(bank).unwrap(), m);
             }
@@ -85,10 +90,16 @@ fn truncation_sweep() {
         let log = EventLog::parse(&bytes).unwrap();
         let boundaries: Vec<usize> = log.events.iter().map(|e| e.offset).collect();
         let step = (bytes.len() / 500).max(1);
-        let cuts = (0..bytes.len()).step_by(step).chain(boundaries.iter().copied());
+        let cuts = (0..bytes.len())
+            .step_by(step)
+            .chain(boundaries.iter().copied());
         for cut in cuts {
             match EventLog::parse(&bytes[..cut]) {
-                Err(EventLogError::Truncated { event_index, offset, .. }) => {
+                Err(EventLogError::Truncated {
+                    event_index,
+                    offset,
+                    ..
+                }) => {
                     assert!(offset <= cut && event_index < log.events.len());
                 }
                 Err(EventLogError::Empty) => assert_eq!(cut, 0),
@@ -109,7 +120,11 @@ fn truncation_sweep() {
                             && expected.values().any(|b| b.contains_key(&(e.pcr as u8)))
                     });
                     if touches {
-                        assert!(!full_match(&bytes[..cut], &expected), "{} cut {cut}", dir.display());
+                        assert!(
+                            !full_match(&bytes[..cut], &expected),
+                            "{} cut {cut}",
+                            dir.display()
+                        );
                     }
                 }
             }

@@ -44,7 +44,11 @@ fn logs() -> Vec<(PathBuf, Vec<u8>)> {
         }
     }
     out.sort();
-    assert!(out.len() >= 11, "expected all vector logs, found {}", out.len());
+    assert!(
+        out.len() >= 11,
+        "expected all vector logs, found {}",
+        out.len()
+    );
     out
 }
 
@@ -67,7 +71,10 @@ fn expected_pcrs(dir: &Path) -> Option<PcrBanks> {
 }
 
 fn name(dir: &Path) -> String {
-    dir.strip_prefix(vector_dir()).unwrap().display().to_string()
+    dir.strip_prefix(vector_dir())
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -207,7 +214,13 @@ fn per_event_decoding_matches_tpm2_eventlog_yaml() {
                 .iter()
                 .map(|(a, d)| (a.name().to_string(), hex::encode(d)))
                 .collect();
-            assert_eq!(got_digests, want.digests, "{}: event {}", name(&dir), want.num);
+            assert_eq!(
+                got_digests,
+                want.digests,
+                "{}: event {}",
+                name(&dir),
+                want.num
+            );
             compared += 1;
         }
     }
@@ -256,7 +269,10 @@ fn quirk_exit_boot_services_not_logged() {
         let Some(Quirk::ExitBootServicesNotLogged { actions }) = outcome.applied else {
             panic!("{}: no quirk applied", name(&dir));
         };
-        assert_eq!(actions.last().map(|a| a.as_bytes()), Some(ret.data.as_slice()));
+        assert_eq!(
+            actions.last().map(|a| a.as_bytes()),
+            Some(ret.data.as_slice())
+        );
         // The unmodified log needs no quirk.
         assert_eq!(compare_with_quirks(&log, &expected).unwrap().applied, None);
         exercised += 1;
@@ -315,11 +331,9 @@ fn startup_locality_sets_pcr0_initial_value() {
     let mut seen = 0;
     for (dir, bytes) in logs() {
         let log = EventLog::parse(&bytes).unwrap();
-        let Some(ev) = log
-            .events
-            .iter()
-            .find(|e| e.event_type == event_type::EV_NO_ACTION && e.data.starts_with(b"StartupLocality\0"))
-        else {
+        let Some(ev) = log.events.iter().find(|e| {
+            e.event_type == event_type::EV_NO_ACTION && e.data.starts_with(b"StartupLocality\0")
+        }) else {
             continue;
         };
         seen += 1;
@@ -372,7 +386,10 @@ fn boot_state_claims_are_consistent() {
         let n = name(&dir);
         // Every separator in these logs is a verified, non-error separator.
         assert!(!s.separators.is_empty(), "{n}");
-        assert!(s.separators.iter().all(|x| x.digest_verified && !x.error), "{n}");
+        assert!(
+            s.separators.iter().all(|x| x.digest_verified && !x.error),
+            "{n}"
+        );
         assert!(!s.has_error_separator());
         // The PCR 7 variables the PC Client profile requires.
         let names: Vec<&str> = s
@@ -403,7 +420,10 @@ fn boot_state_claims_are_consistent() {
         // GRUB command lines verify.
         for c in s.kernel_cmdlines() {
             assert!(c.digest_verified, "{n}: {}", c.text);
-            assert!(c.text.contains("vmlinuz") || c.text.contains("root="), "{n}");
+            assert!(
+                c.text.contains("vmlinuz") || c.text.contains("root="),
+                "{n}"
+            );
         }
         // Boot applications carry a digest and a rendered path.
         for app in &s.boot_applications {
@@ -432,8 +452,7 @@ fn boot_state_reads_grub_and_systemd_boot() {
                 name(&dir)
             );
         }
-        if s
-            .measured_strings
+        if s.measured_strings
             .iter()
             .any(|m| m.source == MeasuredStringSource::SystemdBootLoadOptions)
         {
@@ -446,7 +465,10 @@ fn boot_state_reads_grub_and_systemd_boot() {
                 assert!(m.text.contains("console="), "{}: {}", name(&dir), m.text);
             }
             // The Linux EFI stub tags the initrd in PCR 9.
-            assert!(s.tagged_events.iter().any(|t| t.description == "Linux initrd"));
+            assert!(s
+                .tagged_events
+                .iter()
+                .any(|t| t.description == "Linux initrd"));
         }
     }
     assert!(grub >= 2 && sdboot >= 1, "grub {grub} sd-boot {sdboot}");

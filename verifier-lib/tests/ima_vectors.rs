@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::eventlog::{EventLog, PcrBanks};
 use verifier_lib::ima::{
-    appraise_ascii, check_boot_aggregate, check_pcr10, replay_from, BootAggregateRange,
-    ImaCursor, ImaEntry, ImaError, ImaLog,
+    appraise_ascii, check_boot_aggregate, check_pcr10, replay_from, BootAggregateRange, ImaCursor,
+    ImaEntry, ImaError, ImaLog,
 };
 
 fn vectors() -> PathBuf {
@@ -21,7 +21,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             collect(&p, out);
-        } else if p.file_name().is_some_and(|n| n == "ascii_runtime_measurements") {
+        } else if p
+            .file_name()
+            .is_some_and(|n| n == "ascii_runtime_measurements")
+        {
             out.push(p);
         }
     }
@@ -56,8 +59,14 @@ fn stated_pcr10(name: &str) -> Option<Vec<u8>> {
 
 fn quoted(cursor: &ImaCursor) -> PcrBanks {
     let mut q = PcrBanks::new();
-    q.insert(HashAlg::Sha1, BTreeMap::from([(10u8, cursor.pcr10_sha1.clone())]));
-    q.insert(HashAlg::Sha256, BTreeMap::from([(10u8, cursor.pcr10_sha256.clone())]));
+    q.insert(
+        HashAlg::Sha1,
+        BTreeMap::from([(10u8, cursor.pcr10_sha1.clone())]),
+    );
+    q.insert(
+        HashAlg::Sha256,
+        BTreeMap::from([(10u8, cursor.pcr10_sha256.clone())]),
+    );
     q
 }
 
@@ -72,7 +81,11 @@ fn every_list_parses_and_template_hashes_check() {
             if e.violation {
                 assert!(e.template_hash.iter().all(|&b| b == 0));
             } else {
-                assert_eq!(HashAlg::Sha1.digest(&e.template_data), e.template_hash, "{name}");
+                assert_eq!(
+                    HashAlg::Sha1.digest(&e.template_data),
+                    e.template_hash,
+                    "{name}"
+                );
             }
             let (alg, digest) = e.file_digest.as_ref().unwrap();
             if let Some(h) = HashAlg::from_name(alg) {
@@ -90,7 +103,9 @@ fn every_list_parses_and_template_hashes_check() {
 fn sha1_pcr10_replay_matches_stated_regression_values() {
     let mut checked = 0;
     for (name, text) in lists() {
-        let Some(want) = stated_pcr10(&name) else { continue };
+        let Some(want) = stated_pcr10(&name) else {
+            continue;
+        };
         let log = ImaLog::parse_ascii(&text).unwrap();
         let c = replay_from(&ImaCursor::new(), &log.entries);
         assert_eq!(hex::encode(&c.pcr10_sha1), hex::encode(want), "{name}");
@@ -112,7 +127,10 @@ fn templates_and_fields_decode() {
         .iter()
         .filter(|e| e.template_name == "ima-sig" && e.signature.is_none())
         .count();
-    assert!(sigs >= 2 && bufs >= 6 && unsigned_sig >= 3, "{sigs} {bufs} {unsigned_sig}");
+    assert!(
+        sigs >= 2 && bufs >= 6 && unsigned_sig >= 3,
+        "{sigs} {bufs} {unsigned_sig}"
+    );
     // IMA signatures (xattr type 3, v2 header) start 03 02.
     for e in all.iter().filter_map(|e| e.signature.as_ref()) {
         assert_eq!(e.get(..2), Some([3u8, 2].as_slice()));
@@ -146,7 +164,11 @@ fn ima_template_d_n_layout() {
     data.extend_from_slice(b"/usr/bin/true");
     data.resize(276, 0);
     let th = HashAlg::Sha1.digest(&data);
-    let line = format!("10 {} ima {} /usr/bin/true\n", hex::encode(&th), hex::encode(&digest));
+    let line = format!(
+        "10 {} ima {} /usr/bin/true\n",
+        hex::encode(&th),
+        hex::encode(&digest)
+    );
     let log = ImaLog::parse_ascii(&line).unwrap();
     let e = &log.entries[0];
     assert_eq!(e.file_digest, Some(("sha1".to_string(), digest.clone())));
@@ -163,7 +185,9 @@ fn tampered_lines_are_rejected_with_entry_and_line() {
         let lines: Vec<&str> = text.lines().collect();
         let log = ImaLog::parse_ascii(&text).unwrap();
         // Change one hex digit of the file digest of the last non-violation entry.
-        let Some(k) = log.entries.iter().rposition(|e| !e.violation) else { continue };
+        let Some(k) = log.entries.iter().rposition(|e| !e.violation) else {
+            continue;
+        };
         let mut changed: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
         let l = &mut changed[k];
         let colon = l.find(':').unwrap_or_else(|| l.find(" ima ").unwrap() + 4);
@@ -225,7 +249,11 @@ fn tampered_prefix_is_caught_by_pcr10() {
     for (name, text) in lists() {
         let log = ImaLog::parse_ascii(&text).unwrap();
         let honest = replay_from(&ImaCursor::new(), &log.entries);
-        let Some(j) = log.entries.iter().position(|e| !e.violation && e.template_name == "ima-ng") else {
+        let Some(j) = log
+            .entries
+            .iter()
+            .position(|e| !e.violation && e.template_name == "ima-ng")
+        else {
             continue;
         };
         // Rebuild entry j for a different path with a correct template hash.
@@ -264,7 +292,10 @@ fn tampered_prefix_is_caught_by_pcr10() {
         assert_ne!(resumed.pcr10_sha256, honest.pcr10_sha256, "{name}");
         assert!(matches!(
             appraise_ascii(&text, &cursor, &quoted(&honest)),
-            Err(ImaError::PcrMismatch { bank: HashAlg::Sha1, .. })
+            Err(ImaError::PcrMismatch {
+                bank: HashAlg::Sha1,
+                ..
+            })
         ));
     }
 }
@@ -272,13 +303,19 @@ fn tampered_prefix_is_caught_by_pcr10() {
 #[test]
 fn check_pcr10_requires_a_quoted_bank() {
     let c = ImaCursor::new();
-    assert_eq!(check_pcr10(&c, &PcrBanks::new()), Err(ImaError::Pcr10NotQuoted));
+    assert_eq!(
+        check_pcr10(&c, &PcrBanks::new()),
+        Err(ImaError::Pcr10NotQuoted)
+    );
     let mut q = quoted(&c);
     assert_eq!(check_pcr10(&c, &q), Ok(()));
     q.get_mut(&HashAlg::Sha256).unwrap().insert(10, vec![1; 32]);
     assert!(matches!(
         check_pcr10(&c, &q),
-        Err(ImaError::PcrMismatch { bank: HashAlg::Sha256, .. })
+        Err(ImaError::PcrMismatch {
+            bank: HashAlg::Sha256,
+            ..
+        })
     ));
 }
 
@@ -290,7 +327,10 @@ fn violations_extend_all_ff() {
         for e in log.entries.iter().filter(|e| e.violation) {
             let one = replay_from(&ImaCursor::new(), std::slice::from_ref(e));
             assert_eq!(one.pcr10_sha1, HashAlg::Sha1.extend(&[0; 20], &[0xff; 20]));
-            assert_eq!(one.pcr10_sha256, HashAlg::Sha256.extend(&[0; 32], &[0xff; 32]));
+            assert_eq!(
+                one.pcr10_sha256,
+                HashAlg::Sha256.extend(&[0; 32], &[0xff; 32])
+            );
         }
     }
 }
@@ -332,7 +372,10 @@ fn boot_aggregate_links_to_event_log_replay() {
                 alg.digest(&all)
             };
             let e7 = boot_aggregate_entry(alg, agg(7));
-            assert_eq!(check_boot_aggregate(&e7, &pcrs), Ok(BootAggregateRange::Pcr0To7));
+            assert_eq!(
+                check_boot_aggregate(&e7, &pcrs),
+                Ok(BootAggregateRange::Pcr0To7)
+            );
             let e9 = boot_aggregate_entry(alg, agg(9));
             let r9 = check_boot_aggregate(&e9, &pcrs);
             if alg == HashAlg::Sha1 {

@@ -181,11 +181,14 @@ impl BootState {
 /// Text of a byte string: UTF-16LE when it looks like it, UTF-8 otherwise;
 /// trailing NULs removed.
 fn text(b: &[u8]) -> String {
-    let looks_utf16 = b.len() >= 2 && b.len() % 2 == 0 && b.iter().skip(1).step_by(2).all(|&x| x == 0);
+    let looks_utf16 =
+        b.len() >= 2 && b.len() % 2 == 0 && b.iter().skip(1).step_by(2).all(|&x| x == 0);
     if looks_utf16 {
         utf16le(b)
     } else {
-        String::from_utf8_lossy(b).trim_end_matches('\0').to_string()
+        String::from_utf8_lossy(b)
+            .trim_end_matches('\0')
+            .to_string()
     }
 }
 
@@ -213,7 +216,9 @@ fn efi_variable(ctx: &Ctx, e: &Event) -> Option<EfiVariable> {
     let data_len = r.u64_le("variable_data_length").ok()?;
     let name_bytes = usize::try_from(name_len).ok()?.checked_mul(2)?;
     let name = r.bytes(name_bytes, "unicode_name").ok()?;
-    let data = r.bytes(usize::try_from(data_len).ok()?, "variable_data").ok()?;
+    let data = r
+        .bytes(usize::try_from(data_len).ok()?, "variable_data")
+        .ok()?;
     let digest_verified = ctx.hashes_to(e, &e.data) || ctx.hashes_to(e, data);
     Some(EfiVariable {
         event_index: e.index,
@@ -262,7 +267,10 @@ const GRUB_PREFIXES: [(&[u8], MeasuredStringSource); 5] = [
     (b"kernel_cmdline: ", MeasuredStringSource::GrubKernelCmdline),
     (b"module_cmdline: ", MeasuredStringSource::GrubModuleCmdline),
     // Older Fedora/RHEL GRUB prefixes.
-    (b"grub_kernel_cmdline ", MeasuredStringSource::GrubKernelCmdline),
+    (
+        b"grub_kernel_cmdline ",
+        MeasuredStringSource::GrubKernelCmdline,
+    ),
     (b"grub_cmd ", MeasuredStringSource::GrubCommand),
 ];
 
@@ -327,10 +335,7 @@ fn sp800_155(e: &Event) -> Option<Sp800155Event> {
     let signature = String::from_utf8_lossy(e.data.get(..sig_len)?).into_owned();
     let mut r = Reader::new(e.data.get(16..).unwrap_or_default());
     let platform_manufacturer_id = r.u32_le("platform_manufacturer_id").ok();
-    let reference_manifest_guid = r
-        .bytes(16, "reference_manifest_guid")
-        .ok()
-        .and_then(guid);
+    let reference_manifest_guid = r.bytes(16, "reference_manifest_guid").ok().and_then(guid);
     Some(Sp800155Event {
         event_index: e.index,
         signature,

@@ -121,7 +121,8 @@ pub(crate) fn render(bytes: &[u8]) -> Option<RenderedPath> {
             (0x7f, 0xff) => break,
             (0x7f, 0x01) => parts.push(",".to_string()),
             _ => {
-                let s = node(t, st, body).unwrap_or_else(|| format!("Path({t},{st},{})", hex::encode(body)));
+                let s = node(t, st, body)
+                    .unwrap_or_else(|| format!("Path({t},{st},{})", hex::encode(body)));
                 if (t, st) == (0x04, 0x04) {
                     files.push(s.clone());
                 }

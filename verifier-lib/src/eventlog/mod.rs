@@ -237,7 +237,9 @@ pub enum EventLogError {
         alg: u16,
     },
     /// An event's digest count differs from the number of header algorithms.
-    #[error("event {event_index} at offset {offset}: digest count {actual}, header lists {expected}")]
+    #[error(
+        "event {event_index} at offset {offset}: digest count {actual}, header lists {expected}"
+    )]
     DigestCountMismatch {
         event_index: usize,
         offset: usize,
@@ -262,7 +264,9 @@ pub enum EventLogError {
     #[error("Spec ID header: invalid {field}")]
     InvalidSpecId { field: &'static str },
     /// The header declares a digest size that differs from the algorithm's.
-    #[error("Spec ID header: algorithm {alg} declared with digest size {declared}, expected {expected}")]
+    #[error(
+        "Spec ID header: algorithm {alg} declared with digest size {declared}, expected {expected}"
+    )]
     SpecIdDigestSize {
         alg: HashAlg,
         declared: u16,

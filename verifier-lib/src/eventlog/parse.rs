@@ -211,8 +211,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<EventLog, EventLogError> {
     let mut r = Reader::new(bytes);
     reject_zero_tail(&r, 0)?;
     let first = legacy_event(&mut r, 0)?;
-    let is_agile = first.event_type == event_type::EV_NO_ACTION
-        && first.data.starts_with(SPEC_ID_EVENT03);
+    let is_agile =
+        first.event_type == event_type::EV_NO_ACTION && first.data.starts_with(SPEC_ID_EVENT03);
     let mut events = Vec::new();
     let spec = if is_agile {
         Some(spec_id(&first.data)?)

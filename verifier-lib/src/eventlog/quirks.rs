@@ -23,6 +23,9 @@ use super::replay::{compare, replay_events, PcrBanks, PcrMismatch, ReplayedPcrs}
 use super::{event_type, EventLog};
 use crate::crypto::HashAlg;
 
+/// One synthetic event's digests, one per bank.
+type Digests = Vec<(HashAlg, Vec<u8>)>;
+
 const EBS_INVOCATION: &str = "Exit Boot Services Invocation";
 const EBS_SUCCESS: &str = "Exit Boot Services Returned with Success";
 const EBS_FAILURE: &str = "Exit Boot Services Returned with Failure";
@@ -71,7 +74,7 @@ pub fn compare_with_quirks(
     if first.iter().all(|m| m.pcr == 5) {
         let banks = log.banks();
         for actions in EBS_VARIANTS {
-            let extra: Vec<(Vec<(HashAlg, Vec<u8>)>, &[u8])> = actions
+            let extra: Vec<(Digests, &[u8])> = actions
                 .iter()
                 .map(|a| {
                     let digests = banks.iter().map(|b| (*b, b.digest(a.as_bytes()))).collect();

@@ -36,7 +36,10 @@ impl ReplayedPcrs {
 
     /// Every PCR index the log extended in at least one bank.
     pub fn measured_pcrs(&self) -> std::collections::BTreeSet<u8> {
-        self.banks.values().flat_map(|b| b.keys().copied()).collect()
+        self.banks
+            .values()
+            .flat_map(|b| b.keys().copied())
+            .collect()
     }
 }
 
@@ -122,14 +125,9 @@ pub(super) fn replay(log: &EventLog) -> ReplayedPcrs {
     let banks = log.banks();
     replay_events(
         &banks,
-        log.events.iter().map(|e| {
-            (
-                e.pcr,
-                e.event_type,
-                e.digests.as_slice(),
-                e.data.as_slice(),
-            )
-        }),
+        log.events
+            .iter()
+            .map(|e| (e.pcr, e.event_type, e.digests.as_slice(), e.data.as_slice())),
     )
 }
 

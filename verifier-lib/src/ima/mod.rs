@@ -19,7 +19,9 @@
 mod parse;
 mod replay;
 
-pub use replay::{appraise_ascii, check_boot_aggregate, check_pcr10, replay_from, BootAggregateRange, ImaCursor};
+pub use replay::{
+    appraise_ascii, check_boot_aggregate, check_pcr10, replay_from, BootAggregateRange, ImaCursor,
+};
 
 use crate::crypto::HashAlg;
 
@@ -124,7 +126,9 @@ pub enum ImaError {
     #[error("entry {entry}: unsupported template {name:?}")]
     UnsupportedTemplate { entry: u64, name: String },
     /// The listed template hash is not the SHA-1 of the template data.
-    #[error("entry {entry} (line {line:?}): template hash {listed} does not match computed {computed}")]
+    #[error(
+        "entry {entry} (line {line:?}): template hash {listed} does not match computed {computed}"
+    )]
     TemplateHashMismatch {
         entry: u64,
         line: Option<usize>,

@@ -232,7 +232,11 @@ fn trunc(entry: u64) -> impl Fn(WireError) -> ImaError {
     }
 }
 
-fn len_field<'a>(r: &mut Reader<'a>, entry: u64, field: &'static str) -> Result<&'a [u8], ImaError> {
+fn len_field<'a>(
+    r: &mut Reader<'a>,
+    entry: u64,
+    field: &'static str,
+) -> Result<&'a [u8], ImaError> {
     let n = r.u32_le(field).map_err(trunc(entry))?;
     let n = usize::try_from(n).map_err(|_| ImaError::MalformedField { entry, field })?;
     r.bytes(n, field).map_err(trunc(entry))
@@ -246,7 +250,10 @@ fn d_ng(entry: u64, d: &[u8]) -> Result<(String, Vec<u8>), ImaError> {
     };
     let colon = d.iter().position(|&b| b == b':').ok_or(bad.clone())?;
     let alg = std::str::from_utf8(d.get(..colon).ok_or(bad.clone())?).map_err(|_| bad.clone())?;
-    let digest = d.get(colon + 1..).and_then(|r| r.strip_prefix(b"\0")).ok_or(bad.clone())?;
+    let digest = d
+        .get(colon + 1..)
+        .and_then(|r| r.strip_prefix(b"\0"))
+        .ok_or(bad.clone())?;
     if !valid_alg(alg) || digest.is_empty() {
         return Err(bad);
     }
