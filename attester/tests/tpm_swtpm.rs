@@ -393,3 +393,24 @@ fn ten_tpms_in_parallel_each_enroll_and_quote() {
     eks.dedup();
     assert_eq!(eks.len(), 1);
 }
+
+#[test]
+fn exhausting_object_memory_is_a_retryable_error() {
+    let swtpm = Swtpm::start().unwrap();
+    let mut tpm = open(&swtpm);
+    let mut held = Vec::new();
+    let err = loop {
+        match tpm.create_ek(EkAlg::EccP384) {
+            Ok(ek) => held.push(ek),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 16, "swtpm should run out of transient slots");
+    };
+    assert!(matches!(err, TpmError::CreateEk { .. }), "{err:?}");
+    assert!(err.is_retryable(), "{err:?}");
+    for ek in held {
+        tpm.flush_ek(ek).unwrap();
+    }
+    let ek = tpm.create_ek(EkAlg::EccP384).unwrap();
+    tpm.flush_ek(ek).unwrap();
+}
