@@ -348,6 +348,19 @@ fn invalid_inputs_are_rejected_before_the_tpm() {
         .quote(&ek, &ak, b"n", &[(HashAlg::Sha256, vec![24])])
         .unwrap_err();
     assert!(matches!(err, TpmError::InvalidInput { .. }), "{err:?}");
+    let err = tpm
+        .quote(&ek, &ak, b"n", &[(HashAlg::Sha1, vec![0])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TpmError::InvalidInput {
+                field: "PCR selection",
+                ..
+            }
+        ),
+        "swtpm allocates only the sha256 bank: {err:?}"
+    );
     let mut broken = ak.clone();
     broken.public_tpm2b.pop();
     let err = tpm.quote(&ek, &broken, b"n", &selection()).unwrap_err();
@@ -356,4 +369,48 @@ fn invalid_inputs_are_rejected_before_the_tpm() {
         Tpm::open("nonsense-tcti:x"),
         Err(TpmError::Tcti { .. } | TpmError::Open { .. })
     ));
+}
+
+#[test]
+fn ten_tpms_in_parallel_each_enroll_and_quote() {
+    let threads: Vec<_> = (0..10)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let swtpm = Swtpm::start().unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let mut tpm = open(&swtpm);
+                let ek = tpm.create_ek(EkAlg::Rsa2048).unwrap();
+                let ak = tpm.create_ak(&ek, AkAlg::EccP256).unwrap();
+                let nonce = format!("thread {i}").into_bytes();
+                let ev = tpm.quote(&ek, &ak, &nonce, &selection()).unwrap();
+                assert!(checkquote(dir.path(), &ak, &ev, &nonce));
+                ek.public_tpm2b
+            })
+        })
+        .collect();
+    let mut eks: Vec<Vec<u8>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    // All copies of one template share the endorsement seed, hence the EK.
+    eks.dedup();
+    assert_eq!(eks.len(), 1);
+}
+
+#[test]
+fn exhausting_object_memory_is_a_retryable_error() {
+    let swtpm = Swtpm::start().unwrap();
+    let mut tpm = open(&swtpm);
+    let mut held = Vec::new();
+    let err = loop {
+        match tpm.create_ek(EkAlg::EccP384) {
+            Ok(ek) => held.push(ek),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 16, "swtpm should run out of transient slots");
+    };
+    assert!(matches!(err, TpmError::CreateEk { .. }), "{err:?}");
+    assert!(err.is_retryable(), "{err:?}");
+    for ek in held {
+        tpm.flush_ek(ek).unwrap();
+    }
+    let ek = tpm.create_ek(EkAlg::EccP384).unwrap();
+    tpm.flush_ek(ek).unwrap();
 }

@@ -390,6 +390,8 @@ impl Swtpm {
 
     fn spawn_on(&mut self, port: u16, ctrl: u16) -> Result<(), HarnessError> {
         let stderr_path = self.state_dir.join("swtpm.stderr");
+        let pid_path = self.state_dir.join("swtpm.pid");
+        let _ = fs::remove_file(&pid_path);
         let stderr =
             fs::File::create(&stderr_path).map_err(|source| HarnessError::Spawn { source })?;
         let dir_arg = |prefix: &str, p: &Path| {
@@ -405,7 +407,7 @@ impl Swtpm {
             .arg("--tpmstate")
             .arg(dir_arg("dir=", &self.state_dir))
             .args(["--flags", "not-need-init,startup-clear", "--pid"])
-            .arg(dir_arg("file=", &self.state_dir.join("swtpm.pid")))
+            .arg(dir_arg("file=", &pid_path))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -418,7 +420,19 @@ impl Swtpm {
                 let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
                 return Err(HarnessError::Exited { status, stderr });
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            // Ready once *our* child wrote its pid file and the port
+            // answers (a foreign listener on a raced port would answer too,
+            // but then our child exits on its failed bind, caught above or
+            // by the liveness check below).
+            let pid_written =
+                fs::read_to_string(&pid_path).is_ok_and(|p| p.trim() == child.id().to_string());
+            if pid_written && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(2));
+                if let Ok(Some(status)) = child.try_wait() {
+                    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+                    return Err(HarnessError::Exited { status, stderr });
+                }
                 break;
             }
             if started.elapsed() > LISTEN_TIMEOUT {

@@ -95,6 +95,8 @@ impl Tpm {
     }
 
     /// Load a stored AK under the EK; the caller must flush the handle.
+    /// (Like `tss_esapi::abstraction::ak::load_ak`, with fewer round trips:
+    /// the EK's policy is known from its template.)
     pub(super) fn load_ak(&mut self, ek: &Ek, blob: &AkBlob) -> Result<KeyHandle, TpmError> {
         let public = public_from_tpm2b(&blob.public_tpm2b, "AK public area")?;
         let private =
@@ -102,8 +104,23 @@ impl Tpm {
                 what: "AK private area",
                 source,
             })?;
-        ak::load_ak(&mut self.ctx, ek.handle, None, private, public)
-            .map_err(|source| TpmError::LoadAk { source })
+        let policy =
+            self.start_session(SessionType::Policy, ek.alg.name_alg(), false, "EK policy")?;
+        let loaded = self.satisfy_ek_policy(ek.alg, policy).and_then(|()| {
+            self.ctx
+                .execute_with_session(Some(policy), |c| c.load(ek.handle, private, public))
+                .map_err(|source| TpmError::LoadAk { source })
+        });
+        let flushed = self.ctx.flush_context(SessionHandle::from(policy).into());
+        let handle = loaded?;
+        if let Err(source) = flushed {
+            let _ = self.ctx.flush_context(handle.into());
+            return Err(TpmError::Flush {
+                what: "EK policy session",
+                source,
+            });
+        }
+        Ok(handle)
     }
 
     /// TPM2_ActivateCredential: recover the secret a verifier bound to
@@ -188,8 +205,9 @@ impl Tpm {
             source,
         };
         let policy = PolicySession::try_from(session).map_err(err)?;
+        // The endorsement hierarchy's auth is empty: a password session.
         self.ctx
-            .execute_with_nullauth_session(|c| {
+            .execute_with_session(Some(AuthSession::Password), |c| {
                 c.policy_secret(
                     policy,
                     AuthHandle::Endorsement,

@@ -58,7 +58,9 @@ impl Tpm {
             let before = self.read_pcrs(list)?;
             let (attest, signature) = self
                 .ctx
-                .execute_with_nullauth_session(|c| {
+                // The AK's auth value is empty: a password session is
+                // enough, and the quote's outputs are public anyway.
+                .execute_with_session(Some(AuthSession::Password), |c| {
                     c.quote(ak_handle, data.clone(), SignatureScheme::Null, list.clone())
                 })
                 .map_err(|source| TpmError::Quote { source })?;
