@@ -115,8 +115,8 @@ fn nonce_reused_is_refused() {
 fn nonce_of_another_host_is_refused() {
     let (pcrs, roots) = fresh_pcrs();
     let broker = broker_for(&pcrs, &[], roots);
-    let a = Host::new(&broker.url());
-    let b = Host::new(&broker.url());
+    let a = Host::distinct(&broker.url());
+    let b = Host::distinct(&broker.url());
     commands::enroll(&a.settings, AkAlg::EccP256).unwrap();
     commands::enroll(&b.settings, AkAlg::EccP256).unwrap();
     assert_ne!(a.state().host_id, b.state().host_id);
@@ -191,8 +191,8 @@ fn enroll_request(host: &Host) -> (EnrollStartRequest, writ_attester::tpm::AkBlo
 fn ek_certificate_of_another_tpm_is_refused() {
     let (pcrs, roots) = fresh_pcrs();
     let broker = broker_for(&pcrs, &[], roots);
-    let a = Host::new(&broker.url());
-    let b = Host::new(&broker.url());
+    let a = Host::distinct(&broker.url());
+    let b = Host::distinct(&broker.url());
     let (mut req, _) = enroll_request(&a);
     let (req_b, _) = enroll_request(&b);
     req.ek_public = req_b.ek_public;

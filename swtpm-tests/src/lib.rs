@@ -331,6 +331,40 @@ impl Swtpm {
         Ok(swtpm)
     }
 
+    /// Start a swtpm that is a *different* TPM from every other instance:
+    /// freshly manufactured by `swtpm_setup` (new seeds, so a new EK and EK
+    /// certificate) by the same local CA. [`Swtpm::start`] copies one
+    /// template, so all its instances share one EK — fine for one host per
+    /// test, wrong for tests that need two hosts (≈0.6 s slower).
+    pub fn start_distinct() -> Result<Swtpm, HarnessError> {
+        let template = template()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{INSTANCE_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .map_err(|source| HarnessError::Setup {
+                step: "create instance dir",
+                source,
+            })?;
+        let state_dir = dir.path().to_path_buf();
+        let mut setup = Command::new("swtpm_setup");
+        setup
+            .args(["--tpm2", "--tpmstate"])
+            .arg(&state_dir)
+            .args(["--create-ek-cert", "--create-platform-cert", "--overwrite"])
+            .env("XDG_CONFIG_HOME", template.dir.join("xdg"));
+        run_setup("swtpm_setup --tpm2 (distinct)", &mut setup)?;
+        let mut swtpm = Swtpm {
+            port: 0,
+            ctrl_port: 0,
+            state_dir,
+            child: None,
+            template,
+            _dir: dir,
+        };
+        swtpm.spawn()?;
+        Ok(swtpm)
+    }
+
     /// TCTI configuration string for tss-esapi / tpm2-tools.
     pub fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)

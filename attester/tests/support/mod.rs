@@ -30,7 +30,15 @@ pub struct Host {
 
 impl Host {
     pub fn new(broker_url: &str) -> Host {
-        let swtpm = Swtpm::start().expect("swtpm");
+        Self::with(broker_url, Swtpm::start().expect("swtpm"))
+    }
+
+    /// A host whose TPM differs from every other host's (its own EK).
+    pub fn distinct(broker_url: &str) -> Host {
+        Self::with(broker_url, Swtpm::start_distinct().expect("swtpm"))
+    }
+
+    fn with(broker_url: &str, swtpm: Swtpm) -> Host {
         let state_dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             broker: broker_url.to_owned(),
