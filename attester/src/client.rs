@@ -25,7 +25,10 @@ pub enum ClientError {
     #[error("broker answered {path} with an unreadable body: {reason}")]
     BadResponse { path: String, reason: String },
     #[error("reading CA certificate {path}: {source}")]
-    CaCert { path: String, source: std::io::Error },
+    CaCert {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("building HTTP client: {0}")]
     Build(reqwest::Error),
 }
@@ -44,49 +47,92 @@ impl BrokerClient {
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5));
         if let Some(p) = ca_pem {
-            let pem = std::fs::read(p).map_err(|source| ClientError::CaCert { path: p.display().to_string(), source })?;
+            let pem = std::fs::read(p).map_err(|source| ClientError::CaCert {
+                path: p.display().to_string(),
+                source,
+            })?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(ClientError::Build)?;
             b = b.add_root_certificate(cert);
         }
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), http: b.build().map_err(ClientError::Build)? })
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: b.build().map_err(ClientError::Build)?,
+        })
     }
 
-    pub fn post<Req: Serialize, Resp: DeserializeOwned>(&self, path: &str, body: &Req) -> Result<Resp, ClientError> {
+    pub fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+    ) -> Result<Resp, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let resp =
+            self.http
+                .post(&url)
+                .json(body)
+                .send()
+                .map_err(|source| ClientError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })?;
         Self::decode(path, resp)
     }
 
     pub fn get<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let resp = self.http.get(&url).send().map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         Self::decode(path, resp)
     }
 
     /// The broker's token verification keys (COSE_KeySet).
     pub fn key_set(&self) -> Result<KeySet, ClientError> {
         let url = format!("{}/v1/keys", self.base);
-        let resp = self.http.get(&url).send().map_err(|source| ClientError::Unreachable { url: url.clone(), source })?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status();
-        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse { path: "/v1/keys".into(), reason: e.to_string() })?;
+        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse {
+            path: "/v1/keys".into(),
+            reason: e.to_string(),
+        })?;
         if !status.is_success() {
-            return Err(ClientError::BadResponse { path: "/v1/keys".into(), reason: format!("HTTP {status}") });
+            return Err(ClientError::BadResponse {
+                path: "/v1/keys".into(),
+                reason: format!("HTTP {status}"),
+            });
         }
-        KeySet::from_cose_key_set(&bytes)
-            .map_err(|e| ClientError::BadResponse { path: "/v1/keys".into(), reason: e.to_string() })
+        KeySet::from_cose_key_set(&bytes).map_err(|e| ClientError::BadResponse {
+            path: "/v1/keys".into(),
+            reason: e.to_string(),
+        })
     }
 
-    fn decode<Resp: DeserializeOwned>(path: &str, resp: reqwest::blocking::Response) -> Result<Resp, ClientError> {
+    fn decode<Resp: DeserializeOwned>(
+        path: &str,
+        resp: reqwest::blocking::Response,
+    ) -> Result<Resp, ClientError> {
         let status = resp.status();
-        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse { path: path.into(), reason: e.to_string() })?;
+        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::BadResponse { path: path.into(), reason: e.to_string() });
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse {
+                path: path.into(),
+                reason: e.to_string(),
+            });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(e) => Err(ClientError::Refused {
@@ -96,7 +142,10 @@ impl BrokerClient {
                 message: e.error.message,
                 details: e.error.details,
             }),
-            Err(_) => Err(ClientError::BadResponse { path: path.into(), reason: format!("HTTP {status}") }),
+            Err(_) => Err(ClientError::BadResponse {
+                path: path.into(),
+                reason: format!("HTTP {status}"),
+            }),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use verifier_lib::api::{
-    AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, EnrollFinishRequest, EnrollFinishResponse,
-    EnrollStartRequest, EnrollStartResponse, TokenRequest, TokenResponse, TpmEvidence,
+    AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, EnrollFinishRequest,
+    EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse, TokenRequest, TokenResponse,
+    TpmEvidence,
 };
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::request::TokenRequestBinding;
@@ -42,17 +43,27 @@ pub enum CommandError {
     #[error("no EK certificate in the TPM's NV for {alg:?}")]
     NoEkCertificate { alg: EkAlg },
     #[error("workload program {path}: {source}")]
-    Program { path: String, source: std::io::Error },
+    Program {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("workload program {name} not found in PATH")]
     ProgramNotFound { name: String },
     #[error("token from the broker is invalid: {0}")]
     TokenInvalid(#[from] TokenError),
     #[error("token is for {field} {actual}, expected {expected}")]
-    TokenMismatch { field: &'static str, expected: String, actual: String },
+    TokenMismatch {
+        field: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("appraisal {verdict}: {reasons}")]
     Denied { verdict: String, reasons: String },
     #[error("exec {path}: {source}")]
-    Exec { path: String, source: std::io::Error },
+    Exec {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("workload program {path} changed between hashing and exec")]
     ProgramChanged { path: String },
 }
@@ -79,7 +90,9 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
     let broker = client(s)?;
     let mut tpm = open_tpm(s)?;
     let ek_alg = tpm.detect_ek_alg()?;
-    let ek_cert = tpm.ek_certificate(ek_alg)?.ok_or(CommandError::NoEkCertificate { alg: ek_alg })?;
+    let ek_cert = tpm
+        .ek_certificate(ek_alg)?
+        .ok_or(CommandError::NoEkCertificate { alg: ek_alg })?;
     let ek_chain = tpm.ek_chain_certificates()?;
     let ek = tpm.create_ek(ek_alg)?;
     let ak = tpm.create_ak(&ek, ak_alg)?;
@@ -94,9 +107,19 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
     )?;
     let secret = tpm.activate_credential(&ek, &ak, &start.id_object, &start.encrypted_secret)?;
     tpm.flush_ek(ek)?;
-    let done: EnrollFinishResponse =
-        broker.post("/v1/enroll/finish", &EnrollFinishRequest { enrollment_id: start.enrollment_id, secret })?;
-    AttesterState { host_id: done.host_id.clone(), ek_alg, ak }.save(&s.state_dir)?;
+    let done: EnrollFinishResponse = broker.post(
+        "/v1/enroll/finish",
+        &EnrollFinishRequest {
+            enrollment_id: start.enrollment_id,
+            secret,
+        },
+    )?;
+    AttesterState {
+        host_id: done.host_id.clone(),
+        ek_alg,
+        ak,
+    }
+    .save(&s.state_dir)?;
     Ok(done)
 }
 
@@ -107,13 +130,20 @@ fn quote(
     challenge: &ChallengeResponse,
     qualifying_data: &[u8],
 ) -> Result<TpmEvidence, CommandError> {
-    let selection: Vec<(HashAlg, Vec<u8>)> =
-        challenge.pcr_selection.iter().map(|b| (b.bank, b.pcrs.clone())).collect();
+    let selection: Vec<(HashAlg, Vec<u8>)> = challenge
+        .pcr_selection
+        .iter()
+        .map(|b| (b.bank, b.pcrs.clone()))
+        .collect();
     let ek = tpm.create_ek(state.ek_alg)?;
     let q = tpm.quote(&ek, &state.ak, qualifying_data, &selection);
     tpm.flush_ek(ek)?;
     let q = q?;
-    Ok(TpmEvidence { attest: q.attest, signature: q.signature, pcrs: PcrValues(q.pcrs) })
+    Ok(TpmEvidence {
+        attest: q.attest,
+        signature: q.signature,
+        pcrs: PcrValues(q.pcrs),
+    })
 }
 
 /// Attest once and return the broker's appraisal.
@@ -121,11 +151,20 @@ pub fn attest(s: &Settings) -> Result<AppraisalResponse, CommandError> {
     let state = AttesterState::load(&s.state_dir)?;
     let broker = client(s)?;
     let mut tpm = open_tpm(s)?;
-    let challenge: ChallengeResponse = broker.post("/v1/challenge", &ChallengeRequest { host_id: state.host_id.clone() })?;
+    let challenge: ChallengeResponse = broker.post(
+        "/v1/challenge",
+        &ChallengeRequest {
+            host_id: state.host_id.clone(),
+        },
+    )?;
     let evidence = quote(&mut tpm, &state, &challenge, &challenge.nonce)?;
     let appraisal: AppraisalResponse = broker.post(
         "/v1/attest",
-        &AttestRequest { host_id: state.host_id.clone(), nonce: challenge.nonce, evidence },
+        &AttestRequest {
+            host_id: state.host_id.clone(),
+            nonce: challenge.nonce,
+            evidence,
+        },
     )?;
     Ok(appraisal)
 }
@@ -150,7 +189,13 @@ struct FileIdentity {
 fn identity(path: &Path) -> std::io::Result<FileIdentity> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path)?;
-    Ok(FileIdentity { dev: m.dev(), ino: m.ino(), size: m.size(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() })
+    Ok(FileIdentity {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    })
 }
 
 /// Resolve `name` like execvp does (PATH lookup when it has no `/`), then
@@ -160,38 +205,71 @@ pub fn resolve_program(name: &str) -> Result<Program, CommandError> {
         PathBuf::from(name)
     } else {
         std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(name))
+                    .find(|c| c.is_file())
+            })
             .unwrap_or_default()
-            .ok_or_else(|| CommandError::ProgramNotFound { name: name.to_owned() })?
+            .ok_or_else(|| CommandError::ProgramNotFound {
+                name: name.to_owned(),
+            })?
     };
-    let err = |source| CommandError::Program { path: candidate.display().to_string(), source };
+    let err = |source| CommandError::Program {
+        path: candidate.display().to_string(),
+        source,
+    };
     let path = std::fs::canonicalize(&candidate).map_err(err)?;
     let before = identity(&path).map_err(err)?;
     let bytes = std::fs::read(&path).map_err(err)?;
-    let digest: [u8; 32] = HashAlg::Sha256
-        .digest(&bytes)
-        .try_into()
-        .map_err(|_| CommandError::Program { path: path.display().to_string(), source: std::io::Error::other("digest length") })?;
+    let digest: [u8; 32] =
+        HashAlg::Sha256
+            .digest(&bytes)
+            .try_into()
+            .map_err(|_| CommandError::Program {
+                path: path.display().to_string(),
+                source: std::io::Error::other("digest length"),
+            })?;
     if identity(&path).map_err(err)? != before {
-        return Err(CommandError::ProgramChanged { path: path.display().to_string() });
+        return Err(CommandError::ProgramChanged {
+            path: path.display().to_string(),
+        });
     }
-    Ok(Program { path, digest, identity: before })
+    Ok(Program {
+        path,
+        digest,
+        identity: before,
+    })
 }
 
 /// Attest for this exact request and obtain a verified execution token.
-pub fn obtain_token(s: &Settings, workload: &str, program: &Program) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+pub fn obtain_token(
+    s: &Settings,
+    workload: &str,
+    program: &Program,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let state = AttesterState::load(&s.state_dir)?;
     let broker = client(s)?;
     let keys = broker.key_set()?;
     let mut tpm = open_tpm(s)?;
-    let challenge: ChallengeResponse = broker.post("/v1/challenge", &ChallengeRequest { host_id: state.host_id.clone() })?;
+    let challenge: ChallengeResponse = broker.post(
+        "/v1/challenge",
+        &ChallengeRequest {
+            host_id: state.host_id.clone(),
+        },
+    )?;
     let binding = TokenRequestBinding {
         host_id: &state.host_id,
         workload,
         workload_digest: &program.digest,
         cnf_key: None,
     };
-    let evidence = quote(&mut tpm, &state, &challenge, &binding.quote_nonce(&challenge.nonce))?;
+    let evidence = quote(
+        &mut tpm,
+        &state,
+        &challenge,
+        &binding.quote_nonce(&challenge.nonce),
+    )?;
     drop(tpm);
     let resp: TokenResponse = broker.post(
         "/v1/tokens",
@@ -241,23 +319,47 @@ pub fn exec_with_token(program: &Program, args: &[String], token: &[u8]) -> Comm
     // Refuse if the file changed since it was hashed and the token minted.
     match identity(&program.path) {
         Ok(now) if now == program.identity => {}
-        Ok(_) => return CommandError::ProgramChanged { path: program.path.display().to_string() },
-        Err(source) => return CommandError::Program { path: program.path.display().to_string(), source },
+        Ok(_) => {
+            return CommandError::ProgramChanged {
+                path: program.path.display().to_string(),
+            }
+        }
+        Err(source) => {
+            return CommandError::Program {
+                path: program.path.display().to_string(),
+                source,
+            }
+        }
     }
     let err = std::process::Command::new(&program.path)
         .args(args)
         .env("WRIT_TOKEN", URL_SAFE_NO_PAD.encode(token))
         .exec();
-    CommandError::Exec { path: program.path.display().to_string(), source: err }
+    CommandError::Exec {
+        path: program.path.display().to_string(),
+        source: err,
+    }
 }
 
 /// One line naming why a run was refused, from a broker refusal's details.
 pub fn denial_reasons(e: &CommandError) -> String {
-    if let CommandError::Broker(ClientError::Refused { code, message, details, .. }) = e {
-        if let Some(failures) = details.as_ref().and_then(|d| d.get("failures")).and_then(|f| f.as_array()) {
+    if let CommandError::Broker(ClientError::Refused {
+        code,
+        message,
+        details,
+        ..
+    }) = e
+    {
+        if let Some(failures) = details
+            .as_ref()
+            .and_then(|d| d.get("failures"))
+            .and_then(|f| f.as_array())
+        {
             let parts: Vec<String> = failures
                 .iter()
-                .filter_map(|f| serde_json::from_value::<verifier_lib::policy::Failure>(f.clone()).ok())
+                .filter_map(|f| {
+                    serde_json::from_value::<verifier_lib::policy::Failure>(f.clone()).ok()
+                })
                 .map(|f| f.to_string())
                 .collect();
             if !parts.is_empty() {

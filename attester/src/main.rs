@@ -10,7 +10,11 @@ use writ_attester::commands::{self, Settings};
 use writ_attester::tpm::{AkAlg, DEFAULT_TCTI};
 
 #[derive(Debug, Parser)]
-#[command(name = "writ-attester", version, about = "Writ host attester and workload gate")]
+#[command(
+    name = "writ-attester",
+    version,
+    about = "Writ host attester and workload gate"
+)]
 struct Cli {
     /// Broker base URL.
     #[arg(long, env = "WRIT_BROKER", default_value = "http://127.0.0.1:8443")]
@@ -79,7 +83,11 @@ fn main() -> ExitCode {
         }
         Command::Attest => match commands::attest(&settings) {
             Ok(a) => {
-                let code = if a.verdict == "affirming" { ExitCode::SUCCESS } else { ExitCode::from(1) };
+                let code = if a.verdict == "affirming" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                };
                 print_json(&a, code)
             }
             Err(e) => fail("attest failed", &e),
@@ -90,7 +98,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             let refuse = |e: &commands::CommandError| {
-                eprintln!("writ-attester: refused to run {name}: {}", commands::denial_reasons(e));
+                eprintln!(
+                    "writ-attester: refused to run {name}: {}",
+                    commands::denial_reasons(e)
+                );
                 ExitCode::from(3)
             };
             let prog = match commands::resolve_program(name) {

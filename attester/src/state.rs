@@ -26,9 +26,15 @@ pub enum StateError {
     #[error("not enrolled: {path} does not exist (run `writ-attester enroll` first)")]
     NotEnrolled { path: PathBuf },
     #[error("state file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state file {path} is corrupt: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 impl AttesterState {
@@ -36,7 +42,9 @@ impl AttesterState {
         let path = dir.join(STATE_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StateError::NotEnrolled { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::NotEnrolled { path })
+            }
             Err(source) => return Err(StateError::Io { path, source }),
         };
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
@@ -51,9 +59,19 @@ impl AttesterState {
         let path = dir.join(STATE_FILE);
         let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
         let _ = std::fs::remove_file(&tmp);
-        let json = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt { path: path.clone(), source })?;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
-        f.write_all(&json).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+        let json = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(&json)
+            .and_then(|_| f.sync_all())
+            .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 }

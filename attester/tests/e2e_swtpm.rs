@@ -6,7 +6,9 @@
 mod support;
 
 use support::{broker_for, fresh_pcrs, stderr, Host, Workload};
-use verifier_lib::api::{AppraisalResponse, AttestRequest, EnrollFinishRequest, EnrollStartRequest, EnrollStartResponse};
+use verifier_lib::api::{
+    AppraisalResponse, AttestRequest, EnrollFinishRequest, EnrollStartRequest, EnrollStartResponse,
+};
 use verifier_lib::policy::Failure;
 use verifier_lib::token::{Expectations, TokenError, TokenVerifier};
 use writ_attester::client::ClientError;
@@ -40,9 +42,14 @@ fn happy_path(ak: AkAlg) {
     let token_b64 = std::fs::read_to_string(&w.marker).unwrap();
     let token = base64_decode(&token_b64);
     let keys = host.client().key_set().unwrap();
-    let verified = TokenVerifier::new(keys, expectations("hello")).verify(&token, now()).unwrap();
+    let verified = TokenVerifier::new(keys, expectations("hello"))
+        .verify(&token, now())
+        .unwrap();
     assert_eq!(verified.claims.sub, done.host_id);
-    assert_eq!(verified.claims.workload_digest.as_deref(), Some(&w.digest[..]));
+    assert_eq!(
+        verified.claims.workload_digest.as_deref(),
+        Some(&w.digest[..])
+    );
     assert!(verified.claims.exp - verified.claims.iat <= 900);
     let counts = broker.block_on(broker.store.counts()).unwrap();
     assert_eq!(counts.tokens, 1);
@@ -65,14 +72,19 @@ fn pcr_extended_after_reference_denies_attest_and_run() {
     let broker = broker_for(&pcrs, &[("hello", w.digest)], roots);
     let host = Host::new(&broker.url());
     commands::enroll(&host.settings, AkAlg::EccP256).unwrap();
-    assert_eq!(commands::attest(&host.settings).unwrap().verdict, "affirming");
+    assert_eq!(
+        commands::attest(&host.settings).unwrap().verdict,
+        "affirming"
+    );
 
     host.extend_pcr16();
     let a = commands::attest(&host.settings).unwrap();
     assert_eq!(a.verdict, "contraindicated");
     assert_eq!(a.host_status, "failed");
     assert!(
-        a.failures.iter().any(|f| matches!(f, Failure::PcrNotAllowed { pcr: 16, .. })),
+        a.failures
+            .iter()
+            .any(|f| matches!(f, Failure::PcrNotAllowed { pcr: 16, .. })),
         "{:?}",
         a.failures
     );
@@ -83,13 +95,30 @@ fn pcr_extended_after_reference_denies_attest_and_run() {
     assert!(!w.ran(), "the workload must not start");
     assert_eq!(broker.block_on(broker.store.counts()).unwrap().tokens, 0);
     // The operator view names the failure.
-    let view: verifier_lib::api::HostView = host.client().get(&format!("/v1/hosts/{}", host.state().host_id)).unwrap();
+    let view: verifier_lib::api::HostView = host
+        .client()
+        .get(&format!("/v1/hosts/{}", host.state().host_id))
+        .unwrap();
     assert_eq!(view.status, "failed");
-    assert!(matches!(view.last_failure.as_deref(), Some([Failure::PcrNotAllowed { pcr: 16, .. }])));
+    assert!(matches!(
+        view.last_failure.as_deref(),
+        Some([Failure::PcrNotAllowed { pcr: 16, .. }])
+    ));
 }
 
-fn post_attest(host: &Host, nonce: Vec<u8>, evidence: verifier_lib::api::TpmEvidence) -> Result<AppraisalResponse, ClientError> {
-    host.client().post("/v1/attest", &AttestRequest { host_id: host.state().host_id, nonce, evidence })
+fn post_attest(
+    host: &Host,
+    nonce: Vec<u8>,
+    evidence: verifier_lib::api::TpmEvidence,
+) -> Result<AppraisalResponse, ClientError> {
+    host.client().post(
+        "/v1/attest",
+        &AttestRequest {
+            host_id: host.state().host_id,
+            nonce,
+            evidence,
+        },
+    )
 }
 
 fn code(r: Result<AppraisalResponse, ClientError>) -> String {
@@ -107,8 +136,16 @@ fn nonce_reused_is_refused() {
     commands::enroll(&host.settings, AkAlg::EccP256).unwrap();
     let ch = host.challenge();
     let ev = host.quote(&ch, &ch.nonce, None);
-    assert_eq!(post_attest(&host, ch.nonce.clone(), ev.clone()).unwrap().verdict, "affirming");
-    assert_eq!(code(post_attest(&host, ch.nonce.clone(), ev)), "nonce_reused");
+    assert_eq!(
+        post_attest(&host, ch.nonce.clone(), ev.clone())
+            .unwrap()
+            .verdict,
+        "affirming"
+    );
+    assert_eq!(
+        code(post_attest(&host, ch.nonce.clone(), ev)),
+        "nonce_reused"
+    );
 }
 
 #[test]
@@ -122,7 +159,10 @@ fn nonce_of_another_host_is_refused() {
     assert_ne!(a.state().host_id, b.state().host_id);
     let ch_a = a.challenge();
     let ev = b.quote(&ch_a, &ch_a.nonce, None);
-    assert_eq!(code(post_attest(&b, ch_a.nonce.clone(), ev)), "nonce_other_host");
+    assert_eq!(
+        code(post_attest(&b, ch_a.nonce.clone(), ev)),
+        "nonce_other_host"
+    );
 }
 
 #[test]
@@ -134,7 +174,10 @@ fn expired_nonce_is_refused() {
     let ch = host.challenge();
     let ev = host.quote(&ch, &ch.nonce, None);
     broker.clock.advance(61);
-    assert_eq!(code(post_attest(&host, ch.nonce.clone(), ev)), "nonce_expired");
+    assert_eq!(
+        code(post_attest(&host, ch.nonce.clone(), ev)),
+        "nonce_expired"
+    );
 }
 
 #[test]
@@ -143,7 +186,10 @@ fn quote_by_another_ak_is_rejected_without_changing_the_host() {
     let broker = broker_for(&pcrs, &[], roots);
     let host = Host::new(&broker.url());
     commands::enroll(&host.settings, AkAlg::EccP256).unwrap();
-    assert_eq!(commands::attest(&host.settings).unwrap().host_status, "trusted");
+    assert_eq!(
+        commands::attest(&host.settings).unwrap().host_status,
+        "trusted"
+    );
     let other_ak = {
         let mut tpm = host.tpm();
         let ek = tpm.create_ek(host.state().ek_alg).unwrap();
@@ -172,7 +218,10 @@ fn ek_certificate_not_chaining_is_refused() {
     let host = Host::new(&broker.url());
     let e = commands::enroll(&host.settings, AkAlg::EccP256).unwrap_err();
     assert_eq!(refused_code(&e), "ek_cert_untrusted");
-    assert_eq!(broker.block_on(broker.store.counts()).unwrap().enrollments, 0);
+    assert_eq!(
+        broker.block_on(broker.store.counts()).unwrap().enrollments,
+        0
+    );
 }
 
 /// The pieces of an enrollment, built by hand to be tampered with.
@@ -182,7 +231,12 @@ fn enroll_request(host: &Host) -> (EnrollStartRequest, writ_attester::tpm::AkBlo
     let cert = tpm.ek_certificate(alg).unwrap().unwrap();
     let ek = tpm.create_ek(alg).unwrap();
     let ak = tpm.create_ak(&ek, AkAlg::EccP256).unwrap();
-    let req = EnrollStartRequest { ek_cert: cert, ek_chain: Vec::new(), ek_public: ek.public_tpm2b.clone(), ak_public: ak.public_tpm2b.clone() };
+    let req = EnrollStartRequest {
+        ek_cert: cert,
+        ek_chain: Vec::new(),
+        ek_public: ek.public_tpm2b.clone(),
+        ak_public: ak.public_tpm2b.clone(),
+    };
     tpm.flush_ek(ek).unwrap();
     (req, ak)
 }
@@ -212,7 +266,10 @@ fn wrong_activate_credential_answer_is_refused() {
     let start: EnrollStartResponse = host.client().post("/v1/enroll/start", &req).unwrap();
     let r: Result<verifier_lib::api::EnrollFinishResponse, _> = host.client().post(
         "/v1/enroll/finish",
-        &EnrollFinishRequest { enrollment_id: start.enrollment_id.clone(), secret: vec![7; 32] },
+        &EnrollFinishRequest {
+            enrollment_id: start.enrollment_id.clone(),
+            secret: vec![7; 32],
+        },
     );
     match r {
         Err(ClientError::Refused { code, .. }) => assert_eq!(code, "activation_failed"),
@@ -222,9 +279,14 @@ fn wrong_activate_credential_answer_is_refused() {
     // The challenge is spent: even the right answer is refused now.
     let r: Result<verifier_lib::api::EnrollFinishResponse, _> = host.client().post(
         "/v1/enroll/finish",
-        &EnrollFinishRequest { enrollment_id: start.enrollment_id, secret: vec![7; 32] },
+        &EnrollFinishRequest {
+            enrollment_id: start.enrollment_id,
+            secret: vec![7; 32],
+        },
     );
-    assert!(matches!(r, Err(ClientError::Refused { code, .. }) if code == "enrollment_already_answered"));
+    assert!(
+        matches!(r, Err(ClientError::Refused { code, .. }) if code == "enrollment_already_answered")
+    );
 }
 
 #[test]
@@ -236,16 +298,32 @@ fn rsa_and_p384_eks_both_enroll() {
     for alg in [EkAlg::Rsa2048, EkAlg::EccP384] {
         let host = Host::new(&broker.url());
         let mut tpm = host.tpm();
-        let cert = tpm.ek_certificate(alg).unwrap().expect("swtpm provisions this EK");
+        let cert = tpm
+            .ek_certificate(alg)
+            .unwrap()
+            .expect("swtpm provisions this EK");
         let ek = tpm.create_ek(alg).unwrap();
         let ak = tpm.create_ak(&ek, AkAlg::EccP256).unwrap();
-        let req = EnrollStartRequest { ek_cert: cert, ek_chain: Vec::new(), ek_public: ek.public_tpm2b.clone(), ak_public: ak.public_tpm2b.clone() };
+        let req = EnrollStartRequest {
+            ek_cert: cert,
+            ek_chain: Vec::new(),
+            ek_public: ek.public_tpm2b.clone(),
+            ak_public: ak.public_tpm2b.clone(),
+        };
         let start: EnrollStartResponse = host.client().post("/v1/enroll/start", &req).unwrap();
-        let secret = tpm.activate_credential(&ek, &ak, &start.id_object, &start.encrypted_secret).unwrap();
+        let secret = tpm
+            .activate_credential(&ek, &ak, &start.id_object, &start.encrypted_secret)
+            .unwrap();
         tpm.flush_ek(ek).unwrap();
         let done: verifier_lib::api::EnrollFinishResponse = host
             .client()
-            .post("/v1/enroll/finish", &EnrollFinishRequest { enrollment_id: start.enrollment_id, secret })
+            .post(
+                "/v1/enroll/finish",
+                &EnrollFinishRequest {
+                    enrollment_id: start.enrollment_id,
+                    secret,
+                },
+            )
             .unwrap();
         assert_eq!(done.status, "enrolled", "{alg:?}");
     }
@@ -298,7 +376,9 @@ fn token_from_an_unknown_key_is_refused() {
     let program = commands::resolve_program(w.path.to_str().unwrap()).unwrap();
     let (token, _) = commands::obtain_token(&host.settings, "hello", &program).unwrap();
     let other_keys = Host::new(&other.url()).client().key_set().unwrap();
-    let e = TokenVerifier::new(other_keys, expectations("hello")).verify(&token, now()).unwrap_err();
+    let e = TokenVerifier::new(other_keys, expectations("hello"))
+        .verify(&token, now())
+        .unwrap_err();
     assert!(matches!(e, TokenError::UnknownKey { .. }), "{e:?}");
 }
 
@@ -312,7 +392,11 @@ fn broker_unreachable_run_refuses() {
     assert!(!w.ran());
     // Not enrolled and no broker: either reason names the problem on one line.
     let err = stderr(&out);
-    assert!(err.lines().any(|l| l.starts_with("writ-attester: refused to run")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("writ-attester: refused to run")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -340,14 +424,18 @@ fn expectations(aud: &str) -> Expectations {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim()).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim())
+        .unwrap()
 }
-
 
 #[test]
 fn malformed_and_oversized_bodies_get_4xx_and_change_nothing() {
@@ -360,10 +448,18 @@ fn malformed_and_oversized_bodies_get_4xx_and_change_nothing() {
     let before = broker.block_on(broker.store.counts()).unwrap();
     let http = reqwest::blocking::Client::new();
     let post = |path: &str, ctype: &str, body: Vec<u8>| {
-        let r = http.post(format!("{}{path}", broker.url())).header("content-type", ctype).body(body).send().unwrap();
+        let r = http
+            .post(format!("{}{path}", broker.url()))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .unwrap();
         let status = r.status().as_u16();
         let body: serde_json::Value = r.json().unwrap_or(serde_json::Value::Null);
-        (status, body["error"]["code"].as_str().unwrap_or("").to_owned())
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
     };
     let json = "application/json";
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
@@ -389,12 +485,19 @@ fn malformed_and_oversized_bodies_get_4xx_and_change_nothing() {
         ("/v1/nothing", json, b"{}".to_vec(), 404, "not_found"),
     ];
     for (path, ctype, body, status, code) in cases {
-        assert_eq!(post(path, ctype, body), (status, code.to_owned()), "{path} {code}");
+        assert_eq!(
+            post(path, ctype, body),
+            (status, code.to_owned()),
+            "{path} {code}"
+        );
     }
     // A well-formed attest whose quote is garbage: refused as evidence, and the nonce is unknown.
     let garbage = format!(
         r#"{{"host_id":"{host_id}","nonce":"AAAA","evidence":{{"attest":"AAAA","signature":"AAAA","pcrs":{{}}}}}}"#
     );
-    assert_eq!(post("/v1/attest", json, garbage.into_bytes()), (403, "nonce_unknown".to_owned()));
+    assert_eq!(
+        post("/v1/attest", json, garbage.into_bytes()),
+        (403, "nonce_unknown".to_owned())
+    );
     assert_eq!(broker.block_on(broker.store.counts()).unwrap(), before);
 }

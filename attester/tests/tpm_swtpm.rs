@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use writ_attester::tpm::{AkAlg, AkBlob, EkAlg, QuoteEvidence, Tpm, TpmError};
 use swtpm_tests::Swtpm;
 use tss_esapi::structures::Public;
 use tss_esapi::traits::UnMarshall;
 use verifier_lib::crypto::HashAlg;
+use writ_attester::tpm::{AkAlg, AkBlob, EkAlg, QuoteEvidence, Tpm, TpmError};
 use x509_parser::public_key::PublicKey;
 
 const QUOTED_PCRS: [u8; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 16];

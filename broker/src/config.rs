@@ -12,7 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// The whole broker configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -88,20 +88,6 @@ pub struct NonceConfig {
     pub enrollment_ttl_secs: i64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            keys: KeysConfig::default(),
-            policy: PolicyConfig::default(),
-            trust: TrustConfig::default(),
-            tokens: TokensConfig::default(),
-            nonces: NonceConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -115,37 +101,54 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { url: "sqlite://writ-state/writ.db".into() }
+        Self {
+            url: "sqlite://writ-state/writ.db".into(),
+        }
     }
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("writ-state/keys") }
+        Self {
+            dir: PathBuf::from("writ-state/keys"),
+        }
     }
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { file: PathBuf::from("policy.toml"), reload_interval_secs: 2 }
+        Self {
+            file: PathBuf::from("policy.toml"),
+            reload_interval_secs: 2,
+        }
     }
 }
 
 impl Default for TrustConfig {
     fn default() -> Self {
-        Self { bundled_manufacturers: true, ek_roots: Vec::new(), ek_intermediates: Vec::new() }
+        Self {
+            bundled_manufacturers: true,
+            ek_roots: Vec::new(),
+            ek_intermediates: Vec::new(),
+        }
     }
 }
 
 impl Default for TokensConfig {
     fn default() -> Self {
-        Self { issuer: "writ-broker".into(), leeway_secs: 30 }
+        Self {
+            issuer: "writ-broker".into(),
+            leeway_secs: 30,
+        }
     }
 }
 
 impl Default for NonceConfig {
     fn default() -> Self {
-        Self { ttl_secs: 60, enrollment_ttl_secs: 120 }
+        Self {
+            ttl_secs: 60,
+            enrollment_ttl_secs: 120,
+        }
     }
 }
 
@@ -166,7 +169,10 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
-        let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        let cfg: Config = fig
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -178,10 +184,16 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.tokens.issuer.is_empty() {
-            return Err(ConfigError::Invalid { field: "tokens.issuer", reason: "must not be empty".into() });
+            return Err(ConfigError::Invalid {
+                field: "tokens.issuer",
+                reason: "must not be empty".into(),
+            });
         }
         if self.nonces.ttl_secs <= 0 || self.nonces.enrollment_ttl_secs <= 0 {
-            return Err(ConfigError::Invalid { field: "nonces", reason: "lifetimes must be positive".into() });
+            return Err(ConfigError::Invalid {
+                field: "nonces",
+                reason: "lifetimes must be positive".into(),
+            });
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError::Invalid {
@@ -192,24 +204,32 @@ impl Config {
         if self.server.tls_cert.is_none() && !self.server.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 field: "server.listen",
-                reason: "plain HTTP is only allowed on loopback; configure tls_cert and tls_key".into(),
+                reason: "plain HTTP is only allowed on loopback; configure tls_cert and tls_key"
+                    .into(),
             });
         }
         if self.server.body_limit_bytes < 1024 {
-            return Err(ConfigError::Invalid { field: "server.body_limit_bytes", reason: "at least 1024".into() });
+            return Err(ConfigError::Invalid {
+                field: "server.body_limit_bytes",
+                reason: "at least 1024".into(),
+            });
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
 
     #[test]
     fn layers_defaults_file_env() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("b.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\nissuer = \"file\"\n")?;
+            jail.create_file(
+                "b.toml",
+                "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\nissuer = \"file\"\n",
+            )?;
             jail.set_env("WRIT_TOKENS__ISSUER", "env");
             let cfg = Config::load(Some(Path::new("b.toml")), Config::process_env()).unwrap();
             assert_eq!(cfg.server.listen.port(), 9000);
@@ -225,7 +245,10 @@ mod tests {
             jail.create_file("a.toml", "[server]\nlisten = \"0.0.0.0:9000\"\n")?;
             assert!(matches!(
                 Config::load(Some(Path::new("a.toml")), Config::process_env()),
-                Err(ConfigError::Invalid { field: "server.listen", .. })
+                Err(ConfigError::Invalid {
+                    field: "server.listen",
+                    ..
+                })
             ));
             jail.create_file("c.toml", "[server]\nlisten_typo = 1\n")?;
             assert!(matches!(

@@ -61,18 +61,36 @@ pub enum EvidenceCommand {
 struct Unusable(Value);
 
 fn unusable(field: &str, message: impl std::fmt::Display) -> Unusable {
-    Unusable(json!({ "verdict": "unusable", "reason": { "field": field, "message": message.to_string() } }))
+    Unusable(
+        json!({ "verdict": "unusable", "reason": { "field": field, "message": message.to_string() } }),
+    )
 }
 
 /// Run an evidence command and print its JSON verdict.
 pub fn run(cmd: EvidenceCommand) -> ExitCode {
     let result = match cmd {
-        EvidenceCommand::Quote { attest, signature, ak, nonce, pcrs, at } => {
-            quote(&attest, &signature, &ak, nonce.as_deref(), pcrs.as_deref(), at.as_deref())
-        }
-        EvidenceCommand::Ekcert { cert, roots, intermediates, no_bundled, at } => {
-            ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref())
-        }
+        EvidenceCommand::Quote {
+            attest,
+            signature,
+            ak,
+            nonce,
+            pcrs,
+            at,
+        } => quote(
+            &attest,
+            &signature,
+            &ak,
+            nonce.as_deref(),
+            pcrs.as_deref(),
+            at.as_deref(),
+        ),
+        EvidenceCommand::Ekcert {
+            cert,
+            roots,
+            intermediates,
+            no_bundled,
+            at,
+        } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref()),
     };
     let (value, code) = match result {
         Ok((v, true)) => (v, ExitCode::SUCCESS),
@@ -103,7 +121,10 @@ fn instant(at: Option<&str>) -> Result<i64, Unusable> {
 /// The typed reason of a failure: its variant, its message and its fields.
 fn reason(stage: &str, e: &(impl std::fmt::Display + std::fmt::Debug)) -> Value {
     let debug = format!("{e:?}");
-    let kind: String = debug.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    let kind: String = debug
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
     json!({ "stage": stage, "kind": kind, "message": e.to_string(), "detail": debug })
 }
 
@@ -119,18 +140,26 @@ fn quote(
     let attest_bytes = read("attest", attest_path)?;
     let sig_bytes = read("signature", sig_path)?;
     let ak_bytes = read("ak", ak_path)?;
-    let attest = Attest::parse(&attest_bytes).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("attest", &e)})))?;
-    let attest_format = if attest.marshalled.len() == attest_bytes.len() { "TPMS_ATTEST" } else { "TPM2B_ATTEST" };
-    let signature =
-        Signature::parse(&sig_bytes).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("signature", &e)})))?;
-    let ak = AkPublic::parse_any(&ak_bytes).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("ak", &e)})))?;
+    let attest = Attest::parse(&attest_bytes)
+        .map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("attest", &e)})))?;
+    let attest_format = if attest.marshalled.len() == attest_bytes.len() {
+        "TPMS_ATTEST"
+    } else {
+        "TPM2B_ATTEST"
+    };
+    let signature = Signature::parse(&sig_bytes)
+        .map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("signature", &e)})))?;
+    let ak = AkPublic::parse_any(&ak_bytes)
+        .map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("ak", &e)})))?;
     let nonce = nonce
         .map(|n| hex::decode(n.trim()).map_err(|e| unusable("nonce", format!("not hex: {e}"))))
         .transpose()?;
     let pcrs = match pcrs_path {
         Some(p) => {
             let text = String::from_utf8(read("pcrs", p)?).map_err(|e| unusable("pcrs", e))?;
-            Some(PcrValues::from_json(&text).map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("pcrs", &e)})))?)
+            Some(PcrValues::from_json(&text).map_err(|e| {
+                Unusable(json!({"verdict": "unusable", "reason": reason("pcrs", &e)}))
+            })?)
         }
         None => None,
     };
@@ -147,14 +176,24 @@ fn quote(
             // The quote's own selection is what must be covered offline.
             let required = PcrSelection::default();
             let expected_nonce = nonce.clone().unwrap_or_else(|| attest.extra_data.clone());
-            tpm::verify_quote_with_signature(&attest_bytes, &signature, &ak, &expected_nonce, pcrs, &required)
-                .map(|q| serde_json::to_value(&q).unwrap_or(Value::Null))
+            tpm::verify_quote_with_signature(
+                &attest_bytes,
+                &signature,
+                &ak,
+                &expected_nonce,
+                pcrs,
+                &required,
+            )
+            .map(|q| serde_json::to_value(&q).unwrap_or(Value::Null))
         }
         None => tpm::verify_quote_signature_only(&attest_bytes, &signature, &ak, nonce.as_deref())
             .map(|a| json!({ "attest": serde_json::to_value(&a).unwrap_or(Value::Null) })),
     };
     Ok(match result {
-        Ok(q) => (json!({ "verdict": "valid", "input": input, "quote": q }), true),
+        Ok(q) => (
+            json!({ "verdict": "valid", "input": input, "quote": q }),
+            true,
+        ),
         Err(e) => (
             json!({
                 "verdict": "invalid",
@@ -206,12 +245,15 @@ fn ek_cert(
         TrustStore::manufacturers().map_err(|e| unusable("bundled store", e))?
     };
     for (p, b) in cert_files("roots", roots)? {
-        store.add_root_pem_or_der(&b).map_err(|e| unusable("roots", format!("{}: {e}", p.display())))?;
+        store
+            .add_root_pem_or_der(&b)
+            .map_err(|e| unusable("roots", format!("{}: {e}", p.display())))?;
     }
     let mut presented = Vec::new();
     for (p, b) in cert_files("intermediates", intermediates)? {
         // Presented intermediates are untrusted path-building material.
-        let certs = pem_or_der_certs(&b).map_err(|e| unusable("intermediates", format!("{}: {e}", p.display())))?;
+        let certs = pem_or_der_certs(&b)
+            .map_err(|e| unusable("intermediates", format!("{}: {e}", p.display())))?;
         presented.extend(certs);
     }
     let parsed = json!({
@@ -226,25 +268,36 @@ fn ek_cert(
         "trailing_padding": cert.trailing_padding,
         "public_key": ekcert::key_fingerprint(&cert.public_key),
     });
-    Ok(match ekcert::verify_ek_chain(&cert, &presented, &store, now) {
-        Ok(chain) => (
-            json!({
-                "verdict": "valid",
-                "certificate": parsed,
-                "chain": chain.chain.iter().map(|c| json!({"subject": c.subject, "serial": c.serial_hex, "not_after": c.not_after})).collect::<Vec<_>>(),
-                "at": now,
-            }),
-            true,
-        ),
-        Err(e) => (json!({ "verdict": "invalid", "certificate": parsed, "reason": reason("chain", &e), "at": now }), false),
-    })
+    Ok(
+        match ekcert::verify_ek_chain(&cert, &presented, &store, now) {
+            Ok(chain) => (
+                json!({
+                    "verdict": "valid",
+                    "certificate": parsed,
+                    "chain": chain.chain.iter().map(|c| json!({"subject": c.subject, "serial": c.serial_hex, "not_after": c.not_after})).collect::<Vec<_>>(),
+                    "at": now,
+                }),
+                true,
+            ),
+            Err(e) => (
+                json!({ "verdict": "invalid", "certificate": parsed, "reason": reason("chain", &e), "at": now }),
+                false,
+            ),
+        },
+    )
 }
 
 /// Split a PEM bundle into DER certificates; DER input is returned as is.
 fn pem_or_der_certs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    if bytes.starts_with(b"-----") || bytes.iter().take(64).all(|b| b.is_ascii()) && bytes.windows(5).any(|w| w == b"-----") {
+    if bytes.starts_with(b"-----")
+        || bytes.iter().take(64).all(|b| b.is_ascii()) && bytes.windows(5).any(|w| w == b"-----")
+    {
         let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
-        Ok(blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(|b| b.into_contents()).collect())
+        Ok(blocks
+            .into_iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(|b| b.into_contents())
+            .collect())
     } else {
         Ok(vec![bytes.to_vec()])
     }

@@ -14,7 +14,10 @@ pub const TOKEN_KEY_FILE: &str = "token-key.pem";
 #[non_exhaustive]
 pub enum KeyError {
     #[error("key file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} is readable by group or others (mode {mode:o}); expected 0600")]
     Permissions { path: PathBuf, mode: u32 },
     #[error("key file {path}: {source}")]
@@ -24,7 +27,10 @@ pub enum KeyError {
 /// Load the token key from `dir`, generating it on first start.
 pub fn load_or_generate(dir: &Path) -> Result<SigningKey, KeyError> {
     let path = dir.join(TOKEN_KEY_FILE);
-    let io = |source| KeyError::Io { path: path.clone(), source };
+    let io = |source| KeyError::Io {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(pem) => {
             let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode() & 0o777;
@@ -34,9 +40,18 @@ pub fn load_or_generate(dir: &Path) -> Result<SigningKey, KeyError> {
             SigningKey::from_pkcs8_pem(&pem).map_err(|source| KeyError::Key { path, source })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|source| KeyError::Io { path: dir.to_owned(), source })?;
-            let key = SigningKey::generate().map_err(|source| KeyError::Key { path: path.clone(), source })?;
-            let pem = key.to_pkcs8_pem().map_err(|source| KeyError::Key { path: path.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let key = SigningKey::generate().map_err(|source| KeyError::Key {
+                path: path.clone(),
+                source,
+            })?;
+            let pem = key.to_pkcs8_pem().map_err(|source| KeyError::Key {
+                path: path.clone(),
+                source,
+            })?;
             // Write to a private temp file, then rename: never a partial key file.
             let tmp = dir.join(format!(".{TOKEN_KEY_FILE}.tmp"));
             let mut f = std::fs::OpenOptions::new()
@@ -44,8 +59,16 @@ pub fn load_or_generate(dir: &Path) -> Result<SigningKey, KeyError> {
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)
-                .map_err(|source| KeyError::Io { path: tmp.clone(), source })?;
-            f.write_all(pem.as_bytes()).and_then(|_| f.sync_all()).map_err(|source| KeyError::Io { path: tmp.clone(), source })?;
+                .map_err(|source| KeyError::Io {
+                    path: tmp.clone(),
+                    source,
+                })?;
+            f.write_all(pem.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|source| KeyError::Io {
+                    path: tmp.clone(),
+                    source,
+                })?;
             std::fs::rename(&tmp, &path).map_err(io)?;
             tracing::info!(kid = %key.kid(), path = %path.display(), "generated token signing key");
             Ok(key)

@@ -48,7 +48,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("writ-broker: starting runtime: {e}");
@@ -64,27 +67,32 @@ fn main() -> ExitCode {
             }
         }
         Command::Evidence { command } => evidence::run(command),
-        Command::Config { config } => match Config::load(config.as_deref(), Config::process_env()) {
-            Ok(c) => match toml::to_string_pretty(&c) {
-                Ok(s) => {
-                    print!("{s}");
-                    ExitCode::SUCCESS
-                }
+        Command::Config { config } => {
+            match Config::load(config.as_deref(), Config::process_env()) {
+                Ok(c) => match toml::to_string_pretty(&c) {
+                    Ok(s) => {
+                        print!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("writ-broker: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
                     eprintln!("writ-broker: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(2)
                 }
-            },
-            Err(e) => {
-                eprintln!("writ-broker: {e}");
-                ExitCode::from(2)
             }
-        },
+        }
     }
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

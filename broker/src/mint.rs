@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use verifier_lib::appraisal::TpmAppraisal;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::policy::{Policy, WorkloadRule};
+use verifier_lib::token::{
+    self, Appraisal, ClaimValue, Claims, EarStatus, SubmodClaims, TokenError, TrustVector,
+    VerifyingKey,
+};
 use verifier_lib::tpm::VerifiedQuote;
-use verifier_lib::token::{self, Appraisal, ClaimValue, Claims, EarStatus, SubmodClaims, TokenError, TrustVector, VerifyingKey};
 
 use crate::state::AppState;
 use crate::store::TokenRecord;
@@ -97,14 +100,29 @@ pub fn execution_token(
 /// The `tpm` submodule claims: what the verified quote says of the TPM.
 fn tpm_submod(q: &VerifiedQuote) -> SubmodClaims {
     let mut m = SubmodClaims::new();
-    m.insert("firmware-version".into(), ClaimValue::Int(i64::try_from(q.firmware_version).unwrap_or(i64::MAX)));
-    m.insert("reset-count".into(), ClaimValue::Int(i64::from(q.clock_info.reset_count)));
-    m.insert("restart-count".into(), ClaimValue::Int(i64::from(q.clock_info.restart_count)));
+    m.insert(
+        "firmware-version".into(),
+        ClaimValue::Int(i64::try_from(q.firmware_version).unwrap_or(i64::MAX)),
+    );
+    m.insert(
+        "reset-count".into(),
+        ClaimValue::Int(i64::from(q.clock_info.reset_count)),
+    );
+    m.insert(
+        "restart-count".into(),
+        ClaimValue::Int(i64::from(q.clock_info.restart_count)),
+    );
     m.insert("clock-safe".into(), ClaimValue::Bool(q.clock_info.safe));
-    m.insert("qualified-signer".into(), ClaimValue::Bytes(q.qualified_signer.clone()));
+    m.insert(
+        "qualified-signer".into(),
+        ClaimValue::Bytes(q.qualified_signer.clone()),
+    );
     for (bank, pcrs) in &q.pcrs.0 {
         for (pcr, value) in pcrs {
-            m.insert(format!("pcr-{bank}-{pcr}"), ClaimValue::Bytes(value.clone()));
+            m.insert(
+                format!("pcr-{bank}-{pcr}"),
+                ClaimValue::Bytes(value.clone()),
+            );
         }
     }
     m

@@ -13,7 +13,10 @@ use verifier_lib::policy::{Policy, PolicyError};
 #[non_exhaustive]
 pub enum PolicyLoadError {
     #[error("reading policy {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("policy {path}: {source}")]
     Invalid { path: PathBuf, source: PolicyError },
 }
@@ -30,7 +33,10 @@ impl PolicyHandle {
     pub fn load(path: &Path) -> Result<Self, PolicyLoadError> {
         let policy = read(path)?;
         tracing::info!(policy_id = %policy.id, hash = %policy.hash_hex(), "policy loaded");
-        Ok(Self { path: path.to_owned(), current: Arc::new(RwLock::new(Arc::new(policy))) })
+        Ok(Self {
+            path: path.to_owned(),
+            current: Arc::new(RwLock::new(Arc::new(policy))),
+        })
     }
 
     /// The active policy.
@@ -79,8 +85,14 @@ impl PolicyHandle {
 }
 
 fn read(path: &Path) -> Result<Policy, PolicyLoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Read { path: path.to_owned(), source })?;
-    Policy::parse_toml(&text).map_err(|source| PolicyLoadError::Invalid { path: path.to_owned(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Policy::parse_toml(&text).map_err(|source| PolicyLoadError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {

@@ -22,7 +22,10 @@ pub enum ServeError {
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
     #[error("listening on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS configuration: {0}")]
     Tls(std::io::Error),
     #[error("server: {0}")]
@@ -43,14 +46,18 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
 /// Run the broker until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let state = build_state(config, Arc::new(SystemClock)).await?;
-    let _watcher = state.policy.spawn_watcher(Duration::from_secs(state.config.policy.reload_interval_secs.max(1)));
+    let _watcher = state.policy.spawn_watcher(Duration::from_secs(
+        state.config.policy.reload_interval_secs.max(1),
+    ));
     let cfg = Arc::clone(&state.config);
     let app = crate::app(state);
     let addr = cfg.server.listen;
     match (&cfg.server.tls_cert, &cfg.server.tls_key) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map_err(ServeError::Tls)?;
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(ServeError::Tls)?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             tokio::spawn(async move {
@@ -58,13 +65,22 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 h.graceful_shutdown(Some(Duration::from_secs(10)));
             });
             tracing::info!(%addr, "writ-broker listening (HTTPS)");
-            axum_server::bind_rustls(addr, tls).handle(handle).serve(app.into_make_service()).await.map_err(ServeError::Serve)
+            axum_server::bind_rustls(addr, tls)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(ServeError::Serve)
         }
         _ => {
             tracing::warn!(%addr, "serving plain HTTP on loopback; configure server.tls_cert/tls_key for anything else");
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Listen { addr, source })?;
             tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "writ-broker listening (HTTP)");
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(ServeError::Serve)
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(ServeError::Serve)
         }
     }
 }

@@ -32,7 +32,9 @@ impl AppState {
         policy: PolicyHandle,
         trust: TrustStore,
     ) -> Self {
-        let key_set = KeySet { keys: vec![signing_key.verifying_key()] };
+        let key_set = KeySet {
+            keys: vec![signing_key.verifying_key()],
+        };
         Self {
             config: Arc::new(config),
             store,

@@ -11,7 +11,10 @@ use crate::config::TrustConfig;
 #[non_exhaustive]
 pub enum TrustError {
     #[error("trust anchor {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("trust anchor {path}: {source}")]
     Cert { path: PathBuf, source: EkCertError },
     #[error("bundled manufacturer CA store: {0}")]
@@ -27,12 +30,16 @@ pub fn ek_trust_store(cfg: &TrustConfig) -> Result<TrustStore, TrustError> {
     };
     for p in &cfg.ek_roots {
         for (path, bytes) in read_certs(p)? {
-            store.add_root_pem_or_der(&bytes).map_err(|source| TrustError::Cert { path, source })?;
+            store
+                .add_root_pem_or_der(&bytes)
+                .map_err(|source| TrustError::Cert { path, source })?;
         }
     }
     for p in &cfg.ek_intermediates {
         for (path, bytes) in read_certs(p)? {
-            store.add_intermediate_pem_or_der(&bytes).map_err(|source| TrustError::Cert { path, source })?;
+            store
+                .add_intermediate_pem_or_der(&bytes)
+                .map_err(|source| TrustError::Cert { path, source })?;
         }
     }
     Ok(store)

@@ -56,13 +56,21 @@ impl TestBroker {
         cfg.keys.dir = dir.path().join("keys");
         cfg.policy.file = policy_path.clone();
         cfg.trust.bundled_manufacturers = opts.bundled_manufacturers;
-        cfg.trust.ek_roots = if opts.ek_roots_pem.is_empty() { Vec::new() } else { vec![roots] };
+        cfg.trust.ek_roots = if opts.ek_roots_pem.is_empty() {
+            Vec::new()
+        } else {
+            vec![roots]
+        };
         let clock = OffsetClock::default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread_clock = clock.clone();
         let thread = std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("runtime: {e}")));
@@ -70,13 +78,14 @@ impl TestBroker {
                 }
             };
             rt.block_on(async move {
-                let state = match writ_broker::server::build_state(cfg, Arc::new(thread_clock)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("broker state: {e}")));
-                        return;
-                    }
-                };
+                let state =
+                    match writ_broker::server::build_state(cfg, Arc::new(thread_clock)).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("broker state: {e}")));
+                            return;
+                        }
+                    };
                 let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
                     Ok(l) => l,
                     Err(e) => {
@@ -91,7 +100,11 @@ impl TestBroker {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok((addr, state.store.clone(), tokio::runtime::Handle::current())));
+                let _ = ready_tx.send(Ok((
+                    addr,
+                    state.store.clone(),
+                    tokio::runtime::Handle::current(),
+                )));
                 let _ = axum::serve(listener, writ_broker::app(state))
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;
@@ -99,8 +112,19 @@ impl TestBroker {
                     .await;
             });
         });
-        let (addr, store, runtime) = ready_rx.recv().map_err(|e| format!("broker thread: {e}"))??;
-        Ok(TestBroker { addr, store, clock, policy_path, dir: Some(dir), runtime, shutdown: Some(stop_tx), thread: Some(thread) })
+        let (addr, store, runtime) = ready_rx
+            .recv()
+            .map_err(|e| format!("broker thread: {e}"))??;
+        Ok(TestBroker {
+            addr,
+            store,
+            clock,
+            policy_path,
+            dir: Some(dir),
+            runtime,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:40123`.
@@ -115,7 +139,10 @@ impl TestBroker {
 
     /// The broker's state directory (database, keys, policy).
     pub fn dir(&self) -> &std::path::Path {
-        self.dir.as_ref().map(|d| d.path()).unwrap_or(std::path::Path::new("/nonexistent"))
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(std::path::Path::new("/nonexistent"))
     }
 
     /// Stop the broker and hand back its state directory (for a restart).
@@ -142,13 +169,21 @@ impl Drop for TestBroker {
 
 /// A v0 policy document with one group (`*`) requiring exactly these sha256
 /// PCR values, and these workloads (name, SHA-256 digest).
-pub fn policy_toml(id: &str, pcrs: &BTreeMap<u8, Vec<u8>>, workloads: &[(&str, [u8; 32])]) -> String {
+pub fn policy_toml(
+    id: &str,
+    pcrs: &BTreeMap<u8, Vec<u8>>,
+    workloads: &[(&str, [u8; 32])],
+) -> String {
     let mut s = format!("id = \"{id}\"\n\n[[groups]]\nname = \"default\"\nhosts = [\"*\"]\npcr_bank = \"sha256\"\n[groups.pcrs]\n");
     for (pcr, v) in pcrs {
         let _ = writeln!(s, "{pcr} = [\"{}\"]", hex::encode(v));
     }
     for (name, digest) in workloads {
-        let _ = write!(s, "\n[[workloads]]\nname = \"{name}\"\ndigests = [\"{}\"]\n", hex::encode(digest));
+        let _ = write!(
+            s,
+            "\n[[workloads]]\nname = \"{name}\"\ndigests = [\"{}\"]\n",
+            hex::encode(digest)
+        );
     }
     s
 }

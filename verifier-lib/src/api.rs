@@ -186,7 +186,7 @@ pub mod b64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = <&str>::deserialize(d).or_else(|_| Err(serde::de::Error::custom("expected a base64url string")))?;
+        let s = String::deserialize(d)?;
         URL_SAFE_NO_PAD
             .decode(s.trim_end_matches('='))
             .map_err(|e| serde::de::Error::custom(format!("invalid base64url: {e}")))

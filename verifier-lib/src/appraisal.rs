@@ -77,7 +77,10 @@ pub fn appraise_tpm(
     };
     let quote = match tpm::Public::parse(ak_public) {
         Err(e) => {
-            failures.push(Failure::EvidenceRejected { stage: "ak_public".into(), reason: e.to_string() });
+            failures.push(Failure::EvidenceRejected {
+                stage: "ak_public".into(),
+                reason: e.to_string(),
+            });
             None
         }
         Ok(ak) => {
@@ -92,7 +95,10 @@ pub fn appraise_tpm(
             ) {
                 Ok(q) => Some(q),
                 Err(e) => {
-                    failures.push(Failure::EvidenceRejected { stage: "quote".into(), reason: e.to_string() });
+                    failures.push(Failure::EvidenceRejected {
+                        stage: "quote".into(),
+                        reason: e.to_string(),
+                    });
                     None
                 }
             }
@@ -102,7 +108,11 @@ pub fn appraise_tpm(
         failures.extend(g.appraise_pcrs(&q.pcrs.0));
     }
     TpmAppraisal {
-        verdict: if failures.is_empty() && quote.is_some() { Verdict::Affirming } else { Verdict::Contraindicated },
+        verdict: if failures.is_empty() && quote.is_some() {
+            Verdict::Affirming
+        } else {
+            Verdict::Contraindicated
+        },
         quote,
         failures,
         group: group.map(|g| g.name.clone()),

@@ -47,7 +47,11 @@ impl Host {
             state_dir: state_dir.path().to_owned(),
             issuer: "writ-broker".into(),
         };
-        Host { swtpm, state_dir, settings }
+        Host {
+            swtpm,
+            state_dir,
+            settings,
+        }
     }
 
     pub fn tpm(&self) -> Tpm {
@@ -56,12 +60,17 @@ impl Host {
 
     /// Current sha256 values of the policy PCRs.
     pub fn pcrs(&self) -> BTreeMap<u8, Vec<u8>> {
-        let v = self.tpm().pcr_read(&[(HashAlg::Sha256, POLICY_PCRS.to_vec())]).unwrap();
+        let v = self
+            .tpm()
+            .pcr_read(&[(HashAlg::Sha256, POLICY_PCRS.to_vec())])
+            .unwrap();
         v.get(&HashAlg::Sha256).cloned().unwrap()
     }
 
     pub fn extend_pcr16(&self) {
-        self.tpm().pcr_extend(16, HashAlg::Sha256, &[0x5a; 32]).unwrap();
+        self.tpm()
+            .pcr_extend(16, HashAlg::Sha256, &[0x5a; 32])
+            .unwrap();
     }
 
     pub fn state(&self) -> AttesterState {
@@ -73,18 +82,40 @@ impl Host {
     }
 
     pub fn challenge(&self) -> ChallengeResponse {
-        self.client().post("/v1/challenge", &ChallengeRequest { host_id: self.state().host_id }).unwrap()
+        self.client()
+            .post(
+                "/v1/challenge",
+                &ChallengeRequest {
+                    host_id: self.state().host_id,
+                },
+            )
+            .unwrap()
     }
 
     /// A quote over the challenge's selection, signed by `ak` (default: the enrolled AK).
-    pub fn quote(&self, ch: &ChallengeResponse, qualifying: &[u8], ak: Option<&AkBlob>) -> TpmEvidence {
+    pub fn quote(
+        &self,
+        ch: &ChallengeResponse,
+        qualifying: &[u8],
+        ak: Option<&AkBlob>,
+    ) -> TpmEvidence {
         let state = self.state();
         let mut tpm = self.tpm();
         let ek = tpm.create_ek(state.ek_alg).unwrap();
-        let sel: Vec<(HashAlg, Vec<u8>)> = ch.pcr_selection.iter().map(|b| (b.bank, b.pcrs.clone())).collect();
-        let q = tpm.quote(&ek, ak.unwrap_or(&state.ak), qualifying, &sel).unwrap();
+        let sel: Vec<(HashAlg, Vec<u8>)> = ch
+            .pcr_selection
+            .iter()
+            .map(|b| (b.bank, b.pcrs.clone()))
+            .collect();
+        let q = tpm
+            .quote(&ek, ak.unwrap_or(&state.ak), qualifying, &sel)
+            .unwrap();
         tpm.flush_ek(ek).unwrap();
-        TpmEvidence { attest: q.attest, signature: q.signature, pcrs: PcrValues(q.pcrs) }
+        TpmEvidence {
+            attest: q.attest,
+            signature: q.signature,
+            pcrs: PcrValues(q.pcrs),
+        }
     }
 
     /// Run `writ-attester` (the binary) with this host's settings.
@@ -125,7 +156,12 @@ impl Workload {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let digest: [u8; 32] = HashAlg::Sha256.digest(body.as_bytes()).try_into().unwrap();
         let marker = dir.path().join("ran");
-        Workload { dir, path, digest, marker }
+        Workload {
+            dir,
+            path,
+            digest,
+            marker,
+        }
     }
 
     pub fn ran(&self) -> bool {
@@ -142,7 +178,11 @@ impl Workload {
 }
 
 /// A broker whose policy accepts `host`'s current PCRs and runs `workloads`.
-pub fn broker_for(host_pcrs: &BTreeMap<u8, Vec<u8>>, workloads: &[(&str, [u8; 32])], ek_roots_pem: Vec<u8>) -> TestBroker {
+pub fn broker_for(
+    host_pcrs: &BTreeMap<u8, Vec<u8>>,
+    workloads: &[(&str, [u8; 32])],
+    ek_roots_pem: Vec<u8>,
+) -> TestBroker {
     TestBroker::start(BrokerOptions {
         policy: policy_toml("e2e-1", host_pcrs, workloads),
         ek_roots_pem,
@@ -155,9 +195,14 @@ pub fn broker_for(host_pcrs: &BTreeMap<u8, Vec<u8>>, workloads: &[(&str, [u8; 32
 pub fn fresh_pcrs() -> (BTreeMap<u8, Vec<u8>>, Vec<u8>) {
     let probe = Swtpm::start().unwrap();
     let mut tpm = Tpm::open(&probe.tcti()).unwrap();
-    let v = tpm.pcr_read(&[(HashAlg::Sha256, POLICY_PCRS.to_vec())]).unwrap();
+    let v = tpm
+        .pcr_read(&[(HashAlg::Sha256, POLICY_PCRS.to_vec())])
+        .unwrap();
     drop(tpm);
-    (v.get(&HashAlg::Sha256).cloned().unwrap(), probe.ca_roots_pem())
+    (
+        v.get(&HashAlg::Sha256).cloned().unwrap(),
+        probe.ca_roots_pem(),
+    )
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::Json;
 use verifier_lib::api::{
-    AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, PcrBankSelection, TokenRequest,
-    TokenResponse,
+    AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, PcrBankSelection,
+    TokenRequest, TokenResponse,
 };
 use verifier_lib::appraisal::{appraise_tpm, TpmAppraisal, TpmEvidenceRef, Verdict};
 use verifier_lib::crypto::HashAlg;
@@ -34,7 +34,12 @@ pub async fn challenge(
     let nonce = random_bytes::<32>()?.to_vec();
     let expires_at = st.now() + st.config.nonces.ttl_secs;
     st.store.insert_nonce(&nonce, &host.id, expires_at).await?;
-    Ok(Json(ChallengeResponse { nonce, expires_at, pcr_selection: selection, policy_id: policy.id.clone() }))
+    Ok(Json(ChallengeResponse {
+        nonce,
+        expires_at,
+        pcr_selection: selection,
+        policy_id: policy.id.clone(),
+    }))
 }
 
 /// `POST /v1/attest`: appraise a quote; the host's status follows.
@@ -45,7 +50,11 @@ pub async fn attest(
     let host = enrolled_host(&st, &req.host_id).await?;
     consume_nonce(&st, &req.nonce, &host.id).await?;
     let policy = st.policy.current();
-    let ev = TpmEvidenceRef { attest: &req.evidence.attest, signature: &req.evidence.signature, pcrs: &req.evidence.pcrs };
+    let ev = TpmEvidenceRef {
+        attest: &req.evidence.attest,
+        signature: &req.evidence.signature,
+        pcrs: &req.evidence.pcrs,
+    };
     let appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &req.nonce);
     let response = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
     Ok(Json(response))
@@ -61,12 +70,16 @@ pub async fn token(
     if req.workload_digest.len() != 32 {
         return Err(ApiError::bad_request(
             "invalid_workload_digest",
-            format!("workload_digest: expected 32 bytes (SHA-256), got {}", req.workload_digest.len()),
+            format!(
+                "workload_digest: expected 32 bytes (SHA-256), got {}",
+                req.workload_digest.len()
+            ),
         ));
     }
     let cnf = match &req.cnf {
         Some(bytes) => Some(
-            mint::parse_cnf(bytes).map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?,
+            mint::parse_cnf(bytes)
+                .map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?,
         ),
         None => None,
     };
@@ -79,12 +92,20 @@ pub async fn token(
     };
     let expected = binding.quote_nonce(&req.nonce);
     let policy = st.policy.current();
-    let ev = TpmEvidenceRef { attest: &req.evidence.attest, signature: &req.evidence.signature, pcrs: &req.evidence.pcrs };
+    let ev = TpmEvidenceRef {
+        attest: &req.evidence.attest,
+        signature: &req.evidence.signature,
+        pcrs: &req.evidence.pcrs,
+    };
     let mut appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &expected);
 
     let mut rule = None;
     if appraisal.verdict == Verdict::Affirming {
-        if let Some(group) = appraisal.group.as_deref().and_then(|g| policy.groups.iter().find(|x| x.name == g)) {
+        if let Some(group) = appraisal
+            .group
+            .as_deref()
+            .and_then(|g| policy.groups.iter().find(|x| x.name == g))
+        {
             match policy.check_workload(group, &req.workload, &req.workload_digest) {
                 Ok(r) => rule = Some(r.clone()),
                 Err(f) => {
@@ -102,7 +123,15 @@ pub async fn token(
         ),
         _ => None,
     };
-    let response = record(&st, &host, &policy, &appraisal, &req.evidence, minted.as_ref().map(|m| &m.record)).await?;
+    let response = record(
+        &st,
+        &host,
+        &policy,
+        &appraisal,
+        &req.evidence,
+        minted.as_ref().map(|m| &m.record),
+    )
+    .await?;
     match minted {
         Some(m) => Ok(Json(TokenResponse {
             token: m.token,
@@ -115,20 +144,25 @@ pub async fn token(
 }
 
 fn denied(r: &AppraisalResponse) -> ApiError {
-    let first = r.failures.first().map(|f| f.to_string()).unwrap_or_else(|| "appraisal failed".into());
+    let first = r
+        .failures
+        .first()
+        .map(|f| f.to_string())
+        .unwrap_or_else(|| "appraisal failed".into());
     ApiError::forbidden("denied", format!("denied: {first}"))
         .with_details(serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
 }
 
 /// The host, which must be enrolled and not revoked.
 async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiError> {
-    let host = st
-        .store
-        .host(host_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_host", format!("no enrolled host {host_id}")))?;
+    let host = st.store.host(host_id).await?.ok_or_else(|| {
+        ApiError::not_found("unknown_host", format!("no enrolled host {host_id}"))
+    })?;
     if host.status == HostStatus::Revoked {
-        return Err(ApiError::forbidden("host_revoked", format!("host {host_id} was revoked by an operator")));
+        return Err(ApiError::forbidden(
+            "host_revoked",
+            format!("host {host_id} was revoked by an operator"),
+        ));
     }
     Ok(host)
 }
@@ -173,11 +207,14 @@ async fn record(
         (Verdict::Contraindicated, true) => HostStatus::Failed,
         (Verdict::Contraindicated, false) => host.status,
     };
-    let failures = serde_json::to_string(&appraisal.failures).map_err(|e| ApiError::internal("encoding", e))?;
+    let failures = serde_json::to_string(&appraisal.failures)
+        .map_err(|e| ApiError::internal("encoding", e))?;
     let evidence_digest = HashAlg::Sha256.digest_parts([
         evidence.attest.as_slice(),
         evidence.signature.as_slice(),
-        serde_json::to_string(&evidence.pcrs).unwrap_or_default().as_bytes(),
+        serde_json::to_string(&evidence.pcrs)
+            .unwrap_or_default()
+            .as_bytes(),
     ]);
     let rec = AppraisalRecord {
         host_id: host.id.clone(),
@@ -202,4 +239,3 @@ async fn record(
         failures: appraisal.failures.clone(),
     })
 }
-

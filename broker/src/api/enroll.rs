@@ -9,7 +9,9 @@
 
 use axum::extract::State;
 use axum::Json;
-use verifier_lib::api::{EnrollFinishRequest, EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse};
+use verifier_lib::api::{
+    EnrollFinishRequest, EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse,
+};
 use verifier_lib::credential::{make_credential, CredentialTarget};
 use verifier_lib::crypto::{ct_eq, HashAlg};
 use verifier_lib::ekcert;
@@ -50,13 +52,27 @@ pub async fn start(
         .symmetric
         .as_ref()
         .map(|s| s.key_bits)
-        .ok_or_else(|| ApiError::bad_request("invalid_ek_public", "ek_public: not a storage key (no symmetric algorithm)"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_ek_public",
+                "ek_public: not a storage key (no symmetric algorithm)",
+            )
+        })?;
 
     let ak_name = ak_public.name();
     let secret = random_bytes::<32>()?;
-    let target = CredentialTarget { ek_key: ek_public.key.clone(), name_alg: ek_public.name_alg, sym_key_bits };
-    let made = make_credential(&target, &ak_name, &secret, &aws_lc_rs::rand::SystemRandom::new())
-        .map_err(|e| ApiError::bad_request("unsupported_ek", format!("ek_public: {e}")))?;
+    let target = CredentialTarget {
+        ek_key: ek_public.key.clone(),
+        name_alg: ek_public.name_alg,
+        sym_key_bits,
+    };
+    let made = make_credential(
+        &target,
+        &ak_name,
+        &secret,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .map_err(|e| ApiError::bad_request("unsupported_ek", format!("ek_public: {e}")))?;
 
     let host_id = host_id_for(&ek_public);
     let enrollment_id = hex::encode(random_bytes::<16>()?);
@@ -91,10 +107,23 @@ pub async fn finish(
     let now = st.now();
     let rec = match st.store.take_enrollment(&req.enrollment_id, now).await? {
         Ok(r) => r,
-        Err(EnrollmentProblem::Unknown) => return Err(ApiError::not_found("unknown_enrollment", "no such enrollment")),
-        Err(EnrollmentProblem::Expired) => return Err(ApiError::forbidden("enrollment_expired", "enrollment expired")),
+        Err(EnrollmentProblem::Unknown) => {
+            return Err(ApiError::not_found(
+                "unknown_enrollment",
+                "no such enrollment",
+            ))
+        }
+        Err(EnrollmentProblem::Expired) => {
+            return Err(ApiError::forbidden(
+                "enrollment_expired",
+                "enrollment expired",
+            ))
+        }
         Err(EnrollmentProblem::AlreadyAnswered) => {
-            return Err(ApiError::forbidden("enrollment_already_answered", "enrollment was already answered"))
+            return Err(ApiError::forbidden(
+                "enrollment_already_answered",
+                "enrollment was already answered",
+            ))
         }
     };
     if !ct_eq(&HashAlg::Sha256.digest(&req.secret), &rec.secret_digest) {
@@ -106,7 +135,10 @@ pub async fn finish(
     }
     if let Some(existing) = st.store.host(&rec.host_id).await? {
         if existing.status == HostStatus::Revoked {
-            return Err(ApiError::forbidden("host_revoked", "host was revoked by an operator; re-enrollment refused"));
+            return Err(ApiError::forbidden(
+                "host_revoked",
+                "host was revoked by an operator; re-enrollment refused",
+            ));
         }
     }
     let host = HostRecord {
@@ -123,5 +155,8 @@ pub async fn finish(
     };
     st.store.upsert_host(&host).await?;
     tracing::info!(host_id = %host.id, "host enrolled");
-    Ok(Json(EnrollFinishResponse { host_id: host.id, status: host.status.as_str().to_owned() }))
+    Ok(Json(EnrollFinishResponse {
+        host_id: host.id,
+        status: host.status.as_str().to_owned(),
+    }))
 }

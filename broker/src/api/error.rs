@@ -22,7 +22,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -45,7 +50,11 @@ impl ApiError {
     /// A server-side failure: the client learns only the code.
     pub fn internal(code: &'static str, detail: impl std::fmt::Display) -> Self {
         tracing::error!(code, %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, "internal error; see broker logs")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "internal error; see broker logs",
+        )
     }
 }
 

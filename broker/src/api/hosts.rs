@@ -14,7 +14,10 @@ pub(crate) fn view(h: &HostRecord) -> HostView {
         status: h.status.as_str().to_owned(),
         enrolled_at: h.enrolled_at,
         last_attested_at: h.last_attested_at,
-        last_failure: h.last_failure.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+        last_failure: h
+            .last_failure
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok()),
         policy_id: h.policy_id.clone(),
         ak_name: hex::encode(&h.ak_name),
     }
@@ -26,7 +29,10 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<HostView>>, Api
 }
 
 /// `GET /v1/hosts/{id}`.
-pub async fn show(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<HostView>, ApiError> {
+pub async fn show(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<HostView>, ApiError> {
     match st.store.host(&id).await? {
         Some(h) => Ok(Json(view(&h))),
         None => Err(ApiError::not_found("unknown_host", format!("no host {id}"))),

@@ -22,16 +22,22 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(match &rejection {
-                JsonRejection::JsonDataError(_) => ApiError::bad_request("invalid_body", rejection.body_text()),
-                JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", rejection.body_text()),
+                JsonRejection::JsonDataError(_) => {
+                    ApiError::bad_request("invalid_body", rejection.body_text())
+                }
+                JsonRejection::JsonSyntaxError(_) => {
+                    ApiError::bad_request("malformed_json", rejection.body_text())
+                }
                 JsonRejection::MissingJsonContentType(_) => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "expected Content-Type: application/json",
                 ),
-                _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
-                }
+                _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body too large",
+                ),
                 _ => ApiError::new(rejection.status(), "invalid_body", rejection.body_text()),
             }),
         }

@@ -9,7 +9,10 @@ use crate::state::AppState;
 
 /// `GET /v1/keys`: COSE_KeySet (`application/cose-key-set`).
 pub async fn cose_key_set(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let bytes = st.key_set.to_cose_key_set().map_err(|e| ApiError::internal("key_encoding", e))?;
+    let bytes = st
+        .key_set
+        .to_cose_key_set()
+        .map_err(|e| ApiError::internal("key_encoding", e))?;
     Ok(([(header::CONTENT_TYPE, "application/cose-key-set")], bytes))
 }
 

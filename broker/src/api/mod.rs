@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
 /// Random bytes from the system RNG.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out).map_err(|_| ApiError::internal("rng_failure", "system RNG failed"))?;
+    aws_lc_rs::rand::fill(&mut out)
+        .map_err(|_| ApiError::internal("rng_failure", "system RNG failed"))?;
     Ok(out)
 }

@@ -39,7 +39,12 @@ impl HostStatus {
             "trusted" => HostStatus::Trusted,
             "failed" => HostStatus::Failed,
             "revoked" => HostStatus::Revoked,
-            other => return Err(StoreError::Corrupt { what: "hosts.status", value: other.to_owned() }),
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "hosts.status",
+                    value: other.to_owned(),
+                })
+            }
         })
     }
 }
@@ -147,7 +152,9 @@ impl Store {
         if url.starts_with("sqlite:") {
             Ok(Store::Sqlite(sqlite::SqliteStore::open(url).await?))
         } else {
-            Err(StoreError::UnsupportedUrl { url: url.to_owned() })
+            Err(StoreError::UnsupportedUrl {
+                url: url.to_owned(),
+            })
         }
     }
 
@@ -187,7 +194,12 @@ impl Store {
         }
     }
 
-    pub async fn insert_nonce(&self, nonce: &[u8], host_id: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn insert_nonce(
+        &self,
+        nonce: &[u8],
+        host_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_nonce(nonce, host_id, expires_at).await,
         }

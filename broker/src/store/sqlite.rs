@@ -6,8 +6,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AppraisalRecord, Counts, EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus, NonceProblem, StoreError,
-    TokenRecord,
+    AppraisalRecord, Counts, EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus,
+    NonceProblem, StoreError, TokenRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -25,7 +25,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
@@ -78,10 +81,11 @@ impl SqliteStore {
             expires_at: row.try_get("expires_at")?,
         };
         // Consumed whatever the outcome: one answer per challenge.
-        let done = sqlx::query("UPDATE enrollments SET consumed = 1 WHERE id = $1 AND consumed = 0")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE enrollments SET consumed = 1 WHERE id = $1 AND consumed = 0")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         tx.commit().await?;
         if done.rows_affected() != 1 {
             return Ok(Err(EnrollmentProblem::AlreadyAnswered));
@@ -117,16 +121,26 @@ impl SqliteStore {
     }
 
     pub async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM hosts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM hosts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| host_from_row(&r)).transpose()
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM hosts ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM hosts ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(host_from_row).collect()
     }
 
-    pub async fn insert_nonce(&self, nonce: &[u8], host_id: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn insert_nonce(
+        &self,
+        nonce: &[u8],
+        host_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO nonces (nonce, host_id, expires_at) VALUES ($1, $2, $3)")
             .bind(nonce)
             .bind(host_id)
@@ -160,7 +174,9 @@ impl SqliteStore {
             .await?;
         Ok(Err(match row {
             None => NonceProblem::Unknown,
-            Some(r) if r.try_get::<String, _>("host_id")? != host_id => NonceProblem::IssuedToAnotherHost,
+            Some(r) if r.try_get::<String, _>("host_id")? != host_id => {
+                NonceProblem::IssuedToAnotherHost
+            }
             Some(r) if r.try_get::<i64, _>("used")? != 0 => NonceProblem::AlreadyUsed,
             Some(_) => NonceProblem::Expired,
         }))
@@ -222,7 +238,10 @@ impl SqliteStore {
     }
 
     pub async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM tokens WHERE cti = $1").bind(cti).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM tokens WHERE cti = $1")
+            .bind(cti)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(TokenRecord {
                 cti: r.try_get("cti")?,
@@ -285,11 +304,23 @@ mod tests {
     async fn nonces_are_single_use_bound_and_expiring() {
         let (_d, s) = store().await;
         s.insert_nonce(b"n1", "h1", 100).await.unwrap();
-        assert_eq!(s.consume_nonce(b"n1", "h2", 10).await.unwrap(), Err(NonceProblem::IssuedToAnotherHost));
-        assert_eq!(s.consume_nonce(b"n1", "h1", 100).await.unwrap(), Err(NonceProblem::Expired));
+        assert_eq!(
+            s.consume_nonce(b"n1", "h2", 10).await.unwrap(),
+            Err(NonceProblem::IssuedToAnotherHost)
+        );
+        assert_eq!(
+            s.consume_nonce(b"n1", "h1", 100).await.unwrap(),
+            Err(NonceProblem::Expired)
+        );
         assert_eq!(s.consume_nonce(b"n1", "h1", 10).await.unwrap(), Ok(()));
-        assert_eq!(s.consume_nonce(b"n1", "h1", 10).await.unwrap(), Err(NonceProblem::AlreadyUsed));
-        assert_eq!(s.consume_nonce(b"zz", "h1", 10).await.unwrap(), Err(NonceProblem::Unknown));
+        assert_eq!(
+            s.consume_nonce(b"n1", "h1", 10).await.unwrap(),
+            Err(NonceProblem::AlreadyUsed)
+        );
+        assert_eq!(
+            s.consume_nonce(b"zz", "h1", 10).await.unwrap(),
+            Err(NonceProblem::Unknown)
+        );
     }
 
     #[tokio::test]
@@ -307,7 +338,13 @@ mod tests {
         };
         s.insert_enrollment(&rec).await.unwrap();
         assert_eq!(s.take_enrollment("e1", 10).await.unwrap(), Ok(rec));
-        assert_eq!(s.take_enrollment("e1", 10).await.unwrap(), Err(EnrollmentProblem::AlreadyAnswered));
-        assert_eq!(s.take_enrollment("nope", 10).await.unwrap(), Err(EnrollmentProblem::Unknown));
+        assert_eq!(
+            s.take_enrollment("e1", 10).await.unwrap(),
+            Err(EnrollmentProblem::AlreadyAnswered)
+        );
+        assert_eq!(
+            s.take_enrollment("nope", 10).await.unwrap(),
+            Err(EnrollmentProblem::Unknown)
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! Latency of the attester's TPM operations on swtpm (debug build; the TPM
 //! dominates). Prints medians; asserts every operation succeeded correctly.
+//! A measurement, not a test: run it by hand.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use attester::tpm::{AkAlg, EkAlg, Tpm};
 use swtpm_tests::Swtpm;
 use verifier_lib::crypto::HashAlg;
+use writ_attester::tpm::{AkAlg, EkAlg, Tpm};
 
 const RUNS: usize = 20;
 
@@ -40,8 +41,8 @@ fn make_credential(
     (blob[10..10 + id_len].to_vec(), rest[2..].to_vec())
 }
 
-#[test]
-fn median_enroll_and_quote_latency_on_swtpm() {
+/// `cargo run --release -p attester --example tpm_latency`
+fn main() {
     let swtpm = Swtpm::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut tpm = Tpm::open(&swtpm.tcti()).unwrap();
