@@ -2,24 +2,204 @@
 //! deterministic maps (RFC 8949 §4.2.1 key order) and typed field access whose
 //! errors name the claim.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use ciborium::value::Value;
+use ciborium::value::{Integer, Value};
 
 use super::TokenError;
 
+/// Deepest nesting of arrays, maps and tags accepted.
+const MAX_DEPTH: usize = 16;
+
 /// Decode exactly one CBOR item from `bytes`; anything after it is an error.
+///
+/// A small strict decoder, several times faster than ciborium's serde path:
+/// definite lengths only (RFC 8949 §4.2.1 deterministic encoding forbids
+/// indefinite ones, and Writ always writes definite lengths), UTF-8 text,
+/// simple values limited to false/true/null, nesting limited to 16 levels.
 pub(crate) fn read_exact(bytes: &[u8], what: &'static str) -> Result<Value, TokenError> {
-    let mut rest = bytes;
-    let value: Value =
-        ciborium::de::from_reader(&mut rest).map_err(|_| TokenError::Cbor { what })?;
-    if !rest.is_empty() {
+    let mut dec = Decoder::new(bytes);
+    let value = dec.value().ok_or(TokenError::Cbor { what })?;
+    if !dec.rest.is_empty() {
         return Err(TokenError::TrailingBytes {
             what,
-            count: rest.len(),
+            count: dec.rest.len(),
         });
     }
     Ok(value)
+}
+
+/// A strict, zero-copy CBOR pull decoder (see [`read_exact`] for its rules).
+pub(crate) struct Decoder<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Decoder { rest: bytes }
+    }
+
+    /// Bytes not yet consumed.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// The next initial byte, not consumed.
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    /// If the next item is a tag, consume its head and return the tag number.
+    pub(crate) fn tag(&mut self) -> Option<u64> {
+        let initial = self.peek()?;
+        if initial >> 5 != 6 {
+            return None;
+        }
+        let saved = self.rest;
+        self.byte()?;
+        let tag = self.argument(initial & 0x1f);
+        if tag.is_none() {
+            self.rest = saved;
+        }
+        tag
+    }
+
+    /// The head of a definite-length array; its element count.
+    pub(crate) fn array_len(&mut self) -> Option<usize> {
+        let initial = self.byte()?;
+        if initial >> 5 != 4 {
+            return None;
+        }
+        self.length(initial & 0x1f)
+    }
+
+    /// A definite-length byte string, borrowed.
+    pub(crate) fn bstr(&mut self) -> Option<&'a [u8]> {
+        let initial = self.byte()?;
+        if initial >> 5 != 2 {
+            return None;
+        }
+        let n = self.length(initial & 0x1f)?;
+        self.take(n)
+    }
+
+    /// Any one item, as a value.
+    pub(crate) fn value(&mut self) -> Option<Value> {
+        self.item(0)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.rest.len() {
+            return None;
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Some(head)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+
+    fn uint(&mut self, n: usize) -> Option<u64> {
+        Some(
+            self.take(n)?
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        )
+    }
+
+    /// The argument of a head with additional information `ai` (definite only).
+    fn argument(&mut self, ai: u8) -> Option<u64> {
+        match ai {
+            0..=23 => Some(u64::from(ai)),
+            24 => self.uint(1),
+            25 => self.uint(2),
+            26 => self.uint(4),
+            27 => self.uint(8),
+            _ => None,
+        }
+    }
+
+    /// A length that cannot exceed the bytes left (each element takes ≥ 1 byte).
+    fn length(&mut self, ai: u8) -> Option<usize> {
+        let n = usize::try_from(self.argument(ai)?).ok()?;
+        (n <= self.rest.len()).then_some(n)
+    }
+
+    fn item(&mut self, depth: usize) -> Option<Value> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let initial = self.byte()?;
+        let (major, ai) = (initial >> 5, initial & 0x1f);
+        match major {
+            0 => Some(Value::Integer(self.argument(ai)?.into())),
+            1 => {
+                let n = i128::from(self.argument(ai)?);
+                Integer::try_from(-1 - n).ok().map(Value::Integer)
+            }
+            2 => {
+                let n = self.length(ai)?;
+                Some(Value::Bytes(self.take(n)?.to_vec()))
+            }
+            3 => {
+                let n = self.length(ai)?;
+                let text = std::str::from_utf8(self.take(n)?).ok()?;
+                Some(Value::Text(text.to_string()))
+            }
+            4 => {
+                let n = self.length(ai)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.item(depth + 1)?);
+                }
+                Some(Value::Array(items))
+            }
+            5 => {
+                let n = self.length(ai)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let k = self.item(depth + 1)?;
+                    let v = self.item(depth + 1)?;
+                    entries.push((k, v));
+                }
+                Some(Value::Map(entries))
+            }
+            6 => {
+                let tag = self.argument(ai)?;
+                Some(Value::Tag(tag, Box::new(self.item(depth + 1)?)))
+            }
+            _ => match ai {
+                20 => Some(Value::Bool(false)),
+                21 => Some(Value::Bool(true)),
+                22 => Some(Value::Null),
+                25 => Some(Value::Float(f16_to_f64(u16::try_from(self.uint(2)?).ok()?))),
+                26 => Some(Value::Float(f64::from(f32::from_bits(
+                    u32::try_from(self.uint(4)?).ok()?,
+                )))),
+                27 => Some(Value::Float(f64::from_bits(self.uint(8)?))),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// IEEE 754 binary16 to f64 (RFC 8949 Appendix D).
+fn f16_to_f64(half: u16) -> f64 {
+    let exp = (half >> 10) & 0x1f;
+    let mant = f64::from(half & 0x3ff);
+    let magnitude = match exp {
+        0 => mant * 2f64.powi(-24),
+        31 if mant == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (mant + 1024.0) * 2f64.powi(i32::from(e) - 25),
+    };
+    if half & 0x8000 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    }
 }
 
 /// Encode a value. ciborium writes definite lengths and shortest-form
@@ -65,7 +245,8 @@ pub(crate) fn int(value: i64) -> Value {
 /// Keys that are text are checked for duplicates and then dropped (no Writ
 /// claim uses a text key); keys of any other type are rejected.
 pub(crate) struct IntMap {
-    entries: BTreeMap<i64, Value>,
+    /// Sorted by key, unique; `None` once taken.
+    entries: Vec<(i64, Option<Value>)>,
 }
 
 impl IntMap {
@@ -76,7 +257,7 @@ impl IntMap {
                 expected: "map",
             });
         };
-        let mut entries = BTreeMap::new();
+        let mut entries = Vec::with_capacity(pairs.len());
         let mut texts = BTreeSet::new();
         let mut wide = BTreeSet::new();
         for (k, v) in pairs {
@@ -84,13 +265,7 @@ impl IntMap {
                 Value::Integer(i) => {
                     let wide_key = i128::from(i);
                     match i64::try_from(wide_key) {
-                        Ok(key) => {
-                            if entries.insert(key, v).is_some() {
-                                return Err(TokenError::DuplicateClaim {
-                                    claim: format!("{what}/{key}"),
-                                });
-                            }
-                        }
+                        Ok(key) => entries.push((key, Some(v))),
                         // Outside i64: no Writ claim lives there; ignore, but police duplicates.
                         Err(_) => {
                             if !wide.insert(wide_key) {
@@ -116,11 +291,24 @@ impl IntMap {
                 }
             }
         }
+        entries.sort_unstable_by_key(|(k, _)| *k);
+        if let Some(dup) = entries.windows(2).find_map(|w| match w {
+            [(a, _), (b, _)] if a == b => Some(*a),
+            _ => None,
+        }) {
+            return Err(TokenError::DuplicateClaim {
+                claim: format!("{what}/{dup}"),
+            });
+        }
         Ok(IntMap { entries })
     }
 
     pub(crate) fn take(&mut self, label: i64) -> Option<Value> {
-        self.entries.remove(&label)
+        let i = self
+            .entries
+            .binary_search_by_key(&label, |(k, _)| *k)
+            .ok()?;
+        self.entries.get_mut(i)?.1.take()
     }
 }
 
