@@ -405,3 +405,129 @@ pub(crate) fn as_fixed_bytes(
     }
     Ok(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ciborium_bytes(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(v, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_what_ciborium_encodes() {
+        let values = vec![
+            Value::Integer(0.into()),
+            Value::Integer(23.into()),
+            Value::Integer(24.into()),
+            Value::Integer(u64::MAX.into()),
+            Value::Integer((-1).into()),
+            Value::Integer(i64::MIN.into()),
+            Value::Integer(Integer::try_from(-(1i128 << 64)).unwrap()),
+            Value::Bytes(vec![]),
+            Value::Bytes(vec![7; 300]),
+            Value::Text("Signature1 ✓".into()),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Null,
+            Value::Float(1.5),
+            Value::Float(1.8e9),
+            Value::Float(0.1),
+            Value::Float(-65504.0),
+            Value::Tag(18, Box::new(Value::Array(vec![Value::Null]))),
+            Value::Map(vec![
+                (Value::Integer((-65537).into()), Value::Array(vec![])),
+                (Value::Text("k".into()), Value::Map(vec![])),
+            ]),
+        ];
+        for v in values {
+            let bytes = ciborium_bytes(&v);
+            assert_eq!(read_exact(&bytes, "t").unwrap(), v, "{bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn half_floats_decode_per_rfc8949_appendix_d() {
+        for (bytes, want) in [
+            ([0xf9, 0x3c, 0x00], 1.0),
+            ([0xf9, 0x7b, 0xff], 65504.0),
+            ([0xf9, 0x00, 0x01], 5.960_464_477_539_063e-8),
+            ([0xf9, 0xc4, 0x00], -4.0),
+            ([0xf9, 0x7c, 0x00], f64::INFINITY),
+        ] {
+            assert_eq!(read_exact(&bytes, "t").unwrap(), Value::Float(want));
+        }
+        assert!(matches!(read_exact(&[0xf9, 0x7e, 0x00], "t"), Ok(Value::Float(f)) if f.is_nan()));
+    }
+
+    #[test]
+    fn rejects_what_is_not_strict_cbor() {
+        for bad in [
+            &[][..],
+            &[0x5f, 0x41, 0x00, 0xff], // indefinite-length byte string
+            &[0x9f, 0xff],             // indefinite-length array
+            &[0xbf, 0xff],             // indefinite-length map
+            &[0xff],                   // break outside anything
+            &[0x1c],                   // reserved additional information
+            &[0xf8, 0x20],             // simple value 32
+            &[0xf7],                   // undefined
+            &[0x62, 0xc3, 0x28],       // invalid UTF-8
+            &[0x5a, 0xff, 0xff, 0xff, 0xff], // length beyond input
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0x18], // truncated argument
+        ] {
+            assert_eq!(
+                read_exact(bad, "t"),
+                Err(TokenError::Cbor { what: "t" }),
+                "{bad:02x?}"
+            );
+        }
+        assert_eq!(
+            read_exact(&[0x01, 0x02], "t"),
+            Err(TokenError::TrailingBytes {
+                what: "t",
+                count: 1
+            })
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = [vec![0x81; MAX_DEPTH], vec![0x00]].concat();
+        assert!(read_exact(&ok, "t").is_ok());
+        let deep = [vec![0x81; MAX_DEPTH + 1], vec![0x00]].concat();
+        assert_eq!(read_exact(&deep, "t"), Err(TokenError::Cbor { what: "t" }));
+        let tags = [vec![0xc1; 10_000], vec![0x00]].concat();
+        assert_eq!(read_exact(&tags, "t"), Err(TokenError::Cbor { what: "t" }));
+    }
+
+    #[test]
+    fn canonical_map_sorts_by_encoded_key_and_rejects_duplicates() {
+        let m = canonical_map(
+            vec![
+                (int(-65537), Value::Null),
+                (Value::Text("b".into()), Value::Null),
+                (int(1000), Value::Null),
+                (int(-1), Value::Null),
+                (int(24), Value::Null),
+                (int(1), Value::Null),
+            ],
+            "t",
+        )
+        .unwrap();
+        let Value::Map(entries) = m else { panic!() };
+        let keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| ciborium_bytes(k)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        // Bytewise, not length-first: 24 (0x18 0x18) sorts before -1 (0x20).
+        assert_eq!(entries.get(1).map(|e| &e.0), Some(&int(24)));
+        assert!(canonical_map(
+            vec![(int(1), Value::Null), (int(1), Value::Bool(true))],
+            "t"
+        )
+        .is_err());
+    }
+}
