@@ -224,7 +224,7 @@ fn bad_jwks_are_rejected() {
 #[test]
 fn bad_cose_keys_are_rejected() {
     let key = SigningKey::generate().unwrap().verifying_key();
-    let edit = |f: &dyn Fn(&mut Vec<(Value, Value)>)| {
+    let edit = |f: &dyn Fn(&mut CborMap)| {
         let Value::Map(mut m) =
             ciborium::de::from_reader::<Value, _>(key.to_cose_key_bytes().unwrap().as_slice())
                 .unwrap()
@@ -290,6 +290,8 @@ fn bad_cose_keys_are_rejected() {
         }
     );
 }
+
+type CborMap = Vec<(Value, Value)>;
 
 /// CBOR head for major type `major` with argument `n` (RFC 8949 §3), written
 /// here by hand so the Sig_structure below does not come from coset.

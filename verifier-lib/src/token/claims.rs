@@ -561,7 +561,7 @@ fn cnf_from_value(value: Value) -> Result<VerifyingKey, TokenError> {
         claim: "cnf".to_string(),
         expected: "map holding a COSE_Key under key 1",
     })?;
-    VerifyingKey::from_cose_key_value(key)
+    VerifyingKey::from_cose_key_value_deferred(key)
 }
 
 fn lineage_from_value(value: Value) -> Result<Lineage, TokenError> {

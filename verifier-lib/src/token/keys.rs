@@ -2,6 +2,8 @@
 //! identified by their RFC 7638 thumbprint, and [`KeySet`]s exchanged as
 //! COSE_KeySet (RFC 9052 §7) or JWKS (RFC 7517).
 
+use std::sync::OnceLock;
+
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -129,14 +131,17 @@ impl SigningKey {
 }
 
 /// A P-256 public key that verifies ES256 signatures, with its `kid` (the
-/// RFC 7638 thumbprint). The point is parsed and validated once, at
-/// construction, so verification does no key parsing.
+/// RFC 7638 thumbprint). Keys built by the public constructors are validated
+/// on the curve and parsed once, so verification does no key parsing. A key
+/// decoded from a token's `cnf` claim is only checked for form (65-byte
+/// uncompressed point); its curve check runs on first [`VerifyingKey::verify`]
+/// or [`VerifyingKey::validate`] — the broker validated it when it minted.
 #[derive(Clone, Debug)]
 pub struct VerifyingKey {
     /// RFC 7638 thumbprint (base64url, no padding).
     pub kid: String,
     point: Vec<u8>,
-    parsed: ParsedPublicKey,
+    parsed: OnceLock<ParsedPublicKey>,
 }
 
 impl PartialEq for VerifyingKey {
@@ -150,26 +155,51 @@ impl Eq for VerifyingKey {}
 impl VerifyingKey {
     /// From an uncompressed SEC1 point `04 ‖ x ‖ y` (65 bytes) on P-256.
     pub fn from_sec1(point: &[u8]) -> Result<Self, TokenError> {
+        let key = Self::from_sec1_deferred(point)?;
+        key.validate()?;
+        Ok(key)
+    }
+
+    /// Form check only (length, uncompressed prefix); the curve check is deferred.
+    pub(crate) fn from_sec1_deferred(point: &[u8]) -> Result<Self, TokenError> {
         if point.len() != POINT_LEN || point.first() != Some(&0x04) {
             return Err(TokenError::KeyRejected {
                 what: "P-256 uncompressed point",
             });
         }
-        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(|_| {
-            TokenError::KeyRejected {
-                what: "P-256 uncompressed point",
-            }
-        })?;
         let (x, y) = split_point(point)?;
         Ok(VerifyingKey {
             kid: jwk_thumbprint(x, y),
             point: point.to_vec(),
-            parsed,
+            parsed: OnceLock::new(),
         })
+    }
+
+    /// Check that the point is on P-256 (and cache the parsed key).
+    pub fn validate(&self) -> Result<(), TokenError> {
+        self.parsed().map(|_| ())
+    }
+
+    fn parsed(&self) -> Result<&ParsedPublicKey, TokenError> {
+        if let Some(p) = self.parsed.get() {
+            return Ok(p);
+        }
+        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point).map_err(|_| {
+            TokenError::KeyRejected {
+                what: "P-256 uncompressed point",
+            }
+        })?;
+        Ok(self.parsed.get_or_init(|| parsed))
     }
 
     /// From affine coordinates, each exactly 32 bytes.
     pub fn from_xy(x: &[u8], y: &[u8]) -> Result<Self, TokenError> {
+        let key = Self::from_xy_deferred(x, y)?;
+        key.validate()?;
+        Ok(key)
+    }
+
+    fn from_xy_deferred(x: &[u8], y: &[u8]) -> Result<Self, TokenError> {
         if x.len() != COORD_LEN || y.len() != COORD_LEN {
             return Err(TokenError::KeyRejected {
                 what: "P-256 coordinates",
@@ -179,7 +209,7 @@ impl VerifyingKey {
         point.push(0x04);
         point.extend_from_slice(x);
         point.extend_from_slice(y);
-        Self::from_sec1(&point)
+        Self::from_sec1_deferred(&point)
     }
 
     /// The uncompressed SEC1 point `04 ‖ x ‖ y`.
@@ -207,7 +237,7 @@ impl VerifyingKey {
 
     /// Verify an ES256 signature (`r ‖ s`) over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), TokenError> {
-        self.parsed
+        self.parsed()?
             .verify_sig(msg, sig)
             .map_err(|_| TokenError::BadSignature)
     }
@@ -227,6 +257,12 @@ impl VerifyingKey {
     /// Parse an EC2 P-256 public COSE_Key. `alg`, when present, must be ES256;
     /// `kid`, when present, must equal the thumbprint; a private `d` is rejected.
     pub fn from_cose_key(key: &CoseKey) -> Result<Self, TokenError> {
+        let vk = Self::from_cose_key_deferred(key)?;
+        vk.validate()?;
+        Ok(vk)
+    }
+
+    fn from_cose_key_deferred(key: &CoseKey) -> Result<Self, TokenError> {
         const F: &str = "COSE_Key";
         if key.kty != KeyType::Assigned(iana::KeyType::EC2) {
             return Err(TokenError::KeyField {
@@ -276,7 +312,7 @@ impl VerifyingKey {
                 expected: "32-byte byte string (compressed points are not accepted)",
             }),
         };
-        let vk = Self::from_xy(&coord(x, "x (-2)")?, &coord(y, "y (-3)")?)?;
+        let vk = Self::from_xy_deferred(&coord(x, "x (-2)")?, &coord(y, "y (-3)")?)?;
         if !key.key_id.is_empty() {
             let stated = String::from_utf8_lossy(&key.key_id).into_owned();
             check_kid(&vk, &stated)?;
@@ -303,11 +339,18 @@ impl VerifyingKey {
     }
 
     pub(crate) fn from_cose_key_value(value: Value) -> Result<Self, TokenError> {
+        let vk = Self::from_cose_key_value_deferred(value)?;
+        vk.validate()?;
+        Ok(vk)
+    }
+
+    /// For `cnf`: the curve check is left to first use.
+    pub(crate) fn from_cose_key_value_deferred(value: Value) -> Result<Self, TokenError> {
         let key = CoseKey::from_cbor_value(value).map_err(|e| TokenError::Cose {
             structure: "COSE_Key",
             reason: e.to_string(),
         })?;
-        Self::from_cose_key(&key)
+        Self::from_cose_key_deferred(&key)
     }
 
     /// RFC 7517 JWK: `{"kty":"EC","crv":"P-256","x":…,"y":…,"kid":…,"alg":"ES256","use":"sig"}`.

@@ -16,6 +16,7 @@
 
 mod cbor;
 mod claims;
+mod envelope;
 mod error;
 mod hex_serde;
 mod keys;
@@ -26,10 +27,11 @@ pub use claims::{
     label, Appraisal, ClaimValue, Claims, EarStatus, Lineage, SubmodClaims, TrustVector, CTI_LEN,
     DIGEST_LEN, MAX_LINEAGE_DEPTH, NONCE_LEN_MAX, NONCE_LEN_MIN, PROFILE, VERIFIER_DEVELOPER,
 };
+pub use envelope::{COSE_SIGN1_TAG, CWT_TAG};
 pub use error::TokenError;
 pub use keys::{jwk_thumbprint, KeySet, SigningKey, VerifyingKey};
 pub use mint::{mint, new_cti};
 pub use verify::{
-    decode_unverified, Expectations, TokenVerifier, VerifiedToken, COSE_SIGN1_TAG, CWT_TAG,
-    DEFAULT_LEEWAY_SECS, DEFAULT_MAX_LIFETIME_SECS,
+    decode_unverified, Expectations, TokenVerifier, VerifiedToken, DEFAULT_LEEWAY_SECS,
+    DEFAULT_MAX_LIFETIME_SECS,
 };

@@ -2,18 +2,14 @@
 //! [`decode_unverified`].
 
 use aws_lc_rs::digest;
-use ciborium::value::Value;
 use coset::iana::EnumI64;
-use coset::{iana, AsCborValue, CoseSign1, Header, Label, RegisteredLabelWithPrivate};
+use coset::{iana, Header, Label, RegisteredLabelWithPrivate};
 use serde::{Deserialize, Serialize};
 
 use super::claims::PROFILE;
-use super::{cbor, hex_serde, Claims, KeySet, TokenError};
+use super::envelope::{self, Sign1};
+use super::{hex_serde, Claims, KeySet, TokenError};
 
-/// COSE_Sign1 tag (RFC 9052).
-pub const COSE_SIGN1_TAG: u64 = 18;
-/// CWT tag (RFC 8392); accepted around the COSE_Sign1 tag.
-pub const CWT_TAG: u64 = 61;
 /// Default clock-skew allowance of [`Expectations::new`].
 pub const DEFAULT_LEEWAY_SECS: i64 = 30;
 /// Default maximum `exp − iat` of [`Expectations::new`].
@@ -85,19 +81,19 @@ impl TokenVerifier {
     /// ES256 signature over the Sig_structure; then `eat_profile`, `iss`,
     /// `aud`, `exp > iat`, lifetime, `exp`, `nbf`, `iat` and the workload digest.
     pub fn verify(&self, token: &[u8], now_unix: i64) -> Result<VerifiedToken, TokenError> {
-        let sign1 = parse_envelope(token)?;
+        let sign1 = envelope::parse(token)?;
         check_headers(&sign1)?;
         let kid = kid_of(&sign1)?;
         let key = self
             .keys
             .find(&kid)
             .ok_or_else(|| TokenError::UnknownKey { kid: kid.clone() })?;
-        let payload = sign1
-            .payload
-            .as_deref()
-            .ok_or(TokenError::DetachedPayload)?;
+        let payload = sign1.payload.ok_or(TokenError::DetachedPayload)?;
         let claims = Claims::from_cbor_bytes(payload)?;
-        key.verify(&sign1.tbs_data(b""), &sign1.signature)?;
+        key.verify(
+            &envelope::sig_structure(sign1.protected_bytes, payload),
+            sign1.signature,
+        )?;
         self.check_claims(&claims, now_unix)?;
         Ok(VerifiedToken {
             claims,
@@ -165,46 +161,20 @@ impl TokenVerifier {
 /// this accepts. Use it only to display a token (CLI tools, logs); every
 /// authorization decision must go through [`TokenVerifier::verify`].
 pub fn decode_unverified(token: &[u8]) -> Result<(String, Claims), TokenError> {
-    let sign1 = parse_envelope(token)?;
+    let sign1 = envelope::parse(token)?;
     let kid = kid_of(&sign1)?;
-    let payload = sign1
-        .payload
-        .as_deref()
-        .ok_or(TokenError::DetachedPayload)?;
+    let payload = sign1.payload.ok_or(TokenError::DetachedPayload)?;
     Ok((kid, Claims::from_cbor_bytes(payload)?))
 }
 
-/// Tag 18 (optionally inside tag 61) around a COSE_Sign1, nothing after it.
-fn parse_envelope(token: &[u8]) -> Result<CoseSign1, TokenError> {
-    let unexpected = |v: &Value| TokenError::UnexpectedTag {
-        expected: COSE_SIGN1_TAG,
-        actual: match v {
-            Value::Tag(t, _) => Some(*t),
-            _ => None,
-        },
-    };
-    let body = match cbor::read_exact(token, "token")? {
-        Value::Tag(CWT_TAG, inner) => match *inner {
-            Value::Tag(COSE_SIGN1_TAG, body) => *body,
-            other => return Err(unexpected(&other)),
-        },
-        Value::Tag(COSE_SIGN1_TAG, body) => *body,
-        other => return Err(unexpected(&other)),
-    };
-    CoseSign1::from_cbor_value(body).map_err(|e| TokenError::Cose {
-        structure: "COSE_Sign1",
-        reason: e.to_string(),
-    })
-}
-
-fn check_headers(sign1: &CoseSign1) -> Result<(), TokenError> {
+fn check_headers(sign1: &Sign1<'_>) -> Result<(), TokenError> {
     let unprotected = header_labels(&sign1.unprotected);
     if !unprotected.is_empty() {
         return Err(TokenError::UnprotectedHeaderNotEmpty {
             labels: unprotected,
         });
     }
-    let h = &sign1.protected.header;
+    let h = &sign1.protected;
     if !h.crit.is_empty() {
         return Err(TokenError::CriticalHeader {
             labels: h.crit.iter().map(registered_label).collect(),
@@ -219,8 +189,8 @@ fn check_headers(sign1: &CoseSign1) -> Result<(), TokenError> {
     }
 }
 
-fn kid_of(sign1: &CoseSign1) -> Result<String, TokenError> {
-    let kid = &sign1.protected.header.key_id;
+fn kid_of(sign1: &Sign1<'_>) -> Result<String, TokenError> {
+    let kid = &sign1.protected.key_id;
     if kid.is_empty() {
         return Err(TokenError::KidMissing);
     }
