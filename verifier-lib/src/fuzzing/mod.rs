@@ -9,17 +9,10 @@ mod snp;
 mod token;
 mod tpm;
 
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::audit::*;
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::ekcert::*;
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::eventlog::*;
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::ima::*;
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::snp::*;
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::token::*;
-#[allow(unused_imports)] // until every area has fuzz entry points
 pub use self::tpm::*;
