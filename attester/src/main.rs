@@ -59,6 +59,19 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
         program: Vec<String>,
     },
+    /// Print a draft policy (TOML) accepting this host's current PCRs and the
+    /// given workloads — reference values from a golden host.
+    Reference {
+        /// Policy id of the draft.
+        #[arg(long, default_value = "draft")]
+        id: String,
+        /// sha256 PCRs to pin, e.g. `0-7,16`.
+        #[arg(long, default_value = "0-7")]
+        pcrs: String,
+        /// `NAME=PROGRAM`; repeatable.
+        #[arg(long = "workload")]
+        workloads: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +105,22 @@ fn main() -> ExitCode {
             }
             Err(e) => fail("attest failed", &e),
         },
+        Command::Reference { id, pcrs, workloads } => {
+            let draft = writ_attester::reference::parse_pcr_list(&pcrs).and_then(|pcrs| {
+                let mut tpm = writ_attester::tpm::Tpm::open(&settings.tcti)?;
+                writ_attester::reference::draft_policy(&mut tpm, &id, &pcrs, &workloads)
+            });
+            match draft {
+                Ok(s) => {
+                    print!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("writ-attester: reference: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { workload, program } => {
             let Some((name, args)) = program.split_first() else {
                 eprintln!("writ-attester: run: no program given");

@@ -178,8 +178,10 @@ impl Config {
     }
 
     /// The environment provider used in production: `WRIT_SECTION__KEY`.
+    /// Only names with a `__` are configuration; other `WRIT_*` variables
+    /// (`WRIT_LOG`, the attester's `WRIT_TCTI`, ...) are not.
     pub fn process_env() -> Env {
-        Env::prefixed("WRIT_").split("__")
+        Env::prefixed("WRIT_").filter(|k| k.as_str().contains("__")).split("__")
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -231,6 +233,8 @@ mod tests {
                 "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\nissuer = \"file\"\n",
             )?;
             jail.set_env("WRIT_TOKENS__ISSUER", "env");
+            jail.set_env("WRIT_LOG", "debug");
+            jail.set_env("WRIT_TCTI", "swtpm:port=1");
             let cfg = Config::load(Some(Path::new("b.toml")), Config::process_env()).unwrap();
             assert_eq!(cfg.server.listen.port(), 9000);
             assert_eq!(cfg.tokens.issuer, "env");
