@@ -24,7 +24,9 @@ fn main() {
     let swtpm = Swtpm::start().unwrap();
     let pcrs = {
         let mut tpm = Tpm::open(&swtpm.tcti()).unwrap();
-        let v = tpm.pcr_read(&[(HashAlg::Sha256, (0..8).collect())]).unwrap();
+        let v = tpm
+            .pcr_read(&[(HashAlg::Sha256, (0..8).collect())])
+            .unwrap();
         v.get(&HashAlg::Sha256).cloned().unwrap()
     };
     let broker = TestBroker::start(BrokerOptions {

@@ -105,7 +105,11 @@ fn main() -> ExitCode {
             }
             Err(e) => fail("attest failed", &e),
         },
-        Command::Reference { id, pcrs, workloads } => {
+        Command::Reference {
+            id,
+            pcrs,
+            workloads,
+        } => {
             let draft = writ_attester::reference::parse_pcr_list(&pcrs).and_then(|pcrs| {
                 let mut tpm = writ_attester::tpm::Tpm::open(&settings.tcti)?;
                 writ_attester::reference::draft_policy(&mut tpm, &id, &pcrs, &workloads)

@@ -29,14 +29,20 @@ pub enum ReferenceError {
 
 /// Parse `0-7,16` into PCR indexes (0..=23).
 pub fn parse_pcr_list(input: &str) -> Result<Vec<u8>, ReferenceError> {
-    let bad = |reason| ReferenceError::PcrList { input: input.to_owned(), reason };
+    let bad = |reason| ReferenceError::PcrList {
+        input: input.to_owned(),
+        reason,
+    };
     let mut out = Vec::new();
     for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => (a.trim().parse::<u8>(), b.trim().parse::<u8>()),
             None => (part.parse::<u8>(), part.parse::<u8>()),
         };
-        let (lo, hi) = (lo.map_err(|_| bad("not a number"))?, hi.map_err(|_| bad("not a number"))?);
+        let (lo, hi) = (
+            lo.map_err(|_| bad("not a number"))?,
+            hi.map_err(|_| bad("not a number"))?,
+        );
         if lo > hi || hi > 23 {
             return Err(bad("PCR indexes run from 0 to 23, low-high"));
         }
@@ -52,18 +58,31 @@ pub fn parse_pcr_list(input: &str) -> Result<Vec<u8>, ReferenceError> {
 
 /// Draft a policy for this host's current sha256 PCRs and `workloads`
 /// (`NAME=PROGRAM`, each program hashed as `run` will hash it).
-pub fn draft_policy(tpm: &mut Tpm, id: &str, pcrs: &[u8], workloads: &[String]) -> Result<String, ReferenceError> {
+pub fn draft_policy(
+    tpm: &mut Tpm,
+    id: &str,
+    pcrs: &[u8],
+    workloads: &[String],
+) -> Result<String, ReferenceError> {
     let values = tpm.pcr_read(&[(HashAlg::Sha256, pcrs.to_vec())])?;
     let bank: BTreeMap<u8, Vec<u8>> = values.get(&HashAlg::Sha256).cloned().unwrap_or_default();
     let mut s = String::new();
-    let _ = writeln!(s, "# Drafted by `writ-attester reference` from this host's TPM. Review before activating.");
+    let _ = writeln!(
+        s,
+        "# Drafted by `writ-attester reference` from this host's TPM. Review before activating."
+    );
     let _ = writeln!(s, "id = {}\n", toml_string(id));
-    let _ = writeln!(s, "[[groups]]\nname = \"default\"\nhosts = [\"*\"]\npcr_bank = \"sha256\"\n[groups.pcrs]");
+    let _ = writeln!(
+        s,
+        "[[groups]]\nname = \"default\"\nhosts = [\"*\"]\npcr_bank = \"sha256\"\n[groups.pcrs]"
+    );
     for (pcr, v) in &bank {
         let _ = writeln!(s, "{pcr} = [\"{}\"]", hex::encode(v));
     }
     for w in workloads {
-        let (name, program) = w.split_once('=').ok_or_else(|| ReferenceError::Workload { input: w.clone() })?;
+        let (name, program) = w
+            .split_once('=')
+            .ok_or_else(|| ReferenceError::Workload { input: w.clone() })?;
         let prog = resolve_program(program)?;
         let _ = write!(
             s,
@@ -100,7 +119,10 @@ mod tests {
 
     #[test]
     fn pcr_lists() {
-        assert_eq!(parse_pcr_list("0-3, 7,16,7").unwrap(), vec![0, 1, 2, 3, 7, 16]);
+        assert_eq!(
+            parse_pcr_list("0-3, 7,16,7").unwrap(),
+            vec![0, 1, 2, 3, 7, 16]
+        );
         assert!(parse_pcr_list("24").is_err());
         assert!(parse_pcr_list("5-2").is_err());
         assert!(parse_pcr_list("x").is_err());

@@ -181,7 +181,9 @@ impl Config {
     /// Only names with a `__` are configuration; other `WRIT_*` variables
     /// (`WRIT_LOG`, the attester's `WRIT_TCTI`, ...) are not.
     pub fn process_env() -> Env {
-        Env::prefixed("WRIT_").filter(|k| k.as_str().contains("__")).split("__")
+        Env::prefixed("WRIT_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__")
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -1,0 +1,127 @@
+//! Handlers through the router, without sockets (`tower::ServiceExt::oneshot`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use verifier_lib::token::KeySet;
+use writ_broker::clock::OffsetClock;
+use writ_broker::config::Config;
+
+async fn router() -> (
+    tempfile::TempDir,
+    axum::Router,
+    writ_broker::state::AppState,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), "id = \"t\"\n").unwrap();
+    let mut cfg = Config::default();
+    cfg.storage.url = format!("sqlite://{}", dir.path().join("w.db").display());
+    cfg.keys.dir = dir.path().join("keys");
+    cfg.policy.file = dir.path().join("policy.toml");
+    let state = writ_broker::server::build_state(cfg, Arc::new(OffsetClock::default()))
+        .await
+        .unwrap();
+    (dir, writ_broker::app(state.clone()), state)
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+}
+
+fn post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn errors_have_stable_codes_and_change_nothing() {
+    let (_d, app, state) = router().await;
+    let before = state.store.counts().await.unwrap();
+    let (s, b) = call(&app, post("/v1/challenge", "{")).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+    let (s, b) = call(&app, post("/v1/challenge", r#"{"host_id":"nope"}"#)).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::NOT_FOUND, "unknown_host")
+    );
+    let (s, b) = call(&app, post("/v1/challenge", r#"{"host_id":"nope","x":1}"#)).await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_body")
+    );
+    let (s, b) = call(
+        &app,
+        Request::get("/v1/hosts/zz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::NOT_FOUND, "unknown_host")
+    );
+    assert_eq!(state.store.counts().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn key_set_lists_the_signing_key() {
+    let (_d, app, state) = router().await;
+    let (s, b) = call(&app, Request::get("/v1/keys").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let keys = KeySet::from_cose_key_set(&b).unwrap();
+    assert_eq!(keys.keys.len(), 1);
+    assert_eq!(keys.keys[0].kid, state.signing_key.kid());
+    let (s, b) = call(
+        &app,
+        Request::get("/v1/keys/jwks").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let jwks: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(KeySet::from_jwks_json(&jwks).unwrap(), keys);
+    let (s, b) = call(&app, Request::get("/v1/hosts").body(Body::empty()).unwrap()).await;
+    assert_eq!((s, b.as_slice()), (StatusCode::OK, b"[]".as_slice()));
+}
+
+#[tokio::test]
+async fn token_key_survives_restart_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _app, state) = router().await;
+    let path = dir
+        .path()
+        .join("keys")
+        .join(writ_broker::keys::TOKEN_KEY_FILE);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = writ_broker::keys::load_or_generate(&dir.path().join("keys")).unwrap();
+    assert_eq!(again.kid(), state.signing_key.kid());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        writ_broker::keys::load_or_generate(&dir.path().join("keys")),
+        Err(writ_broker::keys::KeyError::Permissions { .. })
+    ));
+}
