@@ -2,7 +2,7 @@
 # 10-second smoke run of every fuzz target (cargo-fuzz on stable via RUSTC_BOOTSTRAP).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d fuzz ] || { echo "no fuzz crate"; exit 0; }
+
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 for t in $(cargo fuzz list --fuzz-dir fuzz); do
