@@ -8,5 +8,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod snp;
+pub mod snp_cli;
 pub mod state;
 pub mod tpm;
