@@ -16,11 +16,7 @@ fn broker(s: &Settings) -> Result<BrokerClient, CommandError> {
 
 /// Attest with SEV-SNP; with `both`, first with the TPM, then with an SNP
 /// report whose REPORT_DATA binds the enrolled vTPM AK (TPM2B_PUBLIC).
-pub fn attest(
-    s: &Settings,
-    both: bool,
-    vmpl: u32,
-) -> Result<Vec<AppraisalResponse>, CommandError> {
+pub fn attest(s: &Settings, both: bool, vmpl: u32) -> Result<Vec<AppraisalResponse>, CommandError> {
     let mut guest = SevGuest::open(vmpl)?;
     let client = broker(s)?;
     if both {

@@ -160,7 +160,8 @@ fn gate_gets_a_verified_token_from_snp_evidence_and_refuses_otherwise() {
 
     // Allowed: a token for `true`, verified by the attester, with cpu claims.
     let mut g = guest(&c);
-    let (_, verified) = snp::obtain_token(&client, "writ-broker", "true", &program, &mut g).unwrap();
+    let (_, verified) =
+        snp::obtain_token(&client, "writ-broker", "true", &program, &mut g).unwrap();
     assert_eq!(verified.claims.sub, snp::host_id(&mut g).unwrap());
     assert_eq!(
         verified.claims.appraisal.submods["cpu"]["measurement"],

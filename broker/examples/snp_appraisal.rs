@@ -78,7 +78,14 @@ fn main() {
         .unwrap()
         .with_dangerous_extra_root(product, &c.ark)
         .unwrap();
-    let crl = Crl::parse(&crl(product, &[&[1], &[2]], NOW - 60, NOW + 86_400, rsa_key(0))).unwrap();
+    let crl = Crl::parse(&crl(
+        product,
+        &[&[1], &[2]],
+        NOW - 60,
+        NOW + 86_400,
+        rsa_key(0),
+    ))
+    .unwrap();
     let nonce = [9u8; 32];
     let rd = expected_report_data(&nonce, b"canonical request");
     let mut spec = report_spec(&c);
@@ -123,7 +130,15 @@ fn main() {
         black_box(mint(&key, v, &host));
     });
     let appraise_only = median_us(rounds, 100, || {
-        black_box(appraise_snp(&policy, &host, ev, &trust, Some(&crl), &rd, NOW));
+        black_box(appraise_snp(
+            &policy,
+            &host,
+            ev,
+            &trust,
+            Some(&crl),
+            &rd,
+            NOW,
+        ));
     });
     let group = policy.groups[0].snp.as_ref().unwrap();
     let with_cache = median_us(rounds, 200, || {

@@ -110,7 +110,9 @@ fn run(args: &SnpArgs) -> Result<(Value, bool), Unusable> {
         .next()
         .unwrap_or_default();
     let chain = match &args.chain {
-        Some(p) => pem_or_der(&read("chain", p)?, "CERTIFICATE").map_err(|e| unusable("chain", e))?,
+        Some(p) => {
+            pem_or_der(&read("chain", p)?, "CERTIFICATE").map_err(|e| unusable("chain", e))?
+        }
         None => Vec::new(),
     };
     let crl = match &args.crl {

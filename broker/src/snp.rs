@@ -7,8 +7,12 @@ use std::path::PathBuf;
 
 use verifier_lib::api::SnpEvidence;
 use verifier_lib::policy::Policy;
-use verifier_lib::snp::{AmdCertExtensions, AttestationReport, Product, SignerKind, SnpTrustAnchors};
-use verifier_lib::snp_appraisal::{appraise_snp, select_intermediate, SnpAppraisal, SnpEvidenceRef};
+use verifier_lib::snp::{
+    AmdCertExtensions, AttestationReport, Product, SignerKind, SnpTrustAnchors,
+};
+use verifier_lib::snp_appraisal::{
+    appraise_snp, select_intermediate, SnpAppraisal, SnpEvidenceRef,
+};
 
 use crate::config::Config;
 use crate::kds::{KdsClient, KdsError};

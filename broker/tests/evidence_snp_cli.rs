@@ -118,12 +118,7 @@ fn garbage_is_unusable() {
     let garbage = dir.path().join("garbage.bin");
     std::fs::write(&garbage, b"definitely not an SEV-SNP report").unwrap();
     let vcek = p("go-sev-guest/milan-v2/vcek.der");
-    let (code, v) = run(&[
-        "--report",
-        &garbage.display().to_string(),
-        "--vcek",
-        &vcek,
-    ]);
+    let (code, v) = run(&["--report", &garbage.display().to_string(), "--vcek", &vcek]);
     assert_eq!(code, 2, "{v:#}");
     assert_eq!(v["verdict"], "unusable");
     assert_eq!(v["reason"]["kind"], "InvalidLength");

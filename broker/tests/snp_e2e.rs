@@ -54,9 +54,12 @@ fn test_crl(revoked: &[&[u8]], valid_for: i64) -> Vec<u8> {
 
 // ---------- a local KDS ----------
 
+/// The VCEK (DER) and the ASK+ARK (PEM) the local KDS serves.
+type Served = Option<(Vec<u8>, String)>;
+
 #[derive(Clone, Default)]
 struct KdsState {
-    chain: Arc<Mutex<Option<(Vec<u8>, String)>>>,
+    chain: Arc<Mutex<Served>>,
     crl: Arc<Mutex<Option<Vec<u8>>>>,
     hits: Arc<Mutex<BTreeMap<String, usize>>>,
 }
@@ -535,9 +538,14 @@ async fn every_deny_case() {
     // No [groups.snp]: no challenge at all.
     let no_snp = start_broker(
         &c,
-        setup(format!(
-            "id = \"tpm-only\"\n[[groups]]\nname = \"g\"\nhosts = [\"*\"]\n"
-        )),
+        setup(
+            "id = \"tpm-only\"
+[[groups]]
+name = \"g\"
+hosts = [\"*\"]
+"
+            .to_owned(),
+        ),
     )
     .await;
     let (s, v) = no_snp
