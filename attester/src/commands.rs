@@ -66,6 +66,8 @@ pub enum CommandError {
     },
     #[error("workload program {path} changed between hashing and exec")]
     ProgramChanged { path: String },
+    #[error("SEV-SNP: {0}")]
+    Snp(#[from] crate::snp::SnpGuestError),
 }
 
 fn client(s: &Settings) -> Result<BrokerClient, CommandError> {

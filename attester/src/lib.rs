@@ -9,5 +9,7 @@
 pub mod client;
 pub mod commands;
 pub mod reference;
+pub mod snp;
+pub mod snp_cli;
 pub mod state;
 pub mod tpm;

@@ -31,8 +31,22 @@ struct Cli {
     /// Expected issuer (`iss`) of execution tokens.
     #[arg(long, env = "WRIT_ISSUER", default_value = "writ-broker")]
     issuer: String,
+    /// Which evidence to present: TPM quotes, SEV-SNP reports, or both
+    /// (`both`: attest only; the SNP report binds the vTPM AK).
+    #[arg(long, value_enum, env = "WRIT_EVIDENCE", default_value = "tpm")]
+    evidence: EvidenceChoice,
+    /// VMPL to request SEV-SNP reports for (0 without an SVSM).
+    #[arg(long, env = "WRIT_SNP_VMPL", default_value_t = 0)]
+    snp_vmpl: u32,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EvidenceChoice {
+    Tpm,
+    Snp,
+    Both,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,6 +90,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let evidence = cli.evidence;
+    let vmpl = cli.snp_vmpl;
     let settings = Settings {
         broker: cli.broker,
         ca_cert: cli.ca_cert,
@@ -92,6 +108,20 @@ fn main() -> ExitCode {
             match commands::enroll(&settings, ak) {
                 Ok(done) => print_json(&done, ExitCode::SUCCESS),
                 Err(e) => fail("enroll failed", &e),
+            }
+        }
+        Command::Attest if evidence != EvidenceChoice::Tpm => {
+            match writ_attester::snp_cli::attest(&settings, evidence == EvidenceChoice::Both, vmpl)
+            {
+                Ok(a) => {
+                    let code = if a.iter().all(|x| x.verdict == "affirming") {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    };
+                    print_json(&a, code)
+                }
+                Err(e) => fail("attest failed", &e),
             }
         }
         Command::Attest => match commands::attest(&settings) {
@@ -141,7 +171,17 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return refuse(&e),
             };
-            let (token, verified) = match commands::obtain_token(&settings, &workload, &prog) {
+            let obtained = match evidence {
+                EvidenceChoice::Tpm => commands::obtain_token(&settings, &workload, &prog),
+                EvidenceChoice::Snp => {
+                    writ_attester::snp_cli::obtain_token(&settings, &workload, &prog, vmpl)
+                }
+                EvidenceChoice::Both => {
+                    eprintln!("writ-attester: run: --evidence both is for attest; use tpm or snp");
+                    return ExitCode::from(2);
+                }
+            };
+            let (token, verified) = match obtained {
                 Ok(t) => t,
                 Err(e) => return refuse(&e),
             };

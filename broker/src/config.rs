@@ -22,6 +22,7 @@ pub struct Config {
     pub trust: TrustConfig,
     pub tokens: TokensConfig,
     pub nonces: NonceConfig,
+    pub snp: SnpConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,6 +69,56 @@ pub struct TrustConfig {
     pub ek_roots: Vec<PathBuf>,
     /// Extra EK intermediates: PEM/DER files, or directories of them.
     pub ek_intermediates: Vec<PathBuf>,
+    /// TESTS ONLY: extra SEV-SNP roots (self-signed ARKs) trusted next to
+    /// the pinned AMD ARKs. `writ-broker serve` refuses to start with any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dangerous_snp_test_roots: Vec<SnpTestRoot>,
+}
+
+/// A test ARK for one product (see `trust.dangerous_snp_test_roots`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnpTestRoot {
+    /// `Milan`, `Genoa` or `Turin`.
+    pub product: String,
+    /// The ARK certificate (PEM or DER).
+    pub file: PathBuf,
+}
+
+/// Where SEV-SNP certificates and CRLs come from (see docs/configuration.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnpConfig {
+    /// AMD Key Distribution Service base URL.
+    pub kds_url: String,
+    /// Fetch from KDS what the offline bundle and the cache lack.
+    pub kds_fetch: bool,
+    /// KDS request timeout, in seconds.
+    pub kds_timeout_secs: u64,
+    /// On-disk cache of fetched certificates and CRLs.
+    pub cache_dir: PathBuf,
+    /// Cached certificates are re-fetched after this many seconds.
+    pub cert_cache_ttl_secs: u64,
+    /// A cached CRL is re-fetched this many seconds before its nextUpdate.
+    pub crl_refresh_margin_secs: i64,
+    /// Offline bundle for air-gapped sites:
+    /// `<dir>/<product>/cert_chain.pem`, `crl.der`, `vcek/<hwid-hex>-<tcb-hex>.der`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_dir: Option<PathBuf>,
+}
+
+impl Default for SnpConfig {
+    fn default() -> Self {
+        Self {
+            kds_url: "https://kdsintf.amd.com".into(),
+            kds_fetch: true,
+            kds_timeout_secs: 10,
+            cache_dir: PathBuf::from("writ-state/kds-cache"),
+            cert_cache_ttl_secs: 7 * 86_400,
+            crl_refresh_margin_secs: 3600,
+            offline_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -130,6 +181,7 @@ impl Default for TrustConfig {
             bundled_manufacturers: true,
             ek_roots: Vec::new(),
             ek_intermediates: Vec::new(),
+            dangerous_snp_test_roots: Vec::new(),
         }
     }
 }

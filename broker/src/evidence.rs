@@ -55,6 +55,8 @@ pub enum EvidenceCommand {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Verify an AMD SEV-SNP attestation report (raw or Azure HCL).
+    Snp(crate::evidence_snp::SnpArgs),
 }
 
 /// Unusable input: exit 2.
@@ -91,6 +93,7 @@ pub fn run(cmd: EvidenceCommand) -> ExitCode {
             no_bundled,
             at,
         } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref()),
+        EvidenceCommand::Snp(args) => return crate::evidence_snp::exit(&args),
     };
     let (value, code) = match result {
         Ok((v, true)) => (v, ExitCode::SUCCESS),
@@ -116,6 +119,11 @@ fn instant(at: Option<&str>) -> Result<i64, Unusable> {
             .map(|t| t.unix_timestamp())
             .map_err(|e| unusable("at", format!("{s:?} is not RFC 3339: {e}"))),
     }
+}
+
+/// [`instant`] for the other evidence modules: the error is the JSON verdict.
+pub(crate) fn instant_pub(at: Option<&str>) -> Result<i64, Value> {
+    instant(at).map_err(|Unusable(v)| v)
 }
 
 /// The typed reason of a failure: its variant, its message and its fields.

@@ -21,6 +21,10 @@ pub enum ServeError {
     Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    #[error("SEV-SNP: {0}")]
+    Snp(#[from] crate::snp::SnpSetupError),
+    #[error("refusing to serve with {setting}: it is for tests only (see docs/configuration.md)")]
+    Dangerous { setting: &'static str },
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -39,12 +43,19 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let store = Store::open(&config.storage.url).await?;
     let key = crate::keys::load_or_generate(&config.keys.dir)?;
     let trust = crate::trust::ek_trust_store(&config.trust)?;
+    let snp = crate::snp::SnpService::from_config(&config)?;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), "broker state ready");
-    Ok(AppState::new(config, store, clock, key, policy, trust))
+    Ok(AppState::new(config, store, clock, key, policy, trust).with_snp(snp))
 }
 
 /// Run the broker until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    // Test roots are accepted by `build_state` (tests, embedding) only.
+    if !config.trust.dangerous_snp_test_roots.is_empty() {
+        return Err(ServeError::Dangerous {
+            setting: "trust.dangerous_snp_test_roots",
+        });
+    }
     let state = build_state(config, Arc::new(SystemClock)).await?;
     let _watcher = state.policy.spawn_watcher(Duration::from_secs(
         state.config.policy.reload_interval_secs.max(1),

@@ -21,6 +21,8 @@ pub struct AppState {
     pub key_set: Arc<KeySet>,
     pub policy: PolicyHandle,
     pub trust: Arc<TrustStore>,
+    /// The SEV-SNP verifier; `None`: SNP endpoints answer `snp_unavailable`.
+    pub snp: Option<Arc<crate::snp::SnpService>>,
 }
 
 impl AppState {
@@ -43,7 +45,14 @@ impl AppState {
             key_set: Arc::new(key_set),
             policy,
             trust: Arc::new(trust),
+            snp: None,
         }
+    }
+
+    /// Enable SEV-SNP appraisal.
+    pub fn with_snp(mut self, snp: crate::snp::SnpService) -> Self {
+        self.snp = Some(Arc::new(snp));
+        self
     }
 
     pub fn now(&self) -> i64 {

@@ -149,6 +149,59 @@ pub struct TokenResponse {
     pub appraisal: AppraisalResponse,
 }
 
+/// SEV-SNP evidence: the attestation report and, optionally, the
+/// certificates the guest obtained with it (the extended report's
+/// certificate table). Anything absent is taken from the broker's KDS
+/// cache, its offline bundle or AMD KDS. See docs/api.md ("SEV-SNP").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SnpEvidence {
+    /// The raw 1184-byte ATTESTATION_REPORT.
+    #[serde(with = "b64")]
+    pub report: Vec<u8>,
+    /// The VCEK or VLEK certificate (DER).
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub vcek: Option<Vec<u8>>,
+    /// The ASK/ASVK (and optionally the ARK) certificates (DER), untrusted:
+    /// the chain must still end in a trusted ARK.
+    #[serde(with = "b64::list", default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// `POST /v1/snp/attest`: REPORT_DATA must be `SHA-512(nonce ‖ attester_key)`
+/// (`attester_key` empty when absent).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SnpAttestRequest {
+    pub host_id: String,
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    /// The public key the guest binds to this report (e.g. a COSE_Key, or
+    /// the vTPM AK's TPM2B_PUBLIC in `both` mode), exactly as hashed.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub attester_key: Option<Vec<u8>>,
+    pub evidence: SnpEvidence,
+}
+
+/// `POST /v1/snp/tokens`: like [`TokenRequest`], but backed by an SEV-SNP
+/// report whose REPORT_DATA is `SHA-512(nonce ‖ canonical request)` (see
+/// [`crate::request::TokenRequestBinding::snp_report_data`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SnpTokenRequest {
+    pub host_id: String,
+    pub workload: String,
+    /// SHA-256 of the workload executable.
+    #[serde(with = "b64")]
+    pub workload_digest: Vec<u8>,
+    /// The workload's COSE_Key (P-256) for the `cnf` claim.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Vec<u8>>,
+    #[serde(with = "b64")]
+    pub nonce: Vec<u8>,
+    pub evidence: SnpEvidence,
+}
+
 /// A host as operators see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HostView {

@@ -22,6 +22,7 @@ pub mod ima;
 pub mod policy;
 pub mod request;
 pub mod snp;
+pub mod snp_appraisal;
 pub mod token;
 pub mod tpm;
 pub mod wire;

@@ -100,6 +100,14 @@ pub enum Failure {
     },
     /// The evidence itself was rejected before policy (signature, nonce, chain…).
     EvidenceRejected { stage: String, reason: String },
+    /// The host's group has no `[groups.snp]` policy: SNP evidence is refused.
+    SnpPolicyMissing { group: String },
+    /// A verified SEV-SNP report broke a rule of the group's SNP policy.
+    SnpPolicyViolated {
+        snp_rule: crate::snp::SnpRule,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -123,6 +131,17 @@ impl std::fmt::Display for Failure {
                 write!(f, "workload {workload} digest {actual} is not allowed")
             }
             Failure::EvidenceRejected { stage, reason } => write!(f, "{stage}: {reason}"),
+            Failure::SnpPolicyMissing { group } => {
+                write!(f, "group {group} has no SEV-SNP policy")
+            }
+            Failure::SnpPolicyViolated {
+                snp_rule,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "SEV-SNP rule {snp_rule:?}: expected {expected}, got {actual}"
+            ),
         }
     }
 }
@@ -149,6 +168,9 @@ struct RawGroup {
     pcr_bank: HashAlg,
     #[serde(default)]
     pcrs: BTreeMap<String, Vec<String>>,
+    /// `[groups.snp]`: SEV-SNP appraisal policy for this group's SNP hosts.
+    #[serde(default)]
+    snp: Option<crate::snp::SnpPolicy>,
 }
 
 fn default_bank() -> HashAlg {
@@ -199,6 +221,8 @@ pub struct HostGroup {
     pub pcr_bank: HashAlg,
     /// PCR index → allowed values.
     pub pcrs: BTreeMap<u8, BTreeSet<Vec<u8>>>,
+    /// SEV-SNP policy (`[groups.snp]`); `None`: SNP evidence is refused.
+    pub snp: Option<crate::snp::SnpPolicy>,
 }
 
 impl HostGroup {
@@ -334,6 +358,7 @@ impl Policy {
                 hosts: g.hosts,
                 pcr_bank: g.pcr_bank,
                 pcrs,
+                snp: g.snp,
             });
         }
 

@@ -52,6 +52,12 @@ impl TokenRequestBinding<'_> {
     pub fn quote_nonce(&self, nonce: &[u8]) -> Vec<u8> {
         HashAlg::Sha256.digest_parts([nonce, self.canonical_bytes().as_slice()])
     }
+
+    /// The SEV-SNP REPORT_DATA this request must carry:
+    /// SHA-512(nonce ‖ canonical request), all 64 bytes.
+    pub fn snp_report_data(&self, nonce: &[u8]) -> [u8; 64] {
+        crate::snp::expected_report_data(nonce, &self.canonical_bytes())
+    }
 }
 
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {

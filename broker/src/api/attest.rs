@@ -143,7 +143,7 @@ pub async fn token(
     }
 }
 
-fn denied(r: &AppraisalResponse) -> ApiError {
+pub(super) fn denied(r: &AppraisalResponse) -> ApiError {
     let first = r
         .failures
         .first()
@@ -167,7 +167,11 @@ async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiEr
     Ok(host)
 }
 
-async fn consume_nonce(st: &AppState, nonce: &[u8], host_id: &str) -> Result<(), ApiError> {
+pub(super) async fn consume_nonce(
+    st: &AppState,
+    nonce: &[u8],
+    host_id: &str,
+) -> Result<(), ApiError> {
     match st.store.consume_nonce(nonce, host_id, st.now()).await? {
         Ok(()) => Ok(()),
         Err(p) => Err(ApiError::forbidden(

@@ -7,6 +7,7 @@ pub mod error;
 mod hosts;
 pub mod json;
 mod keys;
+mod snp;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -26,6 +27,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/challenge", post(attest::challenge))
         .route("/v1/attest", post(attest::attest))
         .route("/v1/tokens", post(attest::token))
+        .route("/v1/snp/challenge", post(snp::challenge))
+        .route("/v1/snp/attest", post(snp::attest))
+        .route("/v1/snp/tokens", post(snp::token))
         .route("/v1/keys", get(keys::cose_key_set))
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/hosts", get(hosts::list))

@@ -5,7 +5,10 @@
 //! plugs in without touching any handler. Every state change that records a
 //! decision happens in one transaction.
 
+mod snp;
 mod sqlite;
+
+pub use snp::SnpHostRecord;
 
 use serde::Serialize;
 

@@ -1,0 +1,41 @@
+//! `writ-attester --evidence snp|both`: the SEV-SNP commands on the real
+//! device (`/dev/sev-guest`). Library users with another report source call
+//! [`crate::snp`] directly.
+
+use verifier_lib::api::AppraisalResponse;
+use verifier_lib::token::VerifiedToken;
+
+use crate::client::BrokerClient;
+use crate::commands::{self, CommandError, Program, Settings};
+use crate::snp::{self, SevGuest};
+use crate::state::AttesterState;
+
+fn broker(s: &Settings) -> Result<BrokerClient, CommandError> {
+    Ok(BrokerClient::new(&s.broker, s.ca_cert.as_deref())?)
+}
+
+/// Attest with SEV-SNP; with `both`, first with the TPM, then with an SNP
+/// report whose REPORT_DATA binds the enrolled vTPM AK (TPM2B_PUBLIC).
+pub fn attest(s: &Settings, both: bool, vmpl: u32) -> Result<Vec<AppraisalResponse>, CommandError> {
+    let mut guest = SevGuest::open(vmpl)?;
+    let client = broker(s)?;
+    if both {
+        let state = AttesterState::load(&s.state_dir)?;
+        let tpm = commands::attest(s)?;
+        let snp = snp::attest(&client, &mut guest, Some(&state.ak.public_tpm2b))?;
+        Ok(vec![tpm, snp])
+    } else {
+        Ok(vec![snp::attest(&client, &mut guest, None)?])
+    }
+}
+
+/// Obtain an execution token backed by an SEV-SNP report.
+pub fn obtain_token(
+    s: &Settings,
+    workload: &str,
+    program: &Program,
+    vmpl: u32,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    let mut guest = SevGuest::open(vmpl)?;
+    snp::obtain_token(&broker(s)?, &s.issuer, workload, program, &mut guest)
+}
