@@ -8,5 +8,6 @@
 
 pub mod client;
 pub mod commands;
+pub mod logs;
 pub mod state;
 pub mod tpm;

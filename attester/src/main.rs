@@ -31,6 +31,15 @@ struct Cli {
     /// Expected issuer (`iss`) of execution tokens.
     #[arg(long, env = "WRIT_ISSUER", default_value = "writ-broker")]
     issuer: String,
+    /// TCG event log sent with quotes (absent file: not sent).
+    #[arg(long, env = "WRIT_EVENTLOG", default_value = writ_attester::logs::DEFAULT_EVENTLOG)]
+    eventlog: PathBuf,
+    /// IMA ASCII measurement list sent with quotes, incrementally (absent file: not sent).
+    #[arg(long, env = "WRIT_IMA_LOG", default_value = writ_attester::logs::DEFAULT_IMA_LOG)]
+    ima_log: PathBuf,
+    /// Send neither log.
+    #[arg(long)]
+    no_logs: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +78,14 @@ fn main() -> ExitCode {
         tcti: cli.tcti,
         state_dir: cli.state_dir,
         issuer: cli.issuer,
+        logs: if cli.no_logs {
+            writ_attester::logs::LogSources::none()
+        } else {
+            writ_attester::logs::LogSources {
+                eventlog: Some(cli.eventlog),
+                ima: Some(cli.ima_log),
+            }
+        },
     };
     match cli.command {
         Command::Enroll { ak } => {

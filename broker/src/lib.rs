@@ -10,6 +10,8 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod evidence;
+pub mod evidence_boot;
+pub mod policy_cli;
 pub mod keys;
 pub mod mint;
 pub mod policy_source;

@@ -2,11 +2,13 @@
 //! without sockets.
 
 mod attest;
+mod attest_logs;
 mod enroll;
 pub mod error;
 mod hosts;
 pub mod json;
 mod keys;
+mod policy_learn;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -26,6 +28,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/challenge", post(attest::challenge))
         .route("/v1/attest", post(attest::attest))
         .route("/v1/tokens", post(attest::token))
+        .route("/v1/policy/learn", post(policy_learn::learn))
         .route("/v1/keys", get(keys::cose_key_set))
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/hosts", get(hosts::list))

@@ -5,7 +5,10 @@
 //! plugs in without touching any handler. Every state change that records a
 //! decision happens in one transaction.
 
+mod ima_cursor;
 mod sqlite;
+
+pub use ima_cursor::ImaCursorRecord;
 
 use serde::Serialize;
 

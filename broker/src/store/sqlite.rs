@@ -33,6 +33,11 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// The connection pool, for queries kept in sibling modules.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn insert_enrollment(&self, r: &EnrollmentRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO enrollments (id, host_id, ek_public, ek_cert_digest, ak_public, ak_name, secret_digest, expires_at)
