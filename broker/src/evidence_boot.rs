@@ -20,6 +20,20 @@ fn read(field: &str, p: &Path) -> Result<Vec<u8>, Value> {
     std::fs::read(p).map_err(|e| unusable(field, format!("{}: {e}", p.display())))
 }
 
+/// PCR values JSON, bare (`{"sha256": {...}}`) or wrapped (`{"pcrs": {...}, ...}`,
+/// the shape of the test vectors' `expected_pcrs.json`).
+fn pcr_values(text: &str) -> Result<PcrValues, verifier_lib::tpm::TpmError> {
+    PcrValues::from_json(text).or_else(|e| {
+        match serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("pcrs").cloned())
+        {
+            Some(inner) => PcrValues::from_json(&inner.to_string()),
+            None => Err(e),
+        }
+    })
+}
+
 /// `evidence eventlog LOG [--pcrs F.json]`.
 pub fn eventlog(log_path: &Path, pcrs_path: Option<&Path>) -> Result<(Value, bool), Value> {
     let bytes = read("eventlog", log_path)?;
@@ -28,7 +42,7 @@ pub fn eventlog(log_path: &Path, pcrs_path: Option<&Path>) -> Result<(Value, boo
         None => None,
         Some(p) => {
             let text = String::from_utf8(read("pcrs", p)?).map_err(|e| unusable("pcrs", e))?;
-            Some(PcrValues::from_json(&text).map_err(|e| unusable("pcrs", e))?)
+            Some(pcr_values(&text).map_err(|e| unusable("pcrs", e))?)
         }
     };
     let replayed = log.replay();

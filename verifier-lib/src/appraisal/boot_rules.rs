@@ -9,7 +9,7 @@ use crate::policy::{Failure, PcrMap};
 use crate::wire::Reader;
 
 /// `EV_EVENT_TAG` id the Linux EFI stub uses for the initrd (PCR 9).
-const LINUX_INITRD_TAG: u32 = 0x8F3B_22ED;
+const LINUX_INITRD_TAG: u32 = 0x8F3B_22EC;
 
 /// `EFI_CERT_SHA256_GUID` c1c41626-504c-4092-aca9-41f936934328, as stored.
 const EFI_CERT_SHA256: [u8; 16] = [
