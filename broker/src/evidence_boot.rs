@@ -127,7 +127,10 @@ pub fn ima(list_path: &Path, pcr10: Option<&str>) -> Result<(Value, bool), Value
                 None
             };
             let Some((bank, got)) = bank else {
-                return Err(unusable("pcr10", "expected 20 (sha1) or 32 (sha256) bytes of hex"));
+                return Err(unusable(
+                    "pcr10",
+                    "expected 20 (sha1) or 32 (sha256) bytes of hex",
+                ));
             };
             let ok = *got == want;
             out["verdict"] = json!(if ok { "valid" } else { "invalid" });

@@ -74,7 +74,9 @@ pub enum PolicyError {
     },
     #[error("{field} must be at least 1 s")]
     LifetimeZero { field: String },
-    #[error("group {group}: {field}: {value:?} is not a digest (alg:hex or hex of a SHA-1/2 length)")]
+    #[error(
+        "group {group}: {field}: {value:?} is not a digest (alg:hex or hex of a SHA-1/2 length)"
+    )]
     BadDigest {
         group: String,
         field: String,

@@ -29,7 +29,11 @@ fn eventlogs() -> Vec<(String, Vec<u8>)> {
         }
     }
     out.sort();
-    assert!(out.len() >= 9, "expected the vector logs, found {}", out.len());
+    assert!(
+        out.len() >= 9,
+        "expected the vector logs, found {}",
+        out.len()
+    );
     out
 }
 
@@ -106,7 +110,13 @@ fn learned_policy_accepts_its_own_event_log() {
         let group = &policy.groups[0];
         let log = EventLog::parse(&bytes).unwrap();
         let quoted = quoted_for(group, Some(&log), None);
-        let stage = appraise_logs(Some(group), &quoted, (1, 0), logs(Some(&bytes), None, 0), None);
+        let stage = appraise_logs(
+            Some(group),
+            &quoted,
+            (1, 0),
+            logs(Some(&bytes), None, 0),
+            None,
+        );
         assert!(stage.failures.is_empty(), "{name}: {:#?}", stage.failures);
         assert!(stage.boot_state.is_some(), "{name}");
     }
@@ -134,19 +144,31 @@ fn forbidden_kernel_and_boot_app_name_their_events() {
         // Same rules plus forbidden lists.
         let doc = text.replacen(
             "[groups.boot.kernels]\n",
-            &format!("[groups.boot.kernels]\nforbidden = [\"{}\"]\n", hex::encode(&kernel)),
+            &format!(
+                "[groups.boot.kernels]\nforbidden = [\"{}\"]\n",
+                hex::encode(&kernel)
+            ),
             1,
         );
         let doc = doc.replacen(
             "[groups.boot.boot_apps]\n",
-            &format!("[groups.boot.boot_apps]\nforbidden = [\"{}\"]\n", hex::encode(&app)),
+            &format!(
+                "[groups.boot.boot_apps]\nforbidden = [\"{}\"]\n",
+                hex::encode(&app)
+            ),
             1,
         );
         let policy = Policy::parse_toml(&doc).unwrap_or_else(|e| panic!("{name}: {e}\n{doc}"));
         let group = &policy.groups[0];
         let log = EventLog::parse(&bytes).unwrap();
         let quoted = quoted_for(group, Some(&log), None);
-        let stage = appraise_logs(Some(group), &quoted, (1, 0), logs(Some(&bytes), None, 0), None);
+        let stage = appraise_logs(
+            Some(group),
+            &quoted,
+            (1, 0),
+            logs(Some(&bytes), None, 0),
+            None,
+        );
         let kinds: Vec<(&str, usize)> = stage
             .failures
             .iter()
@@ -157,8 +179,16 @@ fn forbidden_kernel_and_boot_app_name_their_events() {
                 _ => None,
             })
             .collect();
-        assert!(kinds.iter().any(|(k, _)| *k == "kernel"), "{name}: {:?}", stage.failures);
-        assert!(kinds.iter().any(|(k, _)| *k == "boot_app"), "{name}: {:?}", stage.failures);
+        assert!(
+            kinds.iter().any(|(k, _)| *k == "kernel"),
+            "{name}: {:?}",
+            stage.failures
+        );
+        assert!(
+            kinds.iter().any(|(k, _)| *k == "boot_app"),
+            "{name}: {:?}",
+            stage.failures
+        );
         for (_, idx) in &kinds {
             let e = log.events.iter().find(|e| e.index == *idx).unwrap();
             assert!(
@@ -194,7 +224,13 @@ fn altered_event_is_a_replay_mismatch_naming_the_pcr() {
             + victim.offset;
         let mut altered = bytes.clone();
         altered[at] ^= 0x01;
-        let stage = appraise_logs(Some(group), &quoted, (1, 0), logs(Some(&altered), None, 0), None);
+        let stage = appraise_logs(
+            Some(group),
+            &quoted,
+            (1, 0),
+            logs(Some(&altered), None, 0),
+            None,
+        );
         assert!(
             stage.failures.iter().any(|f| matches!(
                 f,
@@ -229,19 +265,71 @@ fn boot_rule_failures_are_all_reported() {
     let group = &policy.groups[0];
     let log = EventLog::parse(&bytes).unwrap();
     let quoted = quoted_for(group, Some(&log), None);
-    let stage = appraise_logs(Some(group), &quoted, (1, 0), logs(Some(&bytes), None, 0), None);
+    let stage = appraise_logs(
+        Some(group),
+        &quoted,
+        (1, 0),
+        logs(Some(&bytes), None, 0),
+        None,
+    );
     let f = &stage.failures;
-    assert!(f.iter().any(|f| matches!(f, Failure::SecureBootNotAllowed { expected: false, actual: Some(true), event_index: Some(_) })), "{f:?}");
-    assert!(f.iter().any(|f| matches!(f, Failure::DbxEntryMissing { event_index: Some(_), .. })), "{f:?}");
-    assert!(f.iter().any(|f| matches!(f, Failure::CmdlineNotAllowed { event_index: Some(_), cmdline: Some(_) })), "{f:?}");
+    assert!(
+        f.iter().any(|f| matches!(
+            f,
+            Failure::SecureBootNotAllowed {
+                expected: false,
+                actual: Some(true),
+                event_index: Some(_)
+            }
+        )),
+        "{f:?}"
+    );
+    assert!(
+        f.iter().any(|f| matches!(
+            f,
+            Failure::DbxEntryMissing {
+                event_index: Some(_),
+                ..
+            }
+        )),
+        "{f:?}"
+    );
+    assert!(
+        f.iter().any(|f| matches!(
+            f,
+            Failure::CmdlineNotAllowed {
+                event_index: Some(_),
+                cmdline: Some(_)
+            }
+        )),
+        "{f:?}"
+    );
     // Missing log when the policy requires one.
     let stage = appraise_logs(Some(group), &quoted, (1, 0), logs(None, None, 0), None);
-    assert_eq!(stage.failures, vec![Failure::LogMissing { log: "eventlog".into() }]);
+    assert_eq!(
+        stage.failures,
+        vec![Failure::LogMissing {
+            log: "eventlog".into()
+        }]
+    );
     // A PCR the log extends but the quote does not cover.
     let mut partial = quoted.clone();
     partial.get_mut(&HashAlg::Sha256).unwrap().remove(&4);
-    let stage = appraise_logs(Some(group), &partial, (1, 0), logs(Some(&bytes), None, 0), None);
-    assert!(stage.failures.iter().any(|f| matches!(f, Failure::EventLogPcrNotQuoted { pcr: 4, .. })), "{:?}", stage.failures);
+    let stage = appraise_logs(
+        Some(group),
+        &partial,
+        (1, 0),
+        logs(Some(&bytes), None, 0),
+        None,
+    );
+    assert!(
+        stage
+            .failures
+            .iter()
+            .any(|f| matches!(f, Failure::EventLogPcrNotQuoted { pcr: 4, .. })),
+        "{:?}",
+        stage.failures
+    );
 }
 
 fn ima_quoted(group: &HostGroup, text: &str) -> (PcrMap, ImaCursor) {
@@ -258,7 +346,13 @@ fn learned_ima_allowlist_accepts_and_denylist_denies() {
         assert!(group.pcr_selection()[0].1.contains(&10));
         let text = std::str::from_utf8(&bytes).unwrap();
         let (quoted, cursor) = ima_quoted(group, text);
-        let stage = appraise_logs(Some(group), &quoted, (1, 0), logs(None, Some(&bytes), 0), None);
+        let stage = appraise_logs(
+            Some(group),
+            &quoted,
+            (1, 0),
+            logs(None, Some(&bytes), 0),
+            None,
+        );
         assert!(stage.failures.is_empty(), "{name}: {:?}", stage.failures);
         let state = stage.ima_state.unwrap();
         assert_eq!(state.cursor, cursor);
@@ -286,13 +380,22 @@ fn learned_ima_allowlist_accepts_and_denylist_denies() {
             1,
         );
         let policy = Policy::parse_toml(&doc).unwrap_or_else(|e| panic!("{name}: {e}\n{doc}"));
-        let stage = appraise_logs(Some(&policy.groups[0]), &quoted, (1, 0), logs(None, Some(&bytes), 0), None);
+        let stage = appraise_logs(
+            Some(&policy.groups[0]),
+            &quoted,
+            (1, 0),
+            logs(None, Some(&bytes), 0),
+            None,
+        );
         assert!(
             stage.failures.iter().any(|f| matches!(f, Failure::ImaEntryDenied { entry_index, .. } if *entry_index == victim.index)),
             "{name}: {:?}",
             stage.failures
         );
-        assert!(stage.ima_state.is_none(), "a denied appraisal yields no cursor");
+        assert!(
+            stage.ima_state.is_none(),
+            "a denied appraisal yields no cursor"
+        );
     }
 }
 
@@ -311,7 +414,13 @@ fn ima_is_incremental_and_reboots_need_new_counters() {
 
     // First appraisal over the first half.
     let (q1, _) = ima_quoted(group, &first);
-    let s1 = appraise_logs(Some(group), &q1, (5, 2), logs(None, Some(first.as_bytes()), 0), None);
+    let s1 = appraise_logs(
+        Some(group),
+        &q1,
+        (5, 2),
+        logs(None, Some(first.as_bytes()), 0),
+        None,
+    );
     assert!(s1.failures.is_empty(), "{:?}", s1.failures);
     let st1: ImaState = s1.ima_state.unwrap();
     assert_eq!(st1.cursor.entries, half as u64);
@@ -319,33 +428,87 @@ fn ima_is_incremental_and_reboots_need_new_counters() {
     // Second: only the tail is sent and parsed.
     let tail: String = lines[half..].iter().map(|l| format!("{l}\n")).collect();
     let (q2, full) = ima_quoted(group, text);
-    let s2 = appraise_logs(Some(group), &q2, (5, 2), logs(None, Some(tail.as_bytes()), half as u64), Some(&st1));
+    let s2 = appraise_logs(
+        Some(group),
+        &q2,
+        (5, 2),
+        logs(None, Some(tail.as_bytes()), half as u64),
+        Some(&st1),
+    );
     assert!(s2.failures.is_empty(), "{:?}", s2.failures);
     assert_eq!(s2.ima_new_entries, (lines.len() - half) as u64);
     assert_eq!(s2.ima_state.as_ref().unwrap().cursor, full);
 
     // Entries appended after the quote are left for next time.
-    let s2b = appraise_logs(Some(group), &q1, (5, 2), logs(None, Some(text.as_bytes()), 0), None);
+    let s2b = appraise_logs(
+        Some(group),
+        &q1,
+        (5, 2),
+        logs(None, Some(text.as_bytes()), 0),
+        None,
+    );
     assert!(s2b.failures.is_empty(), "{:?}", s2b.failures);
     assert_eq!(s2b.ima_state.unwrap().cursor.entries, half as u64);
 
     // Same boot, list shrank: failure, not a restart.
     let short: String = lines[..half / 2].iter().map(|l| format!("{l}\n")).collect();
     let (q3, _) = ima_quoted(group, &short);
-    let s3 = appraise_logs(Some(group), &q3, (5, 2), logs(None, Some(short.as_bytes()), 0), Some(&st1));
-    assert!(matches!(s3.failures.as_slice(), [Failure::ImaContinuityBroken { .. }]), "{:?}", s3.failures);
+    let s3 = appraise_logs(
+        Some(group),
+        &q3,
+        (5, 2),
+        logs(None, Some(short.as_bytes()), 0),
+        Some(&st1),
+    );
+    assert!(
+        matches!(
+            s3.failures.as_slice(),
+            [Failure::ImaContinuityBroken { .. }]
+        ),
+        "{:?}",
+        s3.failures
+    );
     // Same boot, PCR 10 does not continue the cursor (list rewritten).
-    let s3b = appraise_logs(Some(group), &q3, (5, 2), logs(None, Some(text.as_bytes()), 0), Some(&st1));
-    assert!(matches!(s3b.failures.as_slice(), [Failure::ImaPcrMismatch { entries_from, .. }] if *entries_from == half as u64), "{:?}", s3b.failures);
+    let s3b = appraise_logs(
+        Some(group),
+        &q3,
+        (5, 2),
+        logs(None, Some(text.as_bytes()), 0),
+        Some(&st1),
+    );
+    assert!(
+        matches!(s3b.failures.as_slice(), [Failure::ImaPcrMismatch { entries_from, .. }] if *entries_from == half as u64),
+        "{:?}",
+        s3b.failures
+    );
 
     // After a TPM reset (resetCount changed) the same short list restarts from 0.
-    let s4 = appraise_logs(Some(group), &q3, (6, 0), logs(None, Some(short.as_bytes()), 0), Some(&st1));
+    let s4 = appraise_logs(
+        Some(group),
+        &q3,
+        (6, 0),
+        logs(None, Some(short.as_bytes()), 0),
+        Some(&st1),
+    );
     assert!(s4.failures.is_empty(), "{:?}", s4.failures);
     assert!(s4.ima_restarted);
     assert_eq!(s4.ima_state.unwrap().cursor.entries, (half / 2) as u64);
     // ... but not from a tail.
-    let s5 = appraise_logs(Some(group), &q2, (6, 0), logs(None, Some(tail.as_bytes()), half as u64), Some(&st1));
-    assert!(matches!(s5.failures.as_slice(), [Failure::ImaContinuityBroken { .. }]), "{:?}", s5.failures);
+    let s5 = appraise_logs(
+        Some(group),
+        &q2,
+        (6, 0),
+        logs(None, Some(tail.as_bytes()), half as u64),
+        Some(&st1),
+    );
+    assert!(
+        matches!(
+            s5.failures.as_slice(),
+            [Failure::ImaContinuityBroken { .. }]
+        ),
+        "{:?}",
+        s5.failures
+    );
 }
 
 #[test]
@@ -360,7 +523,8 @@ fn boot_aggregate_is_checked_against_the_event_log() {
     let replayed = log.replay();
     let bank = &replayed.banks[&HashAlg::Sha256];
     let zero = vec![0u8; 32];
-    let agg = HashAlg::Sha256.digest_parts((0u8..=9).map(|i| bank.get(&i).map_or(zero.as_slice(), Vec::as_slice)));
+    let agg = HashAlg::Sha256
+        .digest_parts((0u8..=9).map(|i| bank.get(&i).map_or(zero.as_slice(), Vec::as_slice)));
     let line = |digest: &[u8], path: &str| {
         let d = [b"sha256:\0".as_slice(), digest].concat();
         let n = [path.as_bytes(), b"\0"].concat();
@@ -369,7 +533,11 @@ fn boot_aggregate_is_checked_against_the_event_log() {
             data.extend_from_slice(&(f.len() as u32).to_le_bytes());
             data.extend_from_slice(f);
         }
-        format!("10 {} ima-ng sha256:{} {path}\n", hex::encode(HashAlg::Sha1.digest(&data)), hex::encode(digest))
+        format!(
+            "10 {} ima-ng sha256:{} {path}\n",
+            hex::encode(HashAlg::Sha1.digest(&data)),
+            hex::encode(digest)
+        )
     };
     let good = line(&agg, "boot_aggregate") + &line(&[7; 32], "/usr/bin/true");
     let policy = learned(Some(&ev), Some(good.as_bytes()));
@@ -378,13 +546,32 @@ fn boot_aggregate_is_checked_against_the_event_log() {
     let list = ImaLog::parse_ascii(&good).unwrap();
     let c = replay_from(&ImaCursor::new(), &list.entries);
     let quoted = quoted_for(group, Some(&log), Some(&c));
-    let ok = appraise_logs(Some(group), &quoted, (1, 0), logs(Some(&ev), Some(good.as_bytes()), 0), None);
+    let ok = appraise_logs(
+        Some(group),
+        &quoted,
+        (1, 0),
+        logs(Some(&ev), Some(good.as_bytes()), 0),
+        None,
+    );
     assert!(ok.failures.is_empty(), "{:?}", ok.failures);
 
     let bad = line(&[1; 32], "boot_aggregate") + &line(&[7; 32], "/usr/bin/true");
     let list = ImaLog::parse_ascii(&bad).unwrap();
     let c = replay_from(&ImaCursor::new(), &list.entries);
     let quoted = quoted_for(group, Some(&log), Some(&c));
-    let no = appraise_logs(Some(group), &quoted, (1, 0), logs(Some(&ev), Some(bad.as_bytes()), 0), None);
-    assert!(matches!(no.failures.as_slice(), [Failure::ImaBootAggregateMismatch { entry_index: 0, .. }]), "{:?}", no.failures);
+    let no = appraise_logs(
+        Some(group),
+        &quoted,
+        (1, 0),
+        logs(Some(&ev), Some(bad.as_bytes()), 0),
+        None,
+    );
+    assert!(
+        matches!(
+            no.failures.as_slice(),
+            [Failure::ImaBootAggregateMismatch { entry_index: 0, .. }]
+        ),
+        "{:?}",
+        no.failures
+    );
 }

@@ -4,8 +4,8 @@
 
 use verifier_lib::api::{ChallengeResponse, TpmEvidence};
 use verifier_lib::appraisal::{
-    appraise_tpm, appraise_tpm_with_logs, ImaState, LogEvidenceRef, TpmAppraisal,
-    TpmEvidenceRef, Verdict,
+    appraise_tpm, appraise_tpm_with_logs, ImaState, LogEvidenceRef, TpmAppraisal, TpmEvidenceRef,
+    Verdict,
 };
 use verifier_lib::policy::Policy;
 

@@ -20,7 +20,11 @@ pub async fn learn(
         eventlog: req.eventlog.as_deref(),
         ima: req.ima.as_deref(),
     };
-    let text = draft(&input)
-        .map_err(|e| ApiError::bad_request("learn_failed", format!("cannot draft a policy: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/toml; charset=utf-8")], text))
+    let text = draft(&input).map_err(|e| {
+        ApiError::bad_request("learn_failed", format!("cannot draft a policy: {e}"))
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
+        text,
+    ))
 }

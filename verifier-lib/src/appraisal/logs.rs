@@ -194,12 +194,16 @@ fn eventlog_stage(
     };
     match compare_with_quirks(&log, quoted) {
         Err(mismatches) => {
-            failures.extend(mismatches.into_iter().map(|m| Failure::EventLogPcrMismatch {
-                bank: m.bank,
-                pcr: m.pcr,
-                replayed: m.replayed.map(hex::encode),
-                quoted: hex::encode(m.quoted),
-            }));
+            failures.extend(
+                mismatches
+                    .into_iter()
+                    .map(|m| Failure::EventLogPcrMismatch {
+                        bank: m.bank,
+                        pcr: m.pcr,
+                        replayed: m.replayed.map(hex::encode),
+                        quoted: hex::encode(m.quoted),
+                    }),
+            );
         }
         Ok(outcome) => {
             let state = BootState::from_log(&log);
@@ -232,7 +236,8 @@ fn ima_stage(
         reason,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| rejected(format!("not UTF-8: {e}")))?;
-    let same_boot = stored.filter(|s| s.reset_count == reset_count && s.restart_count == restart_count);
+    let same_boot =
+        stored.filter(|s| s.reset_count == reset_count && s.restart_count == restart_count);
     let restarted = stored.is_some() && same_boot.is_none();
     let start = same_boot.map(|s| s.cursor.clone()).unwrap_or_default();
     let broken = |reason: String| Failure::ImaContinuityBroken {

@@ -306,8 +306,8 @@ fn ima_key(group: &str, text: &str) -> Result<ImaKey, PolicyError> {
         _ => return Err(bad("not a SubjectPublicKeyInfo".into())),
     };
     use x509_parser::prelude::FromDer;
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&der)
-        .map_err(|e| bad(e.to_string()))?;
+    let (_, spki) =
+        x509_parser::x509::SubjectPublicKeyInfo::from_der(&der).map_err(|e| bad(e.to_string()))?;
     let sha1 = HashAlg::Sha1.digest(&spki.subject_public_key.data);
     let key_id: [u8; 4] = sha1
         .get(16..20)
@@ -447,7 +447,12 @@ mod tests {
 
     #[test]
     fn digests_parse_with_and_without_alg() {
-        assert_eq!(digest("g", "f", &format!("sha256:{}", "ab".repeat(32))).unwrap().len(), 32);
+        assert_eq!(
+            digest("g", "f", &format!("sha256:{}", "ab".repeat(32)))
+                .unwrap()
+                .len(),
+            32
+        );
         assert_eq!(digest("g", "f", &"ab".repeat(20)).unwrap().len(), 20);
         assert!(digest("g", "f", &format!("sha1:{}", "ab".repeat(32))).is_err());
         assert!(digest("g", "f", "md5:00").is_err());
@@ -468,7 +473,10 @@ mod tests {
         let key = ima_key("g", &hex::encode(&spki)).unwrap();
         let header = ima_signature_v2(HashAlg::Sha256, key.key_id, sig.as_ref()).unwrap();
         let keys = vec![key.clone()];
-        assert_eq!(verify_ima_signature(&keys, "sha256", &digest, &header), Ok(()));
+        assert_eq!(
+            verify_ima_signature(&keys, "sha256", &digest, &header),
+            Ok(())
+        );
         let other = HashAlg::Sha256.digest(b"other");
         assert!(matches!(
             verify_ima_signature(&keys, "sha256", &other, &header),
@@ -500,12 +508,17 @@ mod tests {
         let rspki = rsa.public_key().as_der().unwrap();
         let rkey = ima_key("g", &hex::encode(rspki.as_ref())).unwrap();
         let rheader = ima_signature_v2(HashAlg::Sha256, rkey.key_id, &rsig).unwrap();
-        assert_eq!(verify_ima_signature(&[key, rkey], "sha256", &digest, &rheader), Ok(()));
+        assert_eq!(
+            verify_ima_signature(&[key, rkey], "sha256", &digest, &rheader),
+            Ok(())
+        );
     }
 
     /// DER SubjectPublicKeyInfo for a P-256 point.
     pub(crate) fn ec_p256_spki(point: &[u8]) -> Vec<u8> {
-        let mut alg = vec![0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        let mut alg = vec![
+            0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+        ];
         alg.extend_from_slice(&[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
         let mut bits = vec![0x03, u8::try_from(point.len() + 1).unwrap(), 0x00];
         bits.extend_from_slice(point);
