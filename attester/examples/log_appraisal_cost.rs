@@ -64,7 +64,10 @@ fn main() {
     let mut ima = ima_ng_line(&aggregate, "boot_aggregate");
     for i in 1..IMA_ENTRIES {
         let digest = HashAlg::Sha256.digest(&u64::try_from(i).unwrap().to_le_bytes());
-        ima.push_str(&ima_ng_line(&digest, &format!("/usr/lib/writ-bench/file-{i}.so")));
+        ima.push_str(&ima_ng_line(
+            &digest,
+            &format!("/usr/lib/writ-bench/file-{i}.so"),
+        ));
     }
     let entries = ImaLog::parse_ascii(&ima).unwrap().entries;
 
@@ -173,7 +176,10 @@ fn main() {
     }
     tpm.flush_ek(ek).unwrap();
     let (b, f, s) = (median(base), median(first), median(steady));
-    println!("runs: {RUNS} (median); event log: {} events; IMA: {IMA_ENTRIES} entries", log.events.len());
+    println!(
+        "runs: {RUNS} (median); event log: {} events; IMA: {IMA_ENTRIES} entries",
+        log.events.len()
+    );
     println!("quote only:                             {b:>10.2?}  1.0x");
     println!(
         "quote + event log + {IMA_ENTRIES} IMA entries (first): {f:>10.2?}  {:.1}x",

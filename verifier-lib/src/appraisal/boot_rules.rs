@@ -266,8 +266,7 @@ pub fn apply_boot_rules(
         let dbx = state
             .secure_boot_variables
             .iter()
-            .filter(|v| v.name == "dbx")
-            .next_back();
+            .rfind(|v| v.name == "dbx");
         let event = dbx.and_then(|v| log.events.iter().find(|e| e.index == v.event_index));
         let entries = event
             .and_then(|e| variable_data(&e.data))
