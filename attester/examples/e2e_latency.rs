@@ -43,6 +43,7 @@ fn main() {
             tcti: swtpm.tcti(),
             state_dir: dir.path().to_owned(),
             issuer: "writ-broker".into(),
+            logs: writ_attester::logs::LogSources::none(),
         };
         let (mut enroll, mut attest) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {

@@ -28,6 +28,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Expected `iss` of tokens.
     pub issuer: String,
+    /// Event log and IMA list to send with quotes.
+    pub logs: crate::logs::LogSources,
 }
 
 /// Why a command failed. Each names the stage.
@@ -145,6 +147,9 @@ fn quote(
         attest: q.attest,
         signature: q.signature,
         pcrs: PcrValues(q.pcrs),
+        eventlog: None,
+        ima: None,
+        ima_offset: 0,
     })
 }
 
@@ -160,6 +165,7 @@ pub fn attest(s: &Settings) -> Result<AppraisalResponse, CommandError> {
         },
     )?;
     let evidence = quote(&mut tpm, &state, &challenge, &challenge.nonce)?;
+    let evidence = crate::logs::attach(evidence, &challenge, &s.logs)?;
     let appraisal: AppraisalResponse = broker.post(
         "/v1/attest",
         &AttestRequest {
@@ -272,6 +278,7 @@ pub fn obtain_token(
         &challenge,
         &binding.quote_nonce(&challenge.nonce),
     )?;
+    let evidence = crate::logs::attach(evidence, &challenge, &s.logs)?;
     drop(tpm);
     let resp: TokenResponse = broker.post(
         "/v1/tokens",

@@ -11,5 +11,6 @@ pub mod commands;
 pub mod reference;
 pub mod snp;
 pub mod snp_cli;
+pub mod logs;
 pub mod state;
 pub mod tpm;

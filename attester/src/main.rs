@@ -38,6 +38,15 @@ struct Cli {
     /// VMPL to request SEV-SNP reports for (0 without an SVSM).
     #[arg(long, env = "WRIT_SNP_VMPL", default_value_t = 0)]
     snp_vmpl: u32,
+    /// TCG event log sent with quotes (absent file: not sent).
+    #[arg(long, env = "WRIT_EVENTLOG", default_value = writ_attester::logs::DEFAULT_EVENTLOG)]
+    eventlog: PathBuf,
+    /// IMA ASCII measurement list sent with quotes, incrementally (absent file: not sent).
+    #[arg(long, env = "WRIT_IMA_LOG", default_value = writ_attester::logs::DEFAULT_IMA_LOG)]
+    ima_log: PathBuf,
+    /// Send neither log.
+    #[arg(long)]
+    no_logs: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,6 +107,14 @@ fn main() -> ExitCode {
         tcti: cli.tcti,
         state_dir: cli.state_dir,
         issuer: cli.issuer,
+        logs: if cli.no_logs {
+            writ_attester::logs::LogSources::none()
+        } else {
+            writ_attester::logs::LogSources {
+                eventlog: Some(cli.eventlog),
+                ima: Some(cli.ima_log),
+            }
+        },
     };
     match cli.command {
         Command::Enroll { ak } => {

@@ -57,6 +57,22 @@ pub enum EvidenceCommand {
     },
     /// Verify an AMD SEV-SNP attestation report (raw or Azure HCL).
     Snp(crate::evidence_snp::SnpArgs),
+    /// Replay a TCG event log: PCRs per bank and boot-state claims.
+    Eventlog {
+        /// The log (`binary_bios_measurements`).
+        log: PathBuf,
+        /// PCR values JSON to compare with: {"sha256": {"0": "hex", ...}}.
+        #[arg(long)]
+        pcrs: Option<PathBuf>,
+    },
+    /// Replay an IMA ASCII measurement list: PCR 10 in the sha1 and sha256 banks.
+    Ima {
+        /// The list (`ascii_runtime_measurements`).
+        list: PathBuf,
+        /// Expected PCR 10 (hex; 20 bytes: sha1 bank, 32 bytes: sha256 bank).
+        #[arg(long)]
+        pcr10: Option<String>,
+    },
 }
 
 /// Unusable input: exit 2.
@@ -94,6 +110,12 @@ pub fn run(cmd: EvidenceCommand) -> ExitCode {
             at,
         } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref()),
         EvidenceCommand::Snp(args) => return crate::evidence_snp::exit(&args),
+        EvidenceCommand::Eventlog { log, pcrs } => {
+            crate::evidence_boot::eventlog(&log, pcrs.as_deref()).map_err(Unusable)
+        }
+        EvidenceCommand::Ima { list, pcr10 } => {
+            crate::evidence_boot::ima(&list, pcr10.as_deref()).map_err(Unusable)
+        }
     };
     let (value, code) = match result {
         Ok((v, true)) => (v, ExitCode::SUCCESS),

@@ -15,6 +15,8 @@ pub mod kds;
 pub mod keys;
 pub mod mint;
 pub mod mint_snp;
+pub mod evidence_boot;
+pub mod policy_cli;
 pub mod policy_source;
 pub mod server;
 pub mod snp;

@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: EvidenceCommand,
     },
+    /// Policy tools (`policy learn`: draft a policy from a golden host's logs).
+    Policy {
+        #[command(subcommand)]
+        command: writ_broker::policy_cli::PolicyCommand,
+    },
     /// Print the effective configuration (defaults + file + environment) as TOML.
     Config {
         #[arg(long)]
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Evidence { command } => evidence::run(command),
+        Command::Policy { command } => writ_broker::policy_cli::run(command),
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => match toml::to_string_pretty(&c) {

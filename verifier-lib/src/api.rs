@@ -80,6 +80,16 @@ pub struct ChallengeResponse {
     /// What the quote must cover.
     pub pcr_selection: Vec<PcrBankSelection>,
     pub policy_id: String,
+    /// IMA entries the broker already appraised for this host in the boot
+    /// identified by `ima_reset_count`/`ima_restart_count`. If the quote the
+    /// attester takes shows the same counters, it sends the list from this
+    /// entry on (`ima_offset`); otherwise the whole list. Absent: whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_entries_known: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_reset_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_restart_count: Option<u32>,
 }
 
 /// TPM evidence: a quote, its signature and the PCR values it covers.
@@ -93,6 +103,39 @@ pub struct TpmEvidence {
     #[serde(with = "b64")]
     pub signature: Vec<u8>,
     pub pcrs: PcrValues,
+    /// The TCG event log (`binary_bios_measurements`), if the host has one.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<Vec<u8>>,
+    /// IMA `ascii_runtime_measurements` lines from entry `ima_offset` on.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub ima: Option<Vec<u8>>,
+    /// Index of the first IMA entry in `ima` (0: the whole list).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ima_offset: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// `POST /v1/policy/learn`: draft a policy from a golden host's logs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLearnRequest {
+    /// Policy id of the draft (default `learned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Group name of the draft (default `learned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Host ids the group covers (default `*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub eventlog: Option<Vec<u8>>,
+    /// ASCII IMA list.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub ima: Option<Vec<u8>>,
 }
 
 /// `POST /v1/attest`.

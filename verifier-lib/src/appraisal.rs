@@ -7,6 +7,13 @@
 
 use serde::Serialize;
 
+pub mod boot_rules;
+mod logs;
+
+pub use logs::{
+    appraise_logs, appraise_tpm_with_logs, ImaState, LogAppraisal, LogEvidenceRef, LogStage,
+};
+
 use crate::policy::{Failure, Policy};
 use crate::tpm::{self, AkPublic, PcrSelection, PcrValues, VerifiedQuote};
 

@@ -273,6 +273,98 @@ pub fn verify(
     }
 }
 
+/// Verify `sig` over a precomputed `digest` (not the message) with `key`:
+/// the form IMA file signatures take (the kernel signs the file digest).
+/// The digest length must match the scheme's hash.
+pub fn verify_prehashed(
+    key: &PublicKey,
+    scheme: SigScheme,
+    digest: &[u8],
+    sig: &[u8],
+) -> Result<(), SignatureError> {
+    let hash = match scheme {
+        SigScheme::EcdsaFixed(h)
+        | SigScheme::EcdsaDer(h)
+        | SigScheme::RsaPkcs1(h)
+        | SigScheme::RsaPss(h) => h,
+    };
+    let imported = digest::Digest::import_less_safe(digest, hash.algorithm())
+        .map_err(|_| SignatureError::Invalid)?;
+    let unsupported = SignatureError::Unsupported { scheme };
+    match key {
+        PublicKey::Ec { curve, point } => {
+            let alg: &'static signature::EcdsaVerificationAlgorithm = match (curve, scheme) {
+                (Curve::P256, SigScheme::EcdsaDer(HashAlg::Sha256)) => {
+                    &signature::ECDSA_P256_SHA256_ASN1
+                }
+                (Curve::P256, SigScheme::EcdsaDer(HashAlg::Sha384)) => {
+                    &signature::ECDSA_P256_SHA384_ASN1
+                }
+                (Curve::P384, SigScheme::EcdsaDer(HashAlg::Sha256)) => {
+                    &signature::ECDSA_P384_SHA256_ASN1
+                }
+                (Curve::P384, SigScheme::EcdsaDer(HashAlg::Sha384)) => {
+                    &signature::ECDSA_P384_SHA384_ASN1
+                }
+                (Curve::P384, SigScheme::EcdsaDer(HashAlg::Sha512)) => {
+                    &signature::ECDSA_P384_SHA512_ASN1
+                }
+                (Curve::P521, SigScheme::EcdsaDer(HashAlg::Sha512)) => {
+                    &signature::ECDSA_P521_SHA512_ASN1
+                }
+                _ => return Err(unsupported),
+            };
+            signature::UnparsedPublicKey::new(alg, point)
+                .verify_digest(&imported, sig)
+                .map_err(|_| SignatureError::Invalid)
+        }
+        PublicKey::Rsa { n, e } => {
+            let alg: &'static signature::RsaParameters = match scheme {
+                SigScheme::RsaPkcs1(HashAlg::Sha1) => {
+                    &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+                }
+                SigScheme::RsaPkcs1(HashAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+                SigScheme::RsaPkcs1(HashAlg::Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+                SigScheme::RsaPkcs1(HashAlg::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
+                _ => return Err(unsupported),
+            };
+            let der = rsa_public_key_der(n, e);
+            signature::UnparsedPublicKey::new(alg, der)
+                .verify_digest(&imported, sig)
+                .map_err(|_| SignatureError::Invalid)
+        }
+    }
+}
+
+/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+            let significant = bytes.get(first..).unwrap_or_default();
+            out.push(0x80 | significant.len() as u8);
+            out.extend_from_slice(significant);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    fn integer(magnitude: &[u8]) -> Vec<u8> {
+        let m = strip_leading_zeros(magnitude);
+        let mut content = Vec::with_capacity(m.len() + 1);
+        if m.first().is_none_or(|&b| b & 0x80 != 0) {
+            content.push(0);
+        }
+        content.extend_from_slice(m);
+        tlv(0x02, &content)
+    }
+    tlv(0x30, &[integer(n), integer(e)].concat())
+}
+
 /// Constant-time equality for secrets and MACs.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()

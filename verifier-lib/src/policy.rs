@@ -32,6 +32,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::HashAlg;
 
+pub mod boot;
+pub mod learn;
+
 /// Hard ceiling for any token lifetime, whatever a policy says (15 minutes).
 pub const HARD_MAX_TOKEN_LIFETIME_SECS: u32 = 900;
 
@@ -71,6 +74,16 @@ pub enum PolicyError {
     },
     #[error("{field} must be at least 1 s")]
     LifetimeZero { field: String },
+    #[error(
+        "group {group}: {field}: {value:?} is not a digest (alg:hex or hex of a SHA-1/2 length)"
+    )]
+    BadDigest {
+        group: String,
+        field: String,
+        value: String,
+    },
+    #[error("group {group}: ima.keys: {reason}")]
+    BadImaKey { group: String, reason: String },
 }
 
 /// One way a host's evidence or request failed the policy. An appraisal
@@ -108,6 +121,79 @@ pub enum Failure {
         expected: String,
         actual: String,
     },
+    /// The group's policy needs a log (`eventlog` or `ima`) the host did not send.
+    LogMissing { log: String },
+    /// Replaying the event log does not give the quoted value of this PCR.
+    EventLogPcrMismatch {
+        bank: HashAlg,
+        pcr: u8,
+        replayed: Option<String>,
+        quoted: String,
+    },
+    /// The event log extends a PCR the quote does not cover, so its events
+    /// cannot be checked.
+    EventLogPcrNotQuoted { pcr: u8, event_index: usize },
+    /// The Secure Boot state is not the required one (`actual: None`: the log
+    /// does not measure the `SecureBoot` variable).
+    SecureBootNotAllowed {
+        expected: bool,
+        actual: Option<bool>,
+        event_index: Option<usize>,
+    },
+    /// A boot component (`kind`: `boot_app`, `kernel`, `initrd`) whose digest
+    /// is not in the allowed list.
+    BootDigestNotAllowed {
+        kind: String,
+        event_index: usize,
+        digest: String,
+        name: Option<String>,
+    },
+    /// A boot component whose digest is forbidden.
+    BootDigestForbidden {
+        kind: String,
+        event_index: usize,
+        digest: String,
+        name: Option<String>,
+    },
+    /// A kernel command line matching no rule (`cmdline: None`: none measured).
+    CmdlineNotAllowed {
+        event_index: Option<usize>,
+        cmdline: Option<String>,
+    },
+    /// A required dbx entry is absent (`event_index` of the dbx measurement, if any).
+    DbxEntryMissing {
+        entry: String,
+        event_index: Option<usize>,
+    },
+    /// PCR 10 replayed over the IMA entries `[entries_from, entries_to)` from
+    /// the stored cursor differs from the quoted value.
+    ImaPcrMismatch {
+        bank: HashAlg,
+        replayed: String,
+        quoted: String,
+        entries_from: u64,
+        entries_to: u64,
+    },
+    /// The IMA list does not continue the stored cursor and the TPM did not
+    /// reset or restart since (same boot): the list shrank or was rewritten.
+    ImaContinuityBroken { cursor_entries: u64, reason: String },
+    /// An IMA entry whose digest is on the deny list.
+    ImaEntryDenied {
+        entry_index: u64,
+        path: String,
+        digest: String,
+    },
+    /// An IMA entry neither allowed, excluded nor validly signed.
+    ImaEntryNotAllowed {
+        entry_index: u64,
+        path: String,
+        digest: Option<String>,
+        reason: String,
+    },
+    /// An IMA violation entry (time-of-measure/time-of-use or open-writers).
+    ImaViolation { entry_index: u64, path: String },
+    /// The boot_aggregate entry does not match the event log's PCRs.
+    ImaBootAggregateMismatch { entry_index: u64, reason: String },
 }
 
 impl std::fmt::Display for Failure {
@@ -142,6 +228,95 @@ impl std::fmt::Display for Failure {
                 f,
                 "SEV-SNP rule {snp_rule:?}: expected {expected}, got {actual}"
             ),
+            Failure::LogMissing { log } => write!(f, "policy requires the {log} log"),
+            Failure::EventLogPcrMismatch {
+                bank,
+                pcr,
+                replayed,
+                quoted,
+            } => write!(
+                f,
+                "event log replay of PCR {pcr} ({bank}) = {} differs from quoted {quoted}",
+                replayed.as_deref().unwrap_or("(no digests in this bank)")
+            ),
+            Failure::EventLogPcrNotQuoted { pcr, event_index } => write!(
+                f,
+                "event {event_index} extends PCR {pcr}, which the quote does not cover"
+            ),
+            Failure::SecureBootNotAllowed {
+                expected, actual, ..
+            } => write!(
+                f,
+                "Secure Boot is {}, policy requires {}",
+                match actual {
+                    Some(true) => "enabled",
+                    Some(false) => "disabled",
+                    None => "not measured",
+                },
+                if *expected { "enabled" } else { "disabled" }
+            ),
+            Failure::BootDigestNotAllowed {
+                kind,
+                event_index,
+                digest,
+                ..
+            } => write!(
+                f,
+                "{kind} {digest} (event {event_index}) is not an allowed digest"
+            ),
+            Failure::BootDigestForbidden {
+                kind,
+                event_index,
+                digest,
+                ..
+            } => write!(f, "{kind} {digest} (event {event_index}) is forbidden"),
+            Failure::CmdlineNotAllowed {
+                event_index,
+                cmdline,
+            } => match (event_index, cmdline) {
+                (Some(i), Some(c)) => {
+                    write!(f, "kernel command line {c:?} (event {i}) is not allowed")
+                }
+                _ => write!(f, "no kernel command line measured; policy requires one"),
+            },
+            Failure::DbxEntryMissing { entry, .. } => {
+                write!(f, "required dbx entry {entry} is missing")
+            }
+            Failure::ImaPcrMismatch {
+                bank,
+                replayed,
+                quoted,
+                entries_from,
+                entries_to,
+            } => write!(
+                f,
+                "IMA entries {entries_from}..{entries_to} replay PCR 10 ({bank}) to {replayed}, quoted {quoted}"
+            ),
+            Failure::ImaContinuityBroken {
+                cursor_entries,
+                reason,
+            } => write!(
+                f,
+                "IMA list does not continue the {cursor_entries} entries already appraised in this boot: {reason}"
+            ),
+            Failure::ImaEntryDenied {
+                entry_index,
+                path,
+                digest,
+            } => write!(f, "IMA entry {entry_index} {path} has denied digest {digest}"),
+            Failure::ImaEntryNotAllowed {
+                entry_index,
+                path,
+                reason,
+                ..
+            } => write!(f, "IMA entry {entry_index} {path} is not allowed: {reason}"),
+            Failure::ImaViolation { entry_index, path } => {
+                write!(f, "IMA entry {entry_index} {path} is a measurement violation")
+            }
+            Failure::ImaBootAggregateMismatch {
+                entry_index,
+                reason,
+            } => write!(f, "IMA boot_aggregate (entry {entry_index}): {reason}"),
         }
     }
 }
@@ -171,6 +346,10 @@ struct RawGroup {
     /// `[groups.snp]`: SEV-SNP appraisal policy for this group's SNP hosts.
     #[serde(default)]
     snp: Option<crate::snp::SnpPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<boot::RawBootRules>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ima: Option<boot::RawImaRules>,
 }
 
 fn default_bank() -> HashAlg {
@@ -223,6 +402,10 @@ pub struct HostGroup {
     pub pcrs: BTreeMap<u8, BTreeSet<Vec<u8>>>,
     /// SEV-SNP policy (`[groups.snp]`); `None`: SNP evidence is refused.
     pub snp: Option<crate::snp::SnpPolicy>,
+    /// `[groups.boot]`: measured-boot rules; the event log is required.
+    pub boot: Option<boot::BootRules>,
+    /// `[groups.ima]`: IMA rules; the IMA list is required.
+    pub ima: Option<boot::ImaRules>,
 }
 
 impl HostGroup {
@@ -233,7 +416,14 @@ impl HostGroup {
 
     /// The PCR selection an attester must quote for this group.
     pub fn pcr_selection(&self) -> Vec<(HashAlg, Vec<u8>)> {
-        vec![(self.pcr_bank, self.pcrs.keys().copied().collect())]
+        let mut pcrs: BTreeSet<u8> = self.pcrs.keys().copied().collect();
+        if let Some(b) = &self.boot {
+            pcrs.extend(b.quote_pcrs.iter().copied());
+        }
+        if self.ima.is_some() {
+            pcrs.insert(10);
+        }
+        vec![(self.pcr_bank, pcrs.into_iter().collect())]
     }
 
     /// Every PCR failure of `quoted` against this group.
@@ -353,12 +543,24 @@ impl Policy {
                 }
                 pcrs.insert(pcr, allowed);
             }
+            let boot_rules = g
+                .boot
+                .as_ref()
+                .map(|b| boot::boot_rules(&g.name, b))
+                .transpose()?;
+            let ima_rules = g
+                .ima
+                .as_ref()
+                .map(|i| boot::ima_rules(&g.name, i))
+                .transpose()?;
             groups.push(HostGroup {
                 name: g.name,
                 hosts: g.hosts,
                 pcr_bank: g.pcr_bank,
                 pcrs,
                 snp: g.snp,
+                boot: boot_rules,
+                ima: ima_rules,
             });
         }
 

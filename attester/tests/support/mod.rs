@@ -46,6 +46,7 @@ impl Host {
             tcti: swtpm.tcti(),
             state_dir: state_dir.path().to_owned(),
             issuer: "writ-broker".into(),
+            logs: writ_attester::logs::LogSources::none(),
         };
         Host {
             swtpm,
@@ -115,6 +116,9 @@ impl Host {
             attest: q.attest,
             signature: q.signature,
             pcrs: PcrValues(q.pcrs),
+            eventlog: None,
+            ima: None,
+            ima_offset: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use verifier_lib::api::{
     AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, PcrBankSelection,
     TokenRequest, TokenResponse,
 };
-use verifier_lib::appraisal::{appraise_tpm, TpmAppraisal, TpmEvidenceRef, Verdict};
+use verifier_lib::appraisal::{TpmAppraisal, Verdict};
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::policy::Policy;
 use verifier_lib::request::TokenRequestBinding;
@@ -34,12 +34,17 @@ pub async fn challenge(
     let nonce = random_bytes::<32>()?.to_vec();
     let expires_at = st.now() + st.config.nonces.ttl_secs;
     st.store.insert_nonce(&nonce, &host.id, expires_at).await?;
-    Ok(Json(ChallengeResponse {
+    let mut resp = ChallengeResponse {
         nonce,
         expires_at,
         pcr_selection: selection,
         policy_id: policy.id.clone(),
-    }))
+        ima_entries_known: None,
+        ima_reset_count: None,
+        ima_restart_count: None,
+    };
+    super::attest_logs::fill_challenge(&st, &host.id, &policy, &mut resp).await?;
+    Ok(Json(resp))
 }
 
 /// `POST /v1/attest`: appraise a quote; the host's status follows.
@@ -50,13 +55,10 @@ pub async fn attest(
     let host = enrolled_host(&st, &req.host_id).await?;
     consume_nonce(&st, &req.nonce, &host.id).await?;
     let policy = st.policy.current();
-    let ev = TpmEvidenceRef {
-        attest: &req.evidence.attest,
-        signature: &req.evidence.signature,
-        pcrs: &req.evidence.pcrs,
-    };
-    let appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &req.nonce);
+    let (appraisal, ima) =
+        super::attest_logs::appraise(&st, &policy, &host, &req.evidence, &req.nonce).await?;
     let response = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
+    super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
     Ok(Json(response))
 }
 
@@ -92,12 +94,8 @@ pub async fn token(
     };
     let expected = binding.quote_nonce(&req.nonce);
     let policy = st.policy.current();
-    let ev = TpmEvidenceRef {
-        attest: &req.evidence.attest,
-        signature: &req.evidence.signature,
-        pcrs: &req.evidence.pcrs,
-    };
-    let mut appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &expected);
+    let (mut appraisal, ima) =
+        super::attest_logs::appraise(&st, &policy, &host, &req.evidence, &expected).await?;
 
     let mut rule = None;
     if appraisal.verdict == Verdict::Affirming {
@@ -132,6 +130,7 @@ pub async fn token(
         minted.as_ref().map(|m| &m.record),
     )
     .await?;
+    super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
     match minted {
         Some(m) => Ok(Json(TokenResponse {
             token: m.token,

@@ -2,12 +2,14 @@
 //! without sockets.
 
 mod attest;
+mod attest_logs;
 mod enroll;
 pub mod error;
 mod hosts;
 pub mod json;
 mod keys;
 mod snp;
+mod policy_learn;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -30,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/snp/challenge", post(snp::challenge))
         .route("/v1/snp/attest", post(snp::attest))
         .route("/v1/snp/tokens", post(snp::token))
+        .route("/v1/policy/learn", post(policy_learn::learn))
         .route("/v1/keys", get(keys::cose_key_set))
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/hosts", get(hosts::list))

@@ -81,6 +81,9 @@ pub async fn challenge(
         expires_at,
         pcr_selection: Vec::new(),
         policy_id: policy.id.clone(),
+        ima_entries_known: None,
+        ima_reset_count: None,
+        ima_restart_count: None,
     }))
 }
 

@@ -5,9 +5,11 @@
 //! plugs in without touching any handler. Every state change that records a
 //! decision happens in one transaction.
 
+mod ima_cursor;
 mod snp;
 mod sqlite;
 
+pub use ima_cursor::ImaCursorRecord;
 pub use snp::SnpHostRecord;
 
 use serde::Serialize;

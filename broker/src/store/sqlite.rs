@@ -34,6 +34,7 @@ impl SqliteStore {
     }
 
     /// The pool, for backend code kept in other files (SEV-SNP hosts).
+    /// The connection pool, for queries kept in sibling modules.
     pub(super) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
