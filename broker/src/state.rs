@@ -6,6 +6,7 @@ use std::sync::Arc;
 use verifier_lib::ekcert::TrustStore;
 use verifier_lib::token::{KeySet, SigningKey};
 
+use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy_source::PolicyHandle;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub key_set: Arc<KeySet>,
     pub policy: PolicyHandle,
     pub trust: Arc<TrustStore>,
+    /// The signed Merkle audit log every decision is appended to.
+    pub audit: AuditLog,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
         signing_key: SigningKey,
         policy: PolicyHandle,
         trust: TrustStore,
+        audit: AuditLog,
     ) -> Self {
         let key_set = KeySet {
             keys: vec![signing_key.verifying_key()],
@@ -43,6 +47,7 @@ impl AppState {
             key_set: Arc::new(key_set),
             policy,
             trust: Arc::new(trust),
+            audit,
         }
     }
 

@@ -13,7 +13,9 @@ use verifier_lib::request::TokenRequestBinding;
 
 use super::json::ApiJson;
 use super::{random_bytes, ApiError};
+use crate::audit::decisions as audit_log;
 use crate::mint;
+use crate::store::audit::StateChange;
 use crate::state::AppState;
 use crate::store::{AppraisalRecord, HostRecord, HostStatus, NonceProblem};
 
@@ -33,7 +35,13 @@ pub async fn challenge(
         .collect();
     let nonce = random_bytes::<32>()?.to_vec();
     let expires_at = st.now() + st.config.nonces.ttl_secs;
-    st.store.insert_nonce(&nonce, &host.id, expires_at).await?;
+    let issued = audit_log::nonce_issued(&host.id, &nonce, st.now());
+    let change = StateChange::Nonce {
+        nonce: nonce.clone(),
+        host_id: host.id.clone(),
+        expires_at,
+    };
+    st.audit.append(change, vec![issued]).await?;
     Ok(Json(ChallengeResponse {
         nonce,
         expires_at,
@@ -56,7 +64,7 @@ pub async fn attest(
         pcrs: &req.evidence.pcrs,
     };
     let appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &req.nonce);
-    let response = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
+    let (response, _) = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
     Ok(Json(response))
 }
 
@@ -116,22 +124,35 @@ pub async fn token(
         }
     }
     let now = st.now();
-    let minted = match (&appraisal.verdict, rule) {
-        (Verdict::Affirming, Some(rule)) => Some(
-            mint::execution_token(&st, &policy, &host.id, &rule, &req, cnf, &appraisal, now)
-                .map_err(|e| ApiError::internal("token_mint_failed", e))?,
-        ),
+    // Minted inside the audit writer, so the token carries the index of its
+    // own `token_minted` leaf and exists only if that leaf commits.
+    let mint: Option<audit_log::MintFn> = match (&appraisal.verdict, rule) {
+        (Verdict::Affirming, Some(rule)) => {
+            let (st2, policy2, host_id, appraisal2, req2) = (
+                st.clone(),
+                policy.clone(),
+                host.id.clone(),
+                appraisal.clone(),
+                req.clone(),
+            );
+            Some(Box::new(move |audit_index| {
+                mint::execution_token_at(
+                    &st2,
+                    &policy2,
+                    &host_id,
+                    &rule,
+                    &req2,
+                    cnf,
+                    &appraisal2,
+                    now,
+                    Some(audit_index),
+                )
+            }))
+        }
         _ => None,
     };
-    let response = record(
-        &st,
-        &host,
-        &policy,
-        &appraisal,
-        &req.evidence,
-        minted.as_ref().map(|m| &m.record),
-    )
-    .await?;
+    let (response, minted) =
+        record(&st, &host, &policy, &appraisal, &req.evidence, mint).await?;
     match minted {
         Some(m) => Ok(Json(TokenResponse {
             token: m.token,
@@ -199,8 +220,8 @@ async fn record(
     policy: &Policy,
     appraisal: &TpmAppraisal,
     evidence: &verifier_lib::api::TpmEvidence,
-    token: Option<&crate::store::TokenRecord>,
-) -> Result<AppraisalResponse, ApiError> {
+    mint: Option<audit_log::MintFn>,
+) -> Result<(AppraisalResponse, Option<mint::Minted>), ApiError> {
     let now = st.now();
     let status = match (appraisal.verdict, appraisal.authentic()) {
         (Verdict::Affirming, _) => HostStatus::Trusted,
@@ -225,11 +246,13 @@ async fn record(
         evidence_digest,
         failures,
     };
-    st.store.record_appraisal(&rec, status, token).await?;
+    let minted =
+        audit_log::record_appraisal(st, &rec, status, &policy.hash, &appraisal.failures, mint)
+            .await?;
     for f in &appraisal.failures {
         tracing::warn!(host_id = %host.id, failure = %f, "appraisal failure");
     }
-    Ok(AppraisalResponse {
+    let response = AppraisalResponse {
         host_id: host.id.clone(),
         verdict: rec.verdict,
         host_status: status.as_str().to_owned(),
@@ -237,5 +260,6 @@ async fn record(
         policy_hash: policy.hash_hex(),
         appraised_at: now,
         failures: appraisal.failures.clone(),
-    })
+    };
+    Ok((response, minted))
 }
