@@ -17,6 +17,7 @@ pub mod cli;
 pub mod decisions;
 pub mod key;
 pub mod policy;
+pub mod source;
 mod writer;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
