@@ -299,6 +299,26 @@ impl Sqlite {
         })
     }
 
+    pub fn count(&self, sql: &str) -> i64 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::ConnectOptions as _;
+            let mut conn = format!("sqlite://{}", self.0.display())
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        })
+    }
+
     pub fn checkpoints(&self) -> Vec<(i64, i64, String)> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
