@@ -169,8 +169,8 @@ pub async fn entries(
     let p = Params::parse(q.as_deref(), &["start", "end"])?;
     let start = p.u64("start")?.unwrap_or(0);
     let size = st.audit.view().tree.len();
-    let end = p.u64("end")?.unwrap_or(size);
-    if start >= end {
+    let end = p.u64("end")?;
+    if let Some(end) = end.filter(|e| start >= *e) {
         return Err(invalid_range(format!(
             "start {start} must be below end {end}"
         )));
@@ -178,6 +178,7 @@ pub async fn entries(
     if start >= size {
         return Err(beyond_tree("start", start, size));
     }
+    let end = end.unwrap_or(size);
     let end = end.min(size).min(start.saturating_add(MAX_ENTRIES));
     let rows = st.store.audit_leaves(start, end).await?;
     Ok(Json(EntryList {
