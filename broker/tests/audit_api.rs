@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
 use verifier_lib::audit::{
     open_checkpoint, verify_consistency, verify_inclusion, Decision, Hash, Leaf,
 };
-use base64::Engine as _;
 use writ_broker::store::audit::StateChange;
 
 fn broker() -> TestBroker {
@@ -35,7 +35,12 @@ fn hashes(v: &serde_json::Value) -> Vec<Hash> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -81,9 +86,10 @@ fn refusals_are_logged_and_proofs_verify_against_signed_checkpoints() {
 
     // An enrollment with an EK public area that parses but no usable EK
     // certificate is refused, and the refusal is logged with its reason.
-    let ek_public = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
-        "../verifier-lib/tests/vectors/quote/keylime-swtpm/sha256-pcr15-16-22/ek.pub",
-    ))
+    let ek_public = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../verifier-lib/tests/vectors/quote/keylime-swtpm/sha256-pcr15-16-22/ek.pub"),
+    )
     .unwrap();
     {
         let body = serde_json::json!({
@@ -149,14 +155,27 @@ fn refusals_are_logged_and_proofs_verify_against_signed_checkpoints() {
     // Consistency from the first checkpoint to the new one.
     let (s, p) = get_json(
         &b,
-        &format!("/v1/audit/proof/consistency?from={}&to={}", old.size, new.size),
+        &format!(
+            "/v1/audit/proof/consistency?from={}&to={}",
+            old.size, new.size
+        ),
     );
     assert_eq!(s, 200, "{p}");
-    verify_consistency(old.size, new.size, &old.root, &new.root, &hashes(&p["proof"])).unwrap();
+    verify_consistency(
+        old.size,
+        new.size,
+        &old.root,
+        &new.root,
+        &hashes(&p["proof"]),
+    )
+    .unwrap();
 
     // Inclusion of one appended leaf, looked up by its hash.
     let idx = indexes[17];
-    let (_, e) = get_json(&b, &format!("/v1/audit/entries?start={idx}&end={}", idx + 1));
+    let (_, e) = get_json(
+        &b,
+        &format!("/v1/audit/entries?start={idx}&end={}", idx + 1),
+    );
     let entry = &e["entries"][0];
     assert_eq!(entry["decoded"]["decision"]["kind"], "operator_action");
     let lh = entry["leaf_hash"].as_str().unwrap();

@@ -107,7 +107,10 @@ fn every_token_a_client_received_survives_kill_9_in_the_log() {
             if d["kind"] == "token_minted" {
                 minted.insert(
                     d["token_digest"].as_str().unwrap().to_owned(),
-                    (e["index"].as_u64().unwrap(), d["cti"].as_str().unwrap().to_owned()),
+                    (
+                        e["index"].as_u64().unwrap(),
+                        d["cti"].as_str().unwrap().to_owned(),
+                    ),
                 );
             }
         }

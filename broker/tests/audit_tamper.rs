@@ -50,11 +50,17 @@ fn produce() -> Produced {
     assert!(commands::obtain_token(&h2.settings, "other", &w.program()).is_err());
     // Denied: measurements changed.
     h2.extend_pcr7();
-    assert_eq!(commands::attest(&h2.settings).unwrap().verdict, "contraindicated");
+    assert_eq!(
+        commands::attest(&h2.settings).unwrap().verdict,
+        "contraindicated"
+    );
 
     // The token carries the index of its own leaf; the broker proves it is
     // in the log under a signed checkpoint.
-    let index = verified.claims.audit_index.expect("token carries audit_index");
+    let index = verified
+        .claims
+        .audit_index
+        .expect("token carries audit_index");
     let (status, note) = broker.get_text("/v1/audit/checkpoint");
     assert_eq!(status, 200);
     let vkey = std::fs::read_to_string(dir.path().join("keys/checkpoint-key.vkey")).unwrap();
@@ -69,9 +75,17 @@ fn produce() -> Produced {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect();
-    let (_, entries) = broker.get_json(&format!("/v1/audit/entries?start={index}&end={}", index + 1));
+    let (_, entries) = broker.get_json(&format!(
+        "/v1/audit/entries?start={index}&end={}",
+        index + 1
+    ));
     let leaf = &entries["entries"][0];
     assert_eq!(leaf["decoded"]["decision"]["kind"], "token_minted");
     assert_eq!(
@@ -207,7 +221,10 @@ fn every_tamper_is_detected_at_the_right_index() {
 
     // 3. A deleted row.
     let (_d, db) = copy(&p, "delete.db");
-    sqlite(&db).exec("DELETE FROM audit_leaves WHERE idx = $1", &[SqlValue::Int(k)]);
+    sqlite(&db).exec(
+        "DELETE FROM audit_leaves WHERE idx = $1",
+        &[SqlValue::Int(k)],
+    );
     let j = expect(verify_db(&db, &p.keys, &[]), "index_gap");
     assert_eq!(j["first_bad_index"], k);
 
@@ -231,7 +248,10 @@ fn every_tamper_is_detected_at_the_right_index() {
     // 5. Truncation: the stored checkpoints name the first missing index...
     let (_d, db) = copy(&p, "trunc.db");
     let cut = i64::try_from(p.trusted_size).unwrap() - 2;
-    sqlite(&db).exec("DELETE FROM audit_leaves WHERE idx >= $1", &[SqlValue::Int(cut)]);
+    sqlite(&db).exec(
+        "DELETE FROM audit_leaves WHERE idx >= $1",
+        &[SqlValue::Int(cut)],
+    );
     let j = expect(verify_db(&db, &p.keys, &[]), "truncated");
     assert_eq!(j["first_bad_index"], cut);
     // ...and if the checkpoints are cut too, a client's saved one does.
@@ -240,7 +260,10 @@ fn every_tamper_is_detected_at_the_right_index() {
         &[SqlValue::Int(cut)],
     );
     let (code, _) = verify_db(&db, &p.keys, &[]);
-    assert_eq!(code, 0, "a consistently cut log needs an outside checkpoint");
+    assert_eq!(
+        code, 0,
+        "a consistently cut log needs an outside checkpoint"
+    );
     let j = expect(
         verify_db(&db, &p.keys, &["--trusted-checkpoint", trusted]),
         "truncated",
@@ -287,7 +310,11 @@ fn a_forked_log_is_caught_by_a_client_holding_an_older_checkpoint() {
     );
     let mut tree = MerkleTree::new();
     for (i, l) in p.leaves.iter().enumerate() {
-        let bytes = if i64::try_from(i).unwrap() == k { new.clone() } else { l.encode() };
+        let bytes = if i64::try_from(i).unwrap() == k {
+            new.clone()
+        } else {
+            l.encode()
+        };
         tree.push(leaf_hash(&bytes));
     }
     let der = std::fs::read(p.keys.join("checkpoint-key.pk8")).unwrap();
@@ -298,18 +325,28 @@ fn a_forked_log_is_caught_by_a_client_holding_an_older_checkpoint() {
             let cp = Checkpoint::new(ORIGIN, size, tree.root_at(size).unwrap());
             s.exec(
                 "UPDATE audit_checkpoints SET note = $1 WHERE id = $2",
-                &[SqlValue::Text(sign_checkpoint(&real, &cp).unwrap()), SqlValue::Int(id)],
+                &[
+                    SqlValue::Text(sign_checkpoint(&real, &cp).unwrap()),
+                    SqlValue::Int(id),
+                ],
             );
         }
     }
     let (code, json) = verify_db(&db, &p.keys, &[]);
     assert_eq!(code, 0, "the fork is self-consistent: {json}");
     let j = expect(
-        verify_db(&db, &p.keys, &["--trusted-checkpoint", p.trusted.to_str().unwrap()]),
+        verify_db(
+            &db,
+            &p.keys,
+            &["--trusted-checkpoint", p.trusted.to_str().unwrap()],
+        ),
         "fork",
     );
     let range = j["suspect_range"].as_array().unwrap();
-    assert!(range[0].as_i64().unwrap() <= k && k < range[1].as_i64().unwrap(), "{j}");
+    assert!(
+        range[0].as_i64().unwrap() <= k && k < range[1].as_i64().unwrap(),
+        "{j}"
+    );
     assert_eq!(range[1], p.trusted_size);
 }
 
@@ -318,7 +355,15 @@ fn show_explains_a_token_and_a_denial_from_the_log_alone() {
     let p = produce();
     let db = p.db.to_str().unwrap();
     let keys = p.keys.to_str().unwrap();
-    let (code, j, _) = audit(&["show", "--db", db, "--keys-dir", keys, "--token", &p.token_cti]);
+    let (code, j, _) = audit(&[
+        "show",
+        "--db",
+        db,
+        "--keys-dir",
+        keys,
+        "--token",
+        &p.token_cti,
+    ]);
     assert_eq!(code, 0, "{j}");
     let kinds: Vec<&str> = j["entries"]
         .as_array()
@@ -328,7 +373,12 @@ fn show_explains_a_token_and_a_denial_from_the_log_alone() {
         .collect();
     assert_eq!(
         kinds,
-        ["policy_activated", "enrollment", "appraisal", "token_minted"],
+        [
+            "policy_activated",
+            "enrollment",
+            "appraisal",
+            "token_minted"
+        ],
         "{j}"
     );
     let entries = j["entries"].as_array().unwrap();
@@ -347,7 +397,11 @@ fn show_explains_a_token_and_a_denial_from_the_log_alone() {
         .collect();
     assert_eq!(fails.len(), 2, "{j}");
     let failures = |e: &serde_json::Value| e["leaf"]["decision"]["failures"].to_string();
-    assert!(failures(fails[0]).contains("workload"), "{}", failures(fails[0]));
+    assert!(
+        failures(fails[0]).contains("workload"),
+        "{}",
+        failures(fails[0])
+    );
     assert!(failures(fails[1]).contains("pcr"), "{}", failures(fails[1]));
     // No leaf of host 1 leaks into host 2's history.
     assert!(j["entries"]

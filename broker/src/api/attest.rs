@@ -15,8 +15,8 @@ use super::json::ApiJson;
 use super::{random_bytes, ApiError};
 use crate::audit::decisions as audit_log;
 use crate::mint;
-use crate::store::audit::StateChange;
 use crate::state::AppState;
+use crate::store::audit::StateChange;
 use crate::store::{AppraisalRecord, HostRecord, HostStatus, NonceProblem};
 
 /// `POST /v1/challenge`: a single-use nonce bound to the host.
@@ -151,8 +151,7 @@ pub async fn token(
         }
         _ => None,
     };
-    let (response, minted) =
-        record(&st, &host, &policy, &appraisal, &req.evidence, mint).await?;
+    let (response, minted) = record(&st, &host, &policy, &appraisal, &req.evidence, mint).await?;
     match minted {
         Some(m) => Ok(Json(TokenResponse {
             token: m.token,

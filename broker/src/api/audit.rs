@@ -234,7 +234,10 @@ pub async fn inclusion(
             .ok_or_else(|| {
                 ApiError::not_found(
                     "leaf_not_found",
-                    format!("no leaf with hash {} in the first {tree_size}", hex::encode(h)),
+                    format!(
+                        "no leaf with hash {} in the first {tree_size}",
+                        hex::encode(h)
+                    ),
                 )
             })?,
         _ => {
@@ -292,8 +295,14 @@ pub async fn consistency(
         .tree
         .consistency_proof(from, to)
         .map_err(|e| invalid_range(e.to_string()))?;
-    let from_root = v.tree.root_at(from).map_err(|e| invalid_range(e.to_string()))?;
-    let to_root = v.tree.root_at(to).map_err(|e| invalid_range(e.to_string()))?;
+    let from_root = v
+        .tree
+        .root_at(from)
+        .map_err(|e| invalid_range(e.to_string()))?;
+    let to_root = v
+        .tree
+        .root_at(to)
+        .map_err(|e| invalid_range(e.to_string()))?;
     Ok(Json(ConsistencyProof {
         from,
         to,

@@ -44,8 +44,8 @@ pub async fn start(
                 let ak_name = Public::parse(&req.ak_public)
                     .map(|a| a.name())
                     .unwrap_or_default();
-                let cert_digest = (!req.ek_cert.is_empty())
-                    .then(|| HashAlg::Sha256.digest(&req.ek_cert));
+                let cert_digest =
+                    (!req.ek_cert.is_empty()).then(|| HashAlg::Sha256.digest(&req.ek_cert));
                 let leaf = audit_log::enrollment(
                     &host_id_for(&ek),
                     false,

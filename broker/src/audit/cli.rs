@@ -80,7 +80,10 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
 }
 
 fn unusable(e: impl std::fmt::Display) -> (Value, u8) {
-    (json!({ "ok": false, "error": "unusable_input", "message": e.to_string() }), 2)
+    (
+        json!({ "ok": false, "error": "unusable_input", "message": e.to_string() }),
+        2,
+    )
 }
 
 /// Loaded log with the key to check it against.
@@ -169,9 +172,7 @@ fn describe(e: &LogError, checkpoints: &[String]) -> Value {
     let cp_size = |i: &usize| checkpoints.get(*i).and_then(|n| claimed_size(n));
     let (kind, index, range, checkpoint): (&str, Option<u64>, Option<(u64, u64)>, Option<usize>) =
         match e {
-            LogError::IndexGap { expected, .. } => {
-                ("index_gap", Some(*expected), None, None)
-            }
+            LogError::IndexGap { expected, .. } => ("index_gap", Some(*expected), None, None),
             LogError::LeafHashMismatch { index, .. } => {
                 ("leaf_hash_mismatch", Some(*index), None, None)
             }
@@ -293,12 +294,7 @@ fn decision_host(d: &Decision) -> Option<&str> {
 /// between (the policy in force at each appraisal).
 fn select_host(leaves: &[(u64, Leaf)], host: &str) -> Vec<usize> {
     let mine: Vec<usize> = (0..leaves.len())
-        .filter(|i| {
-            leaves
-                .get(*i)
-                .and_then(|(_, l)| decision_host(&l.decision))
-                == Some(host)
-        })
+        .filter(|i| leaves.get(*i).and_then(|(_, l)| decision_host(&l.decision)) == Some(host))
         .collect();
     let Some(first) = mine.first().copied() else {
         return Vec::new();
@@ -321,15 +317,19 @@ fn is_policy(leaves: &[(u64, Leaf)], i: usize) -> bool {
 /// The token's mint, the appraisal logged with it, the host's enrollment
 /// before it, the policy in force, and any revocation of the token or host.
 fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
-    let Some(mint) = leaves.iter().position(|(_, l)| {
-        matches!(&l.decision, Decision::TokenMinted { cti: c, .. } if c == cti)
-    }) else {
+    let Some(mint) = leaves
+        .iter()
+        .position(|(_, l)| matches!(&l.decision, Decision::TokenMinted { cti: c, .. } if c == cti))
+    else {
         return Vec::new();
     };
-    let Some((_, Leaf {
-        decision: Decision::TokenMinted { sub, .. },
-        ..
-    })) = leaves.get(mint)
+    let Some((
+        _,
+        Leaf {
+            decision: Decision::TokenMinted { sub, .. },
+            ..
+        },
+    )) = leaves.get(mint)
     else {
         return Vec::new();
     };
@@ -354,13 +354,13 @@ fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
     out.extend(enrollment);
     out.extend(appraisal);
     out.push(mint);
-    out.extend((mint + 1..leaves.len()).filter(|i| {
-        match leaves.get(*i).map(|(_, l)| &l.decision) {
+    out.extend((mint + 1..leaves.len()).filter(
+        |i| match leaves.get(*i).map(|(_, l)| &l.decision) {
             Some(Decision::TokenRevoked { cti: c, .. }) => c == cti,
             Some(Decision::HostRevoked { host, .. }) => host == sub,
             _ => false,
-        }
-    }));
+        },
+    ));
     out.sort_unstable();
     out.dedup();
     out

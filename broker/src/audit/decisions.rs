@@ -87,7 +87,12 @@ pub async fn record_appraisal(
             };
             let mut leaves = vec![appraisal_leaf];
             if let Some(m) = &minted {
-                leaves.push(token_minted(&m.record, None, &m.record.token_digest, rec.at));
+                leaves.push(token_minted(
+                    &m.record,
+                    None,
+                    &m.record.token_digest,
+                    rec.at,
+                ));
             }
             let entry = Entry {
                 change: StateChange::Appraisal {

@@ -46,9 +46,11 @@ pub fn load_or_generate(dir: &Path, origin: &str) -> Result<CheckpointSigner, Ch
             if mode & 0o077 != 0 {
                 return Err(CheckpointKeyError::Permissions { path, mode });
             }
-            CheckpointSigner::from_pkcs8(origin, &der).map_err(|source| CheckpointKeyError::Key {
-                path: path.clone(),
-                source,
+            CheckpointSigner::from_pkcs8(origin, &der).map_err(|source| {
+                CheckpointKeyError::Key {
+                    path: path.clone(),
+                    source,
+                }
             })?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -55,7 +55,9 @@ pub enum AuditStartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] key::CheckpointKeyError),
-    #[error("audit log: row at position {expected} has index {actual}; run `writ-broker audit verify`")]
+    #[error(
+        "audit log: row at position {expected} has index {actual}; run `writ-broker audit verify`"
+    )]
     IndexGap { expected: u64, actual: u64 },
     #[error("audit log: the newest checkpoint does not match the stored log ({reason}); run `writ-broker audit verify`")]
     CheckpointMismatch { reason: String },

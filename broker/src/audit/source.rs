@@ -207,12 +207,16 @@ pub fn from_url(base: &str, ca_cert: Option<&Path>) -> Result<LogData, SourceErr
 }
 
 /// The verifier key from `--vkey FILE` or `--keys-dir DIR`.
-pub fn vkey_from(file: Option<&Path>, keys_dir: Option<&Path>) -> Result<Option<String>, SourceError> {
+pub fn vkey_from(
+    file: Option<&Path>,
+    keys_dir: Option<&Path>,
+) -> Result<Option<String>, SourceError> {
     let path = match (file, keys_dir) {
         (Some(f), _) => f.to_owned(),
         (None, Some(d)) => d.join(CHECKPOINT_VKEY_FILE),
         (None, None) => return Ok(None),
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| SourceError::File { path, source })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| SourceError::File { path, source })?;
     Ok(Some(text.trim().to_owned()))
 }

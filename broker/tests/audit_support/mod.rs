@@ -108,7 +108,10 @@ impl BrokerProc {
 
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let (s, t) = self.get_text(path);
-        (s, serde_json::from_str(&t).unwrap_or(serde_json::Value::Null))
+        (
+            s,
+            serde_json::from_str(&t).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// SIGKILL: no graceful shutdown, no flush.
@@ -218,7 +221,11 @@ pub fn policy(id: &str, pcrs: &BTreeMap<u8, Vec<u8>>, workloads: &[(&str, [u8; 3
 
 /// Runs `writ-broker audit <args>`; returns exit code and parsed JSON.
 pub fn audit(args: &[&str]) -> (i32, serde_json::Value, Output) {
-    let out = Command::new(BROKER).arg("audit").args(args).output().unwrap();
+    let out = Command::new(BROKER)
+        .arg("audit")
+        .args(args)
+        .output()
+        .unwrap();
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code().unwrap_or(-1), json, out)
 }

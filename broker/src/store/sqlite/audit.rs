@@ -117,7 +117,10 @@ impl SqliteStore {
     }
 
     /// Checkpoints with size `>= from_size`, in issue order.
-    pub async fn audit_checkpoints(&self, from_size: u64) -> Result<Vec<CheckpointRow>, StoreError> {
+    pub async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT size, note, created_at FROM audit_checkpoints WHERE size >= $1 ORDER BY id",
         )
@@ -191,13 +194,15 @@ async fn write_entry(
             }));
         }
         let h = leaf_hash(&bytes);
-        sqlx::query("INSERT INTO audit_leaves (idx, leaf, leaf_hash, time) VALUES ($1, $2, $3, $4)")
-            .bind(to_i64("idx", index)?)
-            .bind(&bytes)
-            .bind(&h[..])
-            .bind(leaf.time)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_leaves (idx, leaf, leaf_hash, time) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(to_i64("idx", index)?)
+        .bind(&bytes)
+        .bind(&h[..])
+        .bind(leaf.time)
+        .execute(&mut *conn)
+        .await?;
         hashes.push(h);
         index = index.saturating_add(1);
     }
