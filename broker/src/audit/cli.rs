@@ -166,67 +166,67 @@ fn claimed_size(note: &str) -> Option<u64> {
     Checkpoint::parse_body(text).ok().map(|c| c.size)
 }
 
+/// Error kind, first bad index, suspect range, checkpoint position.
+type Located<'a> = (&'a str, Option<u64>, Option<(u64, u64)>, Option<usize>);
+
 /// The failure as JSON: a stable `error` kind, the first bad leaf index (or
 /// the range `[from, to)` that must hold it), and the message.
 fn describe(e: &LogError, checkpoints: &[String]) -> Value {
     let cp_size = |i: &usize| checkpoints.get(*i).and_then(|n| claimed_size(n));
-    let (kind, index, range, checkpoint): (&str, Option<u64>, Option<(u64, u64)>, Option<usize>) =
-        match e {
-            LogError::IndexGap { expected, .. } => ("index_gap", Some(*expected), None, None),
-            LogError::LeafHashMismatch { index, .. } => {
-                ("leaf_hash_mismatch", Some(*index), None, None)
-            }
-            LogError::LeafUndecodable { index, .. } => {
-                ("leaf_undecodable", Some(*index), None, None)
-            }
-            LogError::CheckpointInvalid { checkpoint, .. } => {
-                ("checkpoint_invalid", None, None, Some(*checkpoint))
-            }
-            LogError::OriginMismatch { checkpoint, .. } => {
-                ("origin_mismatch", None, None, Some(*checkpoint))
-            }
-            LogError::CheckpointsOutOfOrder { checkpoint, .. } => {
-                ("checkpoints_out_of_order", None, None, Some(*checkpoint))
-            }
-            LogError::CheckpointBeyondLog {
-                checkpoint,
-                size,
-                log_size,
-            } => (
-                "truncated",
-                Some(*log_size),
-                Some((*log_size, *size)),
+    let (kind, index, range, checkpoint): Located<'_> = match e {
+        LogError::IndexGap { expected, .. } => ("index_gap", Some(*expected), None, None),
+        LogError::LeafHashMismatch { index, .. } => {
+            ("leaf_hash_mismatch", Some(*index), None, None)
+        }
+        LogError::LeafUndecodable { index, .. } => ("leaf_undecodable", Some(*index), None, None),
+        LogError::CheckpointInvalid { checkpoint, .. } => {
+            ("checkpoint_invalid", None, None, Some(*checkpoint))
+        }
+        LogError::OriginMismatch { checkpoint, .. } => {
+            ("origin_mismatch", None, None, Some(*checkpoint))
+        }
+        LogError::CheckpointsOutOfOrder { checkpoint, .. } => {
+            ("checkpoints_out_of_order", None, None, Some(*checkpoint))
+        }
+        LogError::CheckpointBeyondLog {
+            checkpoint,
+            size,
+            log_size,
+        } => (
+            "truncated",
+            Some(*log_size),
+            Some((*log_size, *size)),
+            Some(*checkpoint),
+        ),
+        LogError::CheckpointRootMismatch {
+            checkpoint,
+            size,
+            first_suspect,
+        } => {
+            let exact = size.saturating_sub(*first_suspect) == 1;
+            (
+                "checkpoint_root_mismatch",
+                exact.then_some(*first_suspect),
+                Some((*first_suspect, *size)),
                 Some(*checkpoint),
-            ),
-            LogError::CheckpointRootMismatch {
-                checkpoint,
-                size,
-                first_suspect,
-            } => {
-                let exact = size.saturating_sub(*first_suspect) == 1;
-                (
-                    "checkpoint_root_mismatch",
-                    exact.then_some(*first_suspect),
-                    Some((*first_suspect, *size)),
-                    Some(*checkpoint),
-                )
-            }
-            LogError::ConsistencyFailed { to, .. } => {
-                ("checkpoints_inconsistent", None, None, Some(*to))
-            }
-            LogError::TrustedInvalid(_) => ("trusted_checkpoint_invalid", None, None, None),
-            LogError::Truncated {
-                trusted_size,
-                actual,
-            } => (
-                "truncated",
-                Some(*actual),
-                Some((*actual, *trusted_size)),
-                None,
-            ),
-            LogError::ForkDetected { size } => ("fork", None, Some((0, *size)), None),
-            _ => ("log_invalid", None, None, None),
-        };
+            )
+        }
+        LogError::ConsistencyFailed { to, .. } => {
+            ("checkpoints_inconsistent", None, None, Some(*to))
+        }
+        LogError::TrustedInvalid(_) => ("trusted_checkpoint_invalid", None, None, None),
+        LogError::Truncated {
+            trusted_size,
+            actual,
+        } => (
+            "truncated",
+            Some(*actual),
+            Some((*actual, *trusted_size)),
+            None,
+        ),
+        LogError::ForkDetected { size } => ("fork", None, Some((0, *size)), None),
+        _ => ("log_invalid", None, None, None),
+    };
     let mut v = json!({ "ok": false, "error": kind, "message": e.to_string() });
     if let Some(obj) = v.as_object_mut() {
         if let Some(i) = index {

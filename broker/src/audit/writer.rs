@@ -70,7 +70,10 @@ impl Writer {
     }
 
     fn unsigned_leaves(&self) -> u64 {
-        let v = self.view_mut();
+        let v = match self.view.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         v.tree
             .len()
             .saturating_sub(v.latest.as_ref().map_or(0, |c| c.size))
