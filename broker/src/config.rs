@@ -23,6 +23,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub nonces: NonceConfig,
     pub snp: SnpConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +138,33 @@ pub struct NonceConfig {
     pub ttl_secs: i64,
     /// Lifetime of a pending enrollment (credential activation), in seconds.
     pub enrollment_ttl_secs: i64,
+}
+
+/// The signed Merkle audit log (docs/audit.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Log identity (first checkpoint line and checkpoint key name). Empty:
+    /// `writ-broker/<hostname>`. Keep it fixed for the life of a log.
+    pub origin: String,
+    /// Sign a checkpoint at least this often (seconds) when the log grew.
+    pub checkpoint_interval_secs: u64,
+    /// Also sign one right after a committed batch once this many leaves
+    /// were appended since the last checkpoint (1 = after every batch).
+    pub checkpoint_min_leaves: u64,
+    /// Most decisions committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin: String::new(),
+            checkpoint_interval_secs: 10,
+            checkpoint_min_leaves: 256,
+            max_batch: 256,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -262,6 +290,27 @@ impl Config {
                 field: "server.listen",
                 reason: "plain HTTP is only allowed on loopback; configure tls_cert and tls_key"
                     .into(),
+            });
+        }
+        if self.audit.checkpoint_interval_secs == 0
+            || self.audit.checkpoint_min_leaves == 0
+            || !(1..=10_000).contains(&self.audit.max_batch)
+        {
+            return Err(ConfigError::Invalid {
+                field: "audit",
+                reason: "checkpoint_interval_secs and checkpoint_min_leaves must be positive, max_batch in 1..=10000".into(),
+            });
+        }
+        if !self.audit.origin.is_empty()
+            && self
+                .audit
+                .origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(ConfigError::Invalid {
+                field: "audit.origin",
+                reason: "no whitespace, control characters or '+'".into(),
             });
         }
         if self.server.body_limit_bytes < 1024 {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use writ_broker::audit::cli::AuditCommand;
 use writ_broker::config::Config;
 use writ_broker::evidence::{self, EvidenceCommand};
 
@@ -33,6 +34,12 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: writ_broker::policy_cli::PolicyCommand,
+    },
+    /// Audit the signed decision log offline: `verify` (exit 0 consistent,
+    /// 1 not, 2 unusable input) and `show` (a host's or token's history).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Print the effective configuration (defaults + file + environment) as TOML.
     Config {
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
         }
         Command::Evidence { command } => evidence::run(command),
         Command::Policy { command } => writ_broker::policy_cli::run(command),
+        Command::Audit { command } => writ_broker::audit::cli::run(command),
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => match toml::to_string_pretty(&c) {

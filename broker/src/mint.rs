@@ -46,6 +46,23 @@ pub fn execution_token(
     appraisal: &TpmAppraisal,
     now: i64,
 ) -> Result<Minted, TokenError> {
+    execution_token_at(st, policy, host_id, rule, req, cnf, appraisal, now, None)
+}
+
+/// [`execution_token`] carrying `audit_index`: the log index of the token's
+/// own `token_minted` leaf (known inside the audit writer, see `crate::audit`).
+#[allow(clippy::too_many_arguments)]
+pub fn execution_token_at(
+    st: &AppState,
+    policy: &Policy,
+    host_id: &str,
+    rule: &WorkloadRule,
+    req: &verifier_lib::api::TokenRequest,
+    cnf: Option<VerifyingKey>,
+    appraisal: &TpmAppraisal,
+    now: i64,
+    audit_index: Option<u64>,
+) -> Result<Minted, TokenError> {
     let lifetime = i64::from(rule.lifetime_secs.min(policy.max_lifetime_secs));
     let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())?;
     let mut submods = BTreeMap::new();
@@ -79,7 +96,7 @@ pub fn execution_token(
         cnf,
         lineage: None,
         scope: Vec::new(),
-        audit_index: None,
+        audit_index,
     };
     let bytes = token::mint(&claims, &st.signing_key)?;
     Ok(Minted {

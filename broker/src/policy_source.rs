@@ -63,6 +63,30 @@ impl PolicyHandle {
         Ok(Some(policy))
     }
 
+    /// Re-read the file and return the policy it holds if it differs from
+    /// the active one (without activating it).
+    pub fn candidate(&self) -> Result<Option<Policy>, PolicyLoadError> {
+        let policy = read(&self.path)?;
+        if policy.hash == self.current().hash {
+            return Ok(None);
+        }
+        Ok(Some(policy))
+    }
+
+    /// Make `policy` the active policy.
+    pub fn activate(&self, policy: Arc<Policy>) {
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::clone(&policy),
+            Err(poisoned) => *poisoned.into_inner() = Arc::clone(&policy),
+        }
+        tracing::warn!(policy_id = %policy.id, hash = %policy.hash_hex(), "policy changed and activated");
+    }
+
+    /// The policy file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Poll the file's modification time every `interval` and reload on change.
     pub fn spawn_watcher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();

@@ -25,6 +25,10 @@ pub enum ServeError {
     Snp(#[from] crate::snp::SnpSetupError),
     #[error("refusing to serve with {setting}: it is for tests only (see docs/configuration.md)")]
     Dangerous { setting: &'static str },
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditStartError),
+    #[error("logging the active policy: {0}")]
+    AuditAppend(#[from] crate::audit::AppendError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -44,8 +48,23 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let key = crate::keys::load_or_generate(&config.keys.dir)?;
     let trust = crate::trust::ek_trust_store(&config.trust)?;
     let snp = crate::snp::SnpService::from_config(&config)?;
-    tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), "broker state ready");
-    Ok(AppState::new(config, store, clock, key, policy, trust).with_snp(snp))
+    let origin = if config.audit.origin.is_empty() {
+        crate::audit::key::default_origin()
+    } else {
+        config.audit.origin.clone()
+    };
+    let checkpoint_key = crate::audit::key::load_or_generate(&config.keys.dir, &origin)
+        .map_err(crate::audit::AuditStartError::from)?;
+    let audit = crate::audit::AuditLog::start(
+        store.clone(),
+        Arc::clone(&clock),
+        checkpoint_key,
+        &config.audit,
+    )
+    .await?;
+    crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;
+    tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
+    Ok(AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp))
 }
 
 /// Run the broker until SIGINT/SIGTERM.
@@ -57,9 +76,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         });
     }
     let state = build_state(config, Arc::new(SystemClock)).await?;
-    let _watcher = state.policy.spawn_watcher(Duration::from_secs(
-        state.config.policy.reload_interval_secs.max(1),
-    ));
+    let _watcher = crate::audit::policy::spawn_watcher(
+        state.audit.clone(),
+        state.policy.clone(),
+        Arc::clone(&state.clock),
+        Duration::from_secs(state.config.policy.reload_interval_secs.max(1)),
+    );
     let cfg = Arc::clone(&state.config);
     let app = crate::app(state);
     let addr = cfg.server.listen;

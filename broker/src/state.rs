@@ -6,6 +6,7 @@ use std::sync::Arc;
 use verifier_lib::ekcert::TrustStore;
 use verifier_lib::token::{KeySet, SigningKey};
 
+use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy_source::PolicyHandle;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub trust: Arc<TrustStore>,
     /// The SEV-SNP verifier; `None`: SNP endpoints answer `snp_unavailable`.
     pub snp: Option<Arc<crate::snp::SnpService>>,
+    /// The signed Merkle audit log every decision is appended to.
+    pub audit: AuditLog,
 }
 
 impl AppState {
@@ -33,6 +36,7 @@ impl AppState {
         signing_key: SigningKey,
         policy: PolicyHandle,
         trust: TrustStore,
+        audit: AuditLog,
     ) -> Self {
         let key_set = KeySet {
             keys: vec![signing_key.verifying_key()],
@@ -46,6 +50,7 @@ impl AppState {
             policy,
             trust: Arc::new(trust),
             snp: None,
+            audit,
         }
     }
 

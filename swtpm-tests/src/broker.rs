@@ -29,6 +29,8 @@ pub struct BrokerOptions {
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub store: Store,
+    /// The broker's audit log handle (appends go through its writer).
+    pub audit: writ_broker::audit::AuditLog,
     pub clock: OffsetClock,
     pub policy_path: PathBuf,
     dir: Option<tempfile::TempDir>,
@@ -103,6 +105,7 @@ impl TestBroker {
                 let _ = ready_tx.send(Ok((
                     addr,
                     state.store.clone(),
+                    state.audit.clone(),
                     tokio::runtime::Handle::current(),
                 )));
                 let _ = axum::serve(listener, writ_broker::app(state))
@@ -112,12 +115,13 @@ impl TestBroker {
                     .await;
             });
         });
-        let (addr, store, runtime) = ready_rx
+        let (addr, store, audit, runtime) = ready_rx
             .recv()
             .map_err(|e| format!("broker thread: {e}"))??;
         Ok(TestBroker {
             addr,
             store,
+            audit,
             clock,
             policy_path,
             dir: Some(dir),

@@ -13,8 +13,10 @@ use verifier_lib::request::TokenRequestBinding;
 
 use super::json::ApiJson;
 use super::{random_bytes, ApiError};
+use crate::audit::decisions as audit_log;
 use crate::mint;
 use crate::state::AppState;
+use crate::store::audit::StateChange;
 use crate::store::{AppraisalRecord, HostRecord, HostStatus, NonceProblem};
 
 /// `POST /v1/challenge`: a single-use nonce bound to the host.
@@ -33,7 +35,13 @@ pub async fn challenge(
         .collect();
     let nonce = random_bytes::<32>()?.to_vec();
     let expires_at = st.now() + st.config.nonces.ttl_secs;
-    st.store.insert_nonce(&nonce, &host.id, expires_at).await?;
+    let issued = audit_log::nonce_issued(&host.id, &nonce, st.now());
+    let change = StateChange::Nonce {
+        nonce: nonce.clone(),
+        host_id: host.id.clone(),
+        expires_at,
+    };
+    st.audit.append(change, vec![issued]).await?;
     let mut resp = ChallengeResponse {
         nonce,
         expires_at,
@@ -57,7 +65,7 @@ pub async fn attest(
     let policy = st.policy.current();
     let (appraisal, ima) =
         super::attest_logs::appraise(&st, &policy, &host, &req.evidence, &req.nonce).await?;
-    let response = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
+    let (response, _) = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
     super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
     Ok(Json(response))
 }
@@ -114,22 +122,34 @@ pub async fn token(
         }
     }
     let now = st.now();
-    let minted = match (&appraisal.verdict, rule) {
-        (Verdict::Affirming, Some(rule)) => Some(
-            mint::execution_token(&st, &policy, &host.id, &rule, &req, cnf, &appraisal, now)
-                .map_err(|e| ApiError::internal("token_mint_failed", e))?,
-        ),
+    // Minted inside the audit writer, so the token carries the index of its
+    // own `token_minted` leaf and exists only if that leaf commits.
+    let mint: Option<audit_log::MintFn> = match (&appraisal.verdict, rule) {
+        (Verdict::Affirming, Some(rule)) => {
+            let (st2, policy2, host_id, appraisal2, req2) = (
+                st.clone(),
+                policy.clone(),
+                host.id.clone(),
+                appraisal.clone(),
+                req.clone(),
+            );
+            Some(Box::new(move |audit_index| {
+                mint::execution_token_at(
+                    &st2,
+                    &policy2,
+                    &host_id,
+                    &rule,
+                    &req2,
+                    cnf,
+                    &appraisal2,
+                    now,
+                    Some(audit_index),
+                )
+            }))
+        }
         _ => None,
     };
-    let response = record(
-        &st,
-        &host,
-        &policy,
-        &appraisal,
-        &req.evidence,
-        minted.as_ref().map(|m| &m.record),
-    )
-    .await?;
+    let (response, minted) = record(&st, &host, &policy, &appraisal, &req.evidence, mint).await?;
     super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
     match minted {
         Some(m) => Ok(Json(TokenResponse {
@@ -166,11 +186,7 @@ async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiEr
     Ok(host)
 }
 
-pub(super) async fn consume_nonce(
-    st: &AppState,
-    nonce: &[u8],
-    host_id: &str,
-) -> Result<(), ApiError> {
+pub(super) async fn consume_nonce(st: &AppState, nonce: &[u8], host_id: &str) -> Result<(), ApiError> {
     match st.store.consume_nonce(nonce, host_id, st.now()).await? {
         Ok(()) => Ok(()),
         Err(p) => Err(ApiError::forbidden(
@@ -202,8 +218,8 @@ async fn record(
     policy: &Policy,
     appraisal: &TpmAppraisal,
     evidence: &verifier_lib::api::TpmEvidence,
-    token: Option<&crate::store::TokenRecord>,
-) -> Result<AppraisalResponse, ApiError> {
+    mint: Option<audit_log::MintFn>,
+) -> Result<(AppraisalResponse, Option<mint::Minted>), ApiError> {
     let now = st.now();
     let status = match (appraisal.verdict, appraisal.authentic()) {
         (Verdict::Affirming, _) => HostStatus::Trusted,
@@ -228,11 +244,13 @@ async fn record(
         evidence_digest,
         failures,
     };
-    st.store.record_appraisal(&rec, status, token).await?;
+    let minted =
+        audit_log::record_appraisal(st, &rec, status, &policy.hash, &appraisal.failures, mint)
+            .await?;
     for f in &appraisal.failures {
         tracing::warn!(host_id = %host.id, failure = %f, "appraisal failure");
     }
-    Ok(AppraisalResponse {
+    let response = AppraisalResponse {
         host_id: host.id.clone(),
         verdict: rec.verdict,
         host_status: status.as_str().to_owned(),
@@ -240,5 +258,6 @@ async fn record(
         policy_hash: policy.hash_hex(),
         appraised_at: now,
         failures: appraisal.failures.clone(),
-    })
+    };
+    Ok((response, minted))
 }

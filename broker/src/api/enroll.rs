@@ -19,7 +19,9 @@ use verifier_lib::tpm::Public;
 
 use super::json::ApiJson;
 use super::{random_bytes, ApiError};
+use crate::audit::decisions as audit_log;
 use crate::state::AppState;
+use crate::store::audit::StateChange;
 use crate::store::{EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus};
 
 /// A host's id: derived from its EK public area, so it is stable across
@@ -29,10 +31,40 @@ pub fn host_id_for(ek_public: &Public) -> String {
     hex::encode(d.get(..16).unwrap_or(&d))
 }
 
-/// `POST /v1/enroll/start`.
+/// `POST /v1/enroll/start`. A refusal of a request whose EK public area
+/// parses (so it names a host) is logged as a refused `enrollment`.
 pub async fn start(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<EnrollStartRequest>,
+) -> Result<Json<EnrollStartResponse>, ApiError> {
+    match start_checked(&st, &req).await {
+        Ok(r) => Ok(r),
+        Err(e) if e.status.is_client_error() => {
+            if let Ok(ek) = Public::parse(&req.ek_public) {
+                let ak_name = Public::parse(&req.ak_public)
+                    .map(|a| a.name())
+                    .unwrap_or_default();
+                let cert_digest =
+                    (!req.ek_cert.is_empty()).then(|| HashAlg::Sha256.digest(&req.ek_cert));
+                let leaf = audit_log::enrollment(
+                    &host_id_for(&ek),
+                    false,
+                    cert_digest,
+                    ak_name,
+                    Some(e.code),
+                    st.now(),
+                );
+                audit_log::log_refusal(&st, leaf).await;
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn start_checked(
+    st: &AppState,
+    req: &EnrollStartRequest,
 ) -> Result<Json<EnrollStartResponse>, ApiError> {
     let now = st.now();
     let ek_public = Public::parse(&req.ek_public)
@@ -126,8 +158,19 @@ pub async fn finish(
             ))
         }
     };
+    let refused = |code: &str| {
+        audit_log::enrollment(
+            &rec.host_id,
+            false,
+            Some(rec.ek_cert_digest.clone()),
+            rec.ak_name.clone(),
+            Some(code),
+            now,
+        )
+    };
     if !ct_eq(&HashAlg::Sha256.digest(&req.secret), &rec.secret_digest) {
         tracing::warn!(host_id = %rec.host_id, "credential activation answer is wrong");
+        audit_log::log_refusal(&st, refused("activation_failed")).await;
         return Err(ApiError::forbidden(
             "activation_failed",
             "the activated credential does not match: the AK is not in the TPM holding the EK",
@@ -135,6 +178,7 @@ pub async fn finish(
     }
     if let Some(existing) = st.store.host(&rec.host_id).await? {
         if existing.status == HostStatus::Revoked {
+            audit_log::log_refusal(&st, refused("host_revoked")).await;
             return Err(ApiError::forbidden(
                 "host_revoked",
                 "host was revoked by an operator; re-enrollment refused",
@@ -153,7 +197,17 @@ pub async fn finish(
         last_failure: None,
         policy_id: None,
     };
-    st.store.upsert_host(&host).await?;
+    let accepted = audit_log::enrollment(
+        &host.id,
+        true,
+        Some(host.ek_cert_digest.clone()),
+        host.ak_name.clone(),
+        None,
+        now,
+    );
+    st.audit
+        .append(StateChange::Host(host.clone()), vec![accepted])
+        .await?;
     tracing::info!(host_id = %host.id, "host enrolled");
     Ok(Json(EnrollFinishResponse {
         host_id: host.id,

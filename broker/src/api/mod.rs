@@ -3,6 +3,7 @@
 
 mod attest;
 mod attest_logs;
+pub mod audit;
 mod enroll;
 pub mod error;
 mod hosts;
@@ -37,6 +38,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/hosts", get(hosts::list))
         .route("/v1/hosts/{id}", get(hosts::show))
+        .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v1/audit/proof/consistency", get(audit::consistency))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

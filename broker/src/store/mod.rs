@@ -7,6 +7,7 @@
 
 mod ima_cursor;
 mod snp;
+pub mod audit;
 mod sqlite;
 
 pub use ima_cursor::ImaCursorRecord;
@@ -238,6 +239,66 @@ impl Store {
     pub async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
         match self {
             Store::Sqlite(s) => s.token(cti).await,
+        }
+    }
+
+    /// Append a batch of audit entries (state change + leaves) in one
+    /// transaction; see [`audit`].
+    pub async fn append_audit_batch(
+        &self,
+        batch: Vec<audit::PrepareEntry>,
+    ) -> Result<Vec<Result<audit::Appended, audit::EntryError>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.append_audit_batch(batch).await,
+        }
+    }
+
+    /// Audit leaf hashes with index `>= from`, in order, at most `limit`.
+    pub async fn audit_leaf_hashes(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, verifier_lib::audit::Hash)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.audit_leaf_hashes(from, limit).await,
+        }
+    }
+
+    /// Audit leaf rows with `start <= index < end`.
+    pub async fn audit_leaves(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<audit::LeafRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.audit_leaves(start, end).await,
+        }
+    }
+
+    pub async fn insert_audit_checkpoint(
+        &self,
+        cp: &audit::CheckpointRow,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_audit_checkpoint(cp).await,
+        }
+    }
+
+    /// Signed checkpoints with size `>= from_size`, in issue order.
+    pub async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+    ) -> Result<Vec<audit::CheckpointRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.audit_checkpoints(from_size).await,
+        }
+    }
+
+    pub async fn latest_audit_checkpoint(
+        &self,
+    ) -> Result<Option<audit::CheckpointRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.latest_audit_checkpoint().await,
         }
     }
 

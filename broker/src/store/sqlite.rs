@@ -3,12 +3,14 @@
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     AppraisalRecord, Counts, EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus,
     NonceProblem, StoreError, TokenRecord,
 };
+
+mod audit;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -103,6 +105,14 @@ impl SqliteStore {
     }
 
     pub async fn upsert_host(&self, h: &HostRecord) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Self::upsert_host_in(&mut conn, h).await
+    }
+
+    pub(super) async fn upsert_host_in(
+        conn: &mut SqliteConnection,
+        h: &HostRecord,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO hosts (id, status, ek_public, ek_cert_digest, ak_public, ak_name, enrolled_at, last_attested_at, last_failure, policy_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -121,7 +131,7 @@ impl SqliteStore {
         .bind(h.last_attested_at)
         .bind(&h.last_failure)
         .bind(&h.policy_id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -147,11 +157,21 @@ impl SqliteStore {
         host_id: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Self::insert_nonce_in(&mut conn, nonce, host_id, expires_at).await
+    }
+
+    pub(super) async fn insert_nonce_in(
+        conn: &mut SqliteConnection,
+        nonce: &[u8],
+        host_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO nonces (nonce, host_id, expires_at) VALUES ($1, $2, $3)")
             .bind(nonce)
             .bind(host_id)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
@@ -195,6 +215,19 @@ impl SqliteStore {
         token: Option<&TokenRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        Self::record_appraisal_in(&mut tx, a, status, token).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The statements of [`Self::record_appraisal`], inside the caller's
+    /// transaction (the audit writer adds the decision's leaves to it).
+    pub(super) async fn record_appraisal_in(
+        tx: &mut SqliteConnection,
+        a: &AppraisalRecord,
+        status: HostStatus,
+        token: Option<&TokenRecord>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO appraisals (host_id, at, verdict, policy_id, policy_hash, evidence_digest, failures)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -239,7 +272,6 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

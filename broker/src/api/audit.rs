@@ -1,0 +1,313 @@
+//! `/v1/audit/*`: the signed Merkle log of decisions, for anyone to check
+//! offline (docs/audit.md). Query parameters are parsed strictly: unknown,
+//! duplicate or malformed parameters are refused with `invalid_query`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use verifier_lib::api::b64;
+use verifier_lib::audit::{Hash, Leaf};
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// Most entries one `/v1/audit/entries` answer carries.
+pub const MAX_ENTRIES: u64 = 1000;
+
+/// Parsed query string: each allowed key at most once.
+struct Params(BTreeMap<&'static str, String>);
+
+impl Params {
+    fn parse(raw: Option<&str>, allowed: &[&'static str]) -> Result<Params, ApiError> {
+        let mut out = BTreeMap::new();
+        for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(key) = allowed.iter().find(|a| **a == k) else {
+                return Err(invalid_query(format!(
+                    "unknown parameter {k:?}; allowed: {}",
+                    allowed.join(", ")
+                )));
+            };
+            if out.insert(*key, v.to_owned()).is_some() {
+                return Err(invalid_query(format!("parameter {k} given twice")));
+            }
+        }
+        Ok(Params(out))
+    }
+
+    fn u64(&self, key: &'static str) -> Result<Option<u64>, ApiError> {
+        self.0
+            .get(key)
+            .map(|v| {
+                let ok = !v.is_empty()
+                    && v.len() <= 20
+                    && v.bytes().all(|b| b.is_ascii_digit())
+                    && (v.len() == 1 || !v.starts_with('0'));
+                ok.then(|| v.parse::<u64>().ok())
+                    .flatten()
+                    .ok_or_else(|| invalid_query(format!("{key}: expected a decimal integer")))
+            })
+            .transpose()
+    }
+
+    fn hash(&self, key: &'static str) -> Result<Option<Hash>, ApiError> {
+        self.0
+            .get(key)
+            .map(|v| {
+                let mut h = [0u8; 32];
+                hex::decode_to_slice(v, &mut h)
+                    .map(|_| h)
+                    .map_err(|_| invalid_query(format!("{key}: expected 64 hex digits")))
+            })
+            .transpose()
+    }
+}
+
+fn invalid_query(msg: String) -> ApiError {
+    ApiError::bad_request("invalid_query", msg)
+}
+
+fn invalid_range(msg: String) -> ApiError {
+    ApiError::bad_request("invalid_range", msg)
+}
+
+fn beyond_tree(what: &str, value: u64, size: u64) -> ApiError {
+    ApiError::bad_request(
+        "beyond_tree",
+        format!("{what} {value} is beyond the log's {size} leaves"),
+    )
+}
+
+fn text(body: String) -> axum::response::Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// `GET /v1/audit/key`: the checkpoint verifier key (signed-note vkey).
+pub async fn key(State(st): State<AppState>) -> axum::response::Response {
+    text(format!("{}\n", st.audit.vkey()))
+}
+
+/// `GET /v1/audit/checkpoint`: the newest signed checkpoint (a C2SP note).
+pub async fn checkpoint(State(st): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    let latest = st.audit.view().latest.clone();
+    let latest = match latest {
+        Some(cp) => Some(cp),
+        None => st.audit.checkpoint_now().await?,
+    };
+    let cp = latest.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no_checkpoint",
+            "no checkpoint signed yet",
+        )
+    })?;
+    Ok(text(cp.note))
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointItem {
+    pub size: u64,
+    pub created_at: i64,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointList {
+    pub checkpoints: Vec<CheckpointItem>,
+}
+
+/// `GET /v1/audit/checkpoints?from_size=N`: every checkpoint with size >= N,
+/// in issue order.
+pub async fn checkpoints(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<CheckpointList>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["from_size"])?;
+    let from = p.u64("from_size")?.unwrap_or(0);
+    let rows = st.store.audit_checkpoints(from).await?;
+    Ok(Json(CheckpointList {
+        checkpoints: rows
+            .into_iter()
+            .map(|r| CheckpointItem {
+                size: r.size,
+                created_at: r.created_at,
+                note: r.note,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryItem {
+    pub index: u64,
+    /// The encoded leaf (deterministic CBOR), base64url.
+    #[serde(with = "b64")]
+    pub leaf: Vec<u8>,
+    /// SHA-256(0x00 ‖ leaf) as stored, hex.
+    pub leaf_hash: String,
+    /// The leaf decoded, for reading (null if it does not decode).
+    pub decoded: Option<Leaf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryList {
+    /// Committed leaves when the answer was made.
+    pub tree_size: u64,
+    pub entries: Vec<EntryItem>,
+}
+
+/// `GET /v1/audit/entries?start=A&end=B`: leaves `A..B` (at most
+/// [`MAX_ENTRIES`]; `end` is clamped to the log's size).
+pub async fn entries(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<EntryList>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["start", "end"])?;
+    let start = p.u64("start")?.unwrap_or(0);
+    let size = st.audit.view().tree.len();
+    let end = p.u64("end")?;
+    if let Some(end) = end.filter(|e| start >= *e) {
+        return Err(invalid_range(format!(
+            "start {start} must be below end {end}"
+        )));
+    }
+    if start >= size {
+        return Err(beyond_tree("start", start, size));
+    }
+    let end = end.unwrap_or(size);
+    let end = end.min(size).min(start.saturating_add(MAX_ENTRIES));
+    let rows = st.store.audit_leaves(start, end).await?;
+    Ok(Json(EntryList {
+        tree_size: size,
+        entries: rows
+            .into_iter()
+            .map(|r| EntryItem {
+                index: r.index,
+                decoded: Leaf::decode(&r.leaf).ok(),
+                leaf_hash: hex::encode(&r.leaf_hash),
+                leaf: r.leaf,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    pub root: String,
+    pub proof: Vec<String>,
+}
+
+/// Tree size a proof is made for: the parameter, or the newest checkpoint's.
+fn proof_size(st: &AppState, given: Option<u64>) -> Result<u64, ApiError> {
+    let v = st.audit.view();
+    let size = v.tree.len();
+    let target = match given {
+        Some(s) => s,
+        None => v.latest.as_ref().map_or(size, |c| c.size),
+    };
+    if target > size {
+        return Err(beyond_tree("tree_size", target, size));
+    }
+    Ok(target)
+}
+
+/// `GET /v1/audit/proof/inclusion?index=I|leaf_hash=H[&tree_size=N]`
+/// (default size: the newest checkpoint's).
+pub async fn inclusion(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<InclusionProof>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["index", "leaf_hash", "tree_size"])?;
+    let tree_size = proof_size(&st, p.u64("tree_size")?)?;
+    let v = st.audit.view();
+    let index = match (p.u64("index")?, p.hash("leaf_hash")?) {
+        (Some(i), None) => i,
+        (None, Some(h)) => (0..tree_size)
+            .find(|i| v.tree.leaf(*i) == Some(h))
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "leaf_not_found",
+                    format!(
+                        "no leaf with hash {} in the first {tree_size}",
+                        hex::encode(h)
+                    ),
+                )
+            })?,
+        _ => {
+            return Err(invalid_query(
+                "give exactly one of index and leaf_hash".into(),
+            ))
+        }
+    };
+    if index >= tree_size {
+        return Err(beyond_tree("index", index, tree_size));
+    }
+    let proof = v
+        .tree
+        .inclusion_proof(index, tree_size)
+        .map_err(|e| invalid_range(e.to_string()))?;
+    let root = v
+        .tree
+        .root_at(tree_size)
+        .map_err(|e| invalid_range(e.to_string()))?;
+    let leaf = v.tree.leaf(index).unwrap_or_default();
+    Ok(Json(InclusionProof {
+        index,
+        tree_size,
+        leaf_hash: hex::encode(leaf),
+        root: hex::encode(root),
+        proof: proof.iter().map(hex::encode).collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub from_root: String,
+    pub to_root: String,
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/audit/proof/consistency?from=A[&to=B]` (default `to`: the newest
+/// checkpoint's size).
+pub async fn consistency(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    let p = Params::parse(q.as_deref(), &["from", "to"])?;
+    let from = p
+        .u64("from")?
+        .ok_or_else(|| invalid_query("from is required".into()))?;
+    let to = proof_size(&st, p.u64("to")?)?;
+    if from > to {
+        return Err(invalid_range(format!("from {from} is larger than to {to}")));
+    }
+    let v = st.audit.view();
+    let proof = v
+        .tree
+        .consistency_proof(from, to)
+        .map_err(|e| invalid_range(e.to_string()))?;
+    let from_root = v
+        .tree
+        .root_at(from)
+        .map_err(|e| invalid_range(e.to_string()))?;
+    let to_root = v
+        .tree
+        .root_at(to)
+        .map_err(|e| invalid_range(e.to_string()))?;
+    Ok(Json(ConsistencyProof {
+        from,
+        to,
+        from_root: hex::encode(from_root),
+        to_root: hex::encode(to_root),
+        proof: proof.iter().map(hex::encode).collect(),
+    }))
+}

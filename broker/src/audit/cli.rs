@@ -1,0 +1,367 @@
+//! `writ-broker audit verify|show`: audit a log offline.
+//!
+//! Both print one JSON document. `verify` exits 0 when the log is
+//! consistent, 1 when it is not (naming the first bad leaf index, or the
+//! range that must hold it, and what is wrong), 2 when the input is unusable.
+//! `show` verifies the log the same way first, then prints the leaves that
+//! explain a host's or a token's history, in log order.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use verifier_lib::audit::{verify_log_rows, Checkpoint, Decision, Leaf, LogError, LogRow};
+
+use super::source::{self, LogData, SourceError};
+
+/// Where the log comes from, and which key must have signed it.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Broker base URL (downloads /v1/audit/*).
+    #[arg(long, conflicts_with = "db", required_unless_present = "db")]
+    pub url: Option<String>,
+    /// A broker's SQLite database file.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Checkpoint verifier key file (signed-note vkey).
+    #[arg(long, conflicts_with = "keys_dir")]
+    pub vkey: Option<PathBuf>,
+    /// The broker's keys directory (reads checkpoint-key.vkey).
+    #[arg(long)]
+    pub keys_dir: Option<PathBuf>,
+    /// Extra trusted CA (PEM) for --url over HTTPS.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `writ-broker audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the tree, check every signed checkpoint and the consistency
+    /// between successive ones, and (given a checkpoint saved earlier) that
+    /// the log extends it. Exit 0 consistent, 1 not, 2 unusable input.
+    Verify {
+        #[command(flatten)]
+        log: LogArgs,
+        /// A checkpoint note saved earlier: the log must extend it.
+        #[arg(long)]
+        trusted_checkpoint: Option<PathBuf>,
+    },
+    /// Print the leaves about a host or a token, in log order (after
+    /// verifying the log).
+    Show {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Host id: its enrollments, nonces, appraisals, tokens, revocations.
+        #[arg(long, conflicts_with = "token", required_unless_present = "token")]
+        host: Option<String>,
+        /// Token cti (hex): the appraisal that allowed it, its host's
+        /// enrollment, the policy in force, and any revocation.
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+/// Runs an audit command and prints its JSON.
+pub fn run(cmd: AuditCommand) -> ExitCode {
+    let (out, code) = match cmd {
+        AuditCommand::Verify {
+            log,
+            trusted_checkpoint,
+        } => verify_cmd(&log, trusted_checkpoint.as_deref()),
+        AuditCommand::Show { log, host, token } => show_cmd(&log, host, token),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
+    );
+    ExitCode::from(code)
+}
+
+fn unusable(e: impl std::fmt::Display) -> (Value, u8) {
+    (
+        json!({ "ok": false, "error": "unusable_input", "message": e.to_string() }),
+        2,
+    )
+}
+
+/// Loaded log with the key to check it against.
+struct Loaded {
+    data: LogData,
+    vkey: String,
+    vkey_source: &'static str,
+}
+
+fn load(log: &LogArgs) -> Result<Loaded, SourceError> {
+    let data = match (&log.url, &log.db) {
+        (Some(url), _) => source::from_url(url, log.ca_cert.as_deref())?,
+        (None, Some(db)) => source::from_db(db)?,
+        (None, None) => {
+            return Err(SourceError::Corrupt {
+                what: "arguments: give --url or --db",
+            })
+        }
+    };
+    let given = source::vkey_from(log.vkey.as_deref(), log.keys_dir.as_deref())?;
+    let (vkey, vkey_source) = match (given, &data.published_vkey) {
+        (Some(k), _) => (k, "given"),
+        // Trust on first use: say so in the output.
+        (None, Some(k)) => (k.clone(), "published_by_broker"),
+        (None, None) => {
+            return Err(SourceError::Corrupt {
+                what: "arguments: --db needs --vkey or --keys-dir",
+            })
+        }
+    };
+    Ok(Loaded {
+        data,
+        vkey,
+        vkey_source,
+    })
+}
+
+fn verify(loaded: &Loaded, trusted: Option<&str>) -> Result<Value, (Value, u8)> {
+    let rows: Vec<LogRow<'_>> = loaded
+        .data
+        .rows
+        .iter()
+        .map(|(index, leaf, stored)| LogRow {
+            index: *index,
+            leaf,
+            stored_hash: *stored,
+        })
+        .collect();
+    match verify_log_rows(&rows, &loaded.data.checkpoints, &loaded.vkey, trusted) {
+        Ok(report) => Ok(json!({
+            "ok": true,
+            "vkey": loaded.vkey,
+            "vkey_source": loaded.vkey_source,
+            "report": report,
+        })),
+        Err(LogError::VerifierKey(e)) => Err(unusable(format!("verifier key: {e}"))),
+        Err(e) => Err((describe(&e, &loaded.data.checkpoints), 1)),
+    }
+}
+
+fn verify_cmd(log: &LogArgs, trusted: Option<&Path>) -> (Value, u8) {
+    let loaded = match load(log) {
+        Ok(l) => l,
+        Err(e) => return unusable(e),
+    };
+    let trusted = match trusted.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t,
+        Err(e) => return unusable(format!("trusted checkpoint: {e}")),
+    };
+    match verify(&loaded, trusted.as_deref()) {
+        Ok(v) => (v, 0),
+        Err(e) => e,
+    }
+}
+
+/// Size claimed by a checkpoint note, read without checking its signature
+/// (for reporting only).
+fn claimed_size(note: &str) -> Option<u64> {
+    let text = note.get(..=note.rfind("\n\n")?)?;
+    Checkpoint::parse_body(text).ok().map(|c| c.size)
+}
+
+/// Error kind, first bad index, suspect range, checkpoint position.
+type Located<'a> = (&'a str, Option<u64>, Option<(u64, u64)>, Option<usize>);
+
+/// The failure as JSON: a stable `error` kind, the first bad leaf index (or
+/// the range `[from, to)` that must hold it), and the message.
+fn describe(e: &LogError, checkpoints: &[String]) -> Value {
+    let cp_size = |i: &usize| checkpoints.get(*i).and_then(|n| claimed_size(n));
+    let (kind, index, range, checkpoint): Located<'_> = match e {
+        LogError::IndexGap { expected, .. } => ("index_gap", Some(*expected), None, None),
+        LogError::LeafHashMismatch { index, .. } => {
+            ("leaf_hash_mismatch", Some(*index), None, None)
+        }
+        LogError::LeafUndecodable { index, .. } => ("leaf_undecodable", Some(*index), None, None),
+        LogError::CheckpointInvalid { checkpoint, .. } => {
+            ("checkpoint_invalid", None, None, Some(*checkpoint))
+        }
+        LogError::OriginMismatch { checkpoint, .. } => {
+            ("origin_mismatch", None, None, Some(*checkpoint))
+        }
+        LogError::CheckpointsOutOfOrder { checkpoint, .. } => {
+            ("checkpoints_out_of_order", None, None, Some(*checkpoint))
+        }
+        LogError::CheckpointBeyondLog {
+            checkpoint,
+            size,
+            log_size,
+        } => (
+            "truncated",
+            Some(*log_size),
+            Some((*log_size, *size)),
+            Some(*checkpoint),
+        ),
+        LogError::CheckpointRootMismatch {
+            checkpoint,
+            size,
+            first_suspect,
+        } => {
+            let exact = size.saturating_sub(*first_suspect) == 1;
+            (
+                "checkpoint_root_mismatch",
+                exact.then_some(*first_suspect),
+                Some((*first_suspect, *size)),
+                Some(*checkpoint),
+            )
+        }
+        LogError::ConsistencyFailed { to, .. } => {
+            ("checkpoints_inconsistent", None, None, Some(*to))
+        }
+        LogError::TrustedInvalid(_) => ("trusted_checkpoint_invalid", None, None, None),
+        LogError::Truncated {
+            trusted_size,
+            actual,
+        } => (
+            "truncated",
+            Some(*actual),
+            Some((*actual, *trusted_size)),
+            None,
+        ),
+        LogError::ForkDetected { size } => ("fork", None, Some((0, *size)), None),
+        _ => ("log_invalid", None, None, None),
+    };
+    let mut v = json!({ "ok": false, "error": kind, "message": e.to_string() });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(i) = index {
+            obj.insert("first_bad_index".into(), json!(i));
+        }
+        if let Some((a, b)) = range {
+            obj.insert("suspect_range".into(), json!([a, b]));
+        }
+        if let Some(c) = checkpoint {
+            obj.insert("checkpoint".into(), json!(c));
+            if let Some(s) = cp_size(&c) {
+                obj.insert("checkpoint_size".into(), json!(s));
+            }
+        }
+    }
+    v
+}
+
+fn show_cmd(log: &LogArgs, host: Option<String>, token: Option<String>) -> (Value, u8) {
+    let loaded = match load(log) {
+        Ok(l) => l,
+        Err(e) => return unusable(e),
+    };
+    let report = match verify(&loaded, None) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let mut leaves: Vec<(u64, Leaf)> = Vec::with_capacity(loaded.data.rows.len());
+    for (index, bytes, _) in &loaded.data.rows {
+        match Leaf::decode(bytes) {
+            Ok(l) => leaves.push((*index, l)),
+            Err(e) => return unusable(format!("leaf {index}: {e}")),
+        }
+    }
+    let selected = match (host, token) {
+        (Some(h), _) => select_host(&leaves, &h),
+        (None, Some(t)) => select_token(&leaves, &t.to_ascii_lowercase()),
+        (None, None) => return unusable("give --host or --token"),
+    };
+    let found = !selected.is_empty();
+    let entries: Vec<Value> = selected
+        .into_iter()
+        .filter_map(|i| leaves.get(i))
+        .map(|(index, leaf)| json!({ "index": index, "leaf": leaf }))
+        .collect();
+    (
+        json!({ "ok": true, "found": found, "log": report, "entries": entries }),
+        if found { 0 } else { 1 },
+    )
+}
+
+fn decision_host(d: &Decision) -> Option<&str> {
+    match d {
+        Decision::Enrollment { host, .. }
+        | Decision::NonceIssued { host, .. }
+        | Decision::Appraisal { host, .. }
+        | Decision::HostRevoked { host, .. }
+        | Decision::HostStateChanged { host, .. } => Some(host),
+        Decision::TokenMinted { sub, .. } => Some(sub),
+        _ => None,
+    }
+}
+
+/// Positions of every leaf about `host`, with the policy activations in
+/// between (the policy in force at each appraisal).
+fn select_host(leaves: &[(u64, Leaf)], host: &str) -> Vec<usize> {
+    let mine: Vec<usize> = (0..leaves.len())
+        .filter(|i| leaves.get(*i).and_then(|(_, l)| decision_host(&l.decision)) == Some(host))
+        .collect();
+    let Some(first) = mine.first().copied() else {
+        return Vec::new();
+    };
+    let last = mine.last().copied().unwrap_or(first);
+    // The policy in force at the host's first leaf, then every change after.
+    let before = (0..first).rev().find(|i| is_policy(leaves, *i));
+    let mut out: Vec<usize> = before.into_iter().collect();
+    out.extend((first..=last).filter(|i| mine.contains(i) || is_policy(leaves, *i)));
+    out
+}
+
+fn is_policy(leaves: &[(u64, Leaf)], i: usize) -> bool {
+    matches!(
+        leaves.get(i).map(|(_, l)| &l.decision),
+        Some(Decision::PolicyActivated { .. })
+    )
+}
+
+/// The token's mint, the appraisal logged with it, the host's enrollment
+/// before it, the policy in force, and any revocation of the token or host.
+fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
+    let Some(mint) = leaves
+        .iter()
+        .position(|(_, l)| matches!(&l.decision, Decision::TokenMinted { cti: c, .. } if c == cti))
+    else {
+        return Vec::new();
+    };
+    let Some((
+        _,
+        Leaf {
+            decision: Decision::TokenMinted { sub, .. },
+            ..
+        },
+    )) = leaves.get(mint)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let appraisal = (0..mint).rev().find(|i| {
+        matches!(leaves.get(*i).map(|(_, l)| &l.decision),
+            Some(Decision::Appraisal { host, .. }) if host == sub)
+    });
+    let policy_hash = appraisal.and_then(|i| match leaves.get(i).map(|(_, l)| &l.decision) {
+        Some(Decision::Appraisal { policy_hash, .. }) => Some(policy_hash.clone()),
+        _ => None,
+    });
+    let enrollment = (0..mint).rev().find(|i| {
+        matches!(leaves.get(*i).map(|(_, l)| &l.decision),
+            Some(Decision::Enrollment { host, accepted: true, .. }) if host == sub)
+    });
+    let policy = (0..mint).rev().find(|i| {
+        matches!(leaves.get(*i).map(|(_, l)| &l.decision),
+            Some(Decision::PolicyActivated { policy_hash: h, .. }) if Some(h) == policy_hash.as_ref())
+    });
+    out.extend(policy);
+    out.extend(enrollment);
+    out.extend(appraisal);
+    out.push(mint);
+    out.extend((mint + 1..leaves.len()).filter(
+        |i| match leaves.get(*i).map(|(_, l)| &l.decision) {
+            Some(Decision::TokenRevoked { cti: c, .. }) => c == cti,
+            Some(Decision::HostRevoked { host, .. }) => host == sub,
+            _ => false,
+        },
+    ));
+    out.sort_unstable();
+    out.dedup();
+    out
+}

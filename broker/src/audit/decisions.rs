@@ -1,0 +1,158 @@
+//! Building the leaves handlers log, and logging them with their state
+//! changes. Keeps the handlers to one call per decision.
+
+use verifier_lib::audit::{Decision, Leaf, Verdict};
+use verifier_lib::crypto::HashAlg;
+use verifier_lib::policy::Failure;
+use verifier_lib::token::TokenError;
+
+use super::AppendError;
+use crate::api::ApiError;
+use crate::mint::Minted;
+use crate::state::AppState;
+use crate::store::audit::{Entry, EntryError, StateChange};
+use crate::store::{AppraisalRecord, HostStatus};
+
+/// Mints a token given the log index its `token_minted` leaf will get.
+pub type MintFn = Box<dyn FnOnce(u64) -> Result<Minted, TokenError> + Send>;
+
+/// Prefix of a prepare error caused by token minting.
+const MINT_FAILED: &str = "token mint: ";
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match &e {
+            AppendError::Entry(EntryError::Prepare(m)) if m.starts_with(MINT_FAILED) => {
+                ApiError::internal("token_mint_failed", e)
+            }
+            AppendError::Entry(EntryError::Store(_)) => ApiError::internal("storage_error", e),
+            _ => ApiError::internal("audit_log_failed", e),
+        }
+    }
+}
+
+/// `nonce_issued`: only the nonce's SHA-256 is logged.
+pub fn nonce_issued(host: &str, nonce: &[u8], now: i64) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::NonceIssued {
+            host: host.to_owned(),
+            nonce_digest: HashAlg::Sha256.digest(nonce),
+        },
+    )
+}
+
+/// Each failure as its JSON form (`{"rule": ..., ...}`), as reported to
+/// the client.
+pub fn failure_texts(failures: &[Failure]) -> Vec<String> {
+    failures
+        .iter()
+        .map(|f| serde_json::to_string(f).unwrap_or_else(|_| f.to_string()))
+        .collect()
+}
+
+/// Records an appraisal (host status, and the token `mint` makes, if any)
+/// with its `appraisal` leaf and, when minted, its `token_minted` leaf, in
+/// one transaction. The token is handed back only once committed.
+pub async fn record_appraisal(
+    st: &AppState,
+    rec: &AppraisalRecord,
+    status: HostStatus,
+    policy_hash: &[u8],
+    failures: &[Failure],
+    mint: Option<MintFn>,
+) -> Result<Option<Minted>, ApiError> {
+    let appraisal_leaf = Leaf::new(
+        rec.at,
+        Decision::Appraisal {
+            host: rec.host_id.clone(),
+            evidence_digest: rec.evidence_digest.clone(),
+            policy_id: rec.policy_id.clone(),
+            policy_hash: policy_hash.to_vec(),
+            verdict: if status == HostStatus::Trusted {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
+            failures: failure_texts(failures),
+        },
+    );
+    let rec = rec.clone();
+    let (_, minted) = st
+        .audit
+        .append_with(move |index| {
+            let minted = match mint {
+                Some(m) => Some(m(index + 1).map_err(|e| format!("{MINT_FAILED}{e}"))?),
+                None => None,
+            };
+            let mut leaves = vec![appraisal_leaf];
+            if let Some(m) = &minted {
+                leaves.push(token_minted(
+                    &m.record,
+                    None,
+                    &m.record.token_digest,
+                    rec.at,
+                ));
+            }
+            let entry = Entry {
+                change: StateChange::Appraisal {
+                    appraisal: rec,
+                    status,
+                    token: minted.as_ref().map(|m| m.record.clone()),
+                },
+                leaves,
+            };
+            Ok((entry, minted))
+        })
+        .await?;
+    Ok(minted)
+}
+
+/// `token_minted` for a stored token.
+pub fn token_minted(
+    t: &crate::store::TokenRecord,
+    parent_cti: Option<&[u8]>,
+    token_digest: &[u8],
+    now: i64,
+) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::TokenMinted {
+            cti: hex::encode(&t.cti),
+            sub: t.host_id.clone(),
+            aud: t.workload.clone(),
+            exp: t.exp,
+            parent_cti: parent_cti.map(hex::encode),
+            token_digest: token_digest.to_vec(),
+        },
+    )
+}
+
+/// `enrollment` (accepted or refused).
+pub fn enrollment(
+    host: &str,
+    accepted: bool,
+    ek_cert_digest: Option<Vec<u8>>,
+    ak_name: Vec<u8>,
+    reason: Option<&str>,
+    now: i64,
+) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::Enrollment {
+            host: host.to_owned(),
+            accepted,
+            ek_cert_digest,
+            ak_name,
+            reason: reason.map(str::to_owned),
+        },
+    )
+}
+
+/// Logs a refusal that changes no state. The refusal stands whether or not
+/// it could be logged (a failure to log is reported in the broker's logs).
+pub async fn log_refusal(st: &AppState, leaf: Leaf) {
+    if let Err(e) = st.audit.append(StateChange::Nothing, vec![leaf]).await {
+        tracing::error!(error = %e, "could not log a refusal in the audit log");
+    }
+}

@@ -1,0 +1,260 @@
+//! The broker's signed Merkle audit log (docs/audit.md).
+//!
+//! Every decision appends leaves through [`AuditLog`]. One writer task owns
+//! appends: it takes every request waiting in its queue (up to
+//! `audit.max_batch`), commits them in ONE database transaction together
+//! with the state changes they record (group commit), updates the in-memory
+//! [`MerkleTree`] used for proofs, and only then answers each caller. So an
+//! API answer (a token, a nonce, an enrollment) always follows the commit of
+//! its leaf, and a state change never exists without its leaf.
+//!
+//! The writer also signs C2SP checkpoints with the checkpoint key: every
+//! `audit.checkpoint_interval_secs` when the log grew, and right after a
+//! batch once `audit.checkpoint_min_leaves` leaves were appended since the
+//! last one. All checkpoints are kept in the store.
+
+pub mod cli;
+pub mod decisions;
+pub mod key;
+pub mod policy;
+pub mod source;
+mod writer;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use tokio::sync::{mpsc, oneshot};
+use verifier_lib::audit::{open_checkpoint, CheckpointSigner, Leaf, MerkleTree};
+
+use crate::clock::Clock;
+use crate::config::AuditConfig;
+use crate::store::audit::{Appended, CheckpointRow, Entry, EntryError, PrepareEntry, StateChange};
+use crate::store::{Store, StoreError};
+
+/// Rows fetched per query when loading the tree at start-up.
+const LOAD_PAGE: u32 = 100_000;
+/// Queue length in front of the writer (back-pressure beyond it).
+const QUEUE: usize = 8192;
+
+/// Why a decision could not be logged (and so was not taken).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("the audit writer has stopped")]
+    WriterGone,
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    #[error("audit batch was not committed: {0}")]
+    Commit(String),
+}
+
+/// Why the audit log could not be opened at start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditStartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] key::CheckpointKeyError),
+    #[error(
+        "audit log: row at position {expected} has index {actual}; run `writ-broker audit verify`"
+    )]
+    IndexGap { expected: u64, actual: u64 },
+    #[error("audit log: the newest checkpoint does not match the stored log ({reason}); run `writ-broker audit verify`")]
+    CheckpointMismatch { reason: String },
+}
+
+/// What readers (the API) see: the tree of committed leaves and the newest
+/// signed checkpoint.
+#[derive(Debug)]
+pub struct View {
+    pub tree: MerkleTree,
+    pub latest: Option<CheckpointRow>,
+}
+
+enum Msg {
+    Append {
+        prepare: PrepareEntry,
+        reply: oneshot::Sender<Result<Appended, AppendError>>,
+    },
+    Checkpoint {
+        reply: oneshot::Sender<Result<Option<CheckpointRow>, String>>,
+    },
+}
+
+struct Inner {
+    queue: mpsc::Sender<Msg>,
+    view: Arc<RwLock<View>>,
+    origin: String,
+    vkey: String,
+}
+
+/// Handle to the audit log (cheap to clone).
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.inner.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the log (loading the tree and checking it against the newest
+    /// checkpoint) and starts the writer task on the current runtime.
+    pub async fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        signer: CheckpointSigner,
+        config: &AuditConfig,
+    ) -> Result<AuditLog, AuditStartError> {
+        let tree = load_tree(&store).await?;
+        let latest = store.latest_audit_checkpoint().await?;
+        if let Some(cp) = &latest {
+            check_checkpoint(&tree, cp, &signer.vkey())?;
+        }
+        tracing::info!(size = tree.len(), origin = %signer.name(), "audit log opened");
+        let origin = signer.name().to_owned();
+        let vkey = signer.vkey();
+        let view = Arc::new(RwLock::new(View { tree, latest }));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let w = writer::Writer {
+            store,
+            clock,
+            signer,
+            view: Arc::clone(&view),
+            max_batch: config.max_batch,
+            min_leaves: config.checkpoint_min_leaves,
+        };
+        let interval = std::time::Duration::from_secs(config.checkpoint_interval_secs.max(1));
+        tokio::spawn(writer::run(w, rx, interval));
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                queue: tx,
+                view,
+                origin,
+                vkey,
+            }),
+        })
+    }
+
+    /// The log's origin (first checkpoint line, checkpoint key name).
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The checkpoint verifier key (signed-note vkey text).
+    pub fn vkey(&self) -> &str {
+        &self.inner.vkey
+    }
+
+    /// Read access to the committed tree and newest checkpoint. Keep the
+    /// guard short: the writer needs the lock after each commit.
+    pub fn view(&self) -> RwLockReadGuard<'_, View> {
+        match self.inner.view.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Logs `leaves` with `change` in one transaction; returns the index of
+    /// the first leaf once committed.
+    pub async fn append(&self, change: StateChange, leaves: Vec<Leaf>) -> Result<u64, AppendError> {
+        let entry = Entry { change, leaves };
+        let (index, ()) = self.append_with(move |_| Ok((entry, ()))).await?;
+        Ok(index)
+    }
+
+    /// Like [`Self::append`], but the entry is built inside the write
+    /// transaction from the index its first leaf will get (e.g. to mint a
+    /// token carrying its own `audit_index`). `build` must be quick. Its
+    /// extra output is handed back only once the entry is committed.
+    pub async fn append_with<T, F>(&self, build: F) -> Result<(u64, T), AppendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(u64) -> Result<(Entry, T), String> + Send + 'static,
+    {
+        let slot: Arc<std::sync::Mutex<Option<T>>> = Arc::new(std::sync::Mutex::new(None));
+        let out = Arc::clone(&slot);
+        let prepare: PrepareEntry = Box::new(move |index| {
+            let (entry, extra) = build(index)?;
+            match out.lock() {
+                Ok(mut g) => *g = Some(extra),
+                Err(p) => *p.into_inner() = Some(extra),
+            }
+            Ok(entry)
+        });
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Msg::Append { prepare, reply })
+            .await
+            .map_err(|_| AppendError::WriterGone)?;
+        let appended = answer.await.map_err(|_| AppendError::WriterGone)??;
+        let extra = match slot.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let extra = extra.ok_or_else(|| AppendError::Commit("entry output missing".into()))?;
+        Ok((appended.first_index, extra))
+    }
+
+    /// Signs a checkpoint of the current tree now if it grew since the last
+    /// one; returns the newest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<Option<CheckpointRow>, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Msg::Checkpoint { reply })
+            .await
+            .map_err(|_| AppendError::WriterGone)?;
+        answer
+            .await
+            .map_err(|_| AppendError::WriterGone)?
+            .map_err(AppendError::Commit)
+    }
+}
+
+async fn load_tree(store: &Store) -> Result<MerkleTree, AuditStartError> {
+    let mut tree = MerkleTree::new();
+    loop {
+        let page = store.audit_leaf_hashes(tree.len(), LOAD_PAGE).await?;
+        if page.is_empty() {
+            return Ok(tree);
+        }
+        for (index, h) in page {
+            if index != tree.len() {
+                return Err(AuditStartError::IndexGap {
+                    expected: tree.len(),
+                    actual: index,
+                });
+            }
+            tree.push(h);
+        }
+    }
+}
+
+fn check_checkpoint(
+    tree: &MerkleTree,
+    cp: &CheckpointRow,
+    vkey: &str,
+) -> Result<(), AuditStartError> {
+    let mismatch = |reason: String| AuditStartError::CheckpointMismatch { reason };
+    let parsed = open_checkpoint(&cp.note, vkey).map_err(|e| mismatch(e.to_string()))?;
+    if parsed.size != cp.size {
+        return Err(mismatch(format!(
+            "row size {} but note size {}",
+            cp.size, parsed.size
+        )));
+    }
+    let root = tree
+        .root_at(parsed.size)
+        .map_err(|e| mismatch(e.to_string()))?;
+    if root != parsed.root {
+        return Err(mismatch(format!("root at size {} differs", parsed.size)));
+    }
+    Ok(())
+}

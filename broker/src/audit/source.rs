@@ -1,0 +1,222 @@
+//! Where `writ-broker audit` reads a log from: a broker's SQLite file
+//! (read as stored, no migration) or a broker's `/v1/audit` API.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions as _, Row};
+use verifier_lib::api::b64;
+use verifier_lib::audit::Hash;
+
+use super::key::CHECKPOINT_VKEY_FILE;
+
+/// A whole log as read from its source.
+#[derive(Debug, Default)]
+pub struct LogData {
+    /// `(index, leaf, stored leaf hash)` in index order.
+    pub rows: Vec<(u64, Vec<u8>, Option<Hash>)>,
+    /// Signed checkpoint notes in issue order.
+    pub checkpoints: Vec<String>,
+    /// The verifier key the source itself published, if any (`--url`).
+    pub published_vkey: Option<String>,
+}
+
+/// Why a log could not be read (exit 2: unusable input).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    #[error("reading {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Database { path: PathBuf, source: sqlx::Error },
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("GET {url}: {message}")]
+    Http { url: String, message: String },
+    #[error("corrupt value in {what}")]
+    Corrupt { what: &'static str },
+}
+
+/// Reads every leaf row and checkpoint from a broker's SQLite file.
+pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
+    let db = |source| SourceError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        return Err(SourceError::File {
+            path: path.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SourceError::Runtime)?;
+    rt.block_on(async {
+        let url = format!("sqlite://{}", path.display());
+        let mut conn = SqliteConnectOptions::from_str(&url)
+            .map_err(db)?
+            .connect()
+            .await
+            .map_err(db)?;
+        let mut data = LogData::default();
+        let rows = sqlx::query("SELECT idx, leaf, leaf_hash FROM audit_leaves ORDER BY idx")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(db)?;
+        data.rows.reserve(rows.len());
+        for r in rows {
+            let idx: i64 = r.try_get("idx").map_err(db)?;
+            let leaf: Vec<u8> = r.try_get("leaf").map_err(db)?;
+            let h: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;
+            let idx = u64::try_from(idx).map_err(|_| SourceError::Corrupt {
+                what: "audit_leaves.idx",
+            })?;
+            // A stored hash of the wrong length is reported as a mismatch by
+            // the audit, not as unusable input.
+            let stored = Hash::try_from(h.as_slice()).unwrap_or([0u8; 32]);
+            data.rows.push((idx, leaf, Some(stored)));
+        }
+        let cps = sqlx::query("SELECT note FROM audit_checkpoints ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(db)?;
+        for r in cps {
+            data.checkpoints.push(r.try_get("note").map_err(db)?);
+        }
+        Ok(data)
+    })
+}
+
+#[derive(Deserialize)]
+struct EntryList {
+    tree_size: u64,
+    entries: Vec<EntryItem>,
+}
+
+#[derive(Deserialize)]
+struct EntryItem {
+    index: u64,
+    #[serde(with = "b64")]
+    leaf: Vec<u8>,
+    leaf_hash: String,
+}
+
+#[derive(Deserialize)]
+struct CheckpointList {
+    checkpoints: Vec<CheckpointItem>,
+}
+
+#[derive(Deserialize)]
+struct CheckpointItem {
+    note: String,
+}
+
+/// Downloads the whole log from a broker: checkpoints first, then every
+/// entry up to the size the broker reports.
+pub fn from_url(base: &str, ca_cert: Option<&Path>) -> Result<LogData, SourceError> {
+    let base = base.trim_end_matches('/');
+    let mut b = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(p) = ca_cert {
+        let pem = std::fs::read(p).map_err(|source| SourceError::File {
+            path: p.to_owned(),
+            source,
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| SourceError::Http {
+            url: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        b = b.add_root_certificate(cert);
+    }
+    let http = b.build().map_err(|e| SourceError::Http {
+        url: base.to_owned(),
+        message: e.to_string(),
+    })?;
+    let get = |path: &str| -> Result<String, SourceError> {
+        let url = format!("{base}{path}");
+        let err = |message: String| SourceError::Http {
+            url: url.clone(),
+            message,
+        };
+        let resp = http.get(&url).send().map_err(|e| err(e.to_string()))?;
+        let status = resp.status();
+        let body = resp.text().map_err(|e| err(e.to_string()))?;
+        if !status.is_success() {
+            return Err(err(format!("{status}: {body}")));
+        }
+        Ok(body)
+    };
+    let json = |path: &str, body: &str| -> Result<serde_json::Value, SourceError> {
+        serde_json::from_str(body).map_err(|e| SourceError::Http {
+            url: format!("{base}{path}"),
+            message: format!("bad JSON: {e}"),
+        })
+    };
+    let mut data = LogData {
+        published_vkey: Some(get("/v1/audit/key")?.trim().to_owned()),
+        ..LogData::default()
+    };
+    let cps: CheckpointList = serde_json::from_value(json(
+        "/v1/audit/checkpoints",
+        &get("/v1/audit/checkpoints")?,
+    )?)
+    .map_err(|e| SourceError::Http {
+        url: format!("{base}/v1/audit/checkpoints"),
+        message: e.to_string(),
+    })?;
+    data.checkpoints = cps.checkpoints.into_iter().map(|c| c.note).collect();
+    let mut start = 0u64;
+    loop {
+        let path = format!("/v1/audit/entries?start={start}");
+        let body = match get(&path) {
+            Ok(b) => b,
+            // An empty log answers `beyond_tree` for start=0.
+            Err(SourceError::Http { message, .. })
+                if start == 0 && message.contains("beyond_tree") =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        };
+        let page: EntryList =
+            serde_json::from_value(json(&path, &body)?).map_err(|e| SourceError::Http {
+                url: format!("{base}{path}"),
+                message: e.to_string(),
+            })?;
+        let n = u64::try_from(page.entries.len()).unwrap_or(0);
+        for e in page.entries {
+            let mut h = [0u8; 32];
+            let stored = hex::decode_to_slice(&e.leaf_hash, &mut h).ok().map(|_| h);
+            data.rows.push((e.index, e.leaf, stored));
+        }
+        start = start.saturating_add(n);
+        if n == 0 || start >= page.tree_size {
+            break;
+        }
+    }
+    Ok(data)
+}
+
+/// The verifier key from `--vkey FILE` or `--keys-dir DIR`.
+pub fn vkey_from(
+    file: Option<&Path>,
+    keys_dir: Option<&Path>,
+) -> Result<Option<String>, SourceError> {
+    let path = match (file, keys_dir) {
+        (Some(f), _) => f.to_owned(),
+        (None, Some(d)) => d.join(CHECKPOINT_VKEY_FILE),
+        (None, None) => return Ok(None),
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| SourceError::File { path, source })?;
+    Ok(Some(text.trim().to_owned()))
+}

@@ -1,0 +1,108 @@
+//! Audit-log persistence: the state changes a decision makes, applied in the
+//! same transaction as the decision's leaves (see `docs/audit.md`).
+//!
+//! The audit writer (`crate::audit`) hands the store a batch of
+//! [`PrepareEntry`] closures. The backend opens ONE write transaction, reads
+//! the next free leaf index under the write lock, and for each closure:
+//! calls it with the index its first leaf will get (so a token can carry its
+//! own `audit_index`), applies its [`StateChange`] and inserts its leaves
+//! inside a savepoint. A closure or state change that fails is rolled back
+//! to its savepoint and reported to its own caller; the rest of the batch
+//! still commits. Nothing is answered before the commit.
+
+use verifier_lib::audit::{Hash, Leaf};
+
+use super::{AppraisalRecord, HostRecord, HostStatus, StoreError, TokenRecord};
+
+/// The state change a decision makes. Applied atomically with its leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateChange {
+    /// A refusal that changes no state: only the leaves are written.
+    Nothing,
+    /// A challenge nonce was issued.
+    Nonce {
+        nonce: Vec<u8>,
+        host_id: String,
+        expires_at: i64,
+    },
+    /// A host was enrolled (created or replaced).
+    Host(HostRecord),
+    /// An appraisal, the host's new status and, when minted, the token.
+    Appraisal {
+        appraisal: AppraisalRecord,
+        status: HostStatus,
+        token: Option<TokenRecord>,
+    },
+    /// A token was revoked.
+    RevokeToken { cti: Vec<u8> },
+    /// A host was revoked.
+    RevokeHost { host_id: String },
+}
+
+/// What one decision writes: its state change and its leaves, in order.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub change: StateChange,
+    pub leaves: Vec<Leaf>,
+}
+
+/// Builds an [`Entry`] given the index its first leaf will get. Runs inside
+/// the write transaction, so it must be quick and must not block.
+pub type PrepareEntry = Box<dyn FnOnce(u64) -> Result<Entry, String> + Send>;
+
+/// Where a committed entry's leaves went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of the entry's first leaf.
+    pub first_index: u64,
+    /// Hashes of the entry's leaves, in order.
+    pub leaf_hashes: Vec<Hash>,
+}
+
+/// Why one entry of a batch was not written (the others may have been).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    #[error("preparing the entry: {0}")]
+    Prepare(String),
+    #[error("applying the entry: {0}")]
+    Store(#[source] StoreError),
+    #[error("leaf {index}: {actual} bytes exceeds the {max}-byte limit")]
+    LeafTooLarge {
+        index: u64,
+        max: usize,
+        actual: usize,
+    },
+}
+
+/// One stored leaf row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafRow {
+    pub index: u64,
+    pub leaf: Vec<u8>,
+    pub leaf_hash: Vec<u8>,
+    pub time: i64,
+}
+
+/// One stored signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub size: u64,
+    pub note: String,
+    pub created_at: i64,
+}
+
+pub(crate) fn to_u64(what: &'static str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        what,
+        value: v.to_string(),
+    })
+}
+
+pub(crate) fn to_i64(what: &'static str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt {
+        what,
+        value: v.to_string(),
+    })
+}
