@@ -8,9 +8,9 @@
 
 pub mod client;
 pub mod commands;
+pub mod logs;
 pub mod reference;
 pub mod snp;
 pub mod snp_cli;
-pub mod logs;
 pub mod state;
 pub mod tpm;

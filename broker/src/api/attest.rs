@@ -186,7 +186,11 @@ async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiEr
     Ok(host)
 }
 
-pub(super) async fn consume_nonce(st: &AppState, nonce: &[u8], host_id: &str) -> Result<(), ApiError> {
+pub(super) async fn consume_nonce(
+    st: &AppState,
+    nonce: &[u8],
+    host_id: &str,
+) -> Result<(), ApiError> {
     match st.store.consume_nonce(nonce, host_id, st.now()).await? {
         Ok(()) => Ok(()),
         Err(p) => Err(ApiError::forbidden(

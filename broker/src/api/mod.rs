@@ -9,8 +9,8 @@ pub mod error;
 mod hosts;
 pub mod json;
 mod keys;
-mod snp;
 mod policy_learn;
+mod snp;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -5,9 +5,9 @@
 //! plugs in without touching any handler. Every state change that records a
 //! decision happens in one transaction.
 
+pub mod audit;
 mod ima_cursor;
 mod snp;
-pub mod audit;
 mod sqlite;
 
 pub use ima_cursor::ImaCursorRecord;
