@@ -85,51 +85,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let a = appraisal;
-        sqlx::query(
-            "INSERT INTO appraisals (host_id, at, verdict, policy_id, policy_hash, evidence_digest, failures)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&a.host_id)
-        .bind(a.at)
-        .bind(&a.verdict)
-        .bind(&a.policy_id)
-        .bind(&a.policy_hash)
-        .bind(&a.evidence_digest)
-        .bind(&a.failures)
-        .execute(&mut *tx)
-        .await?;
-        let passed = status == HostStatus::Trusted;
-        sqlx::query(
-            "UPDATE hosts SET status = $2, policy_id = $3,
-               last_attested_at = CASE WHEN $4 THEN $5 ELSE last_attested_at END,
-               last_failure = CASE WHEN $4 THEN NULL ELSE $6 END
-             WHERE id = $1 AND status <> 'revoked'",
-        )
-        .bind(&a.host_id)
-        .bind(status.as_str())
-        .bind(&a.policy_id)
-        .bind(passed)
-        .bind(a.at)
-        .bind(&a.failures)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(t) = token {
-            sqlx::query(
-                "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&t.cti)
-            .bind(&t.host_id)
-            .bind(&t.workload)
-            .bind(&t.workload_digest)
-            .bind(t.iat)
-            .bind(t.exp)
-            .bind(&t.policy_id)
-            .bind(&t.token_digest)
-            .execute(&mut *tx)
-            .await?;
-        }
+        super::sqlite::SqliteStore::record_appraisal_in(&mut tx, appraisal, status, token).await?;
         tx.commit().await?;
         Ok(())
     }
