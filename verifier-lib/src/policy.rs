@@ -100,6 +100,23 @@ pub enum Failure {
     },
     /// The evidence itself was rejected before policy (signature, nonce, chain…).
     EvidenceRejected { stage: String, reason: String },
+    /// The TPM clock went backwards within one boot (replayed or rolled-back state).
+    TpmClockRollback {
+        previous: u64,
+        current: u64,
+        reset_count: u64,
+    },
+    /// A TPM counter (`reset_count` or `restart_count`) decreased.
+    TpmCounterRollback {
+        counter: String,
+        previous: u64,
+        current: u64,
+    },
+    /// The host rebooted and the policy requires a new boot log, which was absent.
+    RebootWithoutBootLog {
+        previous_reset_count: u64,
+        current_reset_count: u64,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -123,6 +140,24 @@ impl std::fmt::Display for Failure {
                 write!(f, "workload {workload} digest {actual} is not allowed")
             }
             Failure::EvidenceRejected { stage, reason } => write!(f, "{stage}: {reason}"),
+            Failure::TpmClockRollback {
+                previous, current, ..
+            } => write!(
+                f,
+                "TPM clock went backwards within one boot ({previous} -> {current} ms)"
+            ),
+            Failure::TpmCounterRollback {
+                counter,
+                previous,
+                current,
+            } => write!(f, "TPM {counter} decreased ({previous} -> {current})"),
+            Failure::RebootWithoutBootLog {
+                previous_reset_count,
+                current_reset_count,
+            } => write!(
+                f,
+                "host rebooted (reset count {previous_reset_count} -> {current_reset_count}) without a new boot log"
+            ),
         }
     }
 }
