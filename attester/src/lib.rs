@@ -8,5 +8,11 @@
 
 pub mod client;
 pub mod commands;
+pub mod daemon;
+pub mod gate;
+pub mod launch;
+pub mod revocation;
 pub mod state;
 pub mod tpm;
+pub mod workload_api;
+pub mod workload_key;

@@ -22,6 +22,9 @@ pub struct Config {
     pub trust: TrustConfig,
     pub tokens: TokensConfig,
     pub nonces: NonceConfig,
+    pub hosts: crate::governance::HostsConfig,
+    pub status: crate::governance::StatusConfig,
+    pub lineage: crate::governance::LineageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -208,6 +211,7 @@ impl Config {
                     .into(),
             });
         }
+        crate::governance::config::validate(&self.hosts, &self.status, &self.lineage)?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",

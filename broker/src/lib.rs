@@ -10,6 +10,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod evidence;
+pub mod governance;
 pub mod keys;
 pub mod mint;
 pub mod policy_source;

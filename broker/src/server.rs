@@ -40,7 +40,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let key = crate::keys::load_or_generate(&config.keys.dir)?;
     let trust = crate::trust::ek_trust_store(&config.trust)?;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), "broker state ready");
-    Ok(AppState::new(config, store, clock, key, policy, trust))
+    let state = AppState::new(config, store, clock, key, policy, trust);
+    crate::governance::spawn_background(&state);
+    Ok(state)
 }
 
 /// Run the broker until SIGINT/SIGTERM.

@@ -21,6 +21,7 @@ pub struct AppState {
     pub key_set: Arc<KeySet>,
     pub policy: PolicyHandle,
     pub trust: Arc<TrustStore>,
+    pub governance: Arc<crate::governance::Governance>,
 }
 
 impl AppState {
@@ -35,7 +36,9 @@ impl AppState {
         let key_set = KeySet {
             keys: vec![signing_key.verifying_key()],
         };
+        let governance = Arc::new(crate::governance::Governance::new(&config.lineage));
         Self {
+            governance,
             config: Arc::new(config),
             store,
             clock,

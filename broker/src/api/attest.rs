@@ -56,6 +56,7 @@ pub async fn attest(
         pcrs: &req.evidence.pcrs,
     };
     let appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &req.nonce);
+    let appraisal = crate::governance::after_quote(&st, &host, appraisal).await?;
     let response = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
     Ok(Json(response))
 }
@@ -97,7 +98,8 @@ pub async fn token(
         signature: &req.evidence.signature,
         pcrs: &req.evidence.pcrs,
     };
-    let mut appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &expected);
+    let appraisal = appraise_tpm(&policy, &host.id, &host.ak_public, ev, &expected);
+    let mut appraisal = crate::governance::after_quote(&st, &host, appraisal).await?;
 
     let mut rule = None;
     if appraisal.verdict == Verdict::Affirming {
@@ -226,6 +228,9 @@ async fn record(
         failures,
     };
     st.store.record_appraisal(&rec, status, token).await?;
+    if status == HostStatus::Failed {
+        st.governance.poke();
+    }
     for f in &appraisal.failures {
         tracing::warn!(host_id = %host.id, failure = %f, "appraisal failure");
     }

@@ -3,6 +3,7 @@
 
 mod attest;
 mod enroll;
+pub mod governance;
 pub mod error;
 mod hosts;
 pub mod json;
@@ -30,6 +31,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/hosts", get(hosts::list))
         .route("/v1/hosts/{id}", get(hosts::show))
+        .route("/v1/hosts/{id}/revoke", post(governance::revoke_host))
+        .route("/v1/hosts/{id}/reinstate", post(governance::reinstate_host))
+        .route("/v1/hosts/{id}/events", get(governance::host_events))
+        .route("/v1/tokens/derive", post(governance::derive))
+        .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
+        .route("/v1/workloads/{name}/revoke", post(governance::revoke_workload))
+        .route("/v1/status", get(governance::status))
+        .route("/v1/status/stream", get(governance::status_stream))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

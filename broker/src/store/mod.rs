@@ -5,7 +5,10 @@
 //! plugs in without touching any handler. Every state change that records a
 //! decision happens in one transaction.
 
+mod governance;
 mod sqlite;
+
+pub use governance::{ClockCheck, HostChangeProblem, HostEvent, RevocationOutcome, TokenState};
 
 use serde::Serialize;
 
@@ -21,6 +24,8 @@ pub enum HostStatus {
     Failed,
     /// Revoked by an operator.
     Revoked,
+    /// No passing attestation for longer than the configured window.
+    Stale,
 }
 
 impl HostStatus {
@@ -30,6 +35,7 @@ impl HostStatus {
             HostStatus::Trusted => "trusted",
             HostStatus::Failed => "failed",
             HostStatus::Revoked => "revoked",
+            HostStatus::Stale => "stale",
         }
     }
 
@@ -39,6 +45,7 @@ impl HostStatus {
             "trusted" => HostStatus::Trusted,
             "failed" => HostStatus::Failed,
             "revoked" => HostStatus::Revoked,
+            "stale" => HostStatus::Stale,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "hosts.status",

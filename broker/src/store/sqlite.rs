@@ -10,6 +10,8 @@ use super::{
     NonceProblem, StoreError, TokenRecord,
 };
 
+mod governance;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
@@ -217,6 +219,9 @@ impl SqliteStore {
         .bind(&a.failures)
         .execute(&mut *tx)
         .await?;
+        if status == HostStatus::Failed {
+            governance::revoke_host_tokens(&mut tx, &a.host_id, "host_failed", a.at).await?;
+        }
         if let Some(t) = token {
             sqlx::query(
                 "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest)

@@ -1,0 +1,439 @@
+//! SQLite side of the governance store operations (see `store::governance`).
+
+use sqlx::{Row, Sqlite, Transaction};
+use verifier_lib::host_clock::{check_progress, ClockState, ClockTransition, RebootEvidence};
+
+use super::super::governance::{
+    ClockCheck, HostChangeProblem, HostEvent, RevocationOutcome, TokenState,
+};
+use super::super::{StoreError, TokenRecord};
+use super::SqliteStore;
+
+type Tx<'a> = Transaction<'a, Sqlite>;
+
+/// Which tokens a revocation starts from (their descendants follow).
+enum Root<'a> {
+    Host(&'a str),
+    Token(&'a [u8]),
+    Workload(&'a str),
+}
+
+/// Mark the tokens selected by `root`, and every token derived from them,
+/// revoked; bump the status-list version when anything changed.
+async fn revoke_tree(
+    tx: &mut Tx<'_>,
+    root: Root<'_>,
+    reason: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let column = match root {
+        Root::Host(_) => "host_id",
+        Root::Token(_) => "cti",
+        Root::Workload(_) => "workload",
+    };
+    let sql = format!(
+        "WITH RECURSIVE tree(cti) AS (
+            SELECT cti FROM tokens WHERE {column} = $1
+            UNION SELECT t.cti FROM tokens t JOIN tree ON t.parent_cti = tree.cti)
+         UPDATE tokens SET revoked = 1, revoked_at = $2, revocation_reason = $3
+         WHERE revoked = 0 AND cti IN (SELECT cti FROM tree)"
+    );
+    let q = sqlx::query(&sql);
+    let q = match root {
+        Root::Host(h) => q.bind(h.to_owned()),
+        Root::Token(c) => q.bind(c.to_vec()),
+        Root::Workload(w) => q.bind(w.to_owned()),
+    };
+    let n = q.bind(now).bind(reason).execute(&mut **tx).await?.rows_affected();
+    if n > 0 {
+        bump_version(tx).await?;
+    }
+    Ok(n)
+}
+
+async fn bump_version(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE status_list_state SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn version(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+    let v: i64 = sqlx::query("SELECT version FROM status_list_state WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("version")?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        what: "status_list_state.version",
+        value: v.to_string(),
+    })
+}
+
+async fn event(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    now: i64,
+    kind: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO host_events (host_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
+        .bind(host_id)
+        .bind(now)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Revoke every token of a host (called inside the appraisal transaction
+/// when the host fails).
+pub(super) async fn revoke_host_tokens(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let n = revoke_tree(tx, Root::Host(host_id), reason, now).await?;
+    if n > 0 {
+        event(tx, host_id, now, "tokens_revoked", &format!("{n} tokens: {reason}")).await?;
+    }
+    Ok(n)
+}
+
+fn clock_to_db(c: u64) -> i64 {
+    i64::try_from(c).unwrap_or(i64::MAX)
+}
+
+fn clock_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Option<ClockState>, StoreError> {
+    let reset: Option<i64> = r.try_get("tpm_reset_count")?;
+    let restart: Option<i64> = r.try_get("tpm_restart_count")?;
+    let clock: Option<i64> = r.try_get("tpm_clock")?;
+    let corrupt = |what, v: i64| StoreError::Corrupt {
+        what,
+        value: v.to_string(),
+    };
+    Ok(match (reset, restart, clock) {
+        (Some(a), Some(b), Some(c)) => Some(ClockState {
+            reset_count: u32::try_from(a).map_err(|_| corrupt("hosts.tpm_reset_count", a))?,
+            restart_count: u32::try_from(b).map_err(|_| corrupt("hosts.tpm_restart_count", b))?,
+            clock: u64::try_from(c).map_err(|_| corrupt("hosts.tpm_clock", c))?,
+        }),
+        _ => None,
+    })
+}
+
+fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenState, StoreError> {
+    Ok(TokenState {
+        record: TokenRecord {
+            cti: r.try_get("cti")?,
+            host_id: r.try_get("host_id")?,
+            workload: r.try_get("workload")?,
+            workload_digest: r.try_get("workload_digest")?,
+            iat: r.try_get("iat")?,
+            exp: r.try_get("exp")?,
+            policy_id: r.try_get("policy_id")?,
+            token_digest: r.try_get("token_digest")?,
+        },
+        parent_cti: r.try_get("parent_cti")?,
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
+    })
+}
+
+impl SqliteStore {
+    pub async fn check_and_record_clock(
+        &self,
+        host_id: &str,
+        current: ClockState,
+        boot: RebootEvidence,
+        now: i64,
+    ) -> Result<ClockCheck, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT tpm_reset_count, tpm_restart_count, tpm_clock FROM hosts WHERE id = $1",
+        )
+        .bind(host_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let previous = match &row {
+            Some(r) => clock_from_row(r)?,
+            None => None,
+        };
+        let result = check_progress(previous.as_ref(), &current, boot);
+        match &result {
+            Ok(t) => {
+                sqlx::query(
+                    "UPDATE hosts SET tpm_reset_count = $2, tpm_restart_count = $3, tpm_clock = $4 WHERE id = $1",
+                )
+                .bind(host_id)
+                .bind(i64::from(current.reset_count))
+                .bind(i64::from(current.restart_count))
+                .bind(clock_to_db(current.clock))
+                .execute(&mut *tx)
+                .await?;
+                if matches!(t, ClockTransition::Rebooted | ClockTransition::Resumed) {
+                    let detail = format!(
+                        "reset_count {} -> {}, restart_count {} -> {}, boot log: {}",
+                        previous.map_or(0, |p| p.reset_count),
+                        current.reset_count,
+                        previous.map_or(0, |p| p.restart_count),
+                        current.restart_count,
+                        if boot.new_boot_log { "new" } else { "none" }
+                    );
+                    event(&mut tx, host_id, now, t.as_str(), &detail).await?;
+                }
+            }
+            Err(f) => {
+                event(&mut tx, host_id, now, "clock_refused", &f.to_string()).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    pub async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tpm_reset_count, tpm_restart_count, tpm_clock FROM hosts WHERE id = $1",
+        )
+        .bind(host_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => clock_from_row(&r),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn set_host_clock(
+        &self,
+        host_id: &str,
+        clock: Option<ClockState>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE hosts SET tpm_reset_count = $2, tpm_restart_count = $3, tpm_clock = $4 WHERE id = $1",
+        )
+        .bind(host_id)
+        .bind(clock.map(|c| i64::from(c.reset_count)))
+        .bind(clock.map(|c| i64::from(c.restart_count)))
+        .bind(clock.map(|c| clock_to_db(c.clock)))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_host(
+        &self,
+        host_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Result<RevocationOutcome, HostChangeProblem>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE hosts SET status = 'revoked', status_reason = $2 WHERE id = $1")
+            .bind(host_id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(Err(HostChangeProblem::UnknownHost));
+        }
+        event(&mut tx, host_id, now, "revoked", reason).await?;
+        let n = revoke_host_tokens(&mut tx, host_id, "host_revoked", now).await?;
+        let v = version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Ok(RevocationOutcome {
+            revoked_tokens: n,
+            status_version: v,
+        }))
+    }
+
+    pub async fn reinstate_host(
+        &self,
+        host_id: &str,
+        now: i64,
+    ) -> Result<Result<(), HostChangeProblem>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query("SELECT status FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("status"))
+            .transpose()?;
+        match status.as_deref() {
+            None => return Ok(Err(HostChangeProblem::UnknownHost)),
+            Some("revoked") => {}
+            Some(_) => return Ok(Err(HostChangeProblem::NotRevoked)),
+        }
+        sqlx::query(
+            "UPDATE hosts SET status = 'enrolled', status_reason = NULL, tpm_reset_count = NULL,
+               tpm_restart_count = NULL, tpm_clock = NULL WHERE id = $1 AND status = 'revoked'",
+        )
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?;
+        event(&mut tx, host_id, now, "reinstated", "revoked -> enrolled").await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    pub async fn mark_stale_hosts(&self, cutoff: i64, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query(
+            "SELECT id FROM hosts WHERE status = 'trusted'
+               AND (last_attested_at IS NULL OR last_attested_at < $1) ORDER BY id",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+        for id in &ids {
+            let reason = format!("no passing attestation since {cutoff}");
+            sqlx::query(
+                "UPDATE hosts SET status = 'stale', status_reason = $2 WHERE id = $1 AND status = 'trusted'",
+            )
+            .bind(id)
+            .bind(&reason)
+            .execute(&mut *tx)
+            .await?;
+            event(&mut tx, id, now, "stale", &reason).await?;
+            revoke_host_tokens(&mut tx, id, "host_stale", now).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn revoke_token(
+        &self,
+        cti: &[u8],
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<RevocationOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let known = sqlx::query("SELECT 1 FROM tokens WHERE cti = $1")
+            .bind(cti)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !known {
+            return Ok(None);
+        }
+        let n = revoke_tree(&mut tx, Root::Token(cti), reason, now).await?;
+        let v = version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(RevocationOutcome {
+            revoked_tokens: n,
+            status_version: v,
+        }))
+    }
+
+    pub async fn revoke_workload(
+        &self,
+        workload: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<RevocationOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = revoke_tree(&mut tx, Root::Workload(workload), reason, now).await?;
+        let v = version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(RevocationOutcome {
+            revoked_tokens: n,
+            status_version: v,
+        })
+    }
+
+    pub async fn token_state(&self, cti: &[u8]) -> Result<Option<TokenState>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE cti = $1")
+            .bind(cti)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| token_from_row(&r)).transpose()
+    }
+
+    pub async fn insert_derived_token(
+        &self,
+        t: &TokenRecord,
+        parent_cti: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+             WHERE EXISTS (SELECT 1 FROM tokens WHERE cti = $9 AND revoked = 0)",
+        )
+        .bind(&t.cti)
+        .bind(&t.host_id)
+        .bind(&t.workload)
+        .bind(&t.workload_digest)
+        .bind(t.iat)
+        .bind(t.exp)
+        .bind(&t.policy_id)
+        .bind(&t.token_digest)
+        .bind(parent_cti)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn status_version(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let v = version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
+    pub async fn revoked_ctis(&self, cutoff: i64) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let v = version(&mut tx).await?;
+        let rows = sqlx::query("SELECT cti FROM tokens WHERE revoked = 1 AND exp > $1")
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let ctis = rows
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>("cti"))
+            .collect::<Result<_, _>>()?;
+        Ok((v, ctis))
+    }
+
+    pub async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, detail FROM host_events WHERE host_id = $1 ORDER BY id",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HostEvent {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_revoked_tokens_for_bench(
+        &self,
+        ctis: &[Vec<u8>],
+        exp: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for cti in ctis {
+            sqlx::query(
+                "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, revoked, revocation_reason)
+                 VALUES ($1, 'bench', 'bench', x'', 0, $2, 'bench', x'', 1, 'bench')",
+            )
+            .bind(cti)
+            .bind(exp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        bump_version(&mut tx).await?;
+        let v = version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+}
