@@ -545,7 +545,8 @@ fn status_list_older_than_max_staleness_denies() {
     let offset = Arc::new(AtomicI64::new(0));
     let o = Arc::clone(&offset);
     let clock: writ_attester::gate::Now = Arc::new(move || now() + o.load(Ordering::SeqCst));
-    let mut cfg = gate_config(keys(&host), "hello", 10);
+    let broker_keys = keys(&host);
+    let mut cfg = gate_config(broker_keys.clone(), "hello", 10);
     let rp = relying_party(cfg.clone(), Arc::clone(&clock));
     rp.follow(&broker.url(), FollowMode::Poll, Duration::from_secs(3600));
     rp.wait_for_status();
@@ -566,7 +567,7 @@ fn status_list_older_than_max_staleness_denies() {
         .unwrap();
     assert_eq!(t.claims.aud, "hello");
     // Without any list, the non-offline gate refuses.
-    let never = GateState::new(gate_config(keys(&host), "hello", 10), clock);
+    let never = GateState::new(gate_config(broker_keys, "hello", 10), clock);
     assert_eq!(
         never
             .admit("POST", "/work", Some(&headers[0].1), Some(&headers[1].1), b"")
