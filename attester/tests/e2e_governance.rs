@@ -710,3 +710,61 @@ fn run_hands_the_workload_a_bound_key() {
     assert_eq!(v.claims.cti, cti);
     assert_eq!(v.claims.cnf.as_ref().unwrap().kid, key.kid());
 }
+
+#[test]
+fn run_uses_the_daemon_socket_for_trusted_launchers_only() {
+    let (pcrs, roots) = fresh_pcrs();
+    let w = Workload::new("via-daemon");
+    let broker = broker_with(&pcrs, &[("hello", w.digest)], roots, |_| {});
+    let host = trusted_host(&broker);
+    let uid = rustix::process::getuid().as_raw();
+    let launcher = HashAlg::Sha256.digest(&std::fs::read(env!("CARGO_BIN_EXE_writ-attester")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("attester.sock");
+    let serve = |launchers: Vec<AllowedCaller>| {
+        let mut cfg = DaemonConfig {
+            launchers,
+            ..DaemonConfig::default()
+        };
+        cfg.daemon.socket = socket.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let d = Daemon::new(host.settings.clone(), cfg, Arc::clone(&stop));
+        let listener = d.bind().unwrap();
+        (stop, std::thread::spawn(move || d.serve(listener)))
+    };
+    let run = || {
+        host.attester(
+            &[
+                "run",
+                "--workload",
+                "hello",
+                "--runtime-dir",
+                dir.path().join("rt").to_str().unwrap(),
+                "--socket",
+                socket.to_str().unwrap(),
+                "--",
+                w.path.to_str().unwrap(),
+            ],
+            &[("WRIT_TEST_MARKER", &w.marker)],
+        )
+    };
+    // The writ-attester binary is not a configured launcher: refused.
+    let (stop, t) = serve(vec![]);
+    let out = run();
+    assert_eq!(out.status.code(), Some(3), "{}", support::stderr(&out));
+    assert!(support::stderr(&out).contains("caller_not_launcher"), "{}", support::stderr(&out));
+    assert!(!w.ran());
+    stop.store(true, Ordering::SeqCst);
+    t.join().unwrap();
+    // Configured by uid and binary digest: the daemon obtains the token.
+    let (stop, t) = serve(vec![AllowedCaller {
+        uid,
+        exe_sha256: hex::encode(&launcher),
+    }]);
+    let out = run();
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert!(support::stderr(&out).contains("via daemon"), "{}", support::stderr(&out));
+    assert!(w.ran());
+    stop.store(true, Ordering::SeqCst);
+    t.join().unwrap();
+}

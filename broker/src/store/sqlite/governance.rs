@@ -437,3 +437,150 @@ impl SqliteStore {
         Ok(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::*;
+    use verifier_lib::host_clock::{ClockState, ClockTransition, RebootEvidence};
+    use verifier_lib::policy::Failure;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        (dir, Store::open(&url).await.unwrap())
+    }
+
+    fn host(id: &str) -> HostRecord {
+        HostRecord {
+            id: id.into(),
+            status: HostStatus::Enrolled,
+            ek_public: vec![1],
+            ek_cert_digest: vec![2],
+            ak_public: vec![3],
+            ak_name: vec![4],
+            enrolled_at: 1,
+            last_attested_at: None,
+            last_failure: None,
+            policy_id: None,
+        }
+    }
+
+    fn token(cti: u8, host: &str, exp: i64) -> TokenRecord {
+        TokenRecord {
+            cti: vec![cti; 16],
+            host_id: host.into(),
+            workload: "w".into(),
+            workload_digest: vec![0; 32],
+            iat: 100,
+            exp,
+            policy_id: "p".into(),
+            token_digest: vec![cti; 32],
+        }
+    }
+
+    fn appraisal(host: &str, at: i64, verdict: &str) -> AppraisalRecord {
+        AppraisalRecord {
+            host_id: host.into(),
+            at,
+            verdict: verdict.into(),
+            policy_id: "p".into(),
+            policy_hash: "h".into(),
+            evidence_digest: vec![0; 32],
+            failures: "[]".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn revocation_cascades_to_descendants_and_blocks_new_children() {
+        let (_d, s) = store().await;
+        s.upsert_host(&host("h")).await.unwrap();
+        s.record_appraisal(&appraisal("h", 100, "affirming"), HostStatus::Trusted, Some(&token(1, "h", 1000)))
+            .await
+            .unwrap();
+        assert!(s.insert_derived_token(&token(2, "h", 900), &[1; 16]).await.unwrap());
+        assert!(s.insert_derived_token(&token(3, "h", 800), &[2; 16]).await.unwrap());
+        assert!(s.insert_derived_token(&token(4, "h", 800), &[9; 16]).await.is_ok_and(|ok| !ok));
+        let v0 = s.status_version().await.unwrap();
+        let out = s.revoke_token(&[2; 16], "test", 150).await.unwrap().unwrap();
+        assert_eq!(out.revoked_tokens, 2);
+        assert_eq!(out.status_version, v0 + 1);
+        let (v, ctis) = s.revoked_ctis(0).await.unwrap();
+        assert_eq!(v, v0 + 1);
+        assert_eq!(ctis.len(), 2);
+        assert!(!s.token_state(&[1; 16]).await.unwrap().unwrap().revoked);
+        // A revoked parent gets no children.
+        assert!(!s.insert_derived_token(&token(5, "h", 800), &[3; 16]).await.unwrap());
+        // Revoking again changes nothing and keeps the version.
+        let again = s.revoke_token(&[2; 16], "test", 151).await.unwrap().unwrap();
+        assert_eq!((again.revoked_tokens, again.status_version), (0, v0 + 1));
+        assert!(s.revoke_token(&[8; 16], "x", 1).await.unwrap().is_none());
+        // Expired revoked tokens drop out of the list.
+        assert_eq!(s.revoked_ctis(850).await.unwrap().1.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failing_appraisal_and_staleness_revoke_host_tokens() {
+        let (_d, s) = store().await;
+        for h in ["a", "b"] {
+            s.upsert_host(&host(h)).await.unwrap();
+        }
+        s.record_appraisal(&appraisal("a", 100, "affirming"), HostStatus::Trusted, Some(&token(1, "a", 1000)))
+            .await
+            .unwrap();
+        s.record_appraisal(&appraisal("b", 200, "affirming"), HostStatus::Trusted, Some(&token(2, "b", 1000)))
+            .await
+            .unwrap();
+        s.record_appraisal(&appraisal("a", 300, "contraindicated"), HostStatus::Failed, None)
+            .await
+            .unwrap();
+        assert!(s.token_state(&[1; 16]).await.unwrap().unwrap().revoked);
+        assert!(!s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
+        // b's last pass was at 200: stale with a cutoff of 250, a (failed) is left alone.
+        assert_eq!(s.mark_stale_hosts(250, 400).await.unwrap(), vec!["b".to_string()]);
+        assert_eq!(s.host("b").await.unwrap().unwrap().status, HostStatus::Stale);
+        assert_eq!(s.host("a").await.unwrap().unwrap().status, HostStatus::Failed);
+        assert!(s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
+        let kinds: Vec<String> = s.host_events("b").await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["stale", "tokens_revoked"]);
+    }
+
+    #[tokio::test]
+    async fn revoke_reinstate_and_clock_baseline() {
+        let (_d, s) = store().await;
+        s.upsert_host(&host("h")).await.unwrap();
+        let st = |reset, clock| ClockState {
+            reset_count: reset,
+            restart_count: 0,
+            clock,
+        };
+        let none = RebootEvidence::default();
+        assert_eq!(
+            s.check_and_record_clock("h", st(1, 50), none, 1).await.unwrap(),
+            Ok(ClockTransition::First)
+        );
+        assert!(matches!(
+            s.check_and_record_clock("h", st(1, 40), none, 2).await.unwrap(),
+            Err(Failure::TpmClockRollback { previous: 50, current: 40, .. })
+        ));
+        // A refused clock does not move the baseline.
+        assert_eq!(s.host_clock("h").await.unwrap(), Some(st(1, 50)));
+        assert_eq!(
+            s.check_and_record_clock("h", st(2, 10), none, 3).await.unwrap(),
+            Ok(ClockTransition::Rebooted)
+        );
+        assert_eq!(s.reinstate_host("h", 4).await.unwrap(), Err(HostChangeProblem::NotRevoked));
+        assert!(s.revoke_host("h", "op", 5).await.unwrap().is_ok());
+        assert_eq!(s.host("h").await.unwrap().unwrap().status, HostStatus::Revoked);
+        // An appraisal does not un-revoke.
+        s.record_appraisal(&appraisal("h", 6, "affirming"), HostStatus::Trusted, None)
+            .await
+            .unwrap();
+        assert_eq!(s.host("h").await.unwrap().unwrap().status, HostStatus::Revoked);
+        assert_eq!(s.reinstate_host("h", 7).await.unwrap(), Ok(()));
+        assert_eq!(s.host("h").await.unwrap().unwrap().status, HostStatus::Enrolled);
+        assert_eq!(s.host_clock("h").await.unwrap(), None);
+        assert_eq!(s.revoke_host("zz", "op", 8).await.unwrap(), Err(HostChangeProblem::UnknownHost));
+        let kinds: Vec<String> = s.host_events("h").await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["clock_refused", "rebooted", "revoked", "reinstated"]);
+    }
+}
