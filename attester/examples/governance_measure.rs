@@ -232,7 +232,11 @@ fn gate_overhead(rt: &tokio::runtime::Runtime) {
                 req = req.header(&h[0].0, &h[0].1).header(&h[1].0, &h[1].1);
             }
             let resp = rt
-                .block_on(router.clone().oneshot(req.body(Body::from(&body[..])).unwrap()))
+                .block_on(
+                    router
+                        .clone()
+                        .oneshot(req.body(Body::from(&body[..])).unwrap()),
+                )
                 .unwrap();
             assert_eq!(resp.status(), 200);
         }
@@ -262,7 +266,10 @@ fn main() {
         .unwrap();
     status_list_scale();
     gate_overhead(&rt);
-    for (name, mode) in [("SSE push", FollowMode::Stream), ("1 s polling", FollowMode::Poll)] {
+    for (name, mode) in [
+        ("SSE push", FollowMode::Stream),
+        ("1 s polling", FollowMode::Poll),
+    ] {
         let runs: Vec<f64> = (0..5).map(|_| revocation_latency(mode, &rt)).collect();
         println!(
             "failing attestation → gate refusal, {name}: median {:.0} ms (runs {:?})",

@@ -20,8 +20,8 @@ use crate::commands::{self, CommandError, Settings};
 use crate::state::{AttesterState, StateError};
 use crate::tpm::AkAlg;
 use crate::workload_api::{
-    peer_identity, PeerIdentity, WorkloadRequest, WorkloadResponse, WorkloadToken,
-    DEFAULT_SOCKET, MAX_MESSAGE_BYTES,
+    peer_identity, PeerIdentity, WorkloadRequest, WorkloadResponse, WorkloadToken, DEFAULT_SOCKET,
+    MAX_MESSAGE_BYTES,
 };
 
 /// The daemon's configuration file (TOML).
@@ -223,7 +223,8 @@ impl Daemon {
                         backoff.as_secs()
                     );
                     self.pause(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(self.config.daemon.max_backoff_secs));
+                    backoff =
+                        (backoff * 2).min(Duration::from_secs(self.config.daemon.max_backoff_secs));
                 }
             }
         }
@@ -296,7 +297,8 @@ impl Daemon {
         while !self.stopped() {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if self.clients.fetch_add(1, Ordering::SeqCst) >= self.config.daemon.max_clients {
+                    if self.clients.fetch_add(1, Ordering::SeqCst) >= self.config.daemon.max_clients
+                    {
                         self.clients.fetch_sub(1, Ordering::SeqCst);
                         let _ = reply(&stream, &refusal("busy", "too many clients"));
                         continue;
@@ -342,11 +344,10 @@ impl Daemon {
         let digest_hex = hex::encode(peer.exe_digest);
         let (workload, digest, cnf) = match req {
             WorkloadRequest::Token { cnf } => {
-                let known = self
-                    .config
-                    .workloads
-                    .iter()
-                    .find(|w| w.uid == peer.uid && w.exe_sha256.eq_ignore_ascii_case(&digest_hex));
+                let known =
+                    self.config.workloads.iter().find(|w| {
+                        w.uid == peer.uid && w.exe_sha256.eq_ignore_ascii_case(&digest_hex)
+                    });
                 match known {
                     Some(w) => (w.name.clone(), peer.exe_digest, cnf),
                     None => {
@@ -366,9 +367,10 @@ impl Daemon {
                 workload_digest,
                 cnf,
             } => {
-                let launcher = self.config.launchers.iter().any(|l| {
-                    l.uid == peer.uid && l.exe_sha256.eq_ignore_ascii_case(&digest_hex)
-                });
+                let launcher =
+                    self.config.launchers.iter().any(|l| {
+                        l.uid == peer.uid && l.exe_sha256.eq_ignore_ascii_case(&digest_hex)
+                    });
                 if !launcher {
                     return refusal(
                         "caller_not_launcher",
@@ -408,9 +410,8 @@ impl Daemon {
                 }
             }
         }
-        let (token, verified) = self.locked(|| {
-            commands::obtain_token_with(&self.settings, workload, digest, Some(cnf))
-        })?;
+        let (token, verified) = self
+            .locked(|| commands::obtain_token_with(&self.settings, workload, digest, Some(cnf)))?;
         let bound = verified
             .claims
             .cnf
@@ -461,7 +462,11 @@ fn reply(mut stream: &UnixStream, r: &WorkloadResponse) -> std::io::Result<()> {
 
 /// Run the daemon until `stop` is set: bind the socket, enroll if needed,
 /// serve the workload API on a thread and re-attest on this one.
-pub fn run(settings: Settings, config: DaemonConfig, stop: Arc<AtomicBool>) -> Result<(), DaemonError> {
+pub fn run(
+    settings: Settings,
+    config: DaemonConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<(), DaemonError> {
     let daemon = Daemon::new(settings, config, stop);
     let listener = daemon.bind()?;
     let server = {

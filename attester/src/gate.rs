@@ -206,9 +206,9 @@ impl GateState {
     fn check_status(&self, token: &VerifiedToken, now: i64) -> Result<(), GateDenial> {
         let held = self.status.read().ok().and_then(|s| s.clone());
         let max_age = self.config.max_status_age_secs;
-        let fresh = held.as_ref().filter(|c| {
-            now.saturating_sub(c.confirmed_at) <= max_age && now < c.list.expires_at
-        });
+        let fresh = held
+            .as_ref()
+            .filter(|c| now.saturating_sub(c.confirmed_at) <= max_age && now < c.list.expires_at);
         // A revoked token stays refused even when the list is old.
         if let Some(c) = &held {
             if c.list.is_revoked(&token.claims.cti) {
@@ -267,8 +267,15 @@ impl GateState {
             .replay
             .lock()
             .map_err(|_| GateDenial::Pop(PopError::ReplayCacheFull))?;
-        pop::verify(&proof, &token, &ctx, now, self.config.pop_window, &mut *replay)
-            .map_err(GateDenial::Pop)?;
+        pop::verify(
+            &proof,
+            &token,
+            &ctx,
+            now,
+            self.config.pop_window,
+            &mut *replay,
+        )
+        .map_err(GateDenial::Pop)?;
         Ok(token)
     }
 }
@@ -343,7 +350,9 @@ where
             match verdict {
                 Ok(token) => {
                     parts.extensions.insert(token);
-                    inner.call(Request::from_parts(parts, Body::from(bytes))).await
+                    inner
+                        .call(Request::from_parts(parts, Body::from(bytes)))
+                        .await
                 }
                 Err(denial) => {
                     tracing::info!(code = denial.code(), reason = %denial, "gate refused request");
@@ -389,7 +398,9 @@ impl StatusFollower {
             let stream = self.clone();
             let g = Arc::clone(&gate);
             let h = http.clone();
-            AbortOnDrop(tokio::spawn(async move { stream.follow_stream(&h, &g).await }))
+            AbortOnDrop(tokio::spawn(
+                async move { stream.follow_stream(&h, &g).await },
+            ))
         });
         let mut etag: Option<String> = None;
         loop {
@@ -488,7 +499,11 @@ impl StatusFollower {
         let mut data = String::new();
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("event:") {
-                kind = if v.trim() == "status" { "status" } else { "other" };
+                kind = if v.trim() == "status" {
+                    "status"
+                } else {
+                    "other"
+                };
             } else if let Some(v) = line.strip_prefix("data:") {
                 data.push_str(v.trim_start());
             }

@@ -161,7 +161,11 @@ fn main() -> ExitCode {
                 hex::encode(&verified.claims.cti),
                 workload,
                 verified.claims.exp,
-                if prepared.via_daemon { ", via daemon" } else { "" },
+                if prepared.via_daemon {
+                    ", via daemon"
+                } else {
+                    ""
+                },
                 prog.path.display()
             );
             let e = commands::exec_with(

@@ -100,11 +100,7 @@ fn keys(host: &Host) -> KeySet {
 }
 
 /// POST with a JSON body and optional presented token + proof.
-fn post_raw(
-    url: &str,
-    body: &[u8],
-    headers: &[(String, String)],
-) -> (u16, serde_json::Value) {
+fn post_raw(url: &str, body: &[u8], headers: &[(String, String)]) -> (u16, serde_json::Value) {
     let mut req = reqwest::blocking::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -231,7 +227,10 @@ fn failing_reattestation_revokes_tokens_and_the_gate_refuses() {
     });
     let host = trusted_host(&broker);
     let b = bound_token(&host, "hello", &w.digest).unwrap();
-    let rp = relying_party(gate_config(keys(&host), "hello", 30), writ_attester::gate::system_now());
+    let rp = relying_party(
+        gate_config(keys(&host), "hello", 30),
+        writ_attester::gate::system_now(),
+    );
     rp.follow(&broker.url(), FollowMode::Stream, Duration::from_secs(30));
     rp.wait_for_status();
     let (status, body) = rp.call(&b.token, Some(&b.key), now());
@@ -270,13 +269,22 @@ fn reboot_is_accepted_and_recorded() {
     let broker = broker_with(&pcrs, &[], roots, |_| {});
     let mut host = trusted_host(&broker);
     let id = host.state().host_id;
-    let before = broker.block_on(broker.store.host_clock(&id)).unwrap().unwrap();
+    let before = broker
+        .block_on(broker.store.host_clock(&id))
+        .unwrap()
+        .unwrap();
     host.swtpm.restart().unwrap();
     let a = commands::attest(&host.settings).unwrap();
     assert_eq!(a.verdict, "affirming", "{a:?}");
     assert_eq!(a.host_status, "trusted");
-    let after = broker.block_on(broker.store.host_clock(&id)).unwrap().unwrap();
-    assert!(after.reset_count > before.reset_count, "{before:?} -> {after:?}");
+    let after = broker
+        .block_on(broker.store.host_clock(&id))
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.reset_count > before.reset_count,
+        "{before:?} -> {after:?}"
+    );
     let events = broker.block_on(broker.store.host_events(&id)).unwrap();
     assert!(events.iter().any(|e| e.kind == "rebooted"), "{events:?}");
 }
@@ -289,7 +297,10 @@ fn clock_or_counter_rollback_fails_the_host() {
     let host = trusted_host(&broker);
     let id = host.state().host_id;
     let b = bound_token(&host, "hello", &w.digest).unwrap();
-    let real = broker.block_on(broker.store.host_clock(&id)).unwrap().unwrap();
+    let real = broker
+        .block_on(broker.store.host_clock(&id))
+        .unwrap()
+        .unwrap();
     // The broker has seen this TPM further ahead than it now claims to be.
     let ahead = ClockState {
         clock: real.clock + 10_000_000,
@@ -373,7 +384,11 @@ fn operator_revoke_and_reinstate() {
     let b2 = bound_token(&host, "hello", &w.digest).unwrap();
 
     // One token.
-    let url = format!("{}/v1/tokens/{}/revoke", broker.url(), hex::encode(&b1.verified.claims.cti));
+    let url = format!(
+        "{}/v1/tokens/{}/revoke",
+        broker.url(),
+        hex::encode(&b1.verified.claims.cti)
+    );
     let (code, body) = post_raw(&url, br#"{"reason":"leaked"}"#, &[]);
     assert_eq!(code, 200, "{body}");
     let r: RevocationResponse = serde_json::from_value(body).unwrap();
@@ -394,22 +409,41 @@ fn operator_revoke_and_reinstate() {
     assert_eq!(refused_code(&e), "host_revoked");
 
     // Reinstate: enrolled, not trusted, until a passing appraisal.
-    let (code, body) = post_raw(&format!("{}/v1/hosts/{id}/reinstate", broker.url()), b"", &[]);
+    let (code, body) = post_raw(
+        &format!("{}/v1/hosts/{id}/reinstate", broker.url()),
+        b"",
+        &[],
+    );
     assert_eq!(code, 200, "{body}");
     assert_eq!(host_view(&host).status, "enrolled");
-    let (code, body) = post_raw(&format!("{}/v1/hosts/{id}/reinstate", broker.url()), b"", &[]);
+    let (code, body) = post_raw(
+        &format!("{}/v1/hosts/{id}/reinstate", broker.url()),
+        b"",
+        &[],
+    );
     assert_eq!(code, 409);
     assert_eq!(error_code(&body), "host_not_revoked");
-    assert_eq!(commands::attest(&host.settings).unwrap().host_status, "trusted");
+    assert_eq!(
+        commands::attest(&host.settings).unwrap().host_status,
+        "trusted"
+    );
 
     // A workload: every token of it.
     let b3 = bound_token(&host, "hello", &w.digest).unwrap();
-    let (code, body) = post_raw(&format!("{}/v1/workloads/hello/revoke", broker.url()), b"", &[]);
+    let (code, body) = post_raw(
+        &format!("{}/v1/workloads/hello/revoke", broker.url()),
+        b"",
+        &[],
+    );
     assert_eq!(code, 200, "{body}");
     assert!(body["revoked_tokens"].as_u64().unwrap() >= 1);
     assert!(status_list(&host).is_revoked(&b3.verified.claims.cti));
     // Unknown token id.
-    let (code, body) = post_raw(&format!("{}/v1/tokens/{}/revoke", broker.url(), "00".repeat(16)), b"", &[]);
+    let (code, body) = post_raw(
+        &format!("{}/v1/tokens/{}/revoke", broker.url(), "00".repeat(16)),
+        b"",
+        &[],
+    );
     assert_eq!(code, 404);
     assert_eq!(error_code(&body), "unknown_token");
 }
@@ -438,7 +472,11 @@ fn derive(
         now(),
     )
     .unwrap();
-    post_raw(&format!("{}/v1/tokens/derive", broker.url()), &body, &headers)
+    post_raw(
+        &format!("{}/v1/tokens/derive", broker.url()),
+        &body,
+        &headers,
+    )
 }
 
 #[test]
@@ -450,14 +488,31 @@ fn lineage_narrows_and_revocation_cascades() {
     let root = bound_token(&host, "hello", &w.digest).unwrap();
 
     let k1 = SigningKey::generate().unwrap();
-    let (code, body) = derive(&broker, &root.token, &root.key, &k1, &["read", "write"], None);
+    let (code, body) = derive(
+        &broker,
+        &root.token,
+        &root.key,
+        &k1,
+        &["read", "write"],
+        None,
+    );
     assert_eq!(code, 200, "{body}");
     let child: DeriveResponse = serde_json::from_value(body).unwrap();
     assert_eq!(child.depth, 1);
-    assert!(child.expires_at <= root.verified.claims.exp, "child outlives parent");
+    assert!(
+        child.expires_at <= root.verified.claims.exp,
+        "child outlives parent"
+    );
 
     let k2 = SigningKey::generate().unwrap();
-    let (code, body) = derive(&broker, &child.token, &k1, &k2, &["read"], Some("hello/reports"));
+    let (code, body) = derive(
+        &broker,
+        &child.token,
+        &k1,
+        &k2,
+        &["read"],
+        Some("hello/reports"),
+    );
     assert_eq!(code, 200, "{body}");
     let grandchild: DeriveResponse = serde_json::from_value(body).unwrap();
     let v = TokenVerifier::new(keys(&host), expectations("hello/reports"));
@@ -482,10 +537,17 @@ fn lineage_narrows_and_revocation_cascades() {
     let (code, body) = derive(&broker, &child.token, &k3, &k3, &["read"], None);
     assert_eq!(code, 401, "{body}");
     assert_eq!(error_code(&body), "pop_bad_signature");
-    assert_eq!(broker.block_on(broker.store.counts()).unwrap().tokens, before);
+    assert_eq!(
+        broker.block_on(broker.store.counts()).unwrap().tokens,
+        before
+    );
 
     // Revoking the root revokes every descendant; the child can derive no more.
-    let url = format!("{}/v1/tokens/{}/revoke", broker.url(), hex::encode(&root.verified.claims.cti));
+    let url = format!(
+        "{}/v1/tokens/{}/revoke",
+        broker.url(),
+        hex::encode(&root.verified.claims.cti)
+    );
     let (code, body) = post_raw(&url, b"", &[]);
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["revoked_tokens"], 3);
@@ -500,10 +562,18 @@ fn lineage_narrows_and_revocation_cascades() {
 fn gate_refuses_missing_foreign_and_replayed_proofs() {
     let (pcrs, roots) = fresh_pcrs();
     let w = Workload::new("pop");
-    let broker = broker_with(&pcrs, &[("hello", w.digest), ("other", w.digest)], roots, |_| {});
+    let broker = broker_with(
+        &pcrs,
+        &[("hello", w.digest), ("other", w.digest)],
+        roots,
+        |_| {},
+    );
     let host = trusted_host(&broker);
     let b = bound_token(&host, "hello", &w.digest).unwrap();
-    let rp = relying_party(gate_config(keys(&host), "hello", 30), writ_attester::gate::system_now());
+    let rp = relying_party(
+        gate_config(keys(&host), "hello", 30),
+        writ_attester::gate::system_now(),
+    );
     rp.follow(&broker.url(), FollowMode::Poll, Duration::from_secs(1));
     rp.wait_for_status();
 
@@ -511,7 +581,11 @@ fn gate_refuses_missing_foreign_and_replayed_proofs() {
     assert_eq!((code, error_code(&body)), (401, "pop_missing"), "{body}");
     let stranger = SigningKey::generate().unwrap();
     let (code, body) = rp.call(&b.token, Some(&stranger), now());
-    assert_eq!((code, error_code(&body)), (401, "pop_bad_signature"), "{body}");
+    assert_eq!(
+        (code, error_code(&body)),
+        (401, "pop_bad_signature"),
+        "{body}"
+    );
     // A valid request, then the very same headers again.
     let payload = br#"{"job":1}"#;
     let headers =
@@ -523,16 +597,28 @@ fn gate_refuses_missing_foreign_and_replayed_proofs() {
     assert_eq!((code, error_code(&body)), (401, "pop_replayed"), "{body}");
     // The proof is for another body.
     let (code, body) = post_raw(&format!("{}/work", rp.url), br#"{"job":2}"#, &headers);
-    assert_eq!((code, error_code(&body)), (401, "pop_wrong_request"), "{body}");
+    assert_eq!(
+        (code, error_code(&body)),
+        (401, "pop_wrong_request"),
+        "{body}"
+    );
     // No token at all; a token for another audience; a token without cnf.
     let (code, body) = post_raw(&format!("{}/work", rp.url), payload, &[]);
     assert_eq!((code, error_code(&body)), (401, "token_missing"), "{body}");
     let o = bound_token(&host, "other", &w.digest).unwrap();
     let (code, body) = rp.call(&o.token, Some(&o.key), now());
-    assert_eq!((code, error_code(&body)), (403, "token_wrong_audience"), "{body}");
+    assert_eq!(
+        (code, error_code(&body)),
+        (403, "token_wrong_audience"),
+        "{body}"
+    );
     let (plain, _) = commands::obtain_token_with(&host.settings, "hello", &w.digest, None).unwrap();
     let (code, body) = rp.call(&plain, Some(&b.key), now());
-    assert_eq!((code, error_code(&body)), (401, "pop_token_not_key_bound"), "{body}");
+    assert_eq!(
+        (code, error_code(&body)),
+        (401, "pop_token_not_key_bound"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -555,7 +641,11 @@ fn status_list_older_than_max_staleness_denies() {
     drop(broker);
     offset.store(11, Ordering::SeqCst);
     let (code, body) = rp.call(&b.token, Some(&b.key), clock());
-    assert_eq!((code, error_code(&body)), (403, "status_unavailable"), "{body}");
+    assert_eq!(
+        (code, error_code(&body)),
+        (403, "status_unavailable"),
+        "{body}"
+    );
     // A workload allowed offline is still admitted (with its proof checked).
     cfg.allow_offline.insert("hello".into());
     let offline = GateState::new(cfg, Arc::clone(&clock));
@@ -563,14 +653,26 @@ fn status_list_older_than_max_staleness_denies() {
         writ_attester::gate::request_headers(&b.token, &b.key, "POST", "/work", b"", clock())
             .unwrap();
     let t = offline
-        .admit("POST", "/work", Some(&headers[0].1), Some(&headers[1].1), b"")
+        .admit(
+            "POST",
+            "/work",
+            Some(&headers[0].1),
+            Some(&headers[1].1),
+            b"",
+        )
         .unwrap();
     assert_eq!(t.claims.aud, "hello");
     // Without any list, the non-offline gate refuses.
     let never = GateState::new(gate_config(broker_keys, "hello", 10), clock);
     assert_eq!(
         never
-            .admit("POST", "/work", Some(&headers[0].1), Some(&headers[1].1), b"")
+            .admit(
+                "POST",
+                "/work",
+                Some(&headers[0].1),
+                Some(&headers[1].1),
+                b""
+            )
             .unwrap_err()
             .code(),
         "status_unavailable"
@@ -618,14 +720,20 @@ fn workload_socket_identifies_callers_and_refuses_unknown_ones() {
         vec![],
     );
     let e = ask(&WorkloadRequest::Token { cnf: cnf.clone() }).unwrap_err();
-    assert!(matches!(&e, WorkloadApiError::Refused { code, .. } if code == "caller_unknown"), "{e:?}");
+    assert!(
+        matches!(&e, WorkloadApiError::Refused { code, .. } if code == "caller_unknown"),
+        "{e:?}"
+    );
     let e = ask(&WorkloadRequest::Launch {
         workload: "selftest".into(),
         workload_digest: me.to_vec(),
         cnf: cnf.clone(),
     })
     .unwrap_err();
-    assert!(matches!(&e, WorkloadApiError::Refused { code, .. } if code == "caller_not_launcher"), "{e:?}");
+    assert!(
+        matches!(&e, WorkloadApiError::Refused { code, .. } if code == "caller_not_launcher"),
+        "{e:?}"
+    );
     assert_eq!(broker.block_on(broker.store.counts()).unwrap().tokens, 0);
     stop.store(true, Ordering::SeqCst);
     t.join().unwrap();
@@ -660,7 +768,8 @@ fn run_hands_the_workload_a_bound_key() {
     let (pcrs, roots) = fresh_pcrs();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("keyed.sh");
-    let body = "#!/bin/sh\nprintf '%s\\n%s' \"$WRIT_KEY\" \"$WRIT_TOKEN\" > \"$WRIT_TEST_MARKER\"\n";
+    let body =
+        "#!/bin/sh\nprintf '%s\\n%s' \"$WRIT_KEY\" \"$WRIT_TOKEN\" > \"$WRIT_TEST_MARKER\"\n";
     std::fs::write(&script, body).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let digest: [u8; 32] = HashAlg::Sha256.digest(body.as_bytes()).try_into().unwrap();
@@ -701,7 +810,10 @@ fn run_hands_the_workload_a_bound_key() {
         .unwrap()
         .to_owned();
     let cti = hex::decode(&cti_hex).unwrap();
-    let state = broker.block_on(broker.store.token_state(&cti)).unwrap().unwrap();
+    let state = broker
+        .block_on(broker.store.token_state(&cti))
+        .unwrap()
+        .unwrap();
     assert_eq!(state.record.workload, "keyed");
     assert!(!state.revoked);
     let v = TokenVerifier::new(keys(&host), expectations("keyed"))
@@ -718,7 +830,8 @@ fn run_uses_the_daemon_socket_for_trusted_launchers_only() {
     let broker = broker_with(&pcrs, &[("hello", w.digest)], roots, |_| {});
     let host = trusted_host(&broker);
     let uid = rustix::process::getuid().as_raw();
-    let launcher = HashAlg::Sha256.digest(&std::fs::read(env!("CARGO_BIN_EXE_writ-attester")).unwrap());
+    let launcher =
+        HashAlg::Sha256.digest(&std::fs::read(env!("CARGO_BIN_EXE_writ-attester")).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("attester.sock");
     let serve = |launchers: Vec<AllowedCaller>| {
@@ -752,7 +865,11 @@ fn run_uses_the_daemon_socket_for_trusted_launchers_only() {
     let (stop, t) = serve(vec![]);
     let out = run();
     assert_eq!(out.status.code(), Some(3), "{}", support::stderr(&out));
-    assert!(support::stderr(&out).contains("caller_not_launcher"), "{}", support::stderr(&out));
+    assert!(
+        support::stderr(&out).contains("caller_not_launcher"),
+        "{}",
+        support::stderr(&out)
+    );
     assert!(!w.ran());
     stop.store(true, Ordering::SeqCst);
     t.join().unwrap();
@@ -763,7 +880,11 @@ fn run_uses_the_daemon_socket_for_trusted_launchers_only() {
     }]);
     let out = run();
     assert!(out.status.success(), "{}", support::stderr(&out));
-    assert!(support::stderr(&out).contains("via daemon"), "{}", support::stderr(&out));
+    assert!(
+        support::stderr(&out).contains("via daemon"),
+        "{}",
+        support::stderr(&out)
+    );
     assert!(w.ran());
     stop.store(true, Ordering::SeqCst);
     t.join().unwrap();

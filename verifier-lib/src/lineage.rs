@@ -59,9 +59,7 @@ impl LineageError {
         match self {
             LineageError::EmptyChain => "lineage_empty",
             LineageError::Token { .. } => "lineage_token_invalid",
-            LineageError::RootHasLineage | LineageError::LineageMissing { .. } => {
-                "lineage_broken"
-            }
+            LineageError::RootHasLineage | LineageError::LineageMissing { .. } => "lineage_broken",
             LineageError::ParentMismatch { .. } | LineageError::DepthMismatch { .. } => {
                 "lineage_broken"
             }
@@ -198,7 +196,10 @@ pub fn verify_lineage(
         },
     );
     let mut out: Vec<VerifiedToken> = Vec::with_capacity(chain.len());
-    let all = ancestors.iter().map(|t| (t, &relaxed)).chain([(last, verifier)]);
+    let all = ancestors
+        .iter()
+        .map(|t| (t, &relaxed))
+        .chain([(last, verifier)]);
     for (index, (bytes, v)) in all.enumerate() {
         let token = v
             .verify(bytes, now)
@@ -293,7 +294,10 @@ mod tests {
         let g = child_of(&c, &cb, 3, &["read", "admin"]);
         let gb = mint(&g, &k).unwrap();
         let e = verify_lineage(&[&rb, &cb, &gb], &v, 1500).unwrap_err();
-        assert!(matches!(e, LineageError::Wider { field: "scope", .. }), "{e:?}");
+        assert!(
+            matches!(e, LineageError::Wider { field: "scope", .. }),
+            "{e:?}"
+        );
         assert_eq!(e.code(), "lineage_wider_than_parent");
         // Unscoped child of a scoped parent is wider too.
         assert!(matches!(
@@ -322,7 +326,10 @@ mod tests {
         let r2b = mint(&r2, &k).unwrap();
         assert!(matches!(
             verify_lineage(&[&r2b, &cb], &v, 1500),
-            Err(LineageError::ParentMismatch { field: "digest", .. })
+            Err(LineageError::ParentMismatch {
+                field: "digest",
+                ..
+            })
         ));
         // A child presented as a root.
         assert_eq!(

@@ -94,7 +94,9 @@ pub enum PopError {
         expected: String,
         actual: String,
     },
-    #[error("proof of possession: timestamp {timestamp} is older than {max_age_secs} s (now {now})")]
+    #[error(
+        "proof of possession: timestamp {timestamp} is older than {max_age_secs} s (now {now})"
+    )]
     TooOld {
         timestamp: i64,
         now: i64,
@@ -227,11 +229,7 @@ fn decode(payload: &[u8]) -> Result<Proof, PopError> {
         path: as_text(required(m.take(2), "pop/path")?, "pop/path")?,
         timestamp: as_i64(required(m.take(3), "pop/ts")?, "pop/ts")?,
         body_digest: as_fixed_bytes(required(m.take(4), "pop/body")?, "pop/body", DIGEST_LEN)?,
-        token_digest: as_fixed_bytes(
-            required(m.take(5), "pop/token")?,
-            "pop/token",
-            DIGEST_LEN,
-        )?,
+        token_digest: as_fixed_bytes(required(m.take(5), "pop/token")?, "pop/token", DIGEST_LEN)?,
         jti: as_fixed_bytes(required(m.take(6), "pop/jti")?, "pop/jti", JTI_LEN)?,
         challenge: m
             .take(7)
@@ -300,7 +298,11 @@ pub fn verify(
     let id: [u8; 32] = HashAlg::Sha256
         .digest_parts([token.digest.as_slice(), p.jti.as_slice()])
         .try_into()
-        .map_err(|_| PopError::Envelope(TokenError::Crypto { operation: "digest" }))?;
+        .map_err(|_| {
+            PopError::Envelope(TokenError::Crypto {
+                operation: "digest",
+            })
+        })?;
     seen.first_use(
         id,
         p.timestamp.saturating_add(window.max_age_secs.max(0)),
@@ -401,7 +403,10 @@ mod tests {
             verify(&proof, &v, &c2, 1500, Window::default(), &mut cache),
             Err(PopError::Mismatch { field: "body", .. })
         ));
-        let c3 = RequestContext { path: "/v1/other", ..c };
+        let c3 = RequestContext {
+            path: "/v1/other",
+            ..c
+        };
         assert!(matches!(
             verify(&proof, &v, &c3, 1500, Window::default(), &mut cache),
             Err(PopError::Mismatch { field: "path", .. })

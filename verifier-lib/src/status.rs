@@ -190,7 +190,12 @@ impl StatusList {
 
     /// Sign the list with the broker's token key.
     pub fn sign(&self, key: &SigningKey) -> Result<Vec<u8>, StatusError> {
-        Ok(signed::seal(self.to_cbor_bytes()?, key, CONTENT_TYPE, true)?)
+        Ok(signed::seal(
+            self.to_cbor_bytes()?,
+            key,
+            CONTENT_TYPE,
+            true,
+        )?)
     }
 }
 
@@ -245,7 +250,13 @@ mod tests {
     #[test]
     fn round_trip_and_lookup() {
         let (k, set) = keys();
-        let list = StatusList::new("writ-broker", 7, 100, 400, [[3u8; 16], [1u8; 16], [3u8; 16]]);
+        let list = StatusList::new(
+            "writ-broker",
+            7,
+            100,
+            400,
+            [[3u8; 16], [1u8; 16], [3u8; 16]],
+        );
         assert_eq!(list.revoked(), &[[1u8; 16], [3u8; 16]]);
         let signed = list.sign(&k).unwrap();
         let back = verify(&signed, &set, "writ-broker", 200, 0).unwrap();

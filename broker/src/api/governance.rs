@@ -108,10 +108,7 @@ fn parse_cti(s: &str) -> Result<Vec<u8>, ApiError> {
         .or_else(|| URL_SAFE_NO_PAD.decode(s).ok())
         .filter(|b| b.len() == token::CTI_LEN);
     bytes.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_cti",
-            "cti: expected 16 bytes as hex or base64url",
-        )
+        ApiError::bad_request("invalid_cti", "cti: expected 16 bytes as hex or base64url")
     })
 }
 
@@ -149,8 +146,7 @@ pub async fn revoke_workload(
 /// `GET /v1/status`: the signed status list, with ETag / If-None-Match.
 pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let p = st.governance.published(&st).await?;
-    let etag = HeaderValue::from_str(&p.etag)
-        .map_err(|e| ApiError::internal("status_etag", e))?;
+    let etag = HeaderValue::from_str(&p.etag).map_err(|e| ApiError::internal("status_etag", e))?;
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -159,16 +155,28 @@ pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Re
     if matches {
         return Ok((
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::HeaderName::from_static("writ-status-version"), version)],
+            [
+                (header::ETAG, etag),
+                (
+                    header::HeaderName::from_static("writ-status-version"),
+                    version,
+                ),
+            ],
         )
             .into_response());
     }
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(STATUS_MEDIA_TYPE)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(STATUS_MEDIA_TYPE),
+            ),
             (header::ETAG, etag),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::HeaderName::from_static("writ-status-version"), version),
+            (
+                header::HeaderName::from_static("writ-status-version"),
+                version,
+            ),
         ],
         p.bytes.as_ref().clone(),
     )
@@ -200,19 +208,20 @@ pub async fn status_stream(
     let rx = st.governance.subscribe();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(st.config.status.stream_max_secs);
-    let stream = futures_util::stream::unfold((st, rx, true), move |(st, mut rx, first)| async move {
-        if !first {
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return None,
+    let stream =
+        futures_util::stream::unfold((st, rx, true), move |(st, mut rx, first)| async move {
+            if !first {
+                match tokio::time::timeout_at(deadline, rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return None,
+                }
             }
-        }
-        let ev = match st.governance.published(&st).await {
-            Ok(p) => status_event(&p, st.config.status.inline_max_bytes),
-            Err(e) => Event::default().event("error").data(e.code),
-        };
-        Some((Ok(ev), (st, rx, false)))
-    });
+            let ev = match st.governance.published(&st).await {
+                Ok(p) => status_event(&p, st.config.status.inline_max_bytes),
+                Err(e) => Event::default().event("error").data(e.code),
+            };
+            Some((Ok(ev), (st, rx, false)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -296,19 +305,27 @@ pub async fn derive(
         .store
         .token_state(&parent.claims.cti)
         .await?
-        .ok_or_else(|| ApiError::forbidden("parent_unknown", "the parent token was not issued here"))?;
+        .ok_or_else(|| {
+            ApiError::forbidden("parent_unknown", "the parent token was not issued here")
+        })?;
     if state.revoked {
-        return Err(ApiError::forbidden("parent_revoked", "the parent token is revoked"));
+        return Err(ApiError::forbidden(
+            "parent_revoked",
+            "the parent token is revoked",
+        ));
     }
     require_fresh_host(&st, &parent.claims.sub).await?;
-    let depth =
-        lineage::child_depth(&parent.claims).map_err(|e| ApiError::forbidden(e.code(), e.to_string()))?;
+    let depth = lineage::child_depth(&parent.claims)
+        .map_err(|e| ApiError::forbidden(e.code(), e.to_string()))?;
     let cnf = mint::parse_cnf(&req.cnf)
         .map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?;
     let lifetime = req.lifetime_secs.map_or(i64::MAX, i64::from);
     let exp = parent.claims.exp.min(now.saturating_add(lifetime));
     if exp <= now {
-        return Err(ApiError::forbidden("parent_expired", "the parent token has expired"));
+        return Err(ApiError::forbidden(
+            "parent_expired",
+            "the parent token has expired",
+        ));
     }
     let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())
         .map_err(|e| ApiError::internal("token_mint_failed", e))?;
@@ -347,8 +364,15 @@ pub async fn derive(
         policy_id: state.record.policy_id.clone(),
         token_digest: HashAlg::Sha256.digest(&bytes),
     };
-    if !st.store.insert_derived_token(&record, &parent.claims.cti).await? {
-        return Err(ApiError::forbidden("parent_revoked", "the parent token is revoked"));
+    if !st
+        .store
+        .insert_derived_token(&record, &parent.claims.cti)
+        .await?
+    {
+        return Err(ApiError::forbidden(
+            "parent_revoked",
+            "the parent token is revoked",
+        ));
     }
     tracing::info!(cti = %hex::encode(&cti), parent = %hex::encode(&parent.claims.cti), depth, "derived token issued");
     Ok(Json(DeriveResponse {

@@ -3,8 +3,8 @@
 
 mod attest;
 mod enroll;
-pub mod governance;
 pub mod error;
+pub mod governance;
 mod hosts;
 pub mod json;
 mod keys;
@@ -36,7 +36,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/hosts/{id}/events", get(governance::host_events))
         .route("/v1/tokens/derive", post(governance::derive))
         .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
-        .route("/v1/workloads/{name}/revoke", post(governance::revoke_workload))
+        .route(
+            "/v1/workloads/{name}/revoke",
+            post(governance::revoke_workload),
+        )
         .route("/v1/status", get(governance::status))
         .route("/v1/status/stream", get(governance::status_stream))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })

@@ -98,13 +98,22 @@ pub fn validate(
         reason: reason.into(),
     };
     if hosts.attestation_interval_secs == 0 || hosts.stale_after_intervals == 0 {
-        return Err(invalid("hosts", "interval and stale_after_intervals must be ≥ 1"));
+        return Err(invalid(
+            "hosts",
+            "interval and stale_after_intervals must be ≥ 1",
+        ));
     }
     if status.ttl_secs < 2 || status.poll_interval_ms == 0 || status.stream_max_secs == 0 {
-        return Err(invalid("status", "ttl_secs ≥ 2, poll_interval_ms and stream_max_secs ≥ 1"));
+        return Err(invalid(
+            "status",
+            "ttl_secs ≥ 2, poll_interval_ms and stream_max_secs ≥ 1",
+        ));
     }
     if lineage.pop_max_age_secs <= 0 || lineage.replay_cache_entries == 0 {
-        return Err(invalid("lineage", "pop_max_age_secs and replay_cache_entries ≥ 1"));
+        return Err(invalid(
+            "lineage",
+            "pop_max_age_secs and replay_cache_entries ≥ 1",
+        ));
     }
     Ok(())
 }

@@ -81,7 +81,9 @@ impl Governance {
         let version = st.store.status_version().await?;
         let cached = self.cache.lock().ok().and_then(|c| c.clone());
         if let Some(p) = cached {
-            if p.version == version && now < p.issued_at.saturating_add(ttl / 2) && now >= p.issued_at
+            if p.version == version
+                && now < p.issued_at.saturating_add(ttl / 2)
+                && now >= p.issued_at
             {
                 return Ok(p);
             }

@@ -104,11 +104,7 @@ impl Store {
 
     /// Mark `trusted` hosts whose last passing attestation is older than
     /// `cutoff` as `stale` and revoke their tokens. Returns the hosts changed.
-    pub async fn mark_stale_hosts(
-        &self,
-        cutoff: i64,
-        now: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn mark_stale_hosts(&self, cutoff: i64, now: i64) -> Result<Vec<String>, StoreError> {
         match self {
             Store::Sqlite(s) => s.mark_stale_hosts(cutoff, now).await,
         }

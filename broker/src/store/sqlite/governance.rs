@@ -44,7 +44,12 @@ async fn revoke_tree(
         Root::Token(c) => q.bind(c.to_vec()),
         Root::Workload(w) => q.bind(w.to_owned()),
     };
-    let n = q.bind(now).bind(reason).execute(&mut **tx).await?.rows_affected();
+    let n = q
+        .bind(now)
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if n > 0 {
         bump_version(tx).await?;
     }
@@ -96,7 +101,14 @@ pub(super) async fn revoke_host_tokens(
 ) -> Result<u64, StoreError> {
     let n = revoke_tree(tx, Root::Host(host_id), reason, now).await?;
     if n > 0 {
-        event(tx, host_id, now, "tokens_revoked", &format!("{n} tokens: {reason}")).await?;
+        event(
+            tx,
+            host_id,
+            now,
+            "tokens_revoked",
+            &format!("{n} tokens: {reason}"),
+        )
+        .await?;
     }
     Ok(n)
 }
@@ -228,11 +240,12 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Result<RevocationOutcome, HostChangeProblem>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE hosts SET status = 'revoked', status_reason = $2 WHERE id = $1")
-            .bind(host_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("UPDATE hosts SET status = 'revoked', status_reason = $2 WHERE id = $1")
+                .bind(host_id)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() != 1 {
             return Ok(Err(HostChangeProblem::UnknownHost));
         }
@@ -398,12 +411,11 @@ impl SqliteStore {
     }
 
     pub async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, kind, detail FROM host_events WHERE host_id = $1 ORDER BY id",
-        )
-        .bind(host_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT at, kind, detail FROM host_events WHERE host_id = $1 ORDER BY id")
+                .bind(host_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(HostEvent {
@@ -494,14 +506,31 @@ mod tests {
     async fn revocation_cascades_to_descendants_and_blocks_new_children() {
         let (_d, s) = store().await;
         s.upsert_host(&host("h")).await.unwrap();
-        s.record_appraisal(&appraisal("h", 100, "affirming"), HostStatus::Trusted, Some(&token(1, "h", 1000)))
+        s.record_appraisal(
+            &appraisal("h", 100, "affirming"),
+            HostStatus::Trusted,
+            Some(&token(1, "h", 1000)),
+        )
+        .await
+        .unwrap();
+        assert!(s
+            .insert_derived_token(&token(2, "h", 900), &[1; 16])
             .await
-            .unwrap();
-        assert!(s.insert_derived_token(&token(2, "h", 900), &[1; 16]).await.unwrap());
-        assert!(s.insert_derived_token(&token(3, "h", 800), &[2; 16]).await.unwrap());
-        assert!(s.insert_derived_token(&token(4, "h", 800), &[9; 16]).await.is_ok_and(|ok| !ok));
+            .unwrap());
+        assert!(s
+            .insert_derived_token(&token(3, "h", 800), &[2; 16])
+            .await
+            .unwrap());
+        assert!(s
+            .insert_derived_token(&token(4, "h", 800), &[9; 16])
+            .await
+            .is_ok_and(|ok| !ok));
         let v0 = s.status_version().await.unwrap();
-        let out = s.revoke_token(&[2; 16], "test", 150).await.unwrap().unwrap();
+        let out = s
+            .revoke_token(&[2; 16], "test", 150)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(out.revoked_tokens, 2);
         assert_eq!(out.status_version, v0 + 1);
         let (v, ctis) = s.revoked_ctis(0).await.unwrap();
@@ -509,9 +538,16 @@ mod tests {
         assert_eq!(ctis.len(), 2);
         assert!(!s.token_state(&[1; 16]).await.unwrap().unwrap().revoked);
         // A revoked parent gets no children.
-        assert!(!s.insert_derived_token(&token(5, "h", 800), &[3; 16]).await.unwrap());
+        assert!(!s
+            .insert_derived_token(&token(5, "h", 800), &[3; 16])
+            .await
+            .unwrap());
         // Revoking again changes nothing and keeps the version.
-        let again = s.revoke_token(&[2; 16], "test", 151).await.unwrap().unwrap();
+        let again = s
+            .revoke_token(&[2; 16], "test", 151)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((again.revoked_tokens, again.status_version), (0, v0 + 1));
         assert!(s.revoke_token(&[8; 16], "x", 1).await.unwrap().is_none());
         // Expired revoked tokens drop out of the list.
@@ -524,23 +560,50 @@ mod tests {
         for h in ["a", "b"] {
             s.upsert_host(&host(h)).await.unwrap();
         }
-        s.record_appraisal(&appraisal("a", 100, "affirming"), HostStatus::Trusted, Some(&token(1, "a", 1000)))
-            .await
-            .unwrap();
-        s.record_appraisal(&appraisal("b", 200, "affirming"), HostStatus::Trusted, Some(&token(2, "b", 1000)))
-            .await
-            .unwrap();
-        s.record_appraisal(&appraisal("a", 300, "contraindicated"), HostStatus::Failed, None)
-            .await
-            .unwrap();
+        s.record_appraisal(
+            &appraisal("a", 100, "affirming"),
+            HostStatus::Trusted,
+            Some(&token(1, "a", 1000)),
+        )
+        .await
+        .unwrap();
+        s.record_appraisal(
+            &appraisal("b", 200, "affirming"),
+            HostStatus::Trusted,
+            Some(&token(2, "b", 1000)),
+        )
+        .await
+        .unwrap();
+        s.record_appraisal(
+            &appraisal("a", 300, "contraindicated"),
+            HostStatus::Failed,
+            None,
+        )
+        .await
+        .unwrap();
         assert!(s.token_state(&[1; 16]).await.unwrap().unwrap().revoked);
         assert!(!s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
         // b's last pass was at 200: stale with a cutoff of 250, a (failed) is left alone.
-        assert_eq!(s.mark_stale_hosts(250, 400).await.unwrap(), vec!["b".to_string()]);
-        assert_eq!(s.host("b").await.unwrap().unwrap().status, HostStatus::Stale);
-        assert_eq!(s.host("a").await.unwrap().unwrap().status, HostStatus::Failed);
+        assert_eq!(
+            s.mark_stale_hosts(250, 400).await.unwrap(),
+            vec!["b".to_string()]
+        );
+        assert_eq!(
+            s.host("b").await.unwrap().unwrap().status,
+            HostStatus::Stale
+        );
+        assert_eq!(
+            s.host("a").await.unwrap().unwrap().status,
+            HostStatus::Failed
+        );
         assert!(s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
-        let kinds: Vec<String> = s.host_events("b").await.unwrap().into_iter().map(|e| e.kind).collect();
+        let kinds: Vec<String> = s
+            .host_events("b")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
         assert_eq!(kinds, vec!["stale", "tokens_revoked"]);
     }
 
@@ -555,32 +618,66 @@ mod tests {
         };
         let none = RebootEvidence::default();
         assert_eq!(
-            s.check_and_record_clock("h", st(1, 50), none, 1).await.unwrap(),
+            s.check_and_record_clock("h", st(1, 50), none, 1)
+                .await
+                .unwrap(),
             Ok(ClockTransition::First)
         );
         assert!(matches!(
-            s.check_and_record_clock("h", st(1, 40), none, 2).await.unwrap(),
-            Err(Failure::TpmClockRollback { previous: 50, current: 40, .. })
+            s.check_and_record_clock("h", st(1, 40), none, 2)
+                .await
+                .unwrap(),
+            Err(Failure::TpmClockRollback {
+                previous: 50,
+                current: 40,
+                ..
+            })
         ));
         // A refused clock does not move the baseline.
         assert_eq!(s.host_clock("h").await.unwrap(), Some(st(1, 50)));
         assert_eq!(
-            s.check_and_record_clock("h", st(2, 10), none, 3).await.unwrap(),
+            s.check_and_record_clock("h", st(2, 10), none, 3)
+                .await
+                .unwrap(),
             Ok(ClockTransition::Rebooted)
         );
-        assert_eq!(s.reinstate_host("h", 4).await.unwrap(), Err(HostChangeProblem::NotRevoked));
+        assert_eq!(
+            s.reinstate_host("h", 4).await.unwrap(),
+            Err(HostChangeProblem::NotRevoked)
+        );
         assert!(s.revoke_host("h", "op", 5).await.unwrap().is_ok());
-        assert_eq!(s.host("h").await.unwrap().unwrap().status, HostStatus::Revoked);
+        assert_eq!(
+            s.host("h").await.unwrap().unwrap().status,
+            HostStatus::Revoked
+        );
         // An appraisal does not un-revoke.
         s.record_appraisal(&appraisal("h", 6, "affirming"), HostStatus::Trusted, None)
             .await
             .unwrap();
-        assert_eq!(s.host("h").await.unwrap().unwrap().status, HostStatus::Revoked);
+        assert_eq!(
+            s.host("h").await.unwrap().unwrap().status,
+            HostStatus::Revoked
+        );
         assert_eq!(s.reinstate_host("h", 7).await.unwrap(), Ok(()));
-        assert_eq!(s.host("h").await.unwrap().unwrap().status, HostStatus::Enrolled);
+        assert_eq!(
+            s.host("h").await.unwrap().unwrap().status,
+            HostStatus::Enrolled
+        );
         assert_eq!(s.host_clock("h").await.unwrap(), None);
-        assert_eq!(s.revoke_host("zz", "op", 8).await.unwrap(), Err(HostChangeProblem::UnknownHost));
-        let kinds: Vec<String> = s.host_events("h").await.unwrap().into_iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, vec!["clock_refused", "rebooted", "revoked", "reinstated"]);
+        assert_eq!(
+            s.revoke_host("zz", "op", 8).await.unwrap(),
+            Err(HostChangeProblem::UnknownHost)
+        );
+        let kinds: Vec<String> = s
+            .host_events("h")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec!["clock_refused", "rebooted", "revoked", "reinstated"]
+        );
     }
 }
