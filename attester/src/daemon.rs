@@ -150,6 +150,9 @@ pub fn jittered(base: Duration, jitter_percent: u8) -> Duration {
     base.mul_f64((1.0 - spread + 2.0 * spread * unit).max(0.0))
 }
 
+/// (workload, executable digest, cnf key) a cached token is for.
+type CacheKey = (String, Vec<u8>, Vec<u8>);
+
 #[derive(Debug, Clone)]
 struct Cached {
     token: WorkloadToken,
@@ -161,7 +164,7 @@ pub struct Daemon {
     settings: Settings,
     config: DaemonConfig,
     tpm: Mutex<()>,
-    cache: Mutex<HashMap<(String, Vec<u8>, Vec<u8>), Cached>>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
     clients: AtomicUsize,
     stop: Arc<AtomicBool>,
 }
