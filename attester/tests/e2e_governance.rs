@@ -889,3 +889,20 @@ fn run_uses_the_daemon_socket_for_trusted_launchers_only() {
     stop.store(true, Ordering::SeqCst);
     t.join().unwrap();
 }
+
+#[test]
+fn a_refused_workload_does_not_fail_the_host_or_revoke_its_tokens() {
+    let (pcrs, roots) = fresh_pcrs();
+    let w = Workload::new("keep");
+    let broker = broker_with(&pcrs, &[("hello", w.digest)], roots, |_| {});
+    let host = trusted_host(&broker);
+    let b = bound_token(&host, "hello", &w.digest).unwrap();
+    // Anyone on the host asking for a workload the policy does not know…
+    let e = bound_token(&host, "unknown", &w.digest).unwrap_err();
+    assert_eq!(refused_code(&e), "denied");
+    let e = bound_token(&host, "hello", &[9; 32]).unwrap_err();
+    assert_eq!(refused_code(&e), "denied");
+    // …is refused, but the host stays trusted and its tokens stay valid.
+    assert_eq!(host_view(&host).status, "trusted");
+    assert!(!status_list(&host).is_revoked(&b.verified.claims.cti));
+}

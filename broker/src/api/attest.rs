@@ -204,8 +204,19 @@ async fn record(
     token: Option<&crate::store::TokenRecord>,
 ) -> Result<AppraisalResponse, ApiError> {
     let now = st.now();
+    // A refused workload (unknown name, digest not allowed) is a fault of the
+    // request, not of the host: it must not fail the host (and so revoke
+    // every token the host holds).
+    let host_fault = appraisal.failures.iter().any(|f| {
+        !matches!(
+            f,
+            verifier_lib::policy::Failure::WorkloadUnknown { .. }
+                | verifier_lib::policy::Failure::WorkloadDigestNotAllowed { .. }
+        )
+    });
     let status = match (appraisal.verdict, appraisal.authentic()) {
         (Verdict::Affirming, _) => HostStatus::Trusted,
+        (Verdict::Contraindicated, true) if !host_fault => HostStatus::Trusted,
         (Verdict::Contraindicated, true) => HostStatus::Failed,
         (Verdict::Contraindicated, false) => host.status,
     };
