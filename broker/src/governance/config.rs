@@ -117,3 +117,36 @@ pub fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zero_intervals_are_refused() {
+        let (h, s, l) = (
+            HostsConfig::default(),
+            StatusConfig::default(),
+            LineageConfig::default(),
+        );
+        assert!(validate(&h, &s, &l).is_ok());
+        assert_eq!(h.stale_after_secs(), 180);
+        assert_eq!(h.sweep_period(), std::time::Duration::from_secs(30));
+        let zero = HostsConfig {
+            attestation_interval_secs: 0,
+            ..h.clone()
+        };
+        assert!(matches!(
+            validate(&zero, &s, &l),
+            Err(ConfigError::Invalid { field: "hosts", .. })
+        ));
+        let short = StatusConfig { ttl_secs: 1, ..s };
+        assert!(matches!(
+            validate(&h, &short, &l),
+            Err(ConfigError::Invalid {
+                field: "status",
+                ..
+            })
+        ));
+    }
+}
