@@ -91,6 +91,31 @@ impl BrokerClient {
         Self::decode(path, resp)
     }
 
+    /// GET `path` as raw bytes (e.g. the signed status list).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().map_err(|e| ClientError::BadResponse {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        if !status.is_success() {
+            return Err(ClientError::BadResponse {
+                path: path.into(),
+                reason: format!("HTTP {status}"),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// The broker's token verification keys (COSE_KeySet).
     pub fn key_set(&self) -> Result<KeySet, ClientError> {
         let url = format!("{}/v1/keys", self.base);

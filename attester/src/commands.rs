@@ -256,6 +256,18 @@ pub fn obtain_token(
     workload: &str,
     program: &Program,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    obtain_token_with(s, workload, &program.digest, None)
+}
+
+/// Like [`obtain_token`], for a workload digest and an optional `cnf`
+/// COSE_Key the token is bound to (proof of possession).
+pub fn obtain_token_with(
+    s: &Settings,
+    workload: &str,
+    workload_digest: &[u8; 32],
+    cnf: Option<&[u8]>,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    let program_digest = workload_digest;
     let state = AttesterState::load(&s.state_dir)?;
     let broker = client(s)?;
     let keys = broker.key_set()?;
@@ -269,8 +281,8 @@ pub fn obtain_token(
     let binding = TokenRequestBinding {
         host_id: &state.host_id,
         workload,
-        workload_digest: &program.digest,
-        cnf_key: None,
+        workload_digest: program_digest,
+        cnf_key: cnf,
     };
     let evidence = quote(
         &mut tpm,
@@ -285,8 +297,8 @@ pub fn obtain_token(
         &TokenRequest {
             host_id: state.host_id.clone(),
             workload: workload.to_owned(),
-            workload_digest: program.digest.to_vec(),
-            cnf: None,
+            workload_digest: program_digest.to_vec(),
+            cnf: cnf.map(<[u8]>::to_vec),
             nonce: challenge.nonce,
             evidence,
         },
@@ -304,10 +316,10 @@ pub fn obtain_token(
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let verified = verifier.verify(&resp.token, now)?;
     let digest = verified.claims.workload_digest.clone().unwrap_or_default();
-    if digest != program.digest {
+    if digest != program_digest {
         return Err(CommandError::TokenMismatch {
             field: "workload digest",
-            expected: hex::encode(program.digest),
+            expected: hex::encode(program_digest),
             actual: hex::encode(digest),
         });
     }
@@ -324,6 +336,16 @@ pub fn obtain_token(
 /// Replace this process with `program`, passing the token in `WRIT_TOKEN`.
 /// Only returns on failure.
 pub fn exec_with_token(program: &Program, args: &[String], token: &[u8]) -> CommandError {
+    exec_with(program, args, token, &[])
+}
+
+/// [`exec_with_token`] with extra environment variables (e.g. `WRIT_KEY`).
+pub fn exec_with(
+    program: &Program,
+    args: &[String],
+    token: &[u8],
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> CommandError {
     use std::os::unix::process::CommandExt;
     // Refuse if the file changed since it was hashed and the token minted.
     match identity(&program.path) {
@@ -343,6 +365,7 @@ pub fn exec_with_token(program: &Program, args: &[String], token: &[u8]) -> Comm
     let err = std::process::Command::new(&program.path)
         .args(args)
         .env("WRIT_TOKEN", URL_SAFE_NO_PAD.encode(token))
+        .envs(envs.iter().map(|(k, v)| (*k, *v)))
         .exec();
     CommandError::Exec {
         path: program.path.display().to_string(),

@@ -8,9 +8,15 @@
 
 pub mod client;
 pub mod commands;
+pub mod daemon;
+pub mod gate;
+pub mod launch;
 pub mod logs;
 pub mod reference;
+pub mod revocation;
 pub mod snp;
 pub mod snp_cli;
 pub mod state;
 pub mod tpm;
+pub mod workload_api;
+pub mod workload_key;

@@ -78,6 +78,12 @@ enum Command {
         /// Workload name as the policy knows it.
         #[arg(long)]
         workload: String,
+        /// Private directory (0700) for the workload's key; default `$XDG_RUNTIME_DIR/writ`.
+        #[arg(long, env = "WRIT_RUNTIME_DIR")]
+        runtime_dir: Option<PathBuf>,
+        /// The attester daemon's socket; used when it exists.
+        #[arg(long, env = "WRIT_SOCKET", default_value = writ_attester::workload_api::DEFAULT_SOCKET)]
+        socket: PathBuf,
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
         program: Vec<String>,
@@ -94,6 +100,12 @@ enum Command {
         /// `NAME=PROGRAM`; repeatable.
         #[arg(long = "workload")]
         workloads: Vec<String>,
+    },
+    /// Re-attest continuously and serve the local workload API on a Unix socket.
+    Daemon {
+        /// Daemon configuration (TOML): [daemon], [[workloads]], [[launchers]].
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -172,7 +184,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { workload, program } => {
+        Command::Daemon { config } => {
+            let cfg = match writ_attester::daemon::DaemonConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("writ-attester: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            match writ_attester::daemon::run(settings, cfg, stop) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("writ-attester daemon: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            workload,
+            program,
+            runtime_dir,
+            socket,
+        } => {
             let Some((name, args)) = program.split_first() else {
                 eprintln!("writ-attester: run: no program given");
                 return ExitCode::from(2);
@@ -188,28 +222,50 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return refuse(&e),
             };
-            let obtained = match evidence {
-                EvidenceChoice::Tpm => commands::obtain_token(&settings, &workload, &prog),
-                EvidenceChoice::Snp => {
-                    writ_attester::snp_cli::obtain_token(&settings, &workload, &prog, vmpl)
-                }
+            let source = match evidence {
+                EvidenceChoice::Tpm => writ_attester::launch::Evidence::Tpm,
+                EvidenceChoice::Snp => writ_attester::launch::Evidence::Snp { vmpl },
                 EvidenceChoice::Both => {
                     eprintln!("writ-attester: run: --evidence both is for attest; use tpm or snp");
                     return ExitCode::from(2);
                 }
             };
-            let (token, verified) = match obtained {
-                Ok(t) => t,
-                Err(e) => return refuse(&e),
+            let prepared = match writ_attester::launch::prepare(
+                &settings,
+                &workload,
+                &prog,
+                runtime_dir.as_deref(),
+                Some(&socket),
+                source,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("writ-attester: refused to run {name}: {e}");
+                    return ExitCode::from(3);
+                }
             };
+            let verified = &prepared.verified;
             eprintln!(
-                "writ-attester: token {} for workload {} (expires {}); starting {}",
+                "writ-attester: token {} for workload {} (expires {}, key-bound{}); starting {}",
                 hex::encode(&verified.claims.cti),
                 workload,
                 verified.claims.exp,
+                if prepared.via_daemon {
+                    ", via daemon"
+                } else {
+                    ""
+                },
                 prog.path.display()
             );
-            let e = commands::exec_with_token(&prog, args, &token);
+            let e = commands::exec_with(
+                &prog,
+                args,
+                &prepared.token,
+                &[(
+                    writ_attester::workload_key::KEY_ENV,
+                    prepared.key_path.as_os_str(),
+                )],
+            );
             refuse(&e)
         }
     }

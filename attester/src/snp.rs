@@ -141,6 +141,19 @@ pub fn obtain_token(
     program: &Program,
     source: &mut dyn SnpReportSource,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    obtain_token_with(broker, issuer, workload, program, None, source)
+}
+
+/// Like [`obtain_token`], for a token bound to the `cnf` COSE_Key (proof of
+/// possession, RFC 8747) when one is given.
+pub fn obtain_token_with(
+    broker: &BrokerClient,
+    issuer: &str,
+    workload: &str,
+    program: &Program,
+    cnf: Option<&[u8]>,
+    source: &mut dyn SnpReportSource,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let keys = broker.key_set()?;
     let host_id = host_id(source)?;
     let challenge: ChallengeResponse = broker.post(
@@ -153,7 +166,7 @@ pub fn obtain_token(
         host_id: &host_id,
         workload,
         workload_digest: &program.digest,
-        cnf_key: None,
+        cnf_key: cnf,
     };
     let evidence = source.evidence(binding.snp_report_data(&challenge.nonce))?;
     let resp: TokenResponse = broker.post(
@@ -162,7 +175,7 @@ pub fn obtain_token(
             host_id: host_id.clone(),
             workload: workload.to_owned(),
             workload_digest: program.digest.to_vec(),
-            cnf: None,
+            cnf: cnf.map(<[u8]>::to_vec),
             nonce: challenge.nonce,
             evidence,
         },

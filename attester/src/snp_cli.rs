@@ -36,6 +36,17 @@ pub fn obtain_token(
     program: &Program,
     vmpl: u32,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    obtain_token_with(s, workload, program, None, vmpl)
+}
+
+/// Like [`obtain_token`], bound to the `cnf` COSE_Key when one is given.
+pub fn obtain_token_with(
+    s: &Settings,
+    workload: &str,
+    program: &Program,
+    cnf: Option<&[u8]>,
+    vmpl: u32,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut guest = SevGuest::open(vmpl)?;
-    snp::obtain_token(&broker(s)?, &s.issuer, workload, program, &mut guest)
+    snp::obtain_token_with(&broker(s)?, &s.issuer, workload, program, cnf, &mut guest)
 }

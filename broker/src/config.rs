@@ -24,6 +24,9 @@ pub struct Config {
     pub nonces: NonceConfig,
     pub snp: SnpConfig,
     pub audit: AuditConfig,
+    pub hosts: crate::governance::HostsConfig,
+    pub status: crate::governance::StatusConfig,
+    pub lineage: crate::governance::LineageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -313,6 +316,7 @@ impl Config {
                 reason: "no whitespace, control characters or '+'".into(),
             });
         }
+        crate::governance::config::validate(&self.hosts, &self.status, &self.lineage)?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",

@@ -13,6 +13,7 @@ pub mod config;
 pub mod evidence;
 pub mod evidence_boot;
 pub mod evidence_snp;
+pub mod governance;
 pub mod kds;
 pub mod keys;
 pub mod mint;

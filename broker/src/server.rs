@@ -64,7 +64,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     .await?;
     crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
-    Ok(AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp))
+    let state = AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp);
+    crate::governance::spawn_background(&state);
+    Ok(state)
 }
 
 /// Run the broker until SIGINT/SIGTERM.

@@ -26,6 +26,7 @@ pub struct AppState {
     pub snp: Option<Arc<crate::snp::SnpService>>,
     /// The signed Merkle audit log every decision is appended to.
     pub audit: AuditLog,
+    pub governance: Arc<crate::governance::Governance>,
 }
 
 impl AppState {
@@ -41,7 +42,9 @@ impl AppState {
         let key_set = KeySet {
             keys: vec![signing_key.verifying_key()],
         };
+        let governance = Arc::new(crate::governance::Governance::new(&config.lineage));
         Self {
+            governance,
             config: Arc::new(config),
             store,
             clock,

@@ -49,6 +49,16 @@ impl TestBroker {
     /// Start a broker on an existing state directory (a restart keeps the
     /// database and the token key).
     pub fn start_in(dir: tempfile::TempDir, opts: BrokerOptions) -> Result<TestBroker, String> {
+        Self::start_configured(dir, opts, |_| {})
+    }
+
+    /// Start a broker on `dir` whose configuration `tweak` adjusts (e.g. the
+    /// governance intervals) before it starts.
+    pub fn start_configured(
+        dir: tempfile::TempDir,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestBroker, String> {
         let policy_path = dir.path().join("policy.toml");
         std::fs::write(&policy_path, &opts.policy).map_err(|e| format!("policy: {e}"))?;
         let roots = dir.path().join("ek-roots.pem");
@@ -63,6 +73,7 @@ impl TestBroker {
         } else {
             vec![roots]
         };
+        tweak(&mut cfg);
         let clock = OffsetClock::default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

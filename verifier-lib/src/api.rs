@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod governance;
+
 use crate::policy::Failure;
 use crate::tpm::PcrValues;
 

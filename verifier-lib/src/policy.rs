@@ -194,6 +194,23 @@ pub enum Failure {
     ImaViolation { entry_index: u64, path: String },
     /// The boot_aggregate entry does not match the event log's PCRs.
     ImaBootAggregateMismatch { entry_index: u64, reason: String },
+    /// The TPM clock went backwards within one boot (replayed or rolled-back state).
+    TpmClockRollback {
+        previous: u64,
+        current: u64,
+        reset_count: u64,
+    },
+    /// A TPM counter (`reset_count` or `restart_count`) decreased.
+    TpmCounterRollback {
+        counter: String,
+        previous: u64,
+        current: u64,
+    },
+    /// The host rebooted and the policy requires a new boot log, which was absent.
+    RebootWithoutBootLog {
+        previous_reset_count: u64,
+        current_reset_count: u64,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -317,6 +334,24 @@ impl std::fmt::Display for Failure {
                 entry_index,
                 reason,
             } => write!(f, "IMA boot_aggregate (entry {entry_index}): {reason}"),
+            Failure::TpmClockRollback {
+                previous, current, ..
+            } => write!(
+                f,
+                "TPM clock went backwards within one boot ({previous} -> {current} ms)"
+            ),
+            Failure::TpmCounterRollback {
+                counter,
+                previous,
+                current,
+            } => write!(f, "TPM {counter} decreased ({previous} -> {current})"),
+            Failure::RebootWithoutBootLog {
+                previous_reset_count,
+                current_reset_count,
+            } => write!(
+                f,
+                "host rebooted (reset count {previous_reset_count} -> {current_reset_count}) without a new boot log"
+            ),
         }
     }
 }

@@ -65,6 +65,9 @@ pub async fn attest(
     let policy = st.policy.current();
     let (appraisal, ima) =
         super::attest_logs::appraise(&st, &policy, &host, &req.evidence, &req.nonce).await?;
+    let appraisal =
+        crate::governance::after_quote(&st, &host, req.evidence.eventlog.is_some(), appraisal)
+            .await?;
     let (response, _) = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
     super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
     Ok(Json(response))
@@ -102,8 +105,11 @@ pub async fn token(
     };
     let expected = binding.quote_nonce(&req.nonce);
     let policy = st.policy.current();
-    let (mut appraisal, ima) =
+    let (appraisal, ima) =
         super::attest_logs::appraise(&st, &policy, &host, &req.evidence, &expected).await?;
+    let mut appraisal =
+        crate::governance::after_quote(&st, &host, req.evidence.eventlog.is_some(), appraisal)
+            .await?;
 
     let mut rule = None;
     if appraisal.verdict == Verdict::Affirming {
@@ -225,8 +231,19 @@ async fn record(
     mint: Option<audit_log::MintFn>,
 ) -> Result<(AppraisalResponse, Option<mint::Minted>), ApiError> {
     let now = st.now();
+    // A refused workload (unknown name, digest not allowed) is a fault of the
+    // request, not of the host: it must not fail the host (and so revoke
+    // every token the host holds).
+    let host_fault = appraisal.failures.iter().any(|f| {
+        !matches!(
+            f,
+            verifier_lib::policy::Failure::WorkloadUnknown { .. }
+                | verifier_lib::policy::Failure::WorkloadDigestNotAllowed { .. }
+        )
+    });
     let status = match (appraisal.verdict, appraisal.authentic()) {
         (Verdict::Affirming, _) => HostStatus::Trusted,
+        (Verdict::Contraindicated, true) if !host_fault => HostStatus::Trusted,
         (Verdict::Contraindicated, true) => HostStatus::Failed,
         (Verdict::Contraindicated, false) => host.status,
     };
@@ -248,9 +265,19 @@ async fn record(
         evidence_digest,
         failures,
     };
-    let minted =
-        audit_log::record_appraisal(st, &rec, status, &policy.hash, &appraisal.failures, mint)
-            .await?;
+    let minted = audit_log::record_appraisal(
+        st,
+        &rec,
+        host.status,
+        status,
+        &policy.hash,
+        &appraisal.failures,
+        mint,
+    )
+    .await?;
+    if status == HostStatus::Failed {
+        st.governance.poke();
+    }
     for f in &appraisal.failures {
         tracing::warn!(host_id = %host.id, failure = %f, "appraisal failure");
     }

@@ -6,6 +6,7 @@ mod attest_logs;
 pub mod audit;
 mod enroll;
 pub mod error;
+pub mod governance;
 mod hosts;
 pub mod json;
 mod keys;
@@ -44,6 +45,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/v1/hosts/{id}/revoke", post(governance::revoke_host))
+        .route("/v1/hosts/{id}/reinstate", post(governance::reinstate_host))
+        .route("/v1/hosts/{id}/events", get(governance::host_events))
+        .route("/v1/tokens/derive", post(governance::derive))
+        .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
+        .route(
+            "/v1/workloads/{name}/revoke",
+            post(governance::revoke_workload),
+        )
+        .route("/v1/status", get(governance::status))
+        .route("/v1/status/stream", get(governance::status_stream))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

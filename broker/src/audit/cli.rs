@@ -315,7 +315,8 @@ fn is_policy(leaves: &[(u64, Leaf)], i: usize) -> bool {
 }
 
 /// The token's mint, the appraisal logged with it, the host's enrollment
-/// before it, the policy in force, and any revocation of the token or host.
+/// before it, the policy in force, and any later decision that revoked it:
+/// of the token, its host (revoked, failed, stale) or its workload.
 fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
     let Some(mint) = leaves
         .iter()
@@ -326,7 +327,7 @@ fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
     let Some((
         _,
         Leaf {
-            decision: Decision::TokenMinted { sub, .. },
+            decision: Decision::TokenMinted { sub, aud, .. },
             ..
         },
     )) = leaves.get(mint)
@@ -358,6 +359,11 @@ fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
         |i| match leaves.get(*i).map(|(_, l)| &l.decision) {
             Some(Decision::TokenRevoked { cti: c, .. }) => c == cti,
             Some(Decision::HostRevoked { host, .. }) => host == sub,
+            // Leaving `trusted` for `failed`/`stale` revokes the host's tokens.
+            Some(Decision::HostStateChanged { host, to, .. }) => {
+                host == sub && (to == "failed" || to == "stale")
+            }
+            Some(Decision::WorkloadRevoked { workload, .. }) => workload == aud,
             _ => false,
         },
     ));

@@ -10,14 +10,14 @@ use super::AppendError;
 use crate::api::ApiError;
 use crate::mint::Minted;
 use crate::state::AppState;
-use crate::store::audit::{Entry, EntryError, StateChange};
+use crate::store::audit::{ChangeRefused, Entry, EntryError, StateChange};
 use crate::store::{AppraisalRecord, HostStatus};
 
 /// Mints a token given the log index its `token_minted` leaf will get.
 pub type MintFn = Box<dyn FnOnce(u64) -> Result<Minted, TokenError> + Send>;
 
 /// Prefix of a prepare error caused by token minting.
-const MINT_FAILED: &str = "token mint: ";
+pub(crate) const MINT_FAILED: &str = "token mint: ";
 
 impl From<AppendError> for ApiError {
     fn from(e: AppendError) -> Self {
@@ -26,7 +26,30 @@ impl From<AppendError> for ApiError {
                 ApiError::internal("token_mint_failed", e)
             }
             AppendError::Entry(EntryError::Store(_)) => ApiError::internal("storage_error", e),
+            AppendError::Entry(EntryError::Refused(r)) => refused(*r),
             _ => ApiError::internal("audit_log_failed", e),
+        }
+    }
+}
+
+/// The client's view of a state change that did not apply.
+fn refused(r: ChangeRefused) -> ApiError {
+    use axum::http::StatusCode;
+    match r {
+        ChangeRefused::UnknownHost => ApiError::not_found("unknown_host", "no such host"),
+        ChangeRefused::HostNotRevoked => ApiError::new(
+            StatusCode::CONFLICT,
+            "host_not_revoked",
+            "only revoked hosts are reinstated",
+        ),
+        ChangeRefused::HostNotStale => ApiError::new(
+            StatusCode::CONFLICT,
+            "host_not_stale",
+            "the host attested in the meantime",
+        ),
+        ChangeRefused::UnknownToken => ApiError::not_found("unknown_token", "no such token"),
+        ChangeRefused::ParentRevoked => {
+            ApiError::forbidden("parent_revoked", "the parent token is revoked")
         }
     }
 }
@@ -52,11 +75,14 @@ pub fn failure_texts(failures: &[Failure]) -> Vec<String> {
 }
 
 /// Records an appraisal (host status, and the token `mint` makes, if any)
-/// with its `appraisal` leaf and, when minted, its `token_minted` leaf, in
-/// one transaction. The token is handed back only once committed.
+/// with its `appraisal` leaf, a `host_state_changed` leaf when the host's
+/// status moves from `previous` (leaving `trusted` for `failed` also revokes
+/// its tokens, in the same transaction) and, when minted, its
+/// `token_minted` leaf. The token is handed back only once committed.
 pub async fn record_appraisal(
     st: &AppState,
     rec: &AppraisalRecord,
+    previous: HostStatus,
     status: HostStatus,
     policy_hash: &[u8],
     failures: &[Failure],
@@ -69,7 +95,7 @@ pub async fn record_appraisal(
             evidence_digest: rec.evidence_digest.clone(),
             policy_id: rec.policy_id.clone(),
             policy_hash: policy_hash.to_vec(),
-            verdict: if status == HostStatus::Trusted {
+            verdict: if rec.verdict == verifier_lib::appraisal::Verdict::Affirming.as_str() {
                 Verdict::Pass
             } else {
                 Verdict::Fail
@@ -77,15 +103,33 @@ pub async fn record_appraisal(
             failures: failure_texts(failures),
         },
     );
+    // A revoked host keeps its status whatever the appraisal says.
+    let state_leaf = (previous != status && previous != HostStatus::Revoked).then(|| {
+        host_state_changed(
+            &rec.host_id,
+            previous,
+            status,
+            match status {
+                HostStatus::Failed => "failing appraisal; its tokens are revoked",
+                _ => "passing appraisal",
+            },
+            rec.at,
+        )
+    });
     let rec = rec.clone();
     let (_, minted) = st
         .audit
         .append_with(move |index| {
             let minted = match mint {
-                Some(m) => Some(m(index + 1).map_err(|e| format!("{MINT_FAILED}{e}"))?),
+                // The token leaf follows the appraisal and state-change leaves.
+                Some(m) => {
+                    let at = index + 1 + u64::from(state_leaf.is_some());
+                    Some(m(at).map_err(|e| format!("{MINT_FAILED}{e}"))?)
+                }
                 None => None,
             };
             let mut leaves = vec![appraisal_leaf];
+            leaves.extend(state_leaf);
             if let Some(m) = &minted {
                 leaves.push(token_minted(
                     &m.record,
@@ -106,6 +150,58 @@ pub async fn record_appraisal(
         })
         .await?;
     Ok(minted)
+}
+
+/// `host_state_changed`.
+pub fn host_state_changed(
+    host: &str,
+    from: HostStatus,
+    to: HostStatus,
+    reason: &str,
+    now: i64,
+) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::HostStateChanged {
+            host: host.to_owned(),
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            reason: reason.to_owned(),
+        },
+    )
+}
+
+/// `host_revoked`.
+pub fn host_revoked(host: &str, reason: &str, now: i64) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::HostRevoked {
+            host: host.to_owned(),
+            reason: reason.to_owned(),
+        },
+    )
+}
+
+/// `token_revoked` (its descendants are revoked with it).
+pub fn token_revoked(cti: &[u8], reason: &str, now: i64) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::TokenRevoked {
+            cti: hex::encode(cti),
+            reason: reason.to_owned(),
+        },
+    )
+}
+
+/// `workload_revoked`.
+pub fn workload_revoked(workload: &str, reason: &str, now: i64) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::WorkloadRevoked {
+            workload: workload.to_owned(),
+            reason: reason.to_owned(),
+        },
+    )
 }
 
 /// `token_minted` for a stored token.

@@ -177,6 +177,30 @@ impl AuditLog {
         T: Send + 'static,
         F: FnOnce(u64) -> Result<(Entry, T), String> + Send + 'static,
     {
+        let (appended, extra) = self.commit_with(build).await?;
+        Ok((appended.first_index, extra))
+    }
+
+    /// Applies `change` with its `leaves` in one transaction. Returns where
+    /// the leaves went and how many tokens the change revoked; a change that
+    /// does not apply is `AppendError::Entry(EntryError::Refused(_))`, and
+    /// then nothing was written.
+    pub async fn apply(
+        &self,
+        change: StateChange,
+        leaves: Vec<Leaf>,
+    ) -> Result<Appended, AppendError> {
+        let entry = Entry { change, leaves };
+        let (appended, ()) = self.commit_with(move |_| Ok((entry, ()))).await?;
+        Ok(appended)
+    }
+
+    /// [`Self::append_with`], handing back the whole [`Appended`].
+    pub async fn commit_with<T, F>(&self, build: F) -> Result<(Appended, T), AppendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(u64) -> Result<(Entry, T), String> + Send + 'static,
+    {
         let slot: Arc<std::sync::Mutex<Option<T>>> = Arc::new(std::sync::Mutex::new(None));
         let out = Arc::clone(&slot);
         let prepare: PrepareEntry = Box::new(move |index| {
@@ -199,7 +223,7 @@ impl AuditLog {
             Err(p) => p.into_inner().take(),
         };
         let extra = extra.ok_or_else(|| AppendError::Commit("entry output missing".into()))?;
-        Ok((appended.first_index, extra))
+        Ok((appended, extra))
     }
 
     /// Signs a checkpoint of the current tree now if it grew since the last

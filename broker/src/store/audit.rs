@@ -34,10 +34,57 @@ pub enum StateChange {
         status: HostStatus,
         token: Option<TokenRecord>,
     },
-    /// A token was revoked.
-    RevokeToken { cti: Vec<u8> },
-    /// A host was revoked.
-    RevokeHost { host_id: String },
+    /// An operator revoked a host: status `revoked`, its tokens (and their
+    /// descendants) revoked.
+    RevokeHost {
+        host_id: String,
+        reason: String,
+        at: i64,
+    },
+    /// An operator reinstated a revoked host: `revoked` → `enrolled`, clock
+    /// baseline cleared.
+    ReinstateHost { host_id: String, at: i64 },
+    /// A trusted host with no passing attestation since `cutoff` became
+    /// `stale`; its tokens are revoked.
+    MarkStale {
+        host_id: String,
+        cutoff: i64,
+        at: i64,
+    },
+    /// A token and all its descendants were revoked.
+    RevokeToken {
+        cti: Vec<u8>,
+        reason: String,
+        at: i64,
+    },
+    /// Every token issued for a workload (and their descendants) was revoked.
+    RevokeWorkload {
+        workload: String,
+        reason: String,
+        at: i64,
+    },
+    /// A token derived from `parent_cti`; recorded only while the parent is
+    /// recorded and unrevoked.
+    DerivedToken {
+        token: TokenRecord,
+        parent_cti: Vec<u8>,
+    },
+}
+
+/// Why a state change did not apply (its leaves are not written either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangeRefused {
+    #[error("no such host")]
+    UnknownHost,
+    #[error("the host is not revoked")]
+    HostNotRevoked,
+    #[error("the host is no longer a stale candidate")]
+    HostNotStale,
+    #[error("no such token")]
+    UnknownToken,
+    #[error("the parent token is unknown or revoked")]
+    ParentRevoked,
 }
 
 /// What one decision writes: its state change and its leaves, in order.
@@ -58,6 +105,8 @@ pub struct Appended {
     pub first_index: u64,
     /// Hashes of the entry's leaves, in order.
     pub leaf_hashes: Vec<Hash>,
+    /// Tokens the state change revoked (descendants included).
+    pub tokens_revoked: u64,
 }
 
 /// Why one entry of a batch was not written (the others may have been).
@@ -68,6 +117,8 @@ pub enum EntryError {
     Prepare(String),
     #[error("applying the entry: {0}")]
     Store(#[source] StoreError),
+    #[error("state change refused: {0}")]
+    Refused(#[source] ChangeRefused),
     #[error("leaf {index}: {actual} bytes exceeds the {max}-byte limit")]
     LeafTooLarge {
         index: u64,

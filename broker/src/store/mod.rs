@@ -6,10 +6,12 @@
 //! decision happens in one transaction.
 
 pub mod audit;
+mod governance;
 mod ima_cursor;
 mod snp;
 mod sqlite;
 
+pub use governance::{stale_reason, ClockCheck, HostEvent, RevocationOutcome, TokenState};
 pub use ima_cursor::ImaCursorRecord;
 pub use snp::SnpHostRecord;
 
@@ -27,6 +29,8 @@ pub enum HostStatus {
     Failed,
     /// Revoked by an operator.
     Revoked,
+    /// No passing attestation for longer than the configured window.
+    Stale,
 }
 
 impl HostStatus {
@@ -36,6 +40,7 @@ impl HostStatus {
             HostStatus::Trusted => "trusted",
             HostStatus::Failed => "failed",
             HostStatus::Revoked => "revoked",
+            HostStatus::Stale => "stale",
         }
     }
 
@@ -45,6 +50,7 @@ impl HostStatus {
             "trusted" => HostStatus::Trusted,
             "failed" => HostStatus::Failed,
             "revoked" => HostStatus::Revoked,
+            "stale" => HostStatus::Stale,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "hosts.status",

@@ -11,6 +11,7 @@ use super::{
 };
 
 mod audit;
+mod governance;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -64,7 +65,7 @@ impl SqliteStore {
         id: &str,
         now: i64,
     ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(
             "SELECT id, host_id, ek_public, ek_cert_digest, ak_public, ak_name, secret_digest, expires_at, consumed
              FROM enrollments WHERE id = $1",
@@ -222,12 +223,13 @@ impl SqliteStore {
 
     /// The statements of [`Self::record_appraisal`], inside the caller's
     /// transaction (the audit writer adds the decision's leaves to it).
+    /// A failing host's tokens are revoked with it; returns how many.
     pub(super) async fn record_appraisal_in(
         tx: &mut SqliteConnection,
         a: &AppraisalRecord,
         status: HostStatus,
         token: Option<&TokenRecord>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         sqlx::query(
             "INSERT INTO appraisals (host_id, at, verdict, policy_id, policy_hash, evidence_digest, failures)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -256,6 +258,11 @@ impl SqliteStore {
         .bind(&a.failures)
         .execute(&mut *tx)
         .await?;
+        let revoked = if status == HostStatus::Failed {
+            governance::revoke_host_tokens(tx, &a.host_id, "host_failed", a.at).await?
+        } else {
+            0
+        };
         if let Some(t) = token {
             sqlx::query(
                 "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest)
@@ -272,7 +279,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        Ok(())
+        Ok(revoked)
     }
 
     pub async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {

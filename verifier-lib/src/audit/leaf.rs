@@ -84,6 +84,8 @@ pub enum Decision {
     TokenRevoked { cti: String, reason: String },
     /// A host was revoked.
     HostRevoked { host: String, reason: String },
+    /// Every token issued for a workload was revoked.
+    WorkloadRevoked { workload: String, reason: String },
     /// A host moved between lifecycle states.
     HostStateChanged {
         host: String,
@@ -179,6 +181,7 @@ impl Decision {
             Decision::TokenMinted { .. } => "token_minted",
             Decision::TokenRevoked { .. } => "token_revoked",
             Decision::HostRevoked { .. } => "host_revoked",
+            Decision::WorkloadRevoked { .. } => "workload_revoked",
             Decision::HostStateChanged { .. } => "host_state_changed",
             Decision::PolicyActivated { .. } => "policy_activated",
             Decision::OperatorAction { .. } => "operator_action",
@@ -236,6 +239,9 @@ impl Decision {
                 .bytes("token_digest", token_digest),
             Decision::TokenRevoked { cti, reason } => m.text("cti", cti).text("reason", reason),
             Decision::HostRevoked { host, reason } => m.text("host", host).text("reason", reason),
+            Decision::WorkloadRevoked { workload, reason } => {
+                m.text("workload", workload).text("reason", reason)
+            }
             Decision::HostStateChanged {
                 host,
                 from,
@@ -500,6 +506,10 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
         },
         "host_revoked" => Decision::HostRevoked {
             host: f.text("host")?,
+            reason: f.text("reason")?,
+        },
+        "workload_revoked" => Decision::WorkloadRevoked {
+            workload: f.text("workload")?,
             reason: f.text("reason")?,
         },
         "host_state_changed" => Decision::HostStateChanged {

@@ -21,6 +21,7 @@
 //! | `token_minted` | cti, sub, aud: text, exp: int, parent_cti?: text, token_digest: bytes |
 //! | `token_revoked` | cti: text, reason: text |
 //! | `host_revoked` | host: text, reason: text |
+//! | `workload_revoked` | workload: text, reason: text |
 //! | `host_state_changed` | host, from, to, reason: text |
 //! | `policy_activated` | policy_id: text, policy_hash: bytes |
 //! | `operator_action` | who: text, what: text |

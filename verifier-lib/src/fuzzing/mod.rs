@@ -4,6 +4,7 @@
 mod audit;
 mod ekcert;
 mod eventlog;
+mod governance;
 mod ima;
 mod snp;
 mod token;
@@ -12,6 +13,7 @@ mod tpm;
 pub use self::audit::*;
 pub use self::ekcert::*;
 pub use self::eventlog::*;
+pub use self::governance::*;
 pub use self::ima::*;
 pub use self::snp::*;
 pub use self::token::*;

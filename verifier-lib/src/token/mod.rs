@@ -14,9 +14,9 @@
 //!
 //! `docs/token-profile.md` specifies every claim and rule.
 
-mod cbor;
+pub(crate) mod cbor;
 mod claims;
-mod envelope;
+pub(crate) mod envelope;
 mod error;
 mod hex_serde;
 mod keys;

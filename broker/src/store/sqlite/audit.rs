@@ -4,7 +4,7 @@
 use sqlx::{Acquire as _, Row, SqliteConnection};
 use verifier_lib::audit::{leaf_hash, Hash, MAX_LEAF_LEN};
 
-use super::SqliteStore;
+use super::{governance, SqliteStore};
 use crate::store::audit::{
     to_i64, to_u64, Appended, CheckpointRow, Entry, EntryError, LeafRow, PrepareEntry, StateChange,
 };
@@ -36,13 +36,14 @@ impl SqliteStore {
             };
             let mut sp = (&mut *tx).begin().await?;
             match write_entry(&mut sp, next, &entry).await {
-                Ok(Ok(hashes)) => {
+                Ok(Ok((hashes, tokens_revoked))) => {
                     sp.commit().await?;
                     let first_index = next;
                     next = next.saturating_add(u64::try_from(hashes.len()).unwrap_or(u64::MAX));
                     out.push(Ok(Appended {
                         first_index,
                         leaf_hashes: hashes,
+                        tokens_revoked,
                     }));
                 }
                 Ok(Err(e)) => {
@@ -155,33 +156,55 @@ async fn write_entry(
     conn: &mut SqliteConnection,
     first: u64,
     entry: &Entry,
-) -> Result<Result<Vec<Hash>, EntryError>, StoreError> {
-    match &entry.change {
-        StateChange::Nothing => {}
+) -> Result<Result<(Vec<Hash>, u64), EntryError>, StoreError> {
+    let applied = match &entry.change {
+        StateChange::Nothing => Ok(0),
         StateChange::Nonce {
             nonce,
             host_id,
             expires_at,
-        } => SqliteStore::insert_nonce_in(conn, nonce, host_id, *expires_at).await?,
-        StateChange::Host(h) => SqliteStore::upsert_host_in(conn, h).await?,
+        } => {
+            SqliteStore::insert_nonce_in(conn, nonce, host_id, *expires_at).await?;
+            Ok(0)
+        }
+        StateChange::Host(h) => {
+            SqliteStore::upsert_host_in(conn, h).await?;
+            Ok(0)
+        }
         StateChange::Appraisal {
             appraisal,
             status,
             token,
-        } => SqliteStore::record_appraisal_in(conn, appraisal, *status, token.as_ref()).await?,
-        StateChange::RevokeToken { cti } => {
-            sqlx::query("UPDATE tokens SET revoked = 1 WHERE cti = $1")
-                .bind(cti)
-                .execute(&mut *conn)
-                .await?;
+        } => Ok(SqliteStore::record_appraisal_in(conn, appraisal, *status, token.as_ref()).await?),
+        StateChange::RevokeHost {
+            host_id,
+            reason,
+            at,
+        } => governance::revoke_host_in(conn, host_id, reason, *at).await?,
+        StateChange::ReinstateHost { host_id, at } => {
+            governance::reinstate_host_in(conn, host_id, *at).await?
         }
-        StateChange::RevokeHost { host_id } => {
-            sqlx::query("UPDATE hosts SET status = 'revoked' WHERE id = $1")
-                .bind(host_id)
-                .execute(&mut *conn)
-                .await?;
+        StateChange::MarkStale {
+            host_id,
+            cutoff,
+            at,
+        } => governance::mark_stale_in(conn, host_id, *cutoff, *at).await?,
+        StateChange::RevokeToken { cti, reason, at } => {
+            governance::revoke_token_in(conn, cti, reason, *at).await?
         }
-    }
+        StateChange::RevokeWorkload {
+            workload,
+            reason,
+            at,
+        } => Ok(governance::revoke_workload_in(conn, workload, reason, *at).await?),
+        StateChange::DerivedToken { token, parent_cti } => {
+            governance::insert_derived_token_in(conn, token, parent_cti).await?
+        }
+    };
+    let tokens_revoked = match applied {
+        Ok(n) => n,
+        Err(refused) => return Ok(Err(EntryError::Refused(refused))),
+    };
     let mut hashes = Vec::with_capacity(entry.leaves.len());
     let mut index = first;
     for leaf in &entry.leaves {
@@ -206,5 +229,5 @@ async fn write_entry(
         hashes.push(h);
         index = index.saturating_add(1);
     }
-    Ok(Ok(hashes))
+    Ok(Ok((hashes, tokens_revoked)))
 }

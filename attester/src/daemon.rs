@@ -1,0 +1,486 @@
+//! `writ-attester daemon`: enroll if needed, re-attest on a jittered
+//! interval (backing off while the broker is unreachable), and serve the
+//! local workload API (see [`crate::workload_api`]) on a Unix socket.
+//!
+//! The TPM serves one client at a time: every TPM use (re-attestation, token
+//! requests) holds one lock.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::commands::{self, CommandError, Settings};
+use crate::state::{AttesterState, StateError};
+use crate::tpm::AkAlg;
+use crate::workload_api::{
+    peer_identity, PeerIdentity, WorkloadRequest, WorkloadResponse, WorkloadToken, DEFAULT_SOCKET,
+    MAX_MESSAGE_BYTES,
+};
+
+/// The daemon's configuration file (TOML).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// Workloads that may ask for a token for themselves.
+    #[serde(default)]
+    pub workloads: Vec<AllowedWorkload>,
+    /// Programs that may ask for tokens for what they launch.
+    #[serde(default)]
+    pub launchers: Vec<AllowedCaller>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSection {
+    pub socket: PathBuf,
+    /// Re-attestation interval in seconds (≥ 2).
+    pub interval_secs: u64,
+    /// Random spread of each interval, in percent (0–50).
+    pub jitter_percent: u8,
+    /// Longest wait between retries while the broker is unreachable.
+    pub max_backoff_secs: u64,
+    /// Hand out a new token once this fraction of the cached one's lifetime passed.
+    pub renew_fraction: f64,
+    /// Simultaneous socket clients.
+    pub max_clients: usize,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            interval_secs: 60,
+            jitter_percent: 10,
+            max_backoff_secs: 60,
+            renew_fraction: 0.8,
+            max_clients: 32,
+        }
+    }
+}
+
+/// A caller known by uid and executable digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedCaller {
+    pub uid: u32,
+    /// SHA-256 of the executable, hex.
+    pub exe_sha256: String,
+}
+
+/// A workload known by uid and executable digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedWorkload {
+    /// Workload name as the broker's policy knows it.
+    pub name: String,
+    pub uid: u32,
+    pub exe_sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    #[error("daemon configuration {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("socket {path} is served by a running daemon")]
+    AlreadyRunning { path: PathBuf },
+}
+
+impl DaemonConfig {
+    pub fn load(path: &Path) -> Result<Self, DaemonError> {
+        let err = |reason: String| DaemonError::Config {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let cfg: DaemonConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let d = &self.daemon;
+        if d.interval_secs < 2 {
+            return Err("daemon.interval_secs must be at least 2".into());
+        }
+        if d.jitter_percent > 50 {
+            return Err("daemon.jitter_percent must be at most 50".into());
+        }
+        if !(0.1..=1.0).contains(&d.renew_fraction) {
+            return Err("daemon.renew_fraction must be within 0.1..=1.0".into());
+        }
+        for digest in self
+            .workloads
+            .iter()
+            .map(|w| &w.exe_sha256)
+            .chain(self.launchers.iter().map(|l| &l.exe_sha256))
+        {
+            if hex::decode(digest).map_or(true, |d| d.len() != 32) {
+                return Err(format!("exe_sha256 {digest:?} is not 32 bytes of hex"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A random duration within `base ± jitter_percent`.
+pub fn jittered(base: Duration, jitter_percent: u8) -> Duration {
+    let mut r = [0u8; 2];
+    let _ = aws_lc_rs::rand::fill(&mut r);
+    let unit = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX); // 0..=1
+    let spread = f64::from(jitter_percent) / 100.0;
+    base.mul_f64((1.0 - spread + 2.0 * spread * unit).max(0.0))
+}
+
+/// (workload, executable digest, cnf key) a cached token is for.
+type CacheKey = (String, Vec<u8>, Vec<u8>);
+
+#[derive(Debug, Clone)]
+struct Cached {
+    token: WorkloadToken,
+}
+
+/// Shared state of a running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    settings: Settings,
+    config: DaemonConfig,
+    tpm: Mutex<()>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
+    clients: AtomicUsize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Daemon {
+    pub fn new(settings: Settings, config: DaemonConfig, stop: Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(Daemon {
+            settings,
+            config,
+            tpm: Mutex::new(()),
+            cache: Mutex::new(HashMap::new()),
+            clients: AtomicUsize::new(0),
+            stop,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleep up to `d`, waking early when stopped.
+    fn pause(&self, d: Duration) {
+        let end = std::time::Instant::now() + d;
+        while !self.stopped() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self.tpm.lock().unwrap_or_else(|p| p.into_inner());
+        f()
+    }
+
+    /// Enroll unless already enrolled; retries with backoff until stopped.
+    pub fn ensure_enrolled(&self) -> bool {
+        let mut backoff = Duration::from_secs(1);
+        while !self.stopped() {
+            match AttesterState::load(&self.settings.state_dir) {
+                Ok(_) => return true,
+                Err(StateError::NotEnrolled { .. }) => {}
+                Err(e) => {
+                    eprintln!("writ-attester daemon: state: {e}");
+                    return false;
+                }
+            }
+            match self.locked(|| commands::enroll(&self.settings, AkAlg::EccP256)) {
+                Ok(done) => {
+                    eprintln!("writ-attester daemon: enrolled as {}", done.host_id);
+                    return true;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "writ-attester daemon: enroll failed ({}); retrying in {} s",
+                        commands::denial_reasons(&e),
+                        backoff.as_secs()
+                    );
+                    self.pause(backoff);
+                    backoff =
+                        (backoff * 2).min(Duration::from_secs(self.config.daemon.max_backoff_secs));
+                }
+            }
+        }
+        false
+    }
+
+    /// Re-attest until stopped: every interval (jittered) after a success,
+    /// with exponential backoff after a failure to reach the broker.
+    pub fn attest_loop(&self) {
+        let d = &self.config.daemon;
+        let interval = Duration::from_secs(d.interval_secs);
+        let mut backoff = Duration::from_secs(1);
+        while !self.stopped() {
+            match self.locked(|| commands::attest(&self.settings)) {
+                Ok(a) => {
+                    backoff = Duration::from_secs(1);
+                    if a.verdict != "affirming" {
+                        eprintln!(
+                            "writ-attester daemon: appraisal {}: {}",
+                            a.verdict,
+                            a.failures
+                                .iter()
+                                .map(|f| f.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        );
+                    }
+                    self.pause(jittered(interval, d.jitter_percent));
+                }
+                Err(e) => {
+                    eprintln!(
+                        "writ-attester daemon: attestation failed ({}); retrying in {} ms",
+                        commands::denial_reasons(&e),
+                        backoff.as_millis()
+                    );
+                    self.pause(jittered(backoff, d.jitter_percent));
+                    backoff = (backoff * 2).min(Duration::from_secs(d.max_backoff_secs));
+                }
+            }
+        }
+    }
+
+    /// Bind the socket (mode 0660), replacing a stale socket file.
+    pub fn bind(&self) -> Result<UnixListener, DaemonError> {
+        let path = &self.config.daemon.socket;
+        let err = |source| DaemonError::Socket {
+            path: path.clone(),
+            source,
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(err(std::io::Error::other("exists and is not a socket")));
+            }
+            if UnixStream::connect(path).is_ok() {
+                return Err(DaemonError::AlreadyRunning { path: path.clone() });
+            }
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let listener = UnixListener::bind(path).map_err(err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+        listener.set_nonblocking(true).map_err(err)?;
+        Ok(listener)
+    }
+
+    /// Serve the workload API until stopped.
+    pub fn serve(self: &Arc<Self>, listener: UnixListener) {
+        while !self.stopped() {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if self.clients.fetch_add(1, Ordering::SeqCst) >= self.config.daemon.max_clients
+                    {
+                        self.clients.fetch_sub(1, Ordering::SeqCst);
+                        let _ = reply(&stream, &refusal("busy", "too many clients"));
+                        continue;
+                    }
+                    let me = Arc::clone(self);
+                    std::thread::spawn(move || {
+                        me.handle(stream);
+                        me.clients.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    eprintln!("writ-attester daemon: accept: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    fn handle(&self, stream: UnixStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let answer = match peer_identity(&stream) {
+            Ok(peer) => self.answer(&stream, &peer),
+            Err(e) => refusal("caller_unidentified", &format!("SO_PEERCRED / exe: {e}")),
+        };
+        let _ = reply(&stream, &answer);
+    }
+
+    fn answer(&self, stream: &UnixStream, peer: &PeerIdentity) -> WorkloadResponse {
+        let mut line = String::new();
+        let mut reader = BufReader::new(std::io::Read::take(stream, MAX_MESSAGE_BYTES));
+        if reader.read_line(&mut line).is_err() {
+            return refusal("bad_request", "unreadable request");
+        }
+        let req: WorkloadRequest = match serde_json::from_str(line.trim_end()) {
+            Ok(r) => r,
+            Err(e) => return refusal("bad_request", &e.to_string()),
+        };
+        let digest_hex = hex::encode(peer.exe_digest);
+        let (workload, digest, cnf) = match req {
+            WorkloadRequest::Token { cnf } => {
+                let known =
+                    self.config.workloads.iter().find(|w| {
+                        w.uid == peer.uid && w.exe_sha256.eq_ignore_ascii_case(&digest_hex)
+                    });
+                match known {
+                    Some(w) => (w.name.clone(), peer.exe_digest, cnf),
+                    None => {
+                        return refusal(
+                            "caller_unknown",
+                            &format!(
+                                "no workload configured for uid {} with executable {} (sha256 {digest_hex})",
+                                peer.uid,
+                                peer.exe.display()
+                            ),
+                        )
+                    }
+                }
+            }
+            WorkloadRequest::Launch {
+                workload,
+                workload_digest,
+                cnf,
+            } => {
+                let launcher =
+                    self.config.launchers.iter().any(|l| {
+                        l.uid == peer.uid && l.exe_sha256.eq_ignore_ascii_case(&digest_hex)
+                    });
+                if !launcher {
+                    return refusal(
+                        "caller_not_launcher",
+                        &format!(
+                            "uid {} executable {} (sha256 {digest_hex}) is not a configured launcher",
+                            peer.uid,
+                            peer.exe.display()
+                        ),
+                    );
+                }
+                let Ok(digest) = <[u8; 32]>::try_from(workload_digest.as_slice()) else {
+                    return refusal("bad_request", "workload_digest must be 32 bytes");
+                };
+                (workload, digest, cnf)
+            }
+        };
+        match self.token_for(&workload, &digest, &cnf) {
+            Ok(t) => WorkloadResponse::Token(t),
+            Err(e) => refusal("denied", &commands::denial_reasons(&e)),
+        }
+    }
+
+    /// A token for (workload, digest, cnf): the cached one until
+    /// `renew_fraction` of its lifetime has passed, then a fresh one.
+    pub fn token_for(
+        &self,
+        workload: &str,
+        digest: &[u8; 32],
+        cnf: &[u8],
+    ) -> Result<WorkloadToken, CommandError> {
+        let key = (workload.to_owned(), digest.to_vec(), cnf.to_vec());
+        let t = now();
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(c) = cache.get(&key) {
+                if t < c.token.renew_at {
+                    return Ok(c.token.clone());
+                }
+            }
+        }
+        let (token, verified) = self
+            .locked(|| commands::obtain_token_with(&self.settings, workload, digest, Some(cnf)))?;
+        let bound = verified
+            .claims
+            .cnf
+            .as_ref()
+            .and_then(|k| k.to_cose_key_bytes().ok());
+        let requested = verifier_lib::token::VerifyingKey::from_cose_key_bytes(cnf)
+            .ok()
+            .and_then(|k| k.to_cose_key_bytes().ok());
+        if bound.is_none() || bound != requested {
+            return Err(CommandError::TokenMismatch {
+                field: "cnf",
+                expected: "the requested key".into(),
+                actual: "another or no key".into(),
+            });
+        }
+        let c = &verified.claims;
+        let life = (c.exp - c.iat).max(0) as f64;
+        let renew_at = c.iat + (life * self.config.daemon.renew_fraction) as i64;
+        let out = WorkloadToken {
+            token,
+            cti: c.cti.clone(),
+            workload: workload.to_owned(),
+            expires_at: c.exp,
+            renew_at,
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, v| v.token.expires_at > t);
+            if cache.len() < 1024 {
+                cache.insert(key, Cached { token: out.clone() });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn refusal(code: &str, message: &str) -> WorkloadResponse {
+    WorkloadResponse::Error {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn reply(mut stream: &UnixStream, r: &WorkloadResponse) -> std::io::Result<()> {
+    let mut body = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    body.push(b'\n');
+    stream.write_all(&body)
+}
+
+/// Run the daemon until `stop` is set: bind the socket, enroll if needed,
+/// serve the workload API on a thread and re-attest on this one.
+pub fn run(
+    settings: Settings,
+    config: DaemonConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<(), DaemonError> {
+    let daemon = Daemon::new(settings, config, stop);
+    let listener = daemon.bind()?;
+    let server = {
+        let d = Arc::clone(&daemon);
+        std::thread::spawn(move || d.serve(listener))
+    };
+    if daemon.ensure_enrolled() {
+        daemon.attest_loop();
+    }
+    daemon.stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+    let _ = std::fs::remove_file(&daemon.config.daemon.socket);
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Per-workload proof-of-possession keys: `run` generates a P-256 key for
+//! each workload it starts, binds the token to it (`cnf`), and hands the
+//! private key to the child as a PKCS#8 PEM file (mode 0600) in a private
+//! runtime directory (mode 0700), named in `WRIT_KEY`.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use verifier_lib::token::{SigningKey, TokenError};
+
+/// Environment variable naming the key file for the workload.
+pub const KEY_ENV: &str = "WRIT_KEY";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    #[error("no runtime directory: set --runtime-dir or XDG_RUNTIME_DIR")]
+    NoRuntimeDir,
+    #[error("runtime directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runtime directory {path} is mode {mode:o} or not ours (uid {owner}); expected 0700 owned by uid {uid}")]
+    Insecure {
+        path: PathBuf,
+        mode: u32,
+        owner: u32,
+        uid: u32,
+    },
+    #[error("workload key: {0}")]
+    Key(#[from] TokenError),
+}
+
+/// The runtime directory: `explicit`, else `$XDG_RUNTIME_DIR/writ`, else
+/// `$TMPDIR/writ-<uid>` (its ownership and mode are checked before use).
+pub fn runtime_dir(explicit: Option<&Path>) -> Result<PathBuf, KeyFileError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(d).join("writ"));
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let tmp = std::env::temp_dir();
+    if tmp.as_os_str().is_empty() {
+        return Err(KeyFileError::NoRuntimeDir);
+    }
+    Ok(tmp.join(format!("writ-{uid}")))
+}
+
+/// Create `dir` with mode 0700 if missing; refuse one that is not ours or
+/// is accessible to others.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io)?;
+    let uid = rustix::process::getuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_dir() || meta.uid() != uid || mode & 0o077 != 0 {
+        return Err(KeyFileError::Insecure {
+            path: dir.to_owned(),
+            mode,
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    Ok(())
+}
+
+/// Write `key` as PKCS#8 PEM to a new file `name` (mode 0600) in `dir`.
+pub fn write_key(dir: &Path, name: &str, key: &SigningKey) -> Result<PathBuf, KeyFileError> {
+    ensure_private_dir(dir)?;
+    let path = dir.join(name);
+    let io = |source| KeyFileError::Io {
+        path: path.clone(),
+        source,
+    };
+    let pem = key.to_pkcs8_pem()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(pem.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io)?;
+    Ok(path)
+}
+
+/// Load a workload key written by [`write_key`] (what a workload does with `WRIT_KEY`).
+pub fn read_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(SigningKey::from_pkcs8_pem(&pem)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn key_round_trips_in_a_private_dir_and_wide_dirs_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("writ");
+        let key = SigningKey::generate().unwrap();
+        let path = write_key(&dir, "k.pem", &key).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(read_key(&path).unwrap().kid(), key.kid());
+        // Never overwrite.
+        assert!(write_key(&dir, "k.pem", &key).is_err());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(
+            write_key(&dir, "k2.pem", &key),
+            Err(KeyFileError::Insecure { .. })
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! `/v1` messages of continuous governance: revocation, status lists,
+//! derived tokens, and the HTTP presentation of key-bound tokens.
+
+use serde::{Deserialize, Serialize};
+
+use super::b64;
+
+/// Authorization scheme of a presented token: `Authorization: Writ <b64url token>`.
+pub const AUTH_SCHEME: &str = "Writ";
+/// Header carrying the proof of possession (base64url COSE_Sign1).
+pub const POP_HEADER: &str = "writ-pop";
+/// Media type of a signed status list.
+pub const STATUS_MEDIA_TYPE: &str = "application/writ-status+cose";
+
+/// Body of the operator revocation endpoints (optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a revocation changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevocationResponse {
+    /// Tokens newly revoked (descendants included).
+    pub revoked_tokens: u64,
+    /// Status-list version after the change.
+    pub status_version: u64,
+}
+
+/// A host's state after an operator action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostStateResponse {
+    pub host_id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationResponse>,
+}
+
+/// `POST /v1/tokens/derive` body (the parent token and its proof of
+/// possession ride in the `Authorization` and `Writ-PoP` headers).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveRequest {
+    /// Audience of the child: the parent's (default) or a sub-workload `parent/…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Scope of the child (see the narrowing rules).
+    #[serde(default)]
+    pub scope: Vec<String>,
+    /// Requested lifetime; capped by the parent's expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<u32>,
+    /// The child's own COSE_Key (P-256) for its `cnf`.
+    #[serde(with = "b64")]
+    pub cnf: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeriveResponse {
+    #[serde(with = "b64")]
+    pub token: Vec<u8>,
+    #[serde(with = "b64")]
+    pub cti: Vec<u8>,
+    pub expires_at: i64,
+    pub depth: u8,
+}
+
+/// One `/v1/status/stream` event (`event: status`): a new list version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusEvent {
+    pub version: u64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// Revoked tokens listed.
+    pub entries: usize,
+    /// Where to fetch the list.
+    pub url: String,
+    pub etag: String,
+    /// The signed list itself, when small enough.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<Vec<u8>>,
+}

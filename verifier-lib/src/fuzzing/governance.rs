@@ -1,0 +1,110 @@
+//! Fuzz entry points for `status` (signed status lists) and `pop` (proofs of
+//! possession).
+
+use crate::pop::{self, ReplayCache, RequestContext, Window};
+use crate::status::{self, StatusList};
+use crate::token::{KeySet, VerifiedToken};
+
+use super::token::{token_fuzz_signing_key, TOKEN_FUZZ_ISSUER, TOKEN_FUZZ_NOW};
+
+/// Decode and verify arbitrary bytes as a signed status list (and as a bare
+/// payload); look a cti up in whatever decodes.
+pub fn status_list(data: &[u8]) {
+    if let Ok(l) = StatusList::from_cbor_bytes(data) {
+        let _ = l.is_revoked(&[0u8; 16]);
+    }
+    let Some(key) = token_fuzz_signing_key() else {
+        return;
+    };
+    let Ok(keys) = KeySet::new(vec![key.verifying_key()]) else {
+        return;
+    };
+    if let Ok(l) = status::verify(data, &keys, TOKEN_FUZZ_ISSUER, TOKEN_FUZZ_NOW, 30) {
+        let _ = l.is_revoked(data.get(..16).unwrap_or_default());
+    }
+}
+
+/// Verify arbitrary bytes as a proof of possession for a token bound to the
+/// fuzz key.
+pub fn pop_proof(data: &[u8]) {
+    let Some(key) = token_fuzz_signing_key() else {
+        return;
+    };
+    let token = VerifiedToken {
+        claims: crate::token::Claims {
+            iss: TOKEN_FUZZ_ISSUER.into(),
+            sub: "h".into(),
+            aud: "w".into(),
+            exp: TOKEN_FUZZ_NOW + 60,
+            nbf: TOKEN_FUZZ_NOW,
+            iat: TOKEN_FUZZ_NOW,
+            cti: vec![0; 16],
+            eat_nonce: None,
+            eat_profile: crate::token::PROFILE.into(),
+            appraisal: crate::token::Appraisal {
+                status: crate::token::EarStatus::Affirming,
+                trust_vector: Default::default(),
+                policy_id: "p".into(),
+                verifier_id: "v".into(),
+                submods: Default::default(),
+            },
+            workload_digest: None,
+            cnf: Some(key.verifying_key()),
+            lineage: None,
+            scope: Vec::new(),
+            audit_index: None,
+        },
+        kid: key.kid(),
+        digest: vec![0; 32],
+    };
+    let ctx = RequestContext {
+        method: "POST",
+        path: "/",
+        body_digest: &[0; 32],
+        challenge: None,
+    };
+    let mut seen = ReplayCache::new(4);
+    let _ = pop::verify(
+        data,
+        &token,
+        &ctx,
+        TOKEN_FUZZ_NOW,
+        Window::default(),
+        &mut seen,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn entry_points_take_valid_truncated_and_garbage_input() {
+        let key = token_fuzz_signing_key().unwrap();
+        let list = StatusList::new(
+            TOKEN_FUZZ_ISSUER,
+            1,
+            TOKEN_FUZZ_NOW,
+            TOKEN_FUZZ_NOW + 60,
+            [[1u8; 16]],
+        )
+        .sign(&key)
+        .unwrap();
+        let ctx = RequestContext {
+            method: "POST",
+            path: "/",
+            body_digest: &[0; 32],
+            challenge: None,
+        };
+        let proof = pop::create(&key, b"", &ctx, TOKEN_FUZZ_NOW, [1; 16]).unwrap();
+        for input in [&list[..], &proof[..], b"", b"\xd2\x84", &[0xffu8; 64][..]] {
+            status_list(input);
+            pop_proof(input);
+            for cut in 0..input.len().min(40) {
+                status_list(&input[..cut]);
+                pop_proof(&input[..cut]);
+            }
+        }
+    }
+}
