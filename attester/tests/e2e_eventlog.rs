@@ -14,7 +14,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{fresh_pcrs, Host};
+use support::{extend_log, fresh_pcrs, reproducible_logs, vectors, Host};
 use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
 use verifier_lib::api::PolicyLearnRequest;
 use verifier_lib::crypto::HashAlg;
@@ -24,50 +24,6 @@ use verifier_lib::policy::{Failure, Policy};
 use writ_attester::commands;
 use writ_attester::logs::LogSources;
 use writ_attester::tpm::AkAlg;
-
-fn vectors(kind: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../verifier-lib/tests/vectors")
-        .join(kind)
-}
-
-/// The vector logs a swtpm at locality 0 can reproduce (see module docs).
-fn reproducible_logs() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for src in std::fs::read_dir(vectors("eventlog")).unwrap() {
-        for case in std::fs::read_dir(src.unwrap().path()).unwrap() {
-            let p = case.unwrap().path().join("binary_bios_measurements");
-            let Ok(bytes) = std::fs::read(&p) else {
-                continue;
-            };
-            let log = EventLog::parse(&bytes).unwrap();
-            let replayed = log.replay();
-            let ok = log.banks().contains(&HashAlg::Sha256)
-                && replayed.startup_locality.is_none()
-                && replayed.measured_pcrs().iter().all(|p| *p <= 15);
-            if ok {
-                out.push((p.display().to_string(), bytes));
-            }
-        }
-    }
-    out.sort();
-    assert!(out.len() >= 6, "only {} reproducible logs", out.len());
-    out
-}
-
-/// Extend every (non-EV_NO_ACTION) event's sha256 digest into the host's TPM.
-fn extend_log(host: &Host, log: &EventLog) {
-    let mut tpm = host.tpm();
-    for e in &log.events {
-        if e.event_type == event_type::EV_NO_ACTION {
-            continue;
-        }
-        if let Some(d) = e.digest(HashAlg::Sha256) {
-            tpm.pcr_extend(u8::try_from(e.pcr).unwrap(), HashAlg::Sha256, d)
-                .unwrap();
-        }
-    }
-}
 
 /// `POST /v1/policy/learn` on `broker`: the draft TOML.
 fn learn(broker: &TestBroker, req: &PolicyLearnRequest) -> String {

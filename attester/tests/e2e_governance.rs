@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use support::{fresh_pcrs, Host, Workload};
+use support::{extend_log, fresh_pcrs, reproducible_logs, Host, Workload, POLICY_PCRS};
 use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
 use verifier_lib::api::governance::{DeriveRequest, DeriveResponse, RevocationResponse};
 use verifier_lib::api::HostView;
@@ -289,6 +289,80 @@ fn reboot_is_accepted_and_recorded() {
     assert!(events.iter().any(|e| e.kind == "rebooted"), "{events:?}");
 }
 
+/// With `hosts.boot_log_required`, a reboot (swtpm restart: TPM Reset) is
+/// accepted only with a boot log of the new boot — a real firmware event log
+/// whose replay gives the quoted PCRs — and fails the host without one.
+#[test]
+fn reboot_needs_a_verified_boot_log_when_required() {
+    let (_, roots) = fresh_pcrs();
+    let (name, bytes) = reproducible_logs().into_iter().next().unwrap();
+    let log = verifier_lib::eventlog::EventLog::parse(&bytes).unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("binary_bios_measurements");
+    std::fs::write(&log_path, &bytes).unwrap();
+
+    // The policy pins the PCRs a fresh TPM has after this boot's log, and
+    // every PCR the log measures, so the quote covers them all.
+    let probe = Host::new("http://127.0.0.1:9");
+    extend_log(&probe, &log);
+    let mut quoted: Vec<u8> = POLICY_PCRS.to_vec();
+    quoted.extend(log.replay().measured_pcrs());
+    quoted.sort_unstable();
+    quoted.dedup();
+    let pcrs = probe
+        .tpm()
+        .pcr_read(&[(HashAlg::Sha256, quoted)])
+        .unwrap()
+        .remove(&HashAlg::Sha256)
+        .unwrap();
+    drop(probe);
+    let broker = broker_with(&pcrs, &[], roots, |c| c.hosts.boot_log_required = true);
+
+    // Host A sends its boot log with every quote.
+    let mut a = Host::new(&broker.url());
+    a.settings.logs = writ_attester::logs::LogSources {
+        eventlog: Some(log_path.clone()),
+        ima: None,
+    };
+    extend_log(&a, &log);
+    commands::enroll(&a.settings, AkAlg::EccP256).unwrap();
+    let first = commands::attest(&a.settings).unwrap();
+    assert_eq!(first.verdict, "affirming", "{name}: {first:?}");
+    a.swtpm.restart().unwrap();
+    extend_log(&a, &log);
+    let after = commands::attest(&a.settings).unwrap();
+    assert_eq!(after.verdict, "affirming", "{name}: {after:?}");
+    assert_eq!(after.host_status, "trusted");
+    let id = a.state().host_id;
+    let events = broker.block_on(broker.store.host_events(&id)).unwrap();
+    let reboot = events.iter().find(|e| e.kind == "rebooted").unwrap();
+    assert!(reboot.detail.ends_with("boot log: new"), "{reboot:?}");
+
+    // Host B reaches the same PCRs but sends no log: its reboot fails it.
+    let mut b = Host::distinct(&broker.url());
+    extend_log(&b, &log);
+    commands::enroll(&b.settings, AkAlg::EccP256).unwrap();
+    assert_eq!(commands::attest(&b.settings).unwrap().verdict, "affirming");
+    b.swtpm.restart().unwrap();
+    extend_log(&b, &log);
+    let failed = commands::attest(&b.settings).unwrap();
+    assert_eq!(failed.verdict, "contraindicated");
+    assert_eq!(failed.host_status, "failed");
+    assert!(
+        failed.failures.iter().any(|f| matches!(
+            f,
+            Failure::RebootWithoutBootLog {
+                previous_reset_count,
+                current_reset_count,
+            } if current_reset_count > previous_reset_count
+        )),
+        "{failed:?}"
+    );
+    // The baseline did not move: the host stays failed until it shows a log.
+    let again = commands::attest(&b.settings).unwrap();
+    assert_eq!(again.host_status, "failed", "{again:?}");
+}
+
 #[test]
 fn clock_or_counter_rollback_fails_the_host() {
     let (pcrs, roots) = fresh_pcrs();
@@ -446,6 +520,61 @@ fn operator_revoke_and_reinstate() {
     );
     assert_eq!(code, 404);
     assert_eq!(error_code(&body), "unknown_token");
+
+    // Every one of these decisions is in the signed audit log, in order;
+    // the refused revocation of an unknown token is not.
+    let decisions: Vec<serde_json::Value> = audit_decisions(&broker)
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("token_revoked" | "host_revoked" | "host_state_changed" | "workload_revoked")
+            )
+        })
+        .collect();
+    let summary: Vec<(String, String)> = decisions
+        .iter()
+        .map(|d| {
+            let kind = d["kind"].as_str().unwrap().to_owned();
+            let detail = match kind.as_str() {
+                "token_revoked" => format!("{} {}", d["cti"].as_str().unwrap(), d["reason"]),
+                "host_state_changed" => format!("{}->{}", d["from"], d["to"]),
+                "host_revoked" => d["host"].as_str().unwrap().to_owned(),
+                _ => d["workload"].as_str().unwrap().to_owned(),
+            };
+            (kind, detail)
+        })
+        .collect();
+    let s = |a: &str, b: String| (a.to_owned(), b);
+    assert_eq!(
+        summary,
+        vec![
+            s("host_state_changed", "\"enrolled\"->\"trusted\"".into()),
+            s(
+                "token_revoked",
+                format!("{} \"leaked\"", hex::encode(&b1.verified.claims.cti))
+            ),
+            s("host_revoked", id.clone()),
+            s("host_state_changed", "\"revoked\"->\"enrolled\"".into()),
+            s("host_state_changed", "\"enrolled\"->\"trusted\"".into()),
+            s("workload_revoked", "hello".into()),
+        ]
+    );
+}
+
+/// The decoded decisions of the broker's whole audit log, in order.
+fn audit_decisions(broker: &TestBroker) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    loop {
+        let url = format!("{}/v1/audit/entries?start={}", broker.url(), out.len());
+        let page: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(!entries.is_empty() || out.len() as u64 == page["tree_size"].as_u64().unwrap());
+        out.extend(entries.iter().map(|e| e["decoded"]["decision"].clone()));
+        if out.len() as u64 >= page["tree_size"].as_u64().unwrap() {
+            return out;
+        }
+    }
 }
 
 fn derive(

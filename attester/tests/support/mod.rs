@@ -11,6 +11,7 @@ use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
 use swtpm_tests::Swtpm;
 use verifier_lib::api::{ChallengeRequest, ChallengeResponse, TpmEvidence};
 use verifier_lib::crypto::HashAlg;
+use verifier_lib::eventlog::{event_type, EventLog};
 use verifier_lib::tpm::PcrValues;
 use writ_attester::client::BrokerClient;
 use writ_attester::commands::Settings;
@@ -211,4 +212,50 @@ pub fn fresh_pcrs() -> (BTreeMap<u8, Vec<u8>>, Vec<u8>) {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Vector files of one kind under `verifier-lib/tests/vectors`.
+pub fn vectors(kind: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../verifier-lib/tests/vectors")
+        .join(kind)
+}
+
+/// The vector logs a swtpm at locality 0 can reproduce: a sha256 bank, no
+/// StartupLocality event (swtpm starts at locality 0), PCRs 0-15 only.
+pub fn reproducible_logs() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for src in std::fs::read_dir(vectors("eventlog")).unwrap() {
+        for case in std::fs::read_dir(src.unwrap().path()).unwrap() {
+            let p = case.unwrap().path().join("binary_bios_measurements");
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            let log = EventLog::parse(&bytes).unwrap();
+            let replayed = log.replay();
+            let ok = log.banks().contains(&HashAlg::Sha256)
+                && replayed.startup_locality.is_none()
+                && replayed.measured_pcrs().iter().all(|p| *p <= 15);
+            if ok {
+                out.push((p.display().to_string(), bytes));
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 6, "only {} reproducible logs", out.len());
+    out
+}
+
+/// Extend every (non-EV_NO_ACTION) event's sha256 digest into the host's TPM.
+pub fn extend_log(host: &Host, log: &EventLog) {
+    let mut tpm = host.tpm();
+    for e in &log.events {
+        if e.event_type == event_type::EV_NO_ACTION {
+            continue;
+        }
+        if let Some(d) = e.digest(HashAlg::Sha256) {
+            tpm.pcr_extend(u8::try_from(e.pcr).unwrap(), HashAlg::Sha256, d)
+                .unwrap();
+        }
+    }
 }
