@@ -26,7 +26,9 @@ pub struct SnpTokenInput<'a> {
     pub workload_digest: &'a [u8],
 }
 
-/// Mint the execution token for `rule` on SNP host `input.host_id`.
+/// Mint the execution token for `rule` on SNP host `input.host_id`,
+/// carrying `audit_index`, the log index of its `token_minted` leaf.
+#[allow(clippy::too_many_arguments)]
 pub fn snp_execution_token(
     st: &AppState,
     policy: &Policy,
@@ -35,6 +37,7 @@ pub fn snp_execution_token(
     cnf: Option<VerifyingKey>,
     verified: &VerifiedReport,
     now: i64,
+    audit_index: Option<u64>,
 ) -> Result<Minted, TokenError> {
     let lifetime = i64::from(rule.lifetime_secs.min(policy.max_lifetime_secs));
     let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())?;
@@ -67,7 +70,7 @@ pub fn snp_execution_token(
         cnf,
         lineage: None,
         scope: Vec::new(),
-        audit_index: None,
+        audit_index,
     };
     let bytes = token::mint(&claims, &st.signing_key)?;
     Ok(Minted {

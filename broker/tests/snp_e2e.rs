@@ -20,6 +20,7 @@ use axum::routing::get;
 use serde_json::{json, Value};
 use snp_support::*;
 use verifier_lib::api::{SnpEvidence, SnpTokenRequest};
+use verifier_lib::audit::{Decision, Leaf};
 use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::snp::{expected_report_data, AttestationReport, Product};
 use verifier_lib::snp_appraisal::snp_host_id;
@@ -395,6 +396,37 @@ async fn attest_token_and_verify_through_a_local_kds() {
     assert!(!verified.claims.appraisal.submods.contains_key("tpm"));
     let counts = b.state.store.counts().await.unwrap();
     assert_eq!((counts.hosts, counts.tokens, counts.appraisals), (1, 1, 2));
+
+    // Every decision is in the audit log, the token at its own audit_index.
+    let rows = b.state.store.audit_leaves(0, 1 << 20).await.unwrap();
+    let decisions: Vec<Decision> = rows
+        .iter()
+        .map(|r| Leaf::decode(&r.leaf).unwrap().decision)
+        .collect();
+    let kinds: Vec<&str> = decisions.iter().map(Decision::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "policy_activated",
+            "nonce_issued",
+            "enrollment",
+            "appraisal",
+            "host_state_changed",
+            "nonce_issued",
+            "appraisal",
+            "token_minted"
+        ]
+    );
+    let Decision::Enrollment { host, accepted, .. } = &decisions[2] else {
+        panic!("{:?}", decisions[2]);
+    };
+    assert!(*accepted && *host == host_id);
+    let index = verified.claims.audit_index.unwrap();
+    assert_eq!(index, rows[7].index);
+    let Decision::TokenMinted { cti, .. } = &decisions[7] else {
+        panic!("{:?}", decisions[7]);
+    };
+    assert_eq!(*cti, hex::encode(&verified.claims.cti));
 
     // Everything came from KDS once and then from the cache.
     assert_eq!(

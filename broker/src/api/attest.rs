@@ -265,16 +265,14 @@ async fn record(
         evidence_digest,
         failures,
     };
-    let minted = audit_log::record_appraisal(
-        st,
-        &rec,
-        host.status,
+    let outcome = audit_log::AppraisalOutcome {
+        rec: &rec,
+        previous: host.status,
         status,
-        &policy.hash,
-        &appraisal.failures,
-        mint,
-    )
-    .await?;
+        policy_hash: &policy.hash,
+        failures: &appraisal.failures,
+    };
+    let minted = audit_log::record_appraisal(st, outcome, mint).await?;
     if status == HostStatus::Failed {
         st.governance.poke();
     }

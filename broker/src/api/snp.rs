@@ -17,10 +17,12 @@ use verifier_lib::snp_appraisal::{is_snp_host_id, SnpAppraisal};
 use super::attest::{consume_nonce, denied};
 use super::json::ApiJson;
 use super::{random_bytes, ApiError};
-use crate::mint;
+use crate::audit::decisions as audit_log;
+use crate::mint::{self, Minted};
 use crate::mint_snp::{snp_execution_token, SnpTokenInput};
 use crate::snp::SnpService;
 use crate::state::AppState;
+use crate::store::audit::StateChange;
 use crate::store::{AppraisalRecord, HostStatus, SnpHostRecord};
 
 fn service(st: &AppState) -> Result<&SnpService, ApiError> {
@@ -73,9 +75,13 @@ pub async fn challenge(
     }
     let nonce = random_bytes::<32>()?.to_vec();
     let expires_at = st.now() + st.config.nonces.ttl_secs;
-    st.store
-        .insert_nonce(&nonce, &req.host_id, expires_at)
-        .await?;
+    let issued = audit_log::nonce_issued(&req.host_id, &nonce, st.now());
+    let change = StateChange::Nonce {
+        nonce: nonce.clone(),
+        host_id: req.host_id.clone(),
+        expires_at,
+    };
+    st.audit.append(change, vec![issued]).await?;
     Ok(Json(ChallengeResponse {
         nonce,
         expires_at,
@@ -103,7 +109,7 @@ pub async fn attest(
         .appraise(&policy, &req.host_id, &req.evidence, &expected, st.now())
         .await;
     let leaf = assembled.as_ref().map(|a| a.leaf.as_slice());
-    let response = record(
+    let (response, _) = record(
         &st,
         &req.host_id,
         &policy,
@@ -170,33 +176,43 @@ pub async fn token(
         }
     }
     let now = st.now();
-    let minted = match (&appraisal.verdict, rule, &appraisal.verified) {
-        (Verdict::Affirming, Some(rule), Some(verified)) => Some(
-            snp_execution_token(
-                &st,
-                &policy,
-                &rule,
-                SnpTokenInput {
-                    host_id: &req.host_id,
-                    nonce: &req.nonce,
-                    workload_digest: &req.workload_digest,
-                },
-                cnf,
-                verified,
-                now,
-            )
-            .map_err(|e| ApiError::internal("token_mint_failed", e))?,
-        ),
+    // Minted inside the audit writer, so the token carries the index of its
+    // own `token_minted` leaf and exists only if that leaf commits.
+    let mint: Option<audit_log::MintFn> = match (&appraisal.verdict, rule, &appraisal.verified) {
+        (Verdict::Affirming, Some(rule), Some(verified)) => {
+            let (st2, policy2, verified) = (st.clone(), policy.clone(), verified.clone());
+            let (host_id, nonce, digest) = (
+                req.host_id.clone(),
+                req.nonce.clone(),
+                req.workload_digest.clone(),
+            );
+            Some(Box::new(move |audit_index| {
+                snp_execution_token(
+                    &st2,
+                    &policy2,
+                    &rule,
+                    SnpTokenInput {
+                        host_id: &host_id,
+                        nonce: &nonce,
+                        workload_digest: &digest,
+                    },
+                    cnf,
+                    &verified,
+                    now,
+                    Some(audit_index),
+                )
+            }))
+        }
         _ => None,
     };
-    let response = record(
+    let (response, minted) = record(
         &st,
         &req.host_id,
         &policy,
         &appraisal,
         &req.evidence,
         assembled.as_ref().map(|a| a.leaf.as_slice()),
-        minted.as_ref().map(|m| &m.record),
+        mint,
     )
     .await?;
     match minted {
@@ -223,8 +239,8 @@ async fn record(
     appraisal: &SnpAppraisal,
     evidence: &SnpEvidence,
     leaf: Option<&[u8]>,
-    token: Option<&crate::store::TokenRecord>,
-) -> Result<AppraisalResponse, ApiError> {
+    mint: Option<audit_log::MintFn>,
+) -> Result<(AppraisalResponse, Option<Minted>), ApiError> {
     let now = st.now();
     let existing = st.store.host(host_id).await?;
     let status = match (appraisal.verdict, appraisal.authentic(), &existing) {
@@ -262,19 +278,34 @@ async fn record(
         evidence_digest: HashAlg::Sha256.digest_parts(parts),
         failures,
     };
-    st.store
-        .record_snp_appraisal(&rec, status, token, register.as_ref())
-        .await?;
-    if register.is_some() {
+    let registering = register.is_some();
+    let outcome = audit_log::AppraisalOutcome {
+        rec: &rec,
+        // A host registering now starts `enrolled`; an unregistered one
+        // has no status to change.
+        previous: match &existing {
+            Some(h) => h.status,
+            None if registering => HostStatus::Enrolled,
+            None => status,
+        },
+        status,
+        policy_hash: &policy.hash,
+        failures: &appraisal.failures,
+    };
+    let minted = audit_log::record_snp_appraisal(st, outcome, register, mint).await?;
+    if status == HostStatus::Failed {
+        st.governance.poke();
+    }
+    if registering {
         tracing::info!(%host_id, "SEV-SNP host registered at its first affirming appraisal");
     }
     for f in &appraisal.failures {
         tracing::warn!(%host_id, failure = %f, "SEV-SNP appraisal failure");
     }
-    Ok(AppraisalResponse {
+    let response = AppraisalResponse {
         host_id: host_id.to_owned(),
         verdict: rec.verdict,
-        host_status: match (&existing, register.is_some()) {
+        host_status: match (&existing, registering) {
             (None, false) => "unregistered".to_owned(),
             _ => status.as_str().to_owned(),
         },
@@ -282,5 +313,6 @@ async fn record(
         policy_hash: policy.hash_hex(),
         appraised_at: now,
         failures: appraisal.failures.clone(),
-    })
+    };
+    Ok((response, minted))
 }

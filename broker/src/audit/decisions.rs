@@ -11,7 +11,7 @@ use crate::api::ApiError;
 use crate::mint::Minted;
 use crate::state::AppState;
 use crate::store::audit::{ChangeRefused, Entry, EntryError, StateChange};
-use crate::store::{AppraisalRecord, HostStatus};
+use crate::store::{AppraisalRecord, HostStatus, SnpHostRecord};
 
 /// Mints a token given the log index its `token_minted` leaf will get.
 pub type MintFn = Box<dyn FnOnce(u64) -> Result<Minted, TokenError> + Send>;
@@ -74,21 +74,73 @@ pub fn failure_texts(failures: &[Failure]) -> Vec<String> {
         .collect()
 }
 
+/// What an appraisal decided, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct AppraisalOutcome<'a> {
+    pub rec: &'a AppraisalRecord,
+    /// The host's status before this appraisal.
+    pub previous: HostStatus,
+    /// Its status after.
+    pub status: HostStatus,
+    pub policy_hash: &'a [u8],
+    pub failures: &'a [Failure],
+}
+
 /// Records an appraisal (host status, and the token `mint` makes, if any)
 /// with its `appraisal` leaf, a `host_state_changed` leaf when the host's
-/// status moves from `previous` (leaving `trusted` for `failed` also revokes
-/// its tokens, in the same transaction) and, when minted, its
-/// `token_minted` leaf. The token is handed back only once committed.
+/// status moves (leaving `trusted` for `failed` also revokes its tokens, in
+/// the same transaction) and, when minted, its `token_minted` leaf. The
+/// token is handed back only once committed.
 pub async fn record_appraisal(
     st: &AppState,
-    rec: &AppraisalRecord,
-    previous: HostStatus,
-    status: HostStatus,
-    policy_hash: &[u8],
-    failures: &[Failure],
+    outcome: AppraisalOutcome<'_>,
     mint: Option<MintFn>,
 ) -> Result<Option<Minted>, ApiError> {
-    let appraisal_leaf = Leaf::new(
+    record(st, outcome, None, mint).await
+}
+
+/// [`record_appraisal`] for SEV-SNP evidence; `register`: the host's
+/// registration at its first affirming appraisal, logged as an accepted
+/// `enrollment` (ek_cert_digest: the VCEK/VLEK's SHA-256, empty ak_name)
+/// before the appraisal.
+pub async fn record_snp_appraisal(
+    st: &AppState,
+    outcome: AppraisalOutcome<'_>,
+    register: Option<SnpHostRecord>,
+    mint: Option<MintFn>,
+) -> Result<Option<Minted>, ApiError> {
+    let register = register.map(Registration);
+    record(st, outcome, register, mint).await
+}
+
+/// An SNP host registration riding with its appraisal.
+struct Registration(SnpHostRecord);
+
+async fn record(
+    st: &AppState,
+    outcome: AppraisalOutcome<'_>,
+    register: Option<Registration>,
+    mint: Option<MintFn>,
+) -> Result<Option<Minted>, ApiError> {
+    let AppraisalOutcome {
+        rec,
+        previous,
+        status,
+        policy_hash,
+        failures,
+    } = outcome;
+    let mut leaves = Vec::new();
+    if let Some(Registration(h)) = &register {
+        leaves.push(enrollment(
+            &h.host_id,
+            true,
+            Some(h.signer_cert_digest.clone()),
+            Vec::new(),
+            None,
+            rec.at,
+        ));
+    }
+    leaves.push(Leaf::new(
         rec.at,
         Decision::Appraisal {
             host: rec.host_id.clone(),
@@ -102,10 +154,10 @@ pub async fn record_appraisal(
             },
             failures: failure_texts(failures),
         },
-    );
+    ));
     // A revoked host keeps its status whatever the appraisal says.
-    let state_leaf = (previous != status && previous != HostStatus::Revoked).then(|| {
-        host_state_changed(
+    if previous != status && previous != HostStatus::Revoked {
+        leaves.push(host_state_changed(
             &rec.host_id,
             previous,
             status,
@@ -114,22 +166,20 @@ pub async fn record_appraisal(
                 _ => "passing appraisal",
             },
             rec.at,
-        )
-    });
+        ));
+    }
     let rec = rec.clone();
     let (_, minted) = st
         .audit
         .append_with(move |index| {
             let minted = match mint {
-                // The token leaf follows the appraisal and state-change leaves.
+                // The token leaf follows the others.
                 Some(m) => {
-                    let at = index + 1 + u64::from(state_leaf.is_some());
+                    let at = index + u64::try_from(leaves.len()).unwrap_or(u64::MAX);
                     Some(m(at).map_err(|e| format!("{MINT_FAILED}{e}"))?)
                 }
                 None => None,
             };
-            let mut leaves = vec![appraisal_leaf];
-            leaves.extend(state_leaf);
             if let Some(m) = &minted {
                 leaves.push(token_minted(
                     &m.record,
@@ -138,15 +188,21 @@ pub async fn record_appraisal(
                     rec.at,
                 ));
             }
-            let entry = Entry {
-                change: StateChange::Appraisal {
+            let token = minted.as_ref().map(|m| m.record.clone());
+            let change = match register {
+                None => StateChange::Appraisal {
                     appraisal: rec,
                     status,
-                    token: minted.as_ref().map(|m| m.record.clone()),
+                    token,
                 },
-                leaves,
+                Some(Registration(h)) => StateChange::SnpAppraisal {
+                    appraisal: rec,
+                    status,
+                    token,
+                    register: Some(h),
+                },
             };
-            Ok((entry, minted))
+            Ok((Entry { change, leaves }, minted))
         })
         .await?;
     Ok(minted)

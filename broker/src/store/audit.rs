@@ -12,7 +12,7 @@
 
 use verifier_lib::audit::{Hash, Leaf};
 
-use super::{AppraisalRecord, HostRecord, HostStatus, StoreError, TokenRecord};
+use super::{AppraisalRecord, HostRecord, HostStatus, SnpHostRecord, StoreError, TokenRecord};
 
 /// The state change a decision makes. Applied atomically with its leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,14 @@ pub enum StateChange {
         appraisal: AppraisalRecord,
         status: HostStatus,
         token: Option<TokenRecord>,
+    },
+    /// An SEV-SNP appraisal: like `Appraisal`, registering the host first
+    /// when `register` is given (its first affirming appraisal).
+    SnpAppraisal {
+        appraisal: AppraisalRecord,
+        status: HostStatus,
+        token: Option<TokenRecord>,
+        register: Option<SnpHostRecord>,
     },
     /// An operator revoked a host: status `revoked`, its tokens (and their
     /// descendants) revoked.

@@ -48,19 +48,20 @@ impl Store {
             }
         }
     }
+}
 
-    /// Like [`Store::record_appraisal`], and when `register` is given and
-    /// the host is new, create its `hosts` and `snp_hosts` rows first — all
-    /// in one transaction.
-    pub async fn record_snp_appraisal(
-        &self,
+impl super::sqlite::SqliteStore {
+    /// Like `record_appraisal_in`, and when `register` is given and the host
+    /// is new, create its `hosts` and `snp_hosts` rows first — inside the
+    /// caller's transaction (the audit writer's, with the decision's leaves).
+    /// Returns the tokens revoked (a failing host's).
+    pub(super) async fn record_snp_appraisal_in(
+        tx: &mut sqlx::SqliteConnection,
         appraisal: &AppraisalRecord,
         status: HostStatus,
         token: Option<&TokenRecord>,
         register: Option<&SnpHostRecord>,
-    ) -> Result<(), StoreError> {
-        let Store::Sqlite(s) = self;
-        let mut tx = s.pool().begin().await?;
+    ) -> Result<u64, StoreError> {
         if let Some(h) = register {
             sqlx::query(
                 "INSERT INTO hosts (id, status, ek_public, ek_cert_digest, ak_public, ak_name, enrolled_at)
@@ -85,8 +86,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        super::sqlite::SqliteStore::record_appraisal_in(&mut tx, appraisal, status, token).await?;
-        tx.commit().await?;
-        Ok(())
+        Self::record_appraisal_in(tx, appraisal, status, token).await
     }
 }

@@ -176,6 +176,19 @@ async fn write_entry(
             status,
             token,
         } => Ok(SqliteStore::record_appraisal_in(conn, appraisal, *status, token.as_ref()).await?),
+        StateChange::SnpAppraisal {
+            appraisal,
+            status,
+            token,
+            register,
+        } => Ok(SqliteStore::record_snp_appraisal_in(
+            conn,
+            appraisal,
+            *status,
+            token.as_ref(),
+            register.as_ref(),
+        )
+        .await?),
         StateChange::RevokeHost {
             host_id,
             reason,
