@@ -1035,3 +1035,107 @@ fn a_refused_workload_does_not_fail_the_host_or_revoke_its_tokens() {
     assert_eq!(host_view(&host).status, "trusted");
     assert!(!status_list(&host).is_revoked(&b.verified.claims.cti));
 }
+
+/// The `writ-attester daemon` binary enrolls the host, re-attests on its
+/// interval, serves the workload socket, and keeps going through a broker
+/// restart: attempts while the broker is down fail and back off, and
+/// re-attestation resumes once it is back.
+#[test]
+fn daemon_binary_reattests_and_survives_a_broker_restart() {
+    let (pcrs, roots) = fresh_pcrs();
+    let opts = BrokerOptions {
+        policy: policy_toml("gov-daemon", &pcrs, &[]),
+        ek_roots_pem: roots,
+        bundled_manufacturers: false,
+    };
+    let broker =
+        TestBroker::start_configured(tempfile::tempdir().unwrap(), opts.clone(), |_| {}).unwrap();
+    let host = Host::new(&broker.url());
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("attester.sock");
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket = {socket:?}\ninterval_secs = 2\njitter_percent = 0\nmax_backoff_secs = 2\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_writ-attester"))
+        .arg("--broker")
+        .arg(broker.url())
+        .arg("--tcti")
+        .arg(host.swtpm.tcti())
+        .arg("--state-dir")
+        .arg(host.state_dir.path())
+        .arg("--no-logs")
+        .arg("daemon")
+        .arg("--config")
+        .arg(&config)
+        .env("TSS2_LOG", "all+none")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let appraisals = |b: &TestBroker| b.block_on(b.store.counts()).unwrap().appraisals;
+    let wait_for = |what: &str, b: &TestBroker, done: &dyn Fn(&TestBroker) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done(b) {
+            assert!(std::time::Instant::now() < deadline, "daemon never {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Enrolled on first start, then attested on every interval.
+    wait_for("re-attested", &broker, &|b| appraisals(b) >= 2);
+    let id = host.state().host_id;
+    let view = broker.block_on(broker.store.host(&id)).unwrap().unwrap();
+    assert_eq!(view.status.as_str(), "trusted");
+    // The socket is served: this test binary is no known workload.
+    let e = workload_api::request(
+        &socket,
+        &WorkloadRequest::Token {
+            cnf: SigningKey::generate()
+                .unwrap()
+                .verifying_key()
+                .to_cose_key_bytes()
+                .unwrap(),
+        },
+        Duration::from_secs(10),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, WorkloadApiError::Refused { code, .. } if code == "caller_unknown"),
+        "{e:?}"
+    );
+
+    // Down for 5 s (at least two attempts), then back on the same address.
+    let before = appraisals(&broker);
+    let broker = broker
+        .restart(Duration::from_secs(5), opts, |_| {})
+        .unwrap();
+    wait_for("resumed after the restart", &broker, &|b| {
+        appraisals(b) >= before + 2
+    });
+    assert!(child.try_wait().unwrap().is_none(), "daemon exited");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(
+        log.contains("attestation failed") && log.contains("retrying in"),
+        "{log}"
+    );
+    assert_eq!(
+        broker
+            .block_on(broker.store.host(&id))
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "trusted"
+    );
+}

@@ -59,6 +59,31 @@ impl TestBroker {
         opts: BrokerOptions,
         tweak: impl FnOnce(&mut Config),
     ) -> Result<TestBroker, String> {
+        Self::start_at(dir, opts, tweak, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Stop this broker, stay down for `downtime`, and start it again on the
+    /// same state directory and the same address, as a restarted service
+    /// (clients keep their URL).
+    pub fn restart(
+        mut self,
+        downtime: std::time::Duration,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestBroker, String> {
+        let addr = self.addr;
+        self.halt();
+        let dir = self.dir.take().ok_or("no state directory")?;
+        std::thread::sleep(downtime);
+        Self::start_at(dir, opts, tweak, addr)
+    }
+
+    fn start_at(
+        dir: tempfile::TempDir,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+        bind: SocketAddr,
+    ) -> Result<TestBroker, String> {
         let policy_path = dir.path().join("policy.toml");
         std::fs::write(&policy_path, &opts.policy).map_err(|e| format!("policy: {e}"))?;
         let roots = dir.path().join("ek-roots.pem");
@@ -99,7 +124,7 @@ impl TestBroker {
                             return;
                         }
                     };
-                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                let listener = match tokio::net::TcpListener::bind(bind).await {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("bind: {e}")));
