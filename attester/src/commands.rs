@@ -70,13 +70,17 @@ pub enum CommandError {
     ProgramChanged { path: String },
     #[error("SEV-SNP: {0}")]
     Snp(#[from] crate::snp::SnpGuestError),
+    #[error("the system random number generator failed")]
+    Random,
+    #[error("state file: request_key_secret is not {expected} bytes of hex")]
+    RequestKeySecret { expected: usize },
 }
 
-fn client(s: &Settings) -> Result<BrokerClient, CommandError> {
+pub(crate) fn client(s: &Settings) -> Result<BrokerClient, CommandError> {
     Ok(BrokerClient::new(&s.broker, s.ca_cert.as_deref())?)
 }
 
-fn open_tpm(s: &Settings) -> Result<Tpm, CommandError> {
+pub(crate) fn open_tpm(s: &Settings) -> Result<Tpm, CommandError> {
     let mut tpm = Tpm::open(&s.tcti)?;
     let id = tpm.identity()?;
     if id.software {
@@ -122,6 +126,7 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
         host_id: done.host_id.clone(),
         ek_alg,
         ak,
+        request_key_secret: None,
     }
     .save(&s.state_dir)?;
     Ok(done)
@@ -303,6 +308,27 @@ pub fn obtain_token_with(
             evidence,
         },
     )?;
+    let verified = check_token(
+        s,
+        keys,
+        &resp.token,
+        workload,
+        program_digest,
+        &state.host_id,
+    )?;
+    Ok((resp.token, verified))
+}
+
+/// Verify a token the broker returned: signature, issuer, audience
+/// `workload`, lifetime, and that it is for this host and workload digest.
+pub(crate) fn check_token(
+    s: &Settings,
+    keys: verifier_lib::token::KeySet,
+    token: &[u8],
+    workload: &str,
+    workload_digest: &[u8],
+    host_id: &str,
+) -> Result<VerifiedToken, CommandError> {
     let verifier = TokenVerifier::new(
         keys,
         Expectations {
@@ -314,23 +340,23 @@ pub fn obtain_token_with(
         },
     );
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let verified = verifier.verify(&resp.token, now)?;
+    let verified = verifier.verify(token, now)?;
     let digest = verified.claims.workload_digest.clone().unwrap_or_default();
-    if digest != program_digest {
+    if digest != workload_digest {
         return Err(CommandError::TokenMismatch {
             field: "workload digest",
-            expected: hex::encode(program_digest),
+            expected: hex::encode(workload_digest),
             actual: hex::encode(digest),
         });
     }
-    if verified.claims.sub != state.host_id {
+    if verified.claims.sub != host_id {
         return Err(CommandError::TokenMismatch {
             field: "host",
-            expected: state.host_id.clone(),
+            expected: host_id.to_owned(),
             actual: verified.claims.sub.clone(),
         });
     }
-    Ok((resp.token, verified))
+    Ok(verified)
 }
 
 /// Replace this process with `program`, passing the token in `WRIT_TOKEN`.

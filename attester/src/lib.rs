@@ -13,6 +13,7 @@ pub mod gate;
 pub mod launch;
 pub mod logs;
 pub mod reference;
+pub mod request_key;
 pub mod revocation;
 pub mod snp;
 pub mod snp_cli;

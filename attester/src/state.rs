@@ -1,5 +1,6 @@
 //! What the attester keeps between runs: its host id, the EK algorithm it
-//! enrolled with and the AK blob (EK-wrapped; useless outside this TPM).
+//! enrolled with, the AK blob (EK-wrapped; useless outside this TPM) and
+//! the secret its request-signing key is derived from.
 //! Written atomically with mode 0600.
 
 use std::io::Write;
@@ -18,6 +19,10 @@ pub struct AttesterState {
     pub host_id: String,
     pub ek_alg: EkAlg,
     pub ak: AkBlob,
+    /// Secret (hex) from which the TPM re-derives the request-signing key
+    /// (see `tpm::request_key`); created on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_key_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -63,12 +63,85 @@ pub fn execution_token_at(
     now: i64,
     audit_index: Option<u64>,
 ) -> Result<Minted, TokenError> {
-    let lifetime = i64::from(rule.lifetime_secs.min(policy.max_lifetime_secs));
-    let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())?;
     let mut submods = BTreeMap::new();
     if let Some(q) = &appraisal.quote {
         submods.insert("tpm".to_owned(), tpm_submod(q));
     }
+    let request = Request {
+        host_id,
+        nonce: &req.nonce,
+        workload_digest: &req.workload_digest,
+    };
+    mint(st, policy, rule, request, cnf, submods, now, audit_index)
+}
+
+/// The execution token for a request signed by the host's request key
+/// (`/v1/tokens/signed`): no quote backs it, so its `tpm` submodule says
+/// `evidence = "request-key"`, names the key and the TPM boot it was
+/// certified in, and gives `appraised-at`, the time of the host's last
+/// passing appraisal.
+#[allow(clippy::too_many_arguments)]
+pub fn signed_request_token(
+    st: &AppState,
+    policy: &Policy,
+    rule: &WorkloadRule,
+    req: &verifier_lib::api::request_key::SignedTokenRequest,
+    cnf: Option<VerifyingKey>,
+    key: &crate::store::RequestKeyRecord,
+    appraised_at: i64,
+    now: i64,
+    audit_index: Option<u64>,
+) -> Result<Minted, TokenError> {
+    let mut tpm = SubmodClaims::new();
+    tpm.insert(
+        "evidence".into(),
+        ClaimValue::Text("request-key".to_owned()),
+    );
+    tpm.insert(
+        "request-key".into(),
+        ClaimValue::Bytes(key.key_name.clone()),
+    );
+    tpm.insert("appraised-at".into(), ClaimValue::Int(appraised_at));
+    tpm.insert(
+        "reset-count".into(),
+        ClaimValue::Int(i64::from(key.reset_count)),
+    );
+    tpm.insert(
+        "restart-count".into(),
+        ClaimValue::Int(i64::from(key.restart_count)),
+    );
+    let mut submods = BTreeMap::new();
+    submods.insert("tpm".to_owned(), tpm);
+    let request = Request {
+        host_id: &req.host_id,
+        nonce: &req.nonce,
+        workload_digest: &req.workload_digest,
+    };
+    mint(st, policy, rule, request, cnf, submods, now, audit_index)
+}
+
+/// What a token request asked for.
+#[derive(Debug, Clone, Copy)]
+struct Request<'a> {
+    host_id: &'a str,
+    nonce: &'a [u8],
+    workload_digest: &'a [u8],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mint(
+    st: &AppState,
+    policy: &Policy,
+    rule: &WorkloadRule,
+    req: Request<'_>,
+    cnf: Option<VerifyingKey>,
+    submods: BTreeMap<String, SubmodClaims>,
+    now: i64,
+    audit_index: Option<u64>,
+) -> Result<Minted, TokenError> {
+    let host_id = req.host_id;
+    let lifetime = i64::from(rule.lifetime_secs.min(policy.max_lifetime_secs));
+    let cti = token::new_cti(&aws_lc_rs::rand::SystemRandom::new())?;
     let claims = Claims {
         iss: st.config.tokens.issuer.clone(),
         sub: host_id.to_owned(),
@@ -77,7 +150,7 @@ pub fn execution_token_at(
         nbf: now,
         iat: now,
         cti: cti.clone(),
-        eat_nonce: Some(req.nonce.clone()),
+        eat_nonce: Some(req.nonce.to_vec()),
         eat_profile: token::PROFILE.to_owned(),
         appraisal: Appraisal {
             status: EarStatus::Affirming,
@@ -92,7 +165,7 @@ pub fn execution_token_at(
             verifier_id: verifier_id(),
             submods,
         },
-        workload_digest: Some(req.workload_digest.clone()),
+        workload_digest: Some(req.workload_digest.to_vec()),
         cnf,
         lineage: None,
         scope: Vec::new(),
@@ -104,7 +177,7 @@ pub fn execution_token_at(
             cti,
             host_id: host_id.to_owned(),
             workload: rule.name.clone(),
-            workload_digest: req.workload_digest.clone(),
+            workload_digest: req.workload_digest.to_vec(),
             iat: now,
             exp: now + lifetime,
             policy_id: policy.id.clone(),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod governance;
+pub mod request_key;
 
 use crate::policy::Failure;
 use crate::tpm::PcrValues;

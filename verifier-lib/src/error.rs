@@ -15,6 +15,8 @@ pub enum Error {
     Tpm(#[from] crate::tpm::TpmError),
     #[error("TPM quote: {0}")]
     Quote(#[from] crate::tpm::QuoteError),
+    #[error("TPM request key: {0}")]
+    Certify(#[from] crate::tpm::CertifyError),
     #[error("EK certificate: {0}")]
     EkCert(#[from] crate::ekcert::EkCertError),
     #[error("credential activation: {0}")]

@@ -86,6 +86,24 @@ pub enum TpmError {
         #[source]
         source: TssError,
     },
+    /// Creating (re-deriving) the request-signing key failed.
+    #[error("creating the request-signing key")]
+    CreateRequestKey {
+        #[source]
+        source: TssError,
+    },
+    /// TPM2_Certify of the request key by the AK failed.
+    #[error("certifying the request key with the AK")]
+    Certify {
+        #[source]
+        source: TssError,
+    },
+    /// TPM2_Sign with the request key failed.
+    #[error("signing with the request key")]
+    Sign {
+        #[source]
+        source: TssError,
+    },
     /// TPM2_PCR_Read failed.
     #[error("reading PCRs")]
     PcrRead {
@@ -146,6 +164,9 @@ impl TpmError {
             | TpmError::Session { source, .. }
             | TpmError::ActivateCredential { source }
             | TpmError::Quote { source }
+            | TpmError::CreateRequestKey { source }
+            | TpmError::Certify { source }
+            | TpmError::Sign { source }
             | TpmError::PcrRead { source }
             | TpmError::PcrExtend { source, .. }
             | TpmError::Flush { source, .. }

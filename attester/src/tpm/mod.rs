@@ -12,6 +12,7 @@ mod ak;
 mod ek;
 mod error;
 mod quote;
+mod request_key;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ use tss_esapi::{Context, TctiNameConf};
 use verifier_lib::crypto::HashAlg;
 
 pub use error::TpmError;
+pub use request_key::{CertifiedRequestKey, RequestSignature, REQUEST_KEY_SECRET_LEN};
 
 /// Default TCTI: the kernel's resource-managed TPM device.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";

@@ -179,7 +179,7 @@ pub(super) fn denied(r: &AppraisalResponse) -> ApiError {
 }
 
 /// The host, which must be enrolled and not revoked.
-async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiError> {
+pub(super) async fn enrolled_host(st: &AppState, host_id: &str) -> Result<HostRecord, ApiError> {
     let host = st.store.host(host_id).await?.ok_or_else(|| {
         ApiError::not_found("unknown_host", format!("no enrolled host {host_id}"))
     })?;

@@ -11,6 +11,7 @@ mod hosts;
 pub mod json;
 mod keys;
 mod policy_learn;
+pub mod request_key;
 mod snp;
 
 use axum::extract::DefaultBodyLimit;
@@ -49,6 +50,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/hosts/{id}/reinstate", post(governance::reinstate_host))
         .route("/v1/hosts/{id}/events", get(governance::host_events))
         .route("/v1/tokens/derive", post(governance::derive))
+        .route("/v1/tokens/signed", post(request_key::token))
+        .route("/v1/request-keys", post(request_key::register))
         .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
         .route(
             "/v1/workloads/{name}/revoke",

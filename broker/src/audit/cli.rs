@@ -284,7 +284,8 @@ fn decision_host(d: &Decision) -> Option<&str> {
         | Decision::NonceIssued { host, .. }
         | Decision::Appraisal { host, .. }
         | Decision::HostRevoked { host, .. }
-        | Decision::HostStateChanged { host, .. } => Some(host),
+        | Decision::HostStateChanged { host, .. }
+        | Decision::RequestKeyCertified { host, .. } => Some(host),
         Decision::TokenMinted { sub, .. } => Some(sub),
         _ => None,
     }

@@ -51,6 +51,14 @@ fn refused(r: ChangeRefused) -> ApiError {
         ChangeRefused::ParentRevoked => {
             ApiError::forbidden("parent_revoked", "the parent token is revoked")
         }
+        ChangeRefused::HostNotFresh => ApiError::forbidden(
+            "host_not_fresh",
+            "the host is not trusted with a fresh passing appraisal; attest with a quote",
+        ),
+        ChangeRefused::RequestKeyUnknown => ApiError::forbidden(
+            "request_key_unknown",
+            "the request key is not the host's registered one; certify it again",
+        ),
     }
 }
 

@@ -15,6 +15,10 @@ pub struct HostsConfig {
     pub stale_after_intervals: u32,
     /// A reboot (new TPM resetCount) is accepted only with a new boot log.
     pub boot_log_required: bool,
+    /// Requests signed by a host's request key (`/v1/tokens/signed`) are
+    /// accepted while its last passing appraisal is at most this old, in
+    /// seconds; `0` refuses every signed request.
+    pub signed_request_max_age_secs: i64,
 }
 
 impl Default for HostsConfig {
@@ -23,6 +27,7 @@ impl Default for HostsConfig {
             attestation_interval_secs: 60,
             stale_after_intervals: 3,
             boot_log_required: false,
+            signed_request_max_age_secs: 120,
         }
     }
 }
@@ -102,6 +107,9 @@ pub fn validate(
             "hosts",
             "interval and stale_after_intervals must be ≥ 1",
         ));
+    }
+    if hosts.signed_request_max_age_secs < 0 {
+        return Err(invalid("hosts.signed_request_max_age_secs", "must be ≥ 0"));
     }
     if status.ttl_secs < 2 || status.poll_interval_ms == 0 || status.stream_max_secs == 0 {
         return Err(invalid(

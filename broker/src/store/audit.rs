@@ -12,7 +12,10 @@
 
 use verifier_lib::audit::{Hash, Leaf};
 
-use super::{AppraisalRecord, HostRecord, HostStatus, SnpHostRecord, StoreError, TokenRecord};
+use super::{
+    AppraisalRecord, HostRecord, HostStatus, RequestKeyRecord, SnpHostRecord, StoreError,
+    TokenRecord,
+};
 
 /// The state change a decision makes. Applied atomically with its leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +74,17 @@ pub enum StateChange {
         reason: String,
         at: i64,
     },
+    /// The host's AK certified this request key; replaces any earlier one.
+    /// Applies only while the host is trusted.
+    RequestKey(RequestKeyRecord),
+    /// A token minted on a request signed by the host's request key
+    /// `key_name`; recorded only while that key is current and the host is
+    /// trusted with a passing appraisal at or after `fresh_since`.
+    SignedToken {
+        token: TokenRecord,
+        key_name: Vec<u8>,
+        fresh_since: i64,
+    },
     /// A token derived from `parent_cti`; recorded only while the parent is
     /// recorded and unrevoked.
     DerivedToken {
@@ -93,6 +107,10 @@ pub enum ChangeRefused {
     UnknownToken,
     #[error("the parent token is unknown or revoked")]
     ParentRevoked,
+    #[error("the host is not trusted with a fresh passing appraisal")]
+    HostNotFresh,
+    #[error("the request key is not the host's current one")]
+    RequestKeyUnknown,
 }
 
 /// What one decision writes: its state change and its leaves, in order.

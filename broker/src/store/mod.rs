@@ -8,11 +8,13 @@
 pub mod audit;
 mod governance;
 mod ima_cursor;
+mod request_key;
 mod snp;
 mod sqlite;
 
 pub use governance::{stale_reason, ClockCheck, HostEvent, RevocationOutcome, TokenState};
 pub use ima_cursor::ImaCursorRecord;
+pub use request_key::RequestKeyRecord;
 pub use snp::SnpHostRecord;
 
 use serde::Serialize;

@@ -12,6 +12,7 @@ use super::{
 
 mod audit;
 mod governance;
+mod request_key;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -134,6 +135,8 @@ impl SqliteStore {
         .bind(&h.policy_id)
         .execute(&mut *conn)
         .await?;
+        // A (re-)enrolled host has a new AK: its old certification is void.
+        request_key::delete_request_key_in(conn, &h.id).await?;
         Ok(())
     }
 

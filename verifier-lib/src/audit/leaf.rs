@@ -86,6 +86,12 @@ pub enum Decision {
     HostRevoked { host: String, reason: String },
     /// Every token issued for a workload was revoked.
     WorkloadRevoked { workload: String, reason: String },
+    /// The host's AK certified a request-signing key (TPM2_Certify).
+    RequestKeyCertified {
+        host: String,
+        #[serde(serialize_with = "hex_bytes")]
+        key_name: Vec<u8>,
+    },
     /// A host moved between lifecycle states.
     HostStateChanged {
         host: String,
@@ -182,6 +188,7 @@ impl Decision {
             Decision::TokenRevoked { .. } => "token_revoked",
             Decision::HostRevoked { .. } => "host_revoked",
             Decision::WorkloadRevoked { .. } => "workload_revoked",
+            Decision::RequestKeyCertified { .. } => "request_key_certified",
             Decision::HostStateChanged { .. } => "host_state_changed",
             Decision::PolicyActivated { .. } => "policy_activated",
             Decision::OperatorAction { .. } => "operator_action",
@@ -241,6 +248,9 @@ impl Decision {
             Decision::HostRevoked { host, reason } => m.text("host", host).text("reason", reason),
             Decision::WorkloadRevoked { workload, reason } => {
                 m.text("workload", workload).text("reason", reason)
+            }
+            Decision::RequestKeyCertified { host, key_name } => {
+                m.text("host", host).bytes("key_name", key_name)
             }
             Decision::HostStateChanged {
                 host,
@@ -507,6 +517,10 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
         "host_revoked" => Decision::HostRevoked {
             host: f.text("host")?,
             reason: f.text("reason")?,
+        },
+        "request_key_certified" => Decision::RequestKeyCertified {
+            host: f.text("host")?,
+            key_name: f.bytes("key_name")?,
         },
         "workload_revoked" => Decision::WorkloadRevoked {
             workload: f.text("workload")?,

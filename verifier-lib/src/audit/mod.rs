@@ -22,6 +22,7 @@
 //! | `token_revoked` | cti: text, reason: text |
 //! | `host_revoked` | host: text, reason: text |
 //! | `workload_revoked` | workload: text, reason: text |
+//! | `request_key_certified` | host: text, key_name: bytes |
 //! | `host_state_changed` | host, from, to, reason: text |
 //! | `policy_activated` | policy_id: text, policy_hash: bytes |
 //! | `operator_action` | who: text, what: text |

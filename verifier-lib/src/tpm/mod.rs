@@ -10,8 +10,11 @@
 //! - [`AkPublic`]: an attestation key from a TPM public area or an SPKI (PEM/DER).
 //! - [`PcrSelection`], [`PcrValues`]: `TPML_PCR_SELECTION` and PCR values per bank.
 //! - [`verify_quote`]: signature, nonce, selection and `pcrDigest` checks.
+//! - [`verify_certify`]: a request-signing key certified by the AK
+//!   (TPM2_Certify), and [`verify_request_signature`] for what it signs.
 
 mod attest;
+mod certify;
 mod pcr;
 mod public;
 mod quote;
@@ -20,6 +23,7 @@ mod signature;
 pub use self::attest::{
     Attest, Attested, ClockInfo, ST_ATTEST_CERTIFY, ST_ATTEST_QUOTE, TPM_GENERATED_VALUE,
 };
+pub use self::certify::{verify_certify, verify_request_signature, CertifiedKey, CertifyError};
 pub use self::pcr::{PcrBank, PcrSelection, PcrValues};
 pub use self::public::{AkPublic, Public, SymDef, TPM_ALG_ECC, TPM_ALG_RSA};
 pub use self::quote::{

@@ -36,6 +36,14 @@ const AK_REQUIRED: [(u32, &str); 5] = [
 ];
 const AK_FORBIDDEN: [(u32, &str); 1] = [(DECRYPT, "decrypt")];
 
+const REQUEST_KEY_REQUIRED: [(u32, &str); 4] = [
+    (FIXED_TPM, "fixedTPM"),
+    (FIXED_PARENT, "fixedParent"),
+    (SENSITIVE_DATA_ORIGIN, "sensitiveDataOrigin"),
+    (SIGN_ENCRYPT, "sign"),
+];
+const REQUEST_KEY_FORBIDDEN: [(u32, &str); 2] = [(DECRYPT, "decrypt"), (RESTRICTED, "restricted")];
+
 /// `TPMT_SYM_DEF_OBJECT` when not `TPM_ALG_NULL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SymDef {
@@ -155,13 +163,29 @@ impl Public {
     /// Check the attributes of an attestation key: `restricted`, `sign`,
     /// `fixedTPM`, `fixedParent` and `sensitiveDataOrigin` set, `decrypt` clear.
     pub fn check_ak_attributes(&self) -> Result<(), TpmError> {
+        self.check_attributes(&AK_REQUIRED, &AK_FORBIDDEN)
+    }
+
+    /// Check the attributes of a request-signing key: `sign`, `fixedTPM`,
+    /// `fixedParent` and `sensitiveDataOrigin` set; `decrypt` and
+    /// `restricted` clear (it signs digests it is given, so it must never
+    /// pass for an attestation key, and it never leaves its TPM).
+    pub fn check_request_key_attributes(&self) -> Result<(), TpmError> {
+        self.check_attributes(&REQUEST_KEY_REQUIRED, &REQUEST_KEY_FORBIDDEN)
+    }
+
+    fn check_attributes(
+        &self,
+        required: &[(u32, &'static str)],
+        forbidden: &[(u32, &'static str)],
+    ) -> Result<(), TpmError> {
         let a = self.object_attributes;
-        let missing: Vec<&'static str> = AK_REQUIRED
+        let missing: Vec<&'static str> = required
             .iter()
             .filter(|(bit, _)| a & bit == 0)
             .map(|&(_, name)| name)
             .collect();
-        let forbidden: Vec<&'static str> = AK_FORBIDDEN
+        let forbidden: Vec<&'static str> = forbidden
             .iter()
             .filter(|(bit, _)| a & bit != 0)
             .map(|&(_, name)| name)

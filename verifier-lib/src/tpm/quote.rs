@@ -140,7 +140,7 @@ fn verify_parsed(
 }
 
 /// Check the signature's scheme against the AK, then verify it over `message`.
-fn verify_signature(
+pub(super) fn verify_signature(
     message: &[u8],
     signature: &Signature,
     ak: &AkPublic,

@@ -4,7 +4,7 @@
 use sqlx::{Acquire as _, Row, SqliteConnection};
 use verifier_lib::audit::{leaf_hash, Hash, MAX_LEAF_LEN};
 
-use super::{governance, SqliteStore};
+use super::{governance, request_key, SqliteStore};
 use crate::store::audit::{
     to_i64, to_u64, Appended, CheckpointRow, Entry, EntryError, LeafRow, PrepareEntry, StateChange,
 };
@@ -210,6 +210,12 @@ async fn write_entry(
             reason,
             at,
         } => Ok(governance::revoke_workload_in(conn, workload, reason, *at).await?),
+        StateChange::RequestKey(k) => request_key::upsert_request_key_in(conn, k).await?,
+        StateChange::SignedToken {
+            token,
+            key_name,
+            fresh_since,
+        } => request_key::insert_signed_token_in(conn, token, key_name, *fresh_since).await?,
         StateChange::DerivedToken { token, parent_cti } => {
             governance::insert_derived_token_in(conn, token, parent_cti).await?
         }

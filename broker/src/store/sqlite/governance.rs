@@ -204,6 +204,7 @@ pub(super) async fn reinstate_host_in(
     .bind(host_id)
     .execute(&mut *tx)
     .await?;
+    super::request_key::delete_request_key_in(tx, host_id).await?;
     event(tx, host_id, now, "reinstated", "revoked -> enrolled").await?;
     Ok(Ok(0))
 }
