@@ -52,6 +52,10 @@ pub struct DaemonSection {
     pub renew_fraction: f64,
     /// Simultaneous socket clients.
     pub max_clients: usize,
+    /// Certify a TPM request-signing key after each passing attestation and
+    /// sign token requests with it (no quote per token) while the broker
+    /// accepts them; falls back to a quote otherwise.
+    pub request_key: bool,
 }
 
 impl Default for DaemonSection {
@@ -63,6 +67,7 @@ impl Default for DaemonSection {
             max_backoff_secs: 60,
             renew_fraction: 0.8,
             max_clients: 32,
+            request_key: true,
         }
     }
 }
@@ -167,6 +172,8 @@ pub struct Daemon {
     cache: Mutex<HashMap<CacheKey, Cached>>,
     clients: AtomicUsize,
     stop: Arc<AtomicBool>,
+    /// The broker accepted our request key (since the last attestation).
+    request_key_registered: AtomicBool,
 }
 
 impl Daemon {
@@ -178,6 +185,7 @@ impl Daemon {
             cache: Mutex::new(HashMap::new()),
             clients: AtomicUsize::new(0),
             stop,
+            request_key_registered: AtomicBool::new(false),
         })
     }
 
@@ -241,20 +249,9 @@ impl Daemon {
         let interval = Duration::from_secs(d.interval_secs);
         let mut backoff = Duration::from_secs(1);
         while !self.stopped() {
-            match self.locked(|| commands::attest(&self.settings)) {
-                Ok(a) => {
+            match self.attest_once() {
+                Ok(_) => {
                     backoff = Duration::from_secs(1);
-                    if a.verdict != "affirming" {
-                        eprintln!(
-                            "writ-attester daemon: appraisal {}: {}",
-                            a.verdict,
-                            a.failures
-                                .iter()
-                                .map(|f| f.to_string())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        );
-                    }
                     self.pause(jittered(interval, d.jitter_percent));
                 }
                 Err(e) => {
@@ -268,6 +265,63 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// One attestation; after a passing one, (re-)certify the request key
+    /// when it is enabled and not registered.
+    pub fn attest_once(&self) -> Result<verifier_lib::api::AppraisalResponse, CommandError> {
+        let a = self.locked(|| commands::attest(&self.settings))?;
+        if a.verdict != "affirming" {
+            self.request_key_registered.store(false, Ordering::SeqCst);
+            eprintln!(
+                "writ-attester daemon: appraisal {}: {}",
+                a.verdict,
+                a.failures
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            return Ok(a);
+        }
+        if self.config.daemon.request_key && !self.request_key_registered.load(Ordering::SeqCst) {
+            match self.locked(|| crate::request_key::register(&self.settings)) {
+                Ok(_) => self.request_key_registered.store(true, Ordering::SeqCst),
+                Err(e) => eprintln!(
+                    "writ-attester daemon: request key not registered ({}); tokens need quotes",
+                    commands::denial_reasons(&e)
+                ),
+            }
+        }
+        Ok(a)
+    }
+
+    /// A token through the request key when the broker has it, else (or
+    /// when the broker refuses the signed request) through a fresh quote.
+    fn obtain(
+        &self,
+        workload: &str,
+        digest: &[u8; 32],
+        cnf: &[u8],
+    ) -> Result<(Vec<u8>, verifier_lib::token::VerifiedToken), CommandError> {
+        if self.request_key_registered.load(Ordering::SeqCst) {
+            let signed = self.locked(|| {
+                crate::request_key::obtain_token_signed(&self.settings, workload, digest, Some(cnf))
+            });
+            match signed {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    // Stale appraisal, reboot, re-enrollment: certify again
+                    // after the next passing attestation.
+                    self.request_key_registered.store(false, Ordering::SeqCst);
+                    eprintln!(
+                        "writ-attester daemon: signed token request refused ({}); using a quote",
+                        commands::denial_reasons(&e)
+                    );
+                }
+            }
+        }
+        self.locked(|| commands::obtain_token_with(&self.settings, workload, digest, Some(cnf)))
     }
 
     /// Bind the socket (mode 0660), replacing a stale socket file.
@@ -413,8 +467,7 @@ impl Daemon {
                 }
             }
         }
-        let (token, verified) = self
-            .locked(|| commands::obtain_token_with(&self.settings, workload, digest, Some(cnf)))?;
+        let (token, verified) = self.obtain(workload, digest, cnf)?;
         let bound = verified
             .claims
             .cnf

@@ -294,3 +294,68 @@ fn signed_requests_need_a_fresh_trusted_host_in_the_certified_boot() {
         .unwrap()
         .is_none());
 }
+
+/// The daemon certifies its request key after a passing attestation and
+/// answers token requests with it (no quote); when the broker refuses the
+/// signed request (here after a reboot) it falls back to a quote, and certifies
+/// again after the next passing attestation.
+#[test]
+fn the_daemon_signs_token_requests_between_attestations() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use writ_attester::daemon::{Daemon, DaemonConfig};
+
+    let (pcrs, roots) = fresh_pcrs();
+    let w = Workload::new("rk-daemon");
+    let broker = broker(&pcrs, &w, roots);
+    let mut host = Host::new(&broker.url());
+    commands::enroll(&host.settings, AkAlg::EccP256).unwrap();
+    let d = Daemon::new(
+        host.settings.clone(),
+        DaemonConfig::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    assert_eq!(d.attest_once().unwrap().verdict, "affirming");
+    let id = host.state().host_id;
+    assert!(broker
+        .block_on(broker.store.request_key(&id))
+        .unwrap()
+        .is_some());
+    let appraisals = || broker.block_on(broker.store.counts()).unwrap().appraisals;
+    let keys = host.client().key_set().unwrap();
+    let evidence = |t: &[u8]| {
+        let keys = keys.clone();
+        let v = verifier_lib::token::TokenVerifier::new(
+            keys,
+            verifier_lib::token::Expectations::new("writ-broker".to_owned()),
+        )
+        .verify(t, time::OffsetDateTime::now_utc().unix_timestamp())
+        .unwrap();
+        match v.claims.appraisal.submods["tpm"].get("evidence") {
+            Some(ClaimValue::Text(e)) => e.clone(),
+            _ => "quote".to_owned(),
+        }
+    };
+    let cnf = || {
+        writ_broker_key()
+            .verifying_key()
+            .to_cose_key_bytes()
+            .unwrap()
+    };
+
+    let before = appraisals();
+    let t = d.token_for("hello", &w.digest, &cnf()).unwrap();
+    assert_eq!(evidence(&t.token), "request-key");
+    assert_eq!(appraisals(), before);
+
+    // A reboot voids the key: the signed request is refused and the daemon
+    // falls back to a quote (which shows the broker the new boot).
+    host.swtpm.restart().unwrap();
+    let t = d.token_for("hello", &w.digest, &cnf()).unwrap();
+    assert_eq!(evidence(&t.token), "quote");
+    assert_eq!(appraisals(), before + 1);
+    // Registration is renewed by the next passing attestation.
+    d.attest_once().unwrap();
+    let t = d.token_for("hello", &w.digest, &cnf()).unwrap();
+    assert_eq!(evidence(&t.token), "request-key");
+}

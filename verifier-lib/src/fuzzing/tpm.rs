@@ -1,7 +1,10 @@
 //! Fuzz entry points for `tpm`.
 
 use crate::crypto::{Curve, PublicKey};
-use crate::tpm::{verify_quote, AkPublic, Attest, PcrSelection, PcrValues, Public, Signature};
+use crate::tpm::{
+    verify_certify, verify_quote, verify_request_signature, AkPublic, Attest, PcrSelection,
+    PcrValues, Public, Signature,
+};
 
 /// `Attest::parse` on the whole input; then the input is split into an attest
 /// half and a signature half (a leading big-endian u16 gives the attest
@@ -42,10 +45,30 @@ pub fn tpm_public(data: &[u8]) {
     if let Ok(public) = Public::parse(data) {
         let _ = public.name();
         let _ = public.check_ak_attributes();
+        let _ = public.check_request_key_attributes();
     }
     if let Ok(ak) = AkPublic::parse_any(data) {
         let _ = ak.key();
         let _ = ak.name();
+    }
+}
+
+/// The input split as `key public ‖ attest ‖ signature` (two length
+/// prefixes, see [`split`]) for `verify_certify` against a fixed, unrelated
+/// AK, and the key (when it parses) with `verify_request_signature` over the
+/// signature part.
+pub fn tpm_certify(data: &[u8]) {
+    let (key_public, rest) = split(data);
+    let (attest, signature) = split(rest);
+    let mut point = vec![0x04];
+    point.extend_from_slice(&[0x11; 64]);
+    let ak = AkPublic::Spki(PublicKey::Ec {
+        curve: Curve::P256,
+        point,
+    });
+    let _ = verify_certify(attest, signature, &ak, key_public, &[]);
+    if let Ok(public) = Public::parse(key_public) {
+        let _ = verify_request_signature(&public, attest, signature);
     }
 }
 
