@@ -38,6 +38,8 @@ pub enum ClientError {
 pub struct BrokerClient {
     base: String,
     http: reqwest::blocking::Client,
+    /// Operator bearer token sent with every request, if set.
+    operator_token: Option<String>,
 }
 
 impl BrokerClient {
@@ -57,7 +59,25 @@ impl BrokerClient {
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             http: b.build().map_err(ClientError::Build)?,
+            operator_token: None,
         })
+    }
+
+    /// Send `Authorization: Bearer <token>` (an operator token) with every
+    /// request: for the broker's operator endpoints.
+    pub fn with_operator_token(mut self, token: &str) -> Self {
+        self.operator_token = Some(token.to_owned());
+        self
+    }
+
+    fn authorized(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        match &self.operator_token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
     }
 
     pub fn post<Req: Serialize, Resp: DeserializeOwned>(
@@ -66,23 +86,21 @@ impl BrokerClient {
         body: &Req,
     ) -> Result<Resp, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let resp =
-            self.http
-                .post(&url)
-                .json(body)
-                .send()
-                .map_err(|source| ClientError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
+        let resp = self
+            .authorized(self.http.post(&url))
+            .json(body)
+            .send()
+            .map_err(|source| ClientError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         Self::decode(path, resp)
     }
 
     pub fn get<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ClientError> {
         let url = format!("{}{}", self.base, path);
         let resp = self
-            .http
-            .get(&url)
+            .authorized(self.http.get(&url))
             .send()
             .map_err(|source| ClientError::Unreachable {
                 url: url.clone(),

@@ -29,6 +29,7 @@ use writ_attester::tpm::AkAlg;
 fn learn(broker: &TestBroker, req: &PolicyLearnRequest) -> String {
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/v1/policy/learn", broker.url()))
+        .bearer_auth(swtpm_tests::broker::OPERATOR_TOKEN)
         .header("content-type", "application/json")
         .body(serde_json::to_vec(req).unwrap())
         .send()

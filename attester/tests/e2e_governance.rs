@@ -91,6 +91,7 @@ fn refused_code(e: &CommandError) -> String {
 
 fn host_view(host: &Host) -> HostView {
     host.client()
+        .with_operator_token(swtpm_tests::broker::OPERATOR_TOKEN)
         .get(&format!("/v1/hosts/{}", host.state().host_id))
         .unwrap()
 }
@@ -112,6 +113,18 @@ fn post_raw(url: &str, body: &[u8], headers: &[(String, String)]) -> (u16, serde
     let status = resp.status().as_u16();
     let v = resp.json().unwrap_or(serde_json::Value::Null);
     (status, v)
+}
+
+/// POST to an operator endpoint, as the test broker's operator.
+fn post_operator(url: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    post_raw(
+        url,
+        body,
+        &[(
+            "authorization".to_owned(),
+            format!("Bearer {}", swtpm_tests::broker::OPERATOR_TOKEN),
+        )],
+    )
 }
 
 fn error_code(v: &serde_json::Value) -> &str {
@@ -463,7 +476,7 @@ fn operator_revoke_and_reinstate() {
         broker.url(),
         hex::encode(&b1.verified.claims.cti)
     );
-    let (code, body) = post_raw(&url, br#"{"reason":"leaked"}"#, &[]);
+    let (code, body) = post_operator(&url, br#"{"reason":"leaked"}"#);
     assert_eq!(code, 200, "{body}");
     let r: RevocationResponse = serde_json::from_value(body).unwrap();
     assert_eq!(r.revoked_tokens, 1);
@@ -473,7 +486,7 @@ fn operator_revoke_and_reinstate() {
     assert_eq!(list.version, r.status_version);
 
     // The host: all its tokens, and no more attestation.
-    let (code, body) = post_raw(&format!("{}/v1/hosts/{id}/revoke", broker.url()), b"", &[]);
+    let (code, body) = post_operator(&format!("{}/v1/hosts/{id}/revoke", broker.url()), b"");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["revocation"]["revoked_tokens"], 1);
     assert!(status_list(&host).is_revoked(&b2.verified.claims.cti));
@@ -483,18 +496,10 @@ fn operator_revoke_and_reinstate() {
     assert_eq!(refused_code(&e), "host_revoked");
 
     // Reinstate: enrolled, not trusted, until a passing appraisal.
-    let (code, body) = post_raw(
-        &format!("{}/v1/hosts/{id}/reinstate", broker.url()),
-        b"",
-        &[],
-    );
+    let (code, body) = post_operator(&format!("{}/v1/hosts/{id}/reinstate", broker.url()), b"");
     assert_eq!(code, 200, "{body}");
     assert_eq!(host_view(&host).status, "enrolled");
-    let (code, body) = post_raw(
-        &format!("{}/v1/hosts/{id}/reinstate", broker.url()),
-        b"",
-        &[],
-    );
+    let (code, body) = post_operator(&format!("{}/v1/hosts/{id}/reinstate", broker.url()), b"");
     assert_eq!(code, 409);
     assert_eq!(error_code(&body), "host_not_revoked");
     assert_eq!(
@@ -504,26 +509,33 @@ fn operator_revoke_and_reinstate() {
 
     // A workload: every token of it.
     let b3 = bound_token(&host, "hello", &w.digest).unwrap();
-    let (code, body) = post_raw(
-        &format!("{}/v1/workloads/hello/revoke", broker.url()),
-        b"",
-        &[],
-    );
+    let (code, body) = post_operator(&format!("{}/v1/workloads/hello/revoke", broker.url()), b"");
     assert_eq!(code, 200, "{body}");
     assert!(body["revoked_tokens"].as_u64().unwrap() >= 1);
     assert!(status_list(&host).is_revoked(&b3.verified.claims.cti));
     // Unknown token id.
-    let (code, body) = post_raw(
+    let (code, body) = post_operator(
         &format!("{}/v1/tokens/{}/revoke", broker.url(), "00".repeat(16)),
         b"",
-        &[],
     );
     assert_eq!(code, 404);
     assert_eq!(error_code(&body), "unknown_token");
 
-    // Every one of these decisions is in the signed audit log, in order;
-    // the refused revocation of an unknown token is not.
-    let decisions: Vec<serde_json::Value> = audit_decisions(&broker)
+    // Every one of these decisions is in the signed audit log, in order,
+    // with the operator who took it; the refused ones (reinstating a host
+    // that is not revoked, revoking an unknown token) are not.
+    let all = audit_decisions(&broker);
+    let by_operator: Vec<&str> = all
+        .iter()
+        .filter(|d| d["kind"] == "operator_action" && d["who"] == "test-operator")
+        .map(|d| d["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(by_operator.len(), 4, "{by_operator:?}");
+    assert!(
+        by_operator[1].starts_with("revoke host "),
+        "{by_operator:?}"
+    );
+    let decisions: Vec<serde_json::Value> = all
         .into_iter()
         .filter(|d| {
             matches!(
@@ -677,7 +689,7 @@ fn lineage_narrows_and_revocation_cascades() {
         broker.url(),
         hex::encode(&root.verified.claims.cti)
     );
-    let (code, body) = post_raw(&url, b"", &[]);
+    let (code, body) = post_operator(&url, b"");
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["revoked_tokens"], 3);
     let list = status_list(&host);

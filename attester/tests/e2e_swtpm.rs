@@ -97,6 +97,7 @@ fn pcr_extended_after_reference_denies_attest_and_run() {
     // The operator view names the failure.
     let view: verifier_lib::api::HostView = host
         .client()
+        .with_operator_token(swtpm_tests::broker::OPERATOR_TOKEN)
         .get(&format!("/v1/hosts/{}", host.state().host_id))
         .unwrap();
     assert_eq!(view.status, "failed");

@@ -27,6 +27,7 @@ pub struct Config {
     pub hosts: crate::governance::HostsConfig,
     pub status: crate::governance::StatusConfig,
     pub lineage: crate::governance::LineageConfig,
+    pub operators: crate::operator::OperatorsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -317,6 +318,7 @@ impl Config {
             });
         }
         crate::governance::config::validate(&self.hosts, &self.status, &self.lineage)?;
+        self.operators.validate()?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",

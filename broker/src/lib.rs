@@ -18,6 +18,7 @@ pub mod kds;
 pub mod keys;
 pub mod mint;
 pub mod mint_snp;
+pub mod operator;
 pub mod policy_cli;
 pub mod policy_source;
 pub mod server;

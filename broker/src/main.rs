@@ -41,6 +41,13 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Make an operator bearer token: prints the token (give it to the
+    /// operator) and the `[[operators.tokens]]` entry for the broker's
+    /// configuration (only the token's SHA-256 is stored there).
+    OperatorToken {
+        #[arg(long)]
+        name: String,
+    },
     /// Print the effective configuration (defaults + file + environment) as TOML.
     Config {
         #[arg(long)]
@@ -81,6 +88,31 @@ fn main() -> ExitCode {
         Command::Evidence { command } => evidence::run(command),
         Command::Policy { command } => writ_broker::policy_cli::run(command),
         Command::Audit { command } => writ_broker::audit::cli::run(command),
+        Command::OperatorToken { name } => {
+            let probe = writ_broker::operator::OperatorsConfig {
+                tokens: vec![writ_broker::operator::OperatorToken {
+                    name: name.clone(),
+                    sha256: "0".repeat(64),
+                }],
+                dangerous_unauthenticated: false,
+            };
+            if let Err(e) = probe.validate() {
+                eprintln!("writ-broker: {e}");
+                return ExitCode::from(2);
+            }
+            match writ_broker::operator::new_token() {
+                Ok((token, digest)) => {
+                    eprintln!("operator token for {name} (shown once; the broker keeps only its SHA-256):");
+                    eprintln!("{token}");
+                    println!("[[operators.tokens]]\nname = {name:?}\nsha256 = \"{digest}\"");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("writ-broker: {}", e.message);
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => match toml::to_string_pretty(&c) {

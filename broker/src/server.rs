@@ -77,6 +77,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             setting: "trust.dangerous_snp_test_roots",
         });
     }
+    if config.operators.dangerous_unauthenticated {
+        return Err(ServeError::Dangerous {
+            setting: "operators.dangerous_unauthenticated",
+        });
+    }
+    if config.operators.tokens.is_empty() {
+        tracing::warn!("no [operators] tokens configured: operator endpoints (hosts, revoke, reinstate, policy learn) refuse every request");
+    }
     let state = build_state(config, Arc::new(SystemClock)).await?;
     let _watcher = crate::audit::policy::spawn_watcher(
         state.audit.clone(),

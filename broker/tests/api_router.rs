@@ -11,7 +11,26 @@ use verifier_lib::token::KeySet;
 use writ_broker::clock::OffsetClock;
 use writ_broker::config::Config;
 
+/// The operator token the test broker accepts (its SHA-256 is configured).
+const OPERATOR: &str = "router-test-operator-token";
+
 async fn router() -> (
+    tempfile::TempDir,
+    axum::Router,
+    writ_broker::state::AppState,
+) {
+    router_with(|cfg| {
+        cfg.operators.tokens = vec![writ_broker::operator::OperatorToken {
+            name: "ops".into(),
+            sha256: hex::encode(verifier_lib::crypto::HashAlg::Sha256.digest(OPERATOR.as_bytes())),
+        }];
+    })
+    .await
+}
+
+async fn router_with(
+    tweak: impl FnOnce(&mut Config),
+) -> (
     tempfile::TempDir,
     axum::Router,
     writ_broker::state::AppState,
@@ -22,6 +41,7 @@ async fn router() -> (
     cfg.storage.url = format!("sqlite://{}", dir.path().join("w.db").display());
     cfg.keys.dir = dir.path().join("keys");
     cfg.policy.file = dir.path().join("policy.toml");
+    tweak(&mut cfg);
     let state = writ_broker::server::build_state(cfg, Arc::new(OffsetClock::default()))
         .await
         .unwrap();
@@ -49,6 +69,13 @@ fn post(path: &str, body: &str) -> Request<Body> {
         .unwrap()
 }
 
+fn operator_get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn code(body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap();
     v["error"]["code"].as_str().unwrap().to_owned()
@@ -73,11 +100,7 @@ async fn errors_have_stable_codes_and_change_nothing() {
         (s, code(&b).as_str()),
         (StatusCode::BAD_REQUEST, "invalid_body")
     );
-    let (s, b) = call(
-        &app,
-        Request::get("/v1/hosts/zz").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (s, b) = call(&app, operator_get("/v1/hosts/zz")).await;
     assert_eq!(
         (s, code(&b).as_str()),
         (StatusCode::NOT_FOUND, "unknown_host")
@@ -101,8 +124,99 @@ async fn key_set_lists_the_signing_key() {
     assert_eq!(s, StatusCode::OK);
     let jwks: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(KeySet::from_jwks_json(&jwks).unwrap(), keys);
-    let (s, b) = call(&app, Request::get("/v1/hosts").body(Body::empty()).unwrap()).await;
+    let (s, b) = call(&app, operator_get("/v1/hosts")).await;
     assert_eq!((s, b.as_slice()), (StatusCode::OK, b"[]".as_slice()));
+}
+
+/// Operator endpoints need a configured operator's bearer token; with none
+/// configured they are closed. Public endpoints need nothing.
+#[tokio::test]
+async fn operator_endpoints_need_an_operator_token() {
+    let (_d, app, state) = router().await;
+    let before = state.store.counts().await.unwrap();
+    let bare = |m: &str, p: &str| {
+        Request::builder()
+            .method(m)
+            .uri(p)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let with = |m: &str, p: &str, auth: &str| {
+        Request::builder()
+            .method(m)
+            .uri(p)
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let operator_routes = [
+        ("GET", "/v1/hosts"),
+        ("GET", "/v1/hosts/h"),
+        ("GET", "/v1/hosts/h/events"),
+        ("POST", "/v1/hosts/h/revoke"),
+        ("POST", "/v1/hosts/h/reinstate"),
+        ("POST", "/v1/tokens/00112233445566778899aabbccddeeff/revoke"),
+        ("POST", "/v1/workloads/w/revoke"),
+        ("POST", "/v1/policy/learn"),
+    ];
+    for (m, p) in operator_routes {
+        let (s, b) = call(&app, bare(m, p)).await;
+        assert_eq!(
+            (s, code(&b).as_str()),
+            (StatusCode::UNAUTHORIZED, "operator_unauthorized"),
+            "{m} {p}"
+        );
+        let (s, b) = call(&app, with(m, p, "Bearer not-the-token")).await;
+        assert_eq!(
+            (s, code(&b).as_str()),
+            (StatusCode::UNAUTHORIZED, "operator_unauthorized"),
+            "{m} {p}"
+        );
+        let (s, b) = call(&app, with(m, p, OPERATOR)).await;
+        assert_eq!(
+            (s, code(&b).as_str()),
+            (StatusCode::UNAUTHORIZED, "operator_unauthorized"),
+            "{m} {p}"
+        );
+    }
+    // Nothing was revoked or logged by the refused calls.
+    assert_eq!(state.store.counts().await.unwrap(), before);
+    // Public endpoints stay public.
+    let (s, _) = call(&app, bare("GET", "/v1/keys")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&app, bare("GET", "/v1/audit/checkpoint")).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A revocation by an operator names the operator in the audit log.
+    let (s, b) = call(
+        &app,
+        with(
+            "POST",
+            "/v1/workloads/w/revoke",
+            &format!("Bearer {OPERATOR}"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let rows = state.store.audit_leaves(0, 1 << 20).await.unwrap();
+    let decisions: Vec<_> = rows
+        .iter()
+        .map(|r| verifier_lib::audit::Leaf::decode(&r.leaf).unwrap().decision)
+        .collect();
+    assert!(decisions.iter().any(|d| matches!(d,
+        verifier_lib::audit::Decision::OperatorAction { who, what } if who == "ops" && what == "revoke workload w")));
+
+    // No operator configured: closed.
+    let (_d2, closed, _) = router_with(|_| {}).await;
+    let (s, b) = call(
+        &closed,
+        with("GET", "/v1/hosts", &format!("Bearer {OPERATOR}")),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&b).as_str()),
+        (StatusCode::UNAUTHORIZED, "operator_auth_not_configured")
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,10 @@ use writ_broker::clock::OffsetClock;
 use writ_broker::config::Config;
 use writ_broker::store::Store;
 
+/// The operator bearer token every test broker accepts (operator
+/// endpoints: hosts, revoke, reinstate, policy learn).
+pub const OPERATOR_TOKEN: &str = "writ-test-operator-token";
+
 /// How a test broker is set up.
 #[derive(Debug, Clone)]
 pub struct BrokerOptions {
@@ -98,6 +102,12 @@ impl TestBroker {
         } else {
             vec![roots]
         };
+        cfg.operators.tokens = vec![writ_broker::operator::OperatorToken {
+            name: "test-operator".into(),
+            sha256: hex::encode(
+                verifier_lib::crypto::HashAlg::Sha256.digest(OPERATOR_TOKEN.as_bytes()),
+            ),
+        }];
         tweak(&mut cfg);
         let clock = OffsetClock::default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

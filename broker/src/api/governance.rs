@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,7 @@ use super::ApiError;
 use crate::audit::decisions as audit_log;
 use crate::governance::{require_fresh_host, Published};
 use crate::mint;
+use crate::operator::Operator;
 use crate::state::AppState;
 use crate::store::audit::{Appended, Entry, StateChange};
 use crate::store::{HostStatus, TokenRecord};
@@ -53,6 +54,7 @@ async fn revocation(st: &AppState, applied: &Appended) -> Result<RevocationRespo
 /// (and their descendants) revoked, one audited decision.
 pub async fn revoke_host(
     State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<HostStateResponse>, ApiError> {
@@ -63,8 +65,11 @@ pub async fn revoke_host(
         reason: reason.clone(),
         at: now,
     };
-    let leaf = audit_log::host_revoked(&id, &reason, now);
-    let applied = st.audit.apply(change, vec![leaf]).await?;
+    let leaves = vec![
+        audit_log::operator_action(&op, &format!("revoke host {id}"), now),
+        audit_log::host_revoked(&id, &reason, now),
+    ];
+    let applied = st.audit.apply(change, leaves).await?;
     let o = revocation(&st, &applied).await?;
     tracing::warn!(host_id = %id, %reason, tokens = o.revoked_tokens, "host revoked");
     Ok(Json(HostStateResponse {
@@ -77,6 +82,7 @@ pub async fn revoke_host(
 /// `POST /v1/hosts/{id}/reinstate`: revoked → enrolled (it must attest again).
 pub async fn reinstate_host(
     State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
     Path(id): Path<String>,
 ) -> Result<Json<HostStateResponse>, ApiError> {
     let now = st.now();
@@ -84,14 +90,17 @@ pub async fn reinstate_host(
         host_id: id.clone(),
         at: now,
     };
-    let leaf = audit_log::host_state_changed(
-        &id,
-        HostStatus::Revoked,
-        HostStatus::Enrolled,
-        "reinstated by operator",
-        now,
-    );
-    st.audit.apply(change, vec![leaf]).await?;
+    let leaves = vec![
+        audit_log::operator_action(&op, &format!("reinstate host {id}"), now),
+        audit_log::host_state_changed(
+            &id,
+            HostStatus::Revoked,
+            HostStatus::Enrolled,
+            "reinstated by operator",
+            now,
+        ),
+    ];
+    st.audit.apply(change, leaves).await?;
     tracing::warn!(host_id = %id, "host reinstated (enrolled; must attest again)");
     Ok(Json(HostStateResponse {
         host_id: id,
@@ -125,6 +134,7 @@ fn parse_cti(s: &str) -> Result<Vec<u8>, ApiError> {
 /// `POST /v1/tokens/{cti}/revoke`: the token and all its descendants.
 pub async fn revoke_token(
     State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
     Path(cti): Path<String>,
     body: Bytes,
 ) -> Result<Json<RevocationResponse>, ApiError> {
@@ -136,8 +146,11 @@ pub async fn revoke_token(
         reason: reason.clone(),
         at: now,
     };
-    let leaf = audit_log::token_revoked(&id, &reason, now);
-    let applied = st.audit.apply(change, vec![leaf]).await?;
+    let leaves = vec![
+        audit_log::operator_action(&op, &format!("revoke token {}", hex::encode(&id)), now),
+        audit_log::token_revoked(&id, &reason, now),
+    ];
+    let applied = st.audit.apply(change, leaves).await?;
     let o = revocation(&st, &applied).await?;
     tracing::warn!(cti = %hex::encode(&id), %reason, tokens = o.revoked_tokens, "token revoked");
     Ok(Json(o))
@@ -146,6 +159,7 @@ pub async fn revoke_token(
 /// `POST /v1/workloads/{name}/revoke`: every token of the workload.
 pub async fn revoke_workload(
     State(st): State<AppState>,
+    Extension(op): Extension<Operator>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<RevocationResponse>, ApiError> {
@@ -156,8 +170,11 @@ pub async fn revoke_workload(
         reason: reason.clone(),
         at: now,
     };
-    let leaf = audit_log::workload_revoked(&name, &reason, now);
-    let applied = st.audit.apply(change, vec![leaf]).await?;
+    let leaves = vec![
+        audit_log::operator_action(&op, &format!("revoke workload {name}"), now),
+        audit_log::workload_revoked(&name, &reason, now),
+    ];
+    let applied = st.audit.apply(change, leaves).await?;
     let o = revocation(&st, &applied).await?;
     tracing::warn!(workload = %name, %reason, tokens = o.revoked_tokens, "workload revoked");
     Ok(Json(o))

@@ -22,9 +22,27 @@ use crate::state::AppState;
 
 pub use error::ApiError;
 
-/// The broker's router.
+/// The broker's router. Operator endpoints sit behind
+/// [`crate::operator::require`]; the rest is for hosts, workloads and
+/// relying parties (the audit log and status list are public by design).
 pub fn app(state: AppState) -> Router {
     let limit = state.config.server.body_limit_bytes;
+    let operator = Router::new()
+        .route("/v1/policy/learn", post(policy_learn::learn))
+        .route("/v1/hosts", get(hosts::list))
+        .route("/v1/hosts/{id}", get(hosts::show))
+        .route("/v1/hosts/{id}/revoke", post(governance::revoke_host))
+        .route("/v1/hosts/{id}/reinstate", post(governance::reinstate_host))
+        .route("/v1/hosts/{id}/events", get(governance::host_events))
+        .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
+        .route(
+            "/v1/workloads/{name}/revoke",
+            post(governance::revoke_workload),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::operator::require,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/enroll/start", post(enroll::start))
@@ -35,30 +53,20 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/snp/challenge", post(snp::challenge))
         .route("/v1/snp/attest", post(snp::attest))
         .route("/v1/snp/tokens", post(snp::token))
-        .route("/v1/policy/learn", post(policy_learn::learn))
         .route("/v1/keys", get(keys::cose_key_set))
         .route("/v1/keys/jwks", get(keys::jwks))
-        .route("/v1/hosts", get(hosts::list))
-        .route("/v1/hosts/{id}", get(hosts::show))
         .route("/v1/audit/key", get(audit::key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
-        .route("/v1/hosts/{id}/revoke", post(governance::revoke_host))
-        .route("/v1/hosts/{id}/reinstate", post(governance::reinstate_host))
-        .route("/v1/hosts/{id}/events", get(governance::host_events))
         .route("/v1/tokens/derive", post(governance::derive))
         .route("/v1/tokens/signed", post(request_key::token))
         .route("/v1/request-keys", post(request_key::register))
-        .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
-        .route(
-            "/v1/workloads/{name}/revoke",
-            post(governance::revoke_workload),
-        )
         .route("/v1/status", get(governance::status))
         .route("/v1/status/stream", get(governance::status_stream))
+        .merge(operator)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

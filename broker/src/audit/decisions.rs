@@ -235,6 +235,17 @@ pub fn host_state_changed(
     )
 }
 
+/// `operator_action`: who did what (the decision's own leaf follows).
+pub fn operator_action(op: &crate::operator::Operator, what: &str, now: i64) -> Leaf {
+    Leaf::new(
+        now,
+        Decision::OperatorAction {
+            who: op.name.clone(),
+            what: what.to_owned(),
+        },
+    )
+}
+
 /// `host_revoked`.
 pub fn host_revoked(host: &str, reason: &str, now: i64) -> Leaf {
     Leaf::new(
