@@ -68,8 +68,9 @@ pub async fn attest(
     let appraisal =
         crate::governance::after_quote(&st, &host, req.evidence.eventlog.is_some(), appraisal)
             .await?;
-    let (response, _) = record(&st, &host, &policy, &appraisal, &req.evidence, None).await?;
-    super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
+    let cursor = super::attest_logs::cursor(&st, &host, &policy, &appraisal, ima);
+    let (response, _) =
+        record(&st, &host, &policy, &appraisal, &req.evidence, None, cursor).await?;
     Ok(Json(response))
 }
 
@@ -155,8 +156,9 @@ pub async fn token(
         }
         _ => None,
     };
-    let (response, minted) = record(&st, &host, &policy, &appraisal, &req.evidence, mint).await?;
-    super::attest_logs::commit(&st, &host, &policy, &appraisal, ima).await?;
+    let cursor = super::attest_logs::cursor(&st, &host, &policy, &appraisal, ima);
+    let (response, minted) =
+        record(&st, &host, &policy, &appraisal, &req.evidence, mint, cursor).await?;
     match minted {
         Some(m) => Ok(Json(TokenResponse {
             token: m.token,
@@ -229,6 +231,7 @@ async fn record(
     appraisal: &TpmAppraisal,
     evidence: &verifier_lib::api::TpmEvidence,
     mint: Option<audit_log::MintFn>,
+    ima_cursor: Option<crate::store::ImaCursorRecord>,
 ) -> Result<(AppraisalResponse, Option<mint::Minted>), ApiError> {
     let now = st.now();
     // A refused workload (unknown name, digest not allowed) is a fault of the
@@ -271,6 +274,7 @@ async fn record(
         status,
         policy_hash: &policy.hash,
         failures: &appraisal.failures,
+        ima_cursor,
     };
     let minted = audit_log::record_appraisal(st, outcome, mint).await?;
     if status == HostStatus::Failed {

@@ -1,6 +1,6 @@
 //! The event-log/IMA side of `/v1/attest` and `/v1/tokens`: pick the quote-only
 //! or the log appraisal, resume IMA from the host's stored cursor, and store
-//! the new cursor only after an affirming appraisal.
+//! the new cursor with an affirming appraisal, in its transaction.
 
 use verifier_lib::api::{ChallengeResponse, TpmEvidence};
 use verifier_lib::appraisal::{
@@ -97,23 +97,22 @@ pub(super) async fn appraise(
     Ok((a.tpm, a.ima_state))
 }
 
-/// Store the IMA cursor, only if the final verdict is affirming.
-pub(super) async fn commit(
+/// The IMA cursor to store with the appraisal: only when the final verdict
+/// is affirming.
+pub(super) fn cursor(
     st: &AppState,
     host: &HostRecord,
     policy: &Policy,
     appraisal: &TpmAppraisal,
     ima: Option<ImaState>,
-) -> Result<(), ApiError> {
-    if let (Verdict::Affirming, Some(state)) = (appraisal.verdict, ima) {
-        st.store
-            .save_ima_cursor(&ImaCursorRecord {
-                host_id: host.id.clone(),
-                state,
-                policy_hash: policy.hash_hex(),
-                updated_at: st.now(),
-            })
-            .await?;
+) -> Option<ImaCursorRecord> {
+    match (appraisal.verdict, ima) {
+        (Verdict::Affirming, Some(state)) => Some(ImaCursorRecord {
+            host_id: host.id.clone(),
+            state,
+            policy_hash: policy.hash_hex(),
+            updated_at: st.now(),
+        }),
+        _ => None,
     }
-    Ok(())
 }

@@ -291,6 +291,7 @@ async fn record(
         status,
         policy_hash: &policy.hash,
         failures: &appraisal.failures,
+        ima_cursor: None,
     };
     let minted = audit_log::record_snp_appraisal(st, outcome, register, mint).await?;
     if status == HostStatus::Failed {

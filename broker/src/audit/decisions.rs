@@ -83,7 +83,7 @@ pub fn failure_texts(failures: &[Failure]) -> Vec<String> {
 }
 
 /// What an appraisal decided, as recorded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AppraisalOutcome<'a> {
     pub rec: &'a AppraisalRecord,
     /// The host's status before this appraisal.
@@ -92,6 +92,9 @@ pub struct AppraisalOutcome<'a> {
     pub status: HostStatus,
     pub policy_hash: &'a [u8],
     pub failures: &'a [Failure],
+    /// The host's new IMA cursor, stored with the appraisal (TPM only; set
+    /// it only when the final verdict is affirming).
+    pub ima_cursor: Option<crate::store::ImaCursorRecord>,
 }
 
 /// Records an appraisal (host status, and the token `mint` makes, if any)
@@ -136,6 +139,7 @@ async fn record(
         status,
         policy_hash,
         failures,
+        ima_cursor,
     } = outcome;
     let mut leaves = Vec::new();
     if let Some(Registration(h)) = &register {
@@ -202,6 +206,7 @@ async fn record(
                     appraisal: rec,
                     status,
                     token,
+                    ima_cursor,
                 },
                 Some(Registration(h)) => StateChange::SnpAppraisal {
                     appraisal: rec,

@@ -13,8 +13,8 @@
 use verifier_lib::audit::{Hash, Leaf};
 
 use super::{
-    AppraisalRecord, HostRecord, HostStatus, RequestKeyRecord, SnpHostRecord, StoreError,
-    TokenRecord,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord,
 };
 
 /// The state change a decision makes. Applied atomically with its leaves.
@@ -31,11 +31,13 @@ pub enum StateChange {
     },
     /// A host was enrolled (created or replaced).
     Host(HostRecord),
-    /// An appraisal, the host's new status and, when minted, the token.
+    /// An appraisal, the host's new status, when minted the token, and when
+    /// affirming with an IMA list the host's new IMA cursor.
     Appraisal {
         appraisal: AppraisalRecord,
         status: HostStatus,
         token: Option<TokenRecord>,
+        ima_cursor: Option<ImaCursorRecord>,
     },
     /// An SEV-SNP appraisal: like `Appraisal`, registering the host first
     /// when `register` is given (its first affirming appraisal).

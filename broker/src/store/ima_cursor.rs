@@ -50,9 +50,22 @@ impl Store {
         }))
     }
 
-    /// Store the cursor of an affirming appraisal (replacing the previous one).
+    /// Store the cursor of an affirming appraisal (replacing the previous
+    /// one). Decisions store it with their appraisal instead
+    /// (`StateChange::Appraisal::ima_cursor`), in one transaction.
     pub async fn save_ima_cursor(&self, rec: &ImaCursorRecord) -> Result<(), StoreError> {
         let Store::Sqlite(s) = self;
+        let mut conn = s.pool().acquire().await?;
+        super::sqlite::SqliteStore::save_ima_cursor_in(&mut conn, rec).await
+    }
+}
+
+impl super::sqlite::SqliteStore {
+    /// [`Store::save_ima_cursor`] inside the caller's transaction.
+    pub(super) async fn save_ima_cursor_in(
+        conn: &mut sqlx::SqliteConnection,
+        rec: &ImaCursorRecord,
+    ) -> Result<(), StoreError> {
         let entries = i64::try_from(rec.state.cursor.entries).map_err(|_| StoreError::Corrupt {
             what: "ima cursor entries",
             value: rec.state.cursor.entries.to_string(),
@@ -73,7 +86,7 @@ impl Store {
         .bind(i64::from(rec.state.restart_count))
         .bind(&rec.policy_hash)
         .bind(rec.updated_at)
-        .execute(s.pool())
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }

@@ -175,7 +175,15 @@ async fn write_entry(
             appraisal,
             status,
             token,
-        } => Ok(SqliteStore::record_appraisal_in(conn, appraisal, *status, token.as_ref()).await?),
+            ima_cursor,
+        } => {
+            let revoked =
+                SqliteStore::record_appraisal_in(conn, appraisal, *status, token.as_ref()).await?;
+            if let Some(c) = ima_cursor {
+                SqliteStore::save_ima_cursor_in(conn, c).await?;
+            }
+            Ok(revoked)
+        }
         StateChange::SnpAppraisal {
             appraisal,
             status,
