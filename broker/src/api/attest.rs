@@ -81,22 +81,7 @@ pub async fn token(
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let host = enrolled_host(&st, &req.host_id).await?;
-    if req.workload_digest.len() != 32 {
-        return Err(ApiError::bad_request(
-            "invalid_workload_digest",
-            format!(
-                "workload_digest: expected 32 bytes (SHA-256), got {}",
-                req.workload_digest.len()
-            ),
-        ));
-    }
-    let cnf = match &req.cnf {
-        Some(bytes) => Some(
-            mint::parse_cnf(bytes)
-                .map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?,
-        ),
-        None => None,
-    };
+    let cnf = request_fields(&req.workload_digest, req.cnf.as_deref())?;
     consume_nonce(&st, &req.nonce, &host.id).await?;
     let binding = TokenRequestBinding {
         host_id: &host.id,
@@ -168,6 +153,28 @@ pub async fn token(
         })),
         None => Err(denied(&response)),
     }
+}
+
+/// The fields every token request shares: a 32-byte workload digest and,
+/// when given, the workload's `cnf` COSE_Key (parsed).
+pub(super) fn request_fields(
+    workload_digest: &[u8],
+    cnf: Option<&[u8]>,
+) -> Result<Option<verifier_lib::token::VerifyingKey>, ApiError> {
+    if workload_digest.len() != 32 {
+        return Err(ApiError::bad_request(
+            "invalid_workload_digest",
+            format!(
+                "workload_digest: expected 32 bytes (SHA-256), got {}",
+                workload_digest.len()
+            ),
+        ));
+    }
+    cnf.map(|bytes| {
+        mint::parse_cnf(bytes)
+            .map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))
+    })
+    .transpose()
 }
 
 pub(super) fn denied(r: &AppraisalResponse) -> ApiError {

@@ -13,7 +13,7 @@ use verifier_lib::audit::{Decision, Leaf};
 use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::tpm::{self, AkPublic, CertifyError};
 
-use super::attest::{consume_nonce, enrolled_host};
+use super::attest::{consume_nonce, enrolled_host, request_fields};
 use super::json::ApiJson;
 use super::ApiError;
 use crate::audit::decisions as audit_log;
@@ -124,22 +124,7 @@ pub async fn token(
     ApiJson(req): ApiJson<SignedTokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let host = enrolled_host(&st, &req.host_id).await?;
-    if req.workload_digest.len() != 32 {
-        return Err(ApiError::bad_request(
-            "invalid_workload_digest",
-            format!(
-                "workload_digest: expected 32 bytes (SHA-256), got {}",
-                req.workload_digest.len()
-            ),
-        ));
-    }
-    let cnf = match &req.cnf {
-        Some(bytes) => Some(
-            mint::parse_cnf(bytes)
-                .map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?,
-        ),
-        None => None,
-    };
+    let cnf = request_fields(&req.workload_digest, req.cnf.as_deref())?;
     consume_nonce(&st, &req.nonce, &host.id).await?;
     let key = st
         .store

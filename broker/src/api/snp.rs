@@ -14,11 +14,11 @@ use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::snp::expected_report_data;
 use verifier_lib::snp_appraisal::{is_snp_host_id, SnpAppraisal};
 
-use super::attest::{consume_nonce, denied};
+use super::attest::{consume_nonce, denied, request_fields};
 use super::json::ApiJson;
 use super::{random_bytes, ApiError};
 use crate::audit::decisions as audit_log;
-use crate::mint::{self, Minted};
+use crate::mint::Minted;
 use crate::mint_snp::{snp_execution_token, SnpTokenInput};
 use crate::snp::SnpService;
 use crate::state::AppState;
@@ -129,22 +129,7 @@ pub async fn token(
     ApiJson(req): ApiJson<SnpTokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let snp = service(&st)?;
-    if req.workload_digest.len() != 32 {
-        return Err(ApiError::bad_request(
-            "invalid_workload_digest",
-            format!(
-                "workload_digest: expected 32 bytes (SHA-256), got {}",
-                req.workload_digest.len()
-            ),
-        ));
-    }
-    let cnf = match &req.cnf {
-        Some(bytes) => Some(
-            mint::parse_cnf(bytes)
-                .map_err(|e| ApiError::bad_request("invalid_cnf", format!("cnf: {e}")))?,
-        ),
-        None => None,
-    };
+    let cnf = request_fields(&req.workload_digest, req.cnf.as_deref())?;
     check_host(&st, &req.host_id).await?;
     consume_nonce(&st, &req.nonce, &req.host_id).await?;
     let binding = TokenRequestBinding {

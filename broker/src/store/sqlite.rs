@@ -267,22 +267,47 @@ impl SqliteStore {
             0
         };
         if let Some(t) = token {
-            sqlx::query(
-                "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&t.cti)
-            .bind(&t.host_id)
-            .bind(&t.workload)
-            .bind(&t.workload_digest)
-            .bind(t.iat)
-            .bind(t.exp)
-            .bind(&t.policy_id)
-            .bind(&t.token_digest)
-            .execute(&mut *tx)
-            .await?;
+            Self::insert_token_in(tx, t, None).await?;
         }
         Ok(revoked)
+    }
+
+    /// Record a token (`parent_cti`: the token it was derived from).
+    pub(super) async fn insert_token_in(
+        tx: &mut SqliteConnection,
+        t: &TokenRecord,
+        parent_cti: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&t.cti)
+        .bind(&t.host_id)
+        .bind(&t.workload)
+        .bind(&t.workload_digest)
+        .bind(t.iat)
+        .bind(t.exp)
+        .bind(&t.policy_id)
+        .bind(&t.token_digest)
+        .bind(parent_cti)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A `tokens` row as a [`TokenRecord`].
+    pub(super) fn token_record(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
+        Ok(TokenRecord {
+            cti: r.try_get("cti")?,
+            host_id: r.try_get("host_id")?,
+            workload: r.try_get("workload")?,
+            workload_digest: r.try_get("workload_digest")?,
+            iat: r.try_get("iat")?,
+            exp: r.try_get("exp")?,
+            policy_id: r.try_get("policy_id")?,
+            token_digest: r.try_get("token_digest")?,
+        })
     }
 
     pub async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
@@ -290,19 +315,7 @@ impl SqliteStore {
             .bind(cti)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(TokenRecord {
-                cti: r.try_get("cti")?,
-                host_id: r.try_get("host_id")?,
-                workload: r.try_get("workload")?,
-                workload_digest: r.try_get("workload_digest")?,
-                iat: r.try_get("iat")?,
-                exp: r.try_get("exp")?,
-                policy_id: r.try_get("policy_id")?,
-                token_digest: r.try_get("token_digest")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(Self::token_record).transpose()
     }
 
     pub async fn counts(&self) -> Result<Counts, StoreError> {

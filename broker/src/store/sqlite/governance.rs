@@ -146,16 +146,7 @@ fn clock_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Option<ClockState>, Sto
 
 fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenState, StoreError> {
     Ok(TokenState {
-        record: TokenRecord {
-            cti: r.try_get("cti")?,
-            host_id: r.try_get("host_id")?,
-            workload: r.try_get("workload")?,
-            workload_digest: r.try_get("workload_digest")?,
-            iat: r.try_get("iat")?,
-            exp: r.try_get("exp")?,
-            policy_id: r.try_get("policy_id")?,
-            token_digest: r.try_get("token_digest")?,
-        },
+        record: SqliteStore::token_record(r)?,
         parent_cti: r.try_get("parent_cti")?,
         revoked: r.try_get::<i64, _>("revoked")? != 0,
     })
@@ -263,27 +254,16 @@ pub(super) async fn insert_derived_token_in(
     t: &TokenRecord,
     parent_cti: &[u8],
 ) -> Result<Applied, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
-         WHERE EXISTS (SELECT 1 FROM tokens WHERE cti = $9 AND revoked = 0)",
-    )
-    .bind(&t.cti)
-    .bind(&t.host_id)
-    .bind(&t.workload)
-    .bind(&t.workload_digest)
-    .bind(t.iat)
-    .bind(t.exp)
-    .bind(&t.policy_id)
-    .bind(&t.token_digest)
-    .bind(parent_cti)
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(Ok(0))
-    } else {
-        Ok(Err(ChangeRefused::ParentRevoked))
+    let parent_live = sqlx::query("SELECT 1 FROM tokens WHERE cti = $1 AND revoked = 0")
+        .bind(parent_cti)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if !parent_live {
+        return Ok(Err(ChangeRefused::ParentRevoked));
     }
+    SqliteStore::insert_token_in(tx, t, Some(parent_cti)).await?;
+    Ok(Ok(0))
 }
 
 impl SqliteStore {

@@ -72,27 +72,19 @@ pub(super) async fn insert_signed_token_in(
     if !key_ok {
         return Ok(Err(ChangeRefused::RequestKeyUnknown));
     }
-    let done = sqlx::query(
-        "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8
-         WHERE EXISTS (SELECT 1 FROM hosts WHERE id = $2 AND status = 'trusted' AND last_attested_at >= $9)",
+    let fresh = sqlx::query(
+        "SELECT 1 FROM hosts WHERE id = $1 AND status = 'trusted' AND last_attested_at >= $2",
     )
-    .bind(&t.cti)
     .bind(&t.host_id)
-    .bind(&t.workload)
-    .bind(&t.workload_digest)
-    .bind(t.iat)
-    .bind(t.exp)
-    .bind(&t.policy_id)
-    .bind(&t.token_digest)
     .bind(fresh_since)
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(Ok(0))
-    } else {
-        Ok(Err(ChangeRefused::HostNotFresh))
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    if !fresh {
+        return Ok(Err(ChangeRefused::HostNotFresh));
     }
+    SqliteStore::insert_token_in(tx, t, None).await?;
+    Ok(Ok(0))
 }
 
 impl SqliteStore {
