@@ -317,7 +317,8 @@ fn is_policy(leaves: &[(u64, Leaf)], i: usize) -> bool {
 
 /// The token's mint, the appraisal logged with it, the host's enrollment
 /// before it, the policy in force, and any later decision that revoked it:
-/// of the token, its host (revoked, failed, stale) or its workload.
+/// of the token or one of its ancestors, its host (revoked, failed, stale)
+/// or its workload.
 fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
     let Some(mint) = leaves
         .iter()
@@ -356,9 +357,27 @@ fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
     out.extend(enrollment);
     out.extend(appraisal);
     out.push(mint);
+    // A derived token is revoked with any of its ancestors.
+    let mut lineage = vec![cti.to_owned()];
+    let mut parent = match leaves.get(mint).map(|(_, l)| &l.decision) {
+        Some(Decision::TokenMinted { parent_cti, .. }) => parent_cti.clone(),
+        _ => None,
+    };
+    while let Some(p) = parent.take() {
+        if lineage.contains(&p) {
+            break;
+        }
+        parent = leaves.iter().find_map(|(_, l)| match &l.decision {
+            Decision::TokenMinted {
+                cti: c, parent_cti, ..
+            } if *c == p => parent_cti.clone(),
+            _ => None,
+        });
+        lineage.push(p);
+    }
     out.extend((mint + 1..leaves.len()).filter(
         |i| match leaves.get(*i).map(|(_, l)| &l.decision) {
-            Some(Decision::TokenRevoked { cti: c, .. }) => c == cti,
+            Some(Decision::TokenRevoked { cti: c, .. }) => lineage.contains(c),
             Some(Decision::HostRevoked { host, .. }) => host == sub,
             // Leaving `trusted` for `failed`/`stale` revokes the host's tokens.
             Some(Decision::HostStateChanged { host, to, .. }) => {
@@ -371,4 +390,64 @@ fn select_token(leaves: &[(u64, Leaf)], cti: &str) -> Vec<usize> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minted(cti: &str, parent: Option<&str>) -> Decision {
+        Decision::TokenMinted {
+            cti: cti.into(),
+            sub: "h".into(),
+            aud: "w".into(),
+            exp: 100,
+            parent_cti: parent.map(str::to_owned),
+            token_digest: vec![0; 32],
+        }
+    }
+
+    #[test]
+    fn a_token_history_includes_revocations_of_its_ancestors_host_and_workload() {
+        let decisions = [
+            minted("aa", None),
+            minted("bb", Some("aa")),
+            minted("cc", Some("bb")),
+            minted("dd", None),
+            Decision::TokenRevoked {
+                cti: "aa".into(),
+                reason: "leaked".into(),
+            },
+            Decision::TokenRevoked {
+                cti: "dd".into(),
+                reason: "other".into(),
+            },
+            Decision::HostStateChanged {
+                host: "h".into(),
+                from: "trusted".into(),
+                to: "stale".into(),
+                reason: "late".into(),
+            },
+            Decision::HostStateChanged {
+                host: "h".into(),
+                from: "enrolled".into(),
+                to: "trusted".into(),
+                reason: "pass".into(),
+            },
+            Decision::WorkloadRevoked {
+                workload: "w".into(),
+                reason: "retired".into(),
+            },
+        ];
+        let leaves: Vec<(u64, Leaf)> = decisions
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| (i as u64, Leaf::new(1, d)))
+            .collect();
+        // cc: its mint, the root's revocation, the host going stale, the workload.
+        assert_eq!(select_token(&leaves, "cc"), vec![2, 4, 6, 8]);
+        // dd: not derived from aa.
+        assert_eq!(select_token(&leaves, "dd"), vec![3, 5, 6, 8]);
+        assert!(select_token(&leaves, "ee").is_empty());
+    }
 }
