@@ -214,6 +214,7 @@ fn gate_overhead(rt: &tokio::runtime::Runtime) {
         lineage: None,
         scope: vec![],
         audit_index: None,
+        offline_ok: false,
     };
     let token = verifier_lib::token::mint(&claims, &broker_key).unwrap();
     let state = GateState::new(gate_config(keys), gate::system_now());

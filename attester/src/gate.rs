@@ -218,7 +218,12 @@ impl GateState {
                 });
             }
         }
-        if fresh.is_some() || self.config.allow_offline.contains(&token.claims.aud) {
+        // Offline acceptance: the broker's policy said so in the token, or
+        // this relying party's own configuration does for the audience.
+        if fresh.is_some()
+            || token.claims.offline_ok
+            || self.config.allow_offline.contains(&token.claims.aud)
+        {
             return Ok(());
         }
         Err(GateDenial::StatusUnavailable {

@@ -820,6 +820,48 @@ fn status_list_older_than_max_staleness_denies() {
     );
 }
 
+/// The broker's policy can allow a workload's tokens offline
+/// (`allow_offline = true` → `writ.offline-ok`): a gate without any status
+/// list admits them, and still refuses every other workload's.
+#[test]
+fn the_policy_can_allow_a_workload_offline() {
+    let (pcrs, roots) = fresh_pcrs();
+    let (w, batch) = (Workload::new("online"), Workload::new("batch"));
+    // The last workload of the generated policy gets `allow_offline`.
+    let policy = policy_toml(
+        "gov-offline",
+        &pcrs,
+        &[("hello", w.digest), ("batch", batch.digest)],
+    ) + "allow_offline = true\n";
+    let broker = TestBroker::start_configured(
+        tempfile::tempdir().unwrap(),
+        BrokerOptions {
+            policy,
+            ek_roots_pem: roots,
+            bundled_manufacturers: false,
+        },
+        |_| {},
+    )
+    .unwrap();
+    let host = trusted_host(&broker);
+    let online = bound_token(&host, "hello", &w.digest).unwrap();
+    let offline = bound_token(&host, "batch", &batch.digest).unwrap();
+    assert!(!online.verified.claims.offline_ok);
+    assert!(offline.verified.claims.offline_ok);
+    let t = now();
+    let admit = |b: &Bound, aud: &str| {
+        // A gate that never got a status list, with no offline exceptions.
+        let gate = GateState::new(gate_config(keys(&host), aud, 10), Arc::new(now));
+        let h = writ_attester::gate::request_headers(&b.token, &b.key, "POST", "/work", b"", t)
+            .unwrap();
+        gate.admit("POST", "/work", Some(&h[0].1), Some(&h[1].1), b"")
+            .map(|v| v.claims.aud)
+            .map_err(|e| e.code())
+    };
+    assert_eq!(admit(&online, "hello"), Err("status_unavailable"));
+    assert_eq!(admit(&offline, "batch"), Ok("batch".to_owned()));
+}
+
 fn self_digest() -> [u8; 32] {
     let bytes = std::fs::read("/proc/self/exe").unwrap();
     HashAlg::Sha256.digest(&bytes).try_into().unwrap()

@@ -52,6 +52,7 @@ fn mint(key: &SigningKey, v: &snp::VerifiedReport, host: &str) -> Vec<u8> {
         lineage: None,
         scope: Vec::new(),
         audit_index: None,
+        offline_ok: false,
     };
     token::mint(&claims, key).unwrap()
 }

@@ -170,6 +170,7 @@ fn mint(
         lineage: None,
         scope: Vec::new(),
         audit_index,
+        offline_ok: rule.allow_offline,
     };
     let bytes = token::mint(&claims, &st.signing_key)?;
     Ok(Minted {

@@ -71,6 +71,7 @@ pub fn snp_execution_token(
         lineage: None,
         scope: Vec::new(),
         audit_index,
+        offline_ok: rule.allow_offline,
     };
     let bytes = token::mint(&claims, &st.signing_key)?;
     Ok(Minted {

@@ -68,6 +68,7 @@ fn claims(workload: &SigningKey) -> Claims {
         lineage: None,
         scope: vec!["read:secrets/db".into()],
         audit_index: Some(123_456),
+        offline_ok: false,
     }
 }
 

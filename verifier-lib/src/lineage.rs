@@ -134,6 +134,9 @@ pub fn check_narrower(parent: &Claims, child: &Claims) -> Result<(), LineageErro
     if child.nbf < parent.nbf {
         return Err(wider("nbf", parent.nbf.to_string(), child.nbf.to_string()));
     }
+    if child.offline_ok && !parent.offline_ok {
+        return Err(wider("offline_ok", "false".into(), "true".into()));
+    }
     if child.cnf.is_none() {
         return Err(LineageError::CnfMissing);
     }
@@ -242,6 +245,7 @@ mod tests {
             lineage: None,
             scope: vec![],
             audit_index: None,
+            offline_ok: false,
         }
     }
 
@@ -311,6 +315,17 @@ mod tests {
         assert!(matches!(
             verify_lineage(&[&rb, &lb], &v, 1500),
             Err(LineageError::Wider { field: "exp", .. })
+        ));
+        // Allowed offline when the parent is not.
+        let mut offline = child_of(&r, &rb, 6, &[]);
+        offline.offline_ok = true;
+        let fb = mint(&offline, &k).unwrap();
+        assert!(matches!(
+            verify_lineage(&[&rb, &fb], &v, 1500),
+            Err(LineageError::Wider {
+                field: "offline_ok",
+                ..
+            })
         ));
         // Another audience.
         let mut other = child_of(&r, &rb, 5, &[]);

@@ -22,6 +22,8 @@
 //! digests = ["<sha256 hex of the executable>"]
 //! groups = ["default"]     # empty or absent: every group
 //! lifetime_secs = 300
+//! allow_offline = false    # true: relying parties may accept its tokens
+//!                          # without a fresh status list (until exp)
 //!
 //! [tokens]
 //! default_lifetime_secs = 300
@@ -399,6 +401,8 @@ struct RawWorkload {
     #[serde(default)]
     groups: Vec<String>,
     lifetime_secs: Option<u32>,
+    #[serde(default)]
+    allow_offline: bool,
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -491,6 +495,9 @@ pub struct WorkloadRule {
     /// Groups allowed to run it; empty means every group.
     pub groups: Vec<String>,
     pub lifetime_secs: u32,
+    /// Its tokens say relying parties may accept them while they cannot get
+    /// a fresh revocation status list (`writ.offline-ok`, until `exp`).
+    pub allow_offline: bool,
 }
 
 /// A parsed, validated policy with its identity.
@@ -638,6 +645,7 @@ impl Policy {
                 digests,
                 groups: w.groups,
                 lifetime_secs: lifetime,
+                allow_offline: w.allow_offline,
             });
         }
 

@@ -340,6 +340,7 @@ mod tests {
             lineage: None,
             scope: vec![],
             audit_index: None,
+            offline_ok: false,
         };
         let t = mint(&claims, &broker).unwrap();
         let v = VerifiedToken {

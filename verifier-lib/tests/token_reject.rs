@@ -606,6 +606,19 @@ fn wrong_claim_types_name_the_claim() {
             "cnf",
             "map holding a COSE_Key under key 1",
         ),
+        // `writ.offline-ok` is present only as `true`.
+        (
+            -65541,
+            Value::Bool(false),
+            "writ.offline-ok",
+            "true (omitted when false)",
+        ),
+        (
+            -65541,
+            int(1),
+            "writ.offline-ok",
+            "true (omitted when false)",
+        ),
     ];
     for (key, value, claim, expected) in cases {
         let err = verify_edited(|m| set(m, key, value.clone())).unwrap_err();

@@ -386,6 +386,8 @@ pub async fn derive(
         }),
         scope: req.scope.clone(),
         audit_index: None,
+        // Never wider than the parent (checked by `check_narrower`).
+        offline_ok: parent.claims.offline_ok,
     };
     lineage::check_narrower(&parent.claims, &child)
         .map_err(|e| ApiError::forbidden(e.code(), e.to_string()))?;

@@ -53,6 +53,7 @@ pub fn pop_proof(data: &[u8]) {
             lineage: None,
             scope: Vec::new(),
             audit_index: None,
+            offline_ok: false,
         },
         kid: key.kid(),
         digest: vec![0; 32],

@@ -52,6 +52,7 @@ pub mod label {
     pub const WRIT_LINEAGE: i64 = -65538;
     pub const WRIT_AUDIT_INDEX: i64 = -65539;
     pub const WRIT_SCOPE: i64 = -65540;
+    pub const WRIT_OFFLINE_OK: i64 = -65541;
 
     /// Inside `cnf`: RFC 8747 `COSE_Key`.
     pub const CNF_COSE_KEY: i64 = 1;
@@ -243,6 +244,10 @@ pub struct Claims {
     /// Index of the audit-log entry recording this issuance.
     #[serde(default)]
     pub audit_index: Option<u64>,
+    /// The policy lets relying parties accept this token while they cannot
+    /// get a fresh revocation status list (until `exp`). Encoded only when true.
+    #[serde(default)]
+    pub offline_ok: bool,
 }
 
 impl Claims {
@@ -352,6 +357,9 @@ impl Claims {
             let scope = self.scope.iter().cloned().map(Value::Text).collect();
             m.push((int(WRIT_SCOPE), Value::Array(scope)));
         }
+        if self.offline_ok {
+            m.push((int(WRIT_OFFLINE_OK), Value::Bool(true)));
+        }
         cbor::canonical_map(m, "claims-set")
     }
 
@@ -413,6 +421,17 @@ impl Claims {
             .map(scope_from_value)
             .transpose()?
             .unwrap_or_default();
+        // Present only as `true`: a `false` would have two encodings.
+        let offline_ok = match m.take(WRIT_OFFLINE_OK) {
+            None => false,
+            Some(Value::Bool(true)) => true,
+            Some(_) => {
+                return Err(TokenError::ClaimType {
+                    claim: "writ.offline-ok".into(),
+                    expected: "true (omitted when false)",
+                })
+            }
+        };
         Ok(Claims {
             iss,
             sub,
@@ -435,6 +454,7 @@ impl Claims {
             lineage,
             scope,
             audit_index,
+            offline_ok,
         })
     }
 }

@@ -64,6 +64,7 @@ pub fn full_claims(signer_of_cnf: &SigningKey) -> Claims {
         }),
         scope: vec!["read:secrets/db".into(), "net:egress".into()],
         audit_index: Some(u64::MAX),
+        offline_ok: true,
     }
 }
 
@@ -91,6 +92,7 @@ pub fn minimal_claims() -> Claims {
         lineage: None,
         scope: vec![],
         audit_index: None,
+        offline_ok: false,
     }
 }
 
