@@ -97,22 +97,14 @@ pub async fn token(
         crate::governance::after_quote(&st, &host, req.evidence.eventlog.is_some(), appraisal)
             .await?;
 
-    let mut rule = None;
-    if appraisal.verdict == Verdict::Affirming {
-        if let Some(group) = appraisal
-            .group
-            .as_deref()
-            .and_then(|g| policy.groups.iter().find(|x| x.name == g))
-        {
-            match policy.check_workload(group, &req.workload, &req.workload_digest) {
-                Ok(r) => rule = Some(r.clone()),
-                Err(f) => {
-                    appraisal.failures.push(f);
-                    appraisal.verdict = Verdict::Contraindicated;
-                }
-            }
-        }
-    }
+    let rule = workload_rule(
+        &policy,
+        appraisal.group.as_deref(),
+        &mut appraisal.verdict,
+        &mut appraisal.failures,
+        &req.workload,
+        &req.workload_digest,
+    );
     let now = st.now();
     // Minted inside the audit writer, so the token carries the index of its
     // own `token_minted` leaf and exists only if that leaf commits.
@@ -152,6 +144,31 @@ pub async fn token(
             appraisal: response,
         })),
         None => Err(denied(&response)),
+    }
+}
+
+/// After an affirming appraisal, the policy's rule for `workload` with
+/// `digest` on the host's group; a refusal turns the appraisal into a
+/// contraindicated one carrying the failure.
+pub(super) fn workload_rule(
+    policy: &Policy,
+    group: Option<&str>,
+    verdict: &mut Verdict,
+    failures: &mut Vec<verifier_lib::policy::Failure>,
+    workload: &str,
+    digest: &[u8],
+) -> Option<verifier_lib::policy::WorkloadRule> {
+    if *verdict != Verdict::Affirming {
+        return None;
+    }
+    let group = group.and_then(|g| policy.groups.iter().find(|x| x.name == g))?;
+    match policy.check_workload(group, workload, digest) {
+        Ok(r) => Some(r.clone()),
+        Err(f) => {
+            failures.push(f);
+            *verdict = Verdict::Contraindicated;
+            None
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::snp::expected_report_data;
 use verifier_lib::snp_appraisal::{is_snp_host_id, SnpAppraisal};
 
-use super::attest::{consume_nonce, denied, request_fields};
+use super::attest::{consume_nonce, denied, request_fields, workload_rule};
 use super::json::ApiJson;
 use super::{random_bytes, ApiError};
 use crate::audit::decisions as audit_log;
@@ -144,22 +144,14 @@ pub async fn token(
         .appraise(&policy, &req.host_id, &req.evidence, &expected, st.now())
         .await;
 
-    let mut rule = None;
-    if appraisal.verdict == Verdict::Affirming {
-        if let Some(group) = appraisal
-            .group
-            .as_deref()
-            .and_then(|g| policy.groups.iter().find(|x| x.name == g))
-        {
-            match policy.check_workload(group, &req.workload, &req.workload_digest) {
-                Ok(r) => rule = Some(r.clone()),
-                Err(f) => {
-                    appraisal.failures.push(f);
-                    appraisal.verdict = Verdict::Contraindicated;
-                }
-            }
-        }
-    }
+    let rule = workload_rule(
+        &policy,
+        appraisal.group.as_deref(),
+        &mut appraisal.verdict,
+        &mut appraisal.failures,
+        &req.workload,
+        &req.workload_digest,
+    );
     let now = st.now();
     // Minted inside the audit writer, so the token carries the index of its
     // own `token_minted` leaf and exists only if that leaf commits.
