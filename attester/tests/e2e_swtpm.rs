@@ -203,7 +203,7 @@ fn quote_by_another_ak_is_rejected_without_changing_the_host() {
     let a = post_attest(&host, ch.nonce.clone(), ev).unwrap();
     assert_eq!(a.verdict, "contraindicated");
     assert!(
-        matches!(&a.failures[..], [Failure::EvidenceRejected { stage, reason }] if stage == "quote" && reason.contains("signature")),
+        matches!(&a.failures[..], [Failure::EvidenceRejected { stage, reason }] if *stage == verifier_lib::policy::EvidenceStage::Quote && reason.contains("signature")),
         "{:?}",
         a.failures
     );

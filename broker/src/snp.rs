@@ -210,7 +210,7 @@ fn unassembled(policy: &Policy, host_id: &str, e: &AssembleError) -> SnpAppraisa
         }
     };
     failures.push(verifier_lib::policy::Failure::EvidenceRejected {
-        stage: "snp_evidence".into(),
+        stage: verifier_lib::policy::EvidenceStage::SnpEvidence,
         reason: e.to_string(),
     });
     SnpAppraisal {

@@ -14,7 +14,7 @@ pub use logs::{
     appraise_logs, appraise_tpm_with_logs, ImaState, LogAppraisal, LogEvidenceRef, LogStage,
 };
 
-use crate::policy::{Failure, Policy};
+use crate::policy::{EvidenceStage, Failure, Policy};
 use crate::tpm::{self, AkPublic, PcrSelection, PcrValues, VerifiedQuote};
 
 /// The overall result, in EAR terms.
@@ -85,7 +85,7 @@ pub fn appraise_tpm(
     let quote = match tpm::Public::parse(ak_public) {
         Err(e) => {
             failures.push(Failure::EvidenceRejected {
-                stage: "ak_public".into(),
+                stage: EvidenceStage::AkPublic,
                 reason: e.to_string(),
             });
             None
@@ -103,7 +103,7 @@ pub fn appraise_tpm(
                 Ok(q) => Some(q),
                 Err(e) => {
                     failures.push(Failure::EvidenceRejected {
-                        stage: "quote".into(),
+                        stage: EvidenceStage::Quote,
                         reason: e.to_string(),
                     });
                     None

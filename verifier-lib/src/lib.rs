@@ -14,6 +14,7 @@ pub mod appraisal;
 pub mod audit;
 pub mod credential;
 pub mod crypto;
+pub mod decision;
 pub mod ekcert;
 pub mod error;
 pub mod eventlog;

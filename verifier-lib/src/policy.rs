@@ -88,6 +88,48 @@ pub enum PolicyError {
     BadImaKey { group: String, reason: String },
 }
 
+/// Which check rejected evidence before the policy looked at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EvidenceStage {
+    /// The host's stored attestation key could not be parsed.
+    AkPublic,
+    /// The quote (signature, nonce, PCR digest).
+    Quote,
+    /// The TCG event log (parse or replay).
+    Eventlog,
+    /// The IMA measurement list.
+    Ima,
+    /// The SEV-SNP evidence bundle (certificates, fetch).
+    SnpEvidence,
+    /// The SEV-SNP report (chain, signature, REPORT_DATA).
+    SnpReport,
+    /// The SEV-SNP report does not identify the claimed host.
+    SnpHost,
+}
+
+impl EvidenceStage {
+    /// The stage's stable name (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceStage::AkPublic => "ak_public",
+            EvidenceStage::Quote => "quote",
+            EvidenceStage::Eventlog => "eventlog",
+            EvidenceStage::Ima => "ima",
+            EvidenceStage::SnpEvidence => "snp_evidence",
+            EvidenceStage::SnpReport => "snp_report",
+            EvidenceStage::SnpHost => "snp_host",
+        }
+    }
+}
+
+impl std::fmt::Display for EvidenceStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One way a host's evidence or request failed the policy. An appraisal
 /// reports every failure, not just the first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -114,7 +156,10 @@ pub enum Failure {
         allowed: Vec<String>,
     },
     /// The evidence itself was rejected before policy (signature, nonce, chain…).
-    EvidenceRejected { stage: String, reason: String },
+    EvidenceRejected {
+        stage: EvidenceStage,
+        reason: String,
+    },
     /// The host's group has no `[groups.snp]` policy: SNP evidence is refused.
     SnpPolicyMissing { group: String },
     /// A verified SEV-SNP report broke a rule of the group's SNP policy.

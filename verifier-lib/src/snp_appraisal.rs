@@ -23,7 +23,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::appraisal::Verdict;
 use crate::crypto::HashAlg;
-use crate::policy::{Failure, Policy};
+use crate::policy::{EvidenceStage, Failure, Policy};
 use crate::snp::{
     self, AttestationReport, Crl, CrlInput, SnpError, SnpPolicy, SnpTrustAnchors, VerifiedReport,
 };
@@ -116,7 +116,7 @@ impl SnpAppraisal {
     fn host_matches(&self) -> bool {
         self.derived_host_id.is_some()
             && !self.failures.iter().any(
-                |f| matches!(f, Failure::EvidenceRejected { stage, .. } if stage == "snp_host"),
+                |f| matches!(f, Failure::EvidenceRejected { stage, .. } if *stage == EvidenceStage::SnpHost),
             )
     }
 }
@@ -154,7 +154,7 @@ pub fn appraise_snp(
         Ok(v) => (Some(v), None),
         Err(e) => {
             failures.push(Failure::EvidenceRejected {
-                stage: "snp_report".into(),
+                stage: EvidenceStage::SnpReport,
                 reason: e.to_string(),
             });
             (None, Some(e))
@@ -164,11 +164,11 @@ pub fn appraise_snp(
     if let Some(v) = &verified {
         match &derived_host_id {
             None => failures.push(Failure::EvidenceRejected {
-                stage: "snp_host".into(),
+                stage: EvidenceStage::SnpHost,
                 reason: "CHIP_ID is masked: the report identifies no host".into(),
             }),
             Some(id) if id != host_id => failures.push(Failure::EvidenceRejected {
-                stage: "snp_host".into(),
+                stage: EvidenceStage::SnpHost,
                 reason: format!("the report identifies host {id}, not {host_id}"),
             }),
             Some(_) => {}

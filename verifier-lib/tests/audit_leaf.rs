@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ciborium::Value;
-use verifier_lib::audit::{AuditError, Decision, Leaf, Verdict};
+use verifier_lib::audit::{AuditError, ClockBaseline, Decision, Leaf, Verdict};
 
 pub fn all_decisions() -> Vec<Decision> {
     vec![
@@ -32,6 +32,7 @@ pub fn all_decisions() -> Vec<Decision> {
             policy_hash: vec![3; 32],
             verdict: Verdict::Fail,
             failures: vec!["pcr 7 mismatch".into(), "ima: unknown file".into()],
+            tpm_clock: None,
         },
         Decision::Appraisal {
             host: "h".into(),
@@ -40,6 +41,12 @@ pub fn all_decisions() -> Vec<Decision> {
             policy_hash: vec![],
             verdict: Verdict::Pass,
             failures: vec![],
+            tpm_clock: Some(ClockBaseline {
+                reset_count: 3,
+                restart_count: 0,
+                clock: u64::MAX,
+                transition: "rebooted".into(),
+            }),
         },
         Decision::TokenMinted {
             cti: "t1".into(),

@@ -22,6 +22,7 @@ fn decision(i: u64, salt: &str) -> Decision {
             policy_hash: vec![1; 32],
             verdict: Verdict::Pass,
             failures: vec![],
+            tpm_clock: None,
         },
         2 => Decision::TokenMinted {
             cti: format!("t{i}{salt}"),

@@ -213,7 +213,7 @@ pub fn verified_boot_log(sent: bool, appraisal: &TpmAppraisal) -> bool {
                 Failure::EventLogPcrMismatch { .. }
                     | Failure::EventLogPcrNotQuoted { .. }
                     | Failure::LogMissing { .. }
-            ) || matches!(f, Failure::EvidenceRejected { stage, .. } if stage == "eventlog")
+            ) || matches!(f, Failure::EvidenceRejected { stage, .. } if *stage == verifier_lib::policy::EvidenceStage::Eventlog)
         })
 }
 

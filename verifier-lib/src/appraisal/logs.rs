@@ -25,7 +25,7 @@ use super::boot_rules::{apply_boot_rules, apply_ima_rules};
 use super::{appraise_tpm, TpmAppraisal, TpmEvidenceRef, Verdict};
 use crate::eventlog::{compare_with_quirks, BootState, EventLog, Quirk, ReplayedPcrs};
 use crate::ima::{check_boot_aggregate, check_pcr10, replay_from, ImaCursor, ImaError, ImaLog};
-use crate::policy::{Failure, HostGroup, PcrMap, Policy};
+use crate::policy::{EvidenceStage, Failure, HostGroup, PcrMap, Policy};
 
 /// The logs sent with a quote.
 #[derive(Debug, Clone, Copy, Default)]
@@ -186,7 +186,7 @@ fn eventlog_stage(
         Ok(l) => l,
         Err(e) => {
             failures.push(Failure::EvidenceRejected {
-                stage: "eventlog".into(),
+                stage: EvidenceStage::Eventlog,
                 reason: e.to_string(),
             });
             return;
@@ -232,7 +232,7 @@ fn ima_stage(
     quoted: &PcrMap,
 ) -> Result<ImaRun, Failure> {
     let rejected = |reason: String| Failure::EvidenceRejected {
-        stage: "ima".into(),
+        stage: EvidenceStage::Ima,
         reason,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| rejected(format!("not UTF-8: {e}")))?;

@@ -32,6 +32,50 @@ impl Verdict {
     }
 }
 
+/// The TPM clock baseline an appraisal recorded for a host: the quote's
+/// `TPMS_CLOCK_INFO` counters and how they follow the previous baseline
+/// (`first`, `same_boot`, `resumed`, `rebooted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClockBaseline {
+    pub reset_count: u32,
+    pub restart_count: u32,
+    pub clock: u64,
+    pub transition: String,
+}
+
+impl ClockBaseline {
+    fn to_value(&self) -> Value {
+        MapBuilder::new()
+            .put("clock", Value::Integer(self.clock.into()))
+            .put("reset_count", Value::Integer(self.reset_count.into()))
+            .put("restart_count", Value::Integer(self.restart_count.into()))
+            .text("transition", &self.transition)
+            .build()
+    }
+
+    fn from_value(v: Value) -> Result<ClockBaseline, AuditError> {
+        let mut f = Fields::new(v, "tpm_clock")?;
+        let c = ClockBaseline {
+            reset_count: u32::try_from(f.uint("reset_count")?).map_err(|_| {
+                AuditError::LeafField {
+                    field: "reset_count",
+                    expected: "integer in u32 range",
+                }
+            })?,
+            restart_count: u32::try_from(f.uint("restart_count")?).map_err(|_| {
+                AuditError::LeafField {
+                    field: "restart_count",
+                    expected: "integer in u32 range",
+                }
+            })?,
+            clock: f.uint("clock")?,
+            transition: f.text("transition")?,
+        };
+        f.finish()?;
+        Ok(c)
+    }
+}
+
 /// One broker decision. Digests are raw bytes (CBOR byte strings); they are
 /// printed as hex in JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +111,10 @@ pub enum Decision {
         verdict: Verdict,
         /// Failed policy checks, in the order the appraiser reported them.
         failures: Vec<String>,
+        /// TPM: the clock baseline this appraisal set for the host (absent
+        /// when the quote's clock was refused, or for other evidence).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tpm_clock: Option<ClockBaseline>,
     },
     /// An execution token was minted.
     TokenMinted {
@@ -153,6 +201,12 @@ impl MapBuilder {
     fn int(self, key: &str, v: i64) -> Self {
         self.put(key, Value::Integer(v.into()))
     }
+    fn opt_put(self, key: &str, v: Option<Value>) -> Self {
+        match v {
+            Some(v) => self.put(key, v),
+            None => self,
+        }
+    }
     fn opt_text(self, key: &str, v: Option<&str>) -> Self {
         match v {
             Some(t) => self.text(key, t),
@@ -220,7 +274,9 @@ impl Decision {
                 policy_hash,
                 verdict,
                 failures,
+                tpm_clock,
             } => m
+                .opt_put("tpm_clock", tpm_clock.as_ref().map(ClockBaseline::to_value))
                 .text("host", host)
                 .bytes("evidence_digest", evidence_digest)
                 .text("policy_id", policy_id)
@@ -393,6 +449,19 @@ impl Fields {
         }
     }
 
+    fn uint(&mut self, key: &'static str) -> Result<u64, AuditError> {
+        match self.take(key)? {
+            Value::Integer(i) => u64::try_from(i).map_err(|_| AuditError::LeafField {
+                field: key,
+                expected: "integer in u64 range",
+            }),
+            _ => Err(AuditError::LeafField {
+                field: key,
+                expected: "integer",
+            }),
+        }
+    }
+
     fn bool(&mut self, key: &'static str) -> Result<bool, AuditError> {
         match self.take(key)? {
             Value::Bool(b) => Ok(b),
@@ -493,6 +562,10 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
                 .into_iter()
                 .map(|i| as_text(i, "failures"))
                 .collect::<Result<Vec<_>, _>>()?;
+            let tpm_clock = f
+                .take_opt("tpm_clock")
+                .map(ClockBaseline::from_value)
+                .transpose()?;
             Decision::Appraisal {
                 host,
                 evidence_digest,
@@ -500,6 +573,7 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
                 policy_hash,
                 verdict,
                 failures,
+                tpm_clock,
             }
         }
         "token_minted" => Decision::TokenMinted {

@@ -67,7 +67,7 @@ pub use self::checkpoint::{
     open_checkpoint, open_checkpoint_with, open_note, open_note_with, sign_checkpoint, Checkpoint,
     CheckpointSigner, VerifierKey,
 };
-pub use self::leaf::{Decision, Leaf, Verdict, LEAF_SCHEMA, MAX_LEAF_LEN};
+pub use self::leaf::{ClockBaseline, Decision, Leaf, Verdict, LEAF_SCHEMA, MAX_LEAF_LEN};
 pub use self::log::{verify_log, verify_log_rows, LogError, LogReport, LogRow};
 pub use self::proof::{consistency_proof, inclusion_proof, verify_consistency, verify_inclusion};
 pub use self::tree::{empty_root, leaf_hash, node_hash, root, Hash, MerkleTree};

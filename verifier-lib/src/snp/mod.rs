@@ -51,6 +51,15 @@ impl Product {
             _ => None,
         }
     }
+
+    /// The product's name (`Milan`, `Genoa`, `Turin`), as [`Self::from_name`] reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Milan => "Milan",
+            Product::Genoa => "Genoa",
+            Product::Turin => "Turin",
+        }
+    }
 }
 
 /// Which endorsement key signed a report.
@@ -61,6 +70,16 @@ pub enum SignerKind {
     Vcek,
     /// Versioned Loaded Endorsement Key (per cloud provider and TCB).
     Vlek,
+}
+
+impl SignerKind {
+    /// `vcek` or `vlek`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignerKind::Vcek => "vcek",
+            SignerKind::Vlek => "vlek",
+        }
+    }
 }
 
 /// A report whose signature, chain, revocation status and binding to the
