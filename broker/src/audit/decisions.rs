@@ -165,6 +165,7 @@ async fn record(
                 Verdict::Fail
             },
             failures: failure_texts(failures),
+            tpm_clock: None,
         },
     ));
     // A revoked host keeps its status whatever the appraisal says.
