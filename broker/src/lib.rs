@@ -8,8 +8,10 @@
 
 pub mod api;
 pub mod audit;
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod decision;
 pub mod evidence;
 pub mod evidence_boot;
 pub mod evidence_snp;
@@ -17,14 +19,13 @@ pub mod governance;
 pub mod kds;
 pub mod keys;
 pub mod mint;
-pub mod mint_snp;
-pub mod operator;
 pub mod policy_cli;
 pub mod policy_source;
 pub mod server;
 pub mod snp;
 pub mod state;
 pub mod store;
+pub mod tee;
 pub mod trust;
 
 pub use api::app;

@@ -65,7 +65,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
     let state = AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp);
-    crate::governance::spawn_background(&state);
+    state.governance.spawn_watcher(
+        state.store.clone(),
+        std::time::Duration::from_millis(state.config.status.poll_interval_ms),
+    );
+    crate::decision::stale::spawn(&state);
     Ok(state)
 }
 

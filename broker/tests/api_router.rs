@@ -20,7 +20,7 @@ async fn router() -> (
     writ_broker::state::AppState,
 ) {
     router_with(|cfg| {
-        cfg.operators.tokens = vec![writ_broker::operator::OperatorToken {
+        cfg.operators.tokens = vec![writ_broker::config::OperatorToken {
             name: "ops".into(),
             sha256: hex::encode(verifier_lib::crypto::HashAlg::Sha256.digest(OPERATOR.as_bytes())),
         }];

@@ -102,7 +102,7 @@ impl TestBroker {
         } else {
             vec![roots]
         };
-        cfg.operators.tokens = vec![writ_broker::operator::OperatorToken {
+        cfg.operators.tokens = vec![writ_broker::config::OperatorToken {
             name: "test-operator".into(),
             sha256: hex::encode(
                 verifier_lib::crypto::HashAlg::Sha256.digest(OPERATOR_TOKEN.as_bytes()),

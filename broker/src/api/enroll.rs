@@ -18,8 +18,9 @@ use verifier_lib::ekcert;
 use verifier_lib::tpm::Public;
 
 use super::json::ApiJson;
-use super::{random_bytes, ApiError};
-use crate::audit::decisions as audit_log;
+use super::ApiError;
+use crate::audit::leaves as audit_log;
+use crate::decision::nonce::random_bytes;
 use crate::state::AppState;
 use crate::store::audit::StateChange;
 use crate::store::{EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus};
@@ -54,7 +55,7 @@ pub async fn start(
                     Some(e.code),
                     st.now(),
                 );
-                audit_log::log_refusal(&st, leaf).await;
+                audit_log::log_refusal(&st.audit, leaf).await;
             }
             Err(e)
         }
@@ -170,7 +171,7 @@ pub async fn finish(
     };
     if !ct_eq(&HashAlg::Sha256.digest(&req.secret), &rec.secret_digest) {
         tracing::warn!(host_id = %rec.host_id, "credential activation answer is wrong");
-        audit_log::log_refusal(&st, refused("activation_failed")).await;
+        audit_log::log_refusal(&st.audit, refused("activation_failed")).await;
         return Err(ApiError::forbidden(
             "activation_failed",
             "the activated credential does not match: the AK is not in the TPM holding the EK",
@@ -178,7 +179,7 @@ pub async fn finish(
     }
     if let Some(existing) = st.store.host(&rec.host_id).await? {
         if existing.status == HostStatus::Revoked {
-            audit_log::log_refusal(&st, refused("host_revoked")).await;
+            audit_log::log_refusal(&st.audit, refused("host_revoked")).await;
             return Err(ApiError::forbidden(
                 "host_revoked",
                 "host was revoked by an operator; re-enrollment refused",

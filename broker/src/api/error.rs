@@ -9,6 +9,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::audit::AppendError;
+use crate::decision::DecisionError;
+use crate::store::audit::{ChangeRefused, EntryError};
+use crate::store::NonceProblem;
+
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -74,5 +79,101 @@ impl IntoResponse for ApiError {
             obj.insert("details".into(), d);
         }
         (self.status, axum::Json(json!({ "error": body }))).into_response()
+    }
+}
+
+impl From<crate::audit::AppendError> for ApiError {
+    fn from(e: crate::audit::AppendError) -> Self {
+        ApiError::from(crate::decision::DecisionError::from(e))
+    }
+}
+
+/// The client's view of a state change that did not apply.
+fn refused(r: ChangeRefused) -> ApiError {
+    match r {
+        ChangeRefused::UnknownHost => ApiError::not_found("unknown_host", "no such host"),
+        ChangeRefused::HostNotRevoked => ApiError::new(
+            StatusCode::CONFLICT,
+            "host_not_revoked",
+            "only revoked hosts are reinstated",
+        ),
+        ChangeRefused::HostNotStale => ApiError::new(
+            StatusCode::CONFLICT,
+            "host_not_stale",
+            "the host attested in the meantime",
+        ),
+        ChangeRefused::UnknownToken => ApiError::not_found("unknown_token", "no such token"),
+        ChangeRefused::ParentRevoked => {
+            ApiError::forbidden("parent_revoked", "the parent token is revoked")
+        }
+        ChangeRefused::HostNotFresh => ApiError::forbidden(
+            "host_not_fresh",
+            "the host is not trusted with a fresh passing appraisal; attest with a quote",
+        ),
+        ChangeRefused::RequestKeyUnknown => ApiError::forbidden(
+            "request_key_unknown",
+            "the request key is not the host's registered one; certify it again",
+        ),
+        ChangeRefused::Nonce(p) => nonce(p),
+        ChangeRefused::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "decision_conflict",
+            "the host changed while the request was decided; try again",
+        ),
+    }
+}
+
+fn nonce(p: NonceProblem) -> ApiError {
+    let (code, message) = match p {
+        NonceProblem::Unknown => ("nonce_unknown", "nonce was not issued by this broker"),
+        NonceProblem::IssuedToAnotherHost => {
+            ("nonce_other_host", "nonce was issued to another host")
+        }
+        NonceProblem::Expired => ("nonce_expired", "nonce expired"),
+        NonceProblem::AlreadyUsed => ("nonce_reused", "nonce was already used"),
+    };
+    ApiError::forbidden(code, message)
+}
+
+impl From<DecisionError> for ApiError {
+    fn from(e: DecisionError) -> Self {
+        match e {
+            DecisionError::UnknownHost { host } => {
+                ApiError::not_found("unknown_host", format!("no enrolled host {host}"))
+            }
+            DecisionError::Denied { denial, appraisal } => {
+                let err = ApiError::forbidden(denial.code(), denial.to_string());
+                match appraisal {
+                    Some(a) => err
+                        .with_details(serde_json::to_value(&*a).unwrap_or(serde_json::Value::Null)),
+                    None => err,
+                }
+            }
+            DecisionError::Nonce(p) => nonce(p),
+            DecisionError::Refused(r) => refused(r),
+            DecisionError::Conflict { attempts } => ApiError::new(
+                StatusCode::CONFLICT,
+                "decision_conflict",
+                format!(
+                    "the host changed {attempts} times while the request was decided; try again"
+                ),
+            ),
+            DecisionError::SnpUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "snp_unavailable",
+                "this broker does not appraise SEV-SNP evidence",
+            ),
+            DecisionError::SnpNotAllowed { reason } => {
+                ApiError::forbidden("snp_not_allowed", reason)
+            }
+            DecisionError::Store(e) => ApiError::internal("storage_error", e),
+            DecisionError::Mint(e) => ApiError::internal("token_mint_failed", e),
+            DecisionError::Rng => ApiError::internal("rng_failure", "system RNG failed"),
+            e @ DecisionError::Internal { .. } => ApiError::internal("internal_error", e),
+            e @ DecisionError::Audit(AppendError::Entry(EntryError::Store(_))) => {
+                ApiError::internal("storage_error", e)
+            }
+            e => ApiError::internal("audit_log_failed", e),
+        }
     }
 }

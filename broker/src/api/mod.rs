@@ -2,17 +2,19 @@
 //! without sockets.
 
 mod attest;
-mod attest_logs;
 pub mod audit;
+mod derive;
 mod enroll;
 pub mod error;
-pub mod governance;
 mod hosts;
 pub mod json;
 mod keys;
+mod operator;
 mod policy_learn;
 pub mod request_key;
+mod revoke;
 mod snp;
+mod status;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -23,7 +25,7 @@ use crate::state::AppState;
 pub use error::ApiError;
 
 /// The broker's router. Operator endpoints sit behind
-/// [`crate::operator::require`]; the rest is for hosts, workloads and
+/// [`operator::require`]; the rest is for hosts, workloads and
 /// relying parties (the audit log and status list are public by design).
 pub fn app(state: AppState) -> Router {
     let limit = state.config.server.body_limit_bytes;
@@ -31,17 +33,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/policy/learn", post(policy_learn::learn))
         .route("/v1/hosts", get(hosts::list))
         .route("/v1/hosts/{id}", get(hosts::show))
-        .route("/v1/hosts/{id}/revoke", post(governance::revoke_host))
-        .route("/v1/hosts/{id}/reinstate", post(governance::reinstate_host))
-        .route("/v1/hosts/{id}/events", get(governance::host_events))
-        .route("/v1/tokens/{cti}/revoke", post(governance::revoke_token))
-        .route(
-            "/v1/workloads/{name}/revoke",
-            post(governance::revoke_workload),
-        )
+        .route("/v1/hosts/{id}/revoke", post(revoke::revoke_host))
+        .route("/v1/hosts/{id}/reinstate", post(revoke::reinstate_host))
+        .route("/v1/hosts/{id}/events", get(revoke::host_events))
+        .route("/v1/tokens/{cti}/revoke", post(revoke::revoke_token))
+        .route("/v1/workloads/{name}/revoke", post(revoke::revoke_workload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::operator::require,
+            operator::require,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -61,21 +60,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
-        .route("/v1/tokens/derive", post(governance::derive))
+        .route("/v1/tokens/derive", post(derive::derive))
         .route("/v1/tokens/signed", post(request_key::token))
         .route("/v1/request-keys", post(request_key::register))
-        .route("/v1/status", get(governance::status))
-        .route("/v1/status/stream", get(governance::status_stream))
+        .route("/v1/status", get(status::status))
+        .route("/v1/status/stream", get(status::status_stream))
         .merge(operator)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
-}
-
-/// Random bytes from the system RNG.
-pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
-    let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out)
-        .map_err(|_| ApiError::internal("rng_failure", "system RNG failed"))?;
-    Ok(out)
 }

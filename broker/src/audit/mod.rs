@@ -14,8 +14,8 @@
 //! last one. All checkpoints are kept in the store.
 
 pub mod cli;
-pub mod decisions;
 pub mod key;
+pub mod leaves;
 pub mod policy;
 pub mod source;
 mod writer;
@@ -175,7 +175,7 @@ impl AuditLog {
     pub async fn append_with<T, F>(&self, build: F) -> Result<(u64, T), AppendError>
     where
         T: Send + 'static,
-        F: FnOnce(u64) -> Result<(Entry, T), String> + Send + 'static,
+        F: FnOnce(u64) -> Result<(Entry, T), EntryError> + Send + 'static,
     {
         let (appended, extra) = self.commit_with(build).await?;
         Ok((appended.first_index, extra))
@@ -199,7 +199,7 @@ impl AuditLog {
     pub async fn commit_with<T, F>(&self, build: F) -> Result<(Appended, T), AppendError>
     where
         T: Send + 'static,
-        F: FnOnce(u64) -> Result<(Entry, T), String> + Send + 'static,
+        F: FnOnce(u64) -> Result<(Entry, T), EntryError> + Send + 'static,
     {
         let slot: Arc<std::sync::Mutex<Option<T>>> = Arc::new(std::sync::Mutex::new(None));
         let out = Arc::clone(&slot);

@@ -11,10 +11,13 @@
 //! still commits. Nothing is answered before the commit.
 
 use verifier_lib::audit::{Hash, Leaf};
+use verifier_lib::decision::ClockUpdate;
+use verifier_lib::host_clock::ClockState;
+use verifier_lib::token::TokenError;
 
 use super::{
-    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
-    StoreError, TokenRecord,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, NonceProblem, RequestKeyRecord,
+    SnpHostRecord, StoreError, TokenRecord,
 };
 
 /// The state change a decision makes. Applied atomically with its leaves.
@@ -31,22 +34,9 @@ pub enum StateChange {
     },
     /// A host was enrolled (created or replaced).
     Host(HostRecord),
-    /// An appraisal, the host's new status, when minted the token, and when
-    /// affirming with an IMA list the host's new IMA cursor.
-    Appraisal {
-        appraisal: AppraisalRecord,
-        status: HostStatus,
-        token: Option<TokenRecord>,
-        ima_cursor: Option<ImaCursorRecord>,
-    },
-    /// An SEV-SNP appraisal: like `Appraisal`, registering the host first
-    /// when `register` is given (its first affirming appraisal).
-    SnpAppraisal {
-        appraisal: AppraisalRecord,
-        status: HostStatus,
-        token: Option<TokenRecord>,
-        register: Option<SnpHostRecord>,
-    },
+    /// An appraisal decision (TPM or SEV-SNP), applied only while the
+    /// preconditions it was decided on hold.
+    Appraisal(Box<AppraisalChange>),
     /// An operator revoked a host: status `revoked`, its tokens (and their
     /// descendants) revoked.
     RevokeHost {
@@ -76,9 +66,13 @@ pub enum StateChange {
         reason: String,
         at: i64,
     },
-    /// The host's AK certified this request key; replaces any earlier one.
-    /// Applies only while the host is trusted.
-    RequestKey(RequestKeyRecord),
+    /// The host's AK certified this request key over `nonce`; replaces any
+    /// earlier one. Applies only while the host is trusted and its clock
+    /// baseline is in the boot the key was certified in.
+    RequestKey {
+        key: RequestKeyRecord,
+        nonce: NonceUse,
+    },
     /// A token minted on a request signed by the host's request key
     /// `key_name`; recorded only while that key is current and the host is
     /// trusted with a passing appraisal at or after `fresh_since`.
@@ -86,13 +80,58 @@ pub enum StateChange {
         token: TokenRecord,
         key_name: Vec<u8>,
         fresh_since: i64,
+        nonce: NonceUse,
     },
     /// A token derived from `parent_cti`; recorded only while the parent is
-    /// recorded and unrevoked.
+    /// recorded and unrevoked and its host is trusted with a passing
+    /// appraisal at or after `host_fresh_since`.
     DerivedToken {
         token: TokenRecord,
         parent_cti: Vec<u8>,
+        host_fresh_since: i64,
     },
+}
+
+/// A challenge nonce a decision consumes: issued to `host_id`, unused and
+/// unexpired at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceUse {
+    pub nonce: Vec<u8>,
+    pub host_id: String,
+    pub at: i64,
+}
+
+/// What an appraisal decision was taken on; the change applies only while
+/// the stored host still matches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// The host's status (`None`: the host did not exist).
+    pub status: Option<HostStatus>,
+    /// The host's TPM clock baseline.
+    pub clock: Option<ClockState>,
+}
+
+/// An appraisal decision as the store applies it: consume the nonce, check
+/// the preconditions, record the appraisal, move the host's status (a host
+/// that fails has its tokens revoked), the clock baseline and the IMA
+/// cursor, register an SEV-SNP host, and insert the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppraisalChange {
+    pub nonce: NonceUse,
+    pub expect: Expect,
+    pub appraisal: AppraisalRecord,
+    /// The host's status after (`None`: an unregistered host stays so).
+    pub status: Option<HostStatus>,
+    /// Why the status changed, recorded as a host event.
+    pub status_reason: Option<&'static str>,
+    /// SEV-SNP: register the host (its first affirming appraisal).
+    pub register: Option<SnpHostRecord>,
+    /// TPM: the new clock baseline.
+    pub clock: Option<ClockUpdate>,
+    /// TPM: why the quote's clock was refused (a host event).
+    pub clock_refused: Option<String>,
+    pub token: Option<TokenRecord>,
+    pub ima_cursor: Option<ImaCursorRecord>,
 }
 
 /// Why a state change did not apply (its leaves are not written either).
@@ -113,6 +152,12 @@ pub enum ChangeRefused {
     HostNotFresh,
     #[error("the request key is not the host's current one")]
     RequestKeyUnknown,
+    #[error("nonce refused: {0:?}")]
+    Nonce(NonceProblem),
+    /// The host changed since the decision was read (status or clock
+    /// baseline): decide again.
+    #[error("the host changed since the decision was taken")]
+    Conflict,
 }
 
 /// What one decision writes: its state change and its leaves, in order.
@@ -124,7 +169,7 @@ pub struct Entry {
 
 /// Builds an [`Entry`] given the index its first leaf will get. Runs inside
 /// the write transaction, so it must be quick and must not block.
-pub type PrepareEntry = Box<dyn FnOnce(u64) -> Result<Entry, String> + Send>;
+pub type PrepareEntry = Box<dyn FnOnce(u64) -> Result<Entry, EntryError> + Send>;
 
 /// Where a committed entry's leaves went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,8 +186,8 @@ pub struct Appended {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EntryError {
-    #[error("preparing the entry: {0}")]
-    Prepare(String),
+    #[error("minting the entry's token: {0}")]
+    Mint(#[source] TokenError),
     #[error("applying the entry: {0}")]
     Store(#[source] StoreError),
     #[error("state change refused: {0}")]

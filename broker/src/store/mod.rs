@@ -19,49 +19,7 @@ pub use snp::SnpHostRecord;
 
 use serde::Serialize;
 
-/// Lifecycle of an enrolled host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostStatus {
-    /// Enrolled (AK proven by credential activation), not yet attested.
-    Enrolled,
-    /// Last appraisal passed.
-    Trusted,
-    /// Last appraisal failed; see `last_failure`.
-    Failed,
-    /// Revoked by an operator.
-    Revoked,
-    /// No passing attestation for longer than the configured window.
-    Stale,
-}
-
-impl HostStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostStatus::Enrolled => "enrolled",
-            HostStatus::Trusted => "trusted",
-            HostStatus::Failed => "failed",
-            HostStatus::Revoked => "revoked",
-            HostStatus::Stale => "stale",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "enrolled" => HostStatus::Enrolled,
-            "trusted" => HostStatus::Trusted,
-            "failed" => HostStatus::Failed,
-            "revoked" => HostStatus::Revoked,
-            "stale" => HostStatus::Stale,
-            other => {
-                return Err(StoreError::Corrupt {
-                    what: "hosts.status",
-                    value: other.to_owned(),
-                })
-            }
-        })
-    }
-}
+pub use verifier_lib::decision::HostStatus;
 
 /// An enrolled host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,4 +284,12 @@ pub struct Counts {
     pub nonces: i64,
     pub appraisals: i64,
     pub tokens: i64,
+}
+
+/// A stored host status.
+pub(crate) fn parse_status(s: &str) -> Result<HostStatus, StoreError> {
+    HostStatus::from_name(s).ok_or_else(|| StoreError::Corrupt {
+        what: "hosts.status",
+        value: s.to_owned(),
+    })
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{AppraisalRecord, HostStatus, Store, StoreError, TokenRecord};
+use super::{Store, StoreError};
 
 /// What the broker keeps of a registered SNP host (all from a verified report).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,19 +51,13 @@ impl Store {
 }
 
 impl super::sqlite::SqliteStore {
-    /// Like `record_appraisal_in`, and when `register` is given and the host
-    /// is new, create its `hosts` and `snp_hosts` rows first — inside the
+    /// Create a new SEV-SNP host's `hosts` and `snp_hosts` rows, inside the
     /// caller's transaction (the audit writer's, with the decision's leaves).
-    /// Returns the tokens revoked (a failing host's).
-    pub(super) async fn record_snp_appraisal_in(
+    pub(super) async fn register_snp_host_in(
         tx: &mut sqlx::SqliteConnection,
-        appraisal: &AppraisalRecord,
-        status: HostStatus,
-        token: Option<&TokenRecord>,
-        register: Option<&SnpHostRecord>,
-    ) -> Result<u64, StoreError> {
-        if let Some(h) = register {
-            sqlx::query(
+        h: &SnpHostRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
                 "INSERT INTO hosts (id, status, ek_public, ek_cert_digest, ak_public, ak_name, enrolled_at)
                  VALUES ($1, 'enrolled', x'', $2, x'', x'', $3) ON CONFLICT (id) DO NOTHING",
             )
@@ -72,7 +66,7 @@ impl super::sqlite::SqliteStore {
             .bind(h.registered_at)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+        sqlx::query(
                 "INSERT INTO snp_hosts (host_id, chip_id, measurement, host_data, product, signer, registered_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (host_id) DO NOTHING",
             )
@@ -85,7 +79,6 @@ impl super::sqlite::SqliteStore {
             .bind(h.registered_at)
             .execute(&mut *tx)
             .await?;
-        }
-        Self::record_appraisal_in(tx, appraisal, status, token).await
+        Ok(())
     }
 }

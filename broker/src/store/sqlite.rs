@@ -10,6 +10,7 @@ use super::{
     NonceProblem, StoreError, TokenRecord,
 };
 
+mod appraisal;
 mod audit;
 mod governance;
 mod request_key;
@@ -227,12 +228,10 @@ impl SqliteStore {
     /// The statements of [`Self::record_appraisal`], inside the caller's
     /// transaction (the audit writer adds the decision's leaves to it).
     /// A failing host's tokens are revoked with it; returns how many.
-    pub(super) async fn record_appraisal_in(
+    pub(super) async fn insert_appraisal_in(
         tx: &mut SqliteConnection,
         a: &AppraisalRecord,
-        status: HostStatus,
-        token: Option<&TokenRecord>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO appraisals (host_id, at, verdict, policy_id, policy_hash, evidence_digest, failures)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -246,6 +245,16 @@ impl SqliteStore {
         .bind(&a.failures)
         .execute(&mut *tx)
         .await?;
+        Ok(())
+    }
+
+    pub(super) async fn record_appraisal_in(
+        tx: &mut SqliteConnection,
+        a: &AppraisalRecord,
+        status: HostStatus,
+        token: Option<&TokenRecord>,
+    ) -> Result<u64, StoreError> {
+        Self::insert_appraisal_in(tx, a).await?;
         let passed = status == HostStatus::Trusted;
         sqlx::query(
             "UPDATE hosts SET status = $2, policy_id = $3,
@@ -339,7 +348,7 @@ impl SqliteStore {
 fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord, StoreError> {
     Ok(HostRecord {
         id: r.try_get("id")?,
-        status: HostStatus::parse(&r.try_get::<String, _>("status")?)?,
+        status: super::parse_status(&r.try_get::<String, _>("status")?)?,
         ek_public: r.try_get("ek_public")?,
         ek_cert_digest: r.try_get("ek_cert_digest")?,
         ak_public: r.try_get("ak_public")?,

@@ -6,7 +6,8 @@ use verifier_lib::audit::{leaf_hash, Hash, MAX_LEAF_LEN};
 
 use super::{governance, request_key, SqliteStore};
 use crate::store::audit::{
-    to_i64, to_u64, Appended, CheckpointRow, Entry, EntryError, LeafRow, PrepareEntry, StateChange,
+    to_i64, to_u64, Appended, ChangeRefused, CheckpointRow, Entry, EntryError, LeafRow,
+    PrepareEntry, StateChange,
 };
 use crate::store::StoreError;
 
@@ -29,8 +30,8 @@ impl SqliteStore {
         for prepare in batch {
             let entry = match prepare(next) {
                 Ok(e) => e,
-                Err(msg) => {
-                    out.push(Err(EntryError::Prepare(msg)));
+                Err(e) => {
+                    out.push(Err(e));
                     continue;
                 }
             };
@@ -171,32 +172,7 @@ async fn write_entry(
             SqliteStore::upsert_host_in(conn, h).await?;
             Ok(0)
         }
-        StateChange::Appraisal {
-            appraisal,
-            status,
-            token,
-            ima_cursor,
-        } => {
-            let revoked =
-                SqliteStore::record_appraisal_in(conn, appraisal, *status, token.as_ref()).await?;
-            if let Some(c) = ima_cursor {
-                SqliteStore::save_ima_cursor_in(conn, c).await?;
-            }
-            Ok(revoked)
-        }
-        StateChange::SnpAppraisal {
-            appraisal,
-            status,
-            token,
-            register,
-        } => Ok(SqliteStore::record_snp_appraisal_in(
-            conn,
-            appraisal,
-            *status,
-            token.as_ref(),
-            register.as_ref(),
-        )
-        .await?),
+        StateChange::Appraisal(c) => super::appraisal::apply_in(conn, c).await?,
         StateChange::RevokeHost {
             host_id,
             reason,
@@ -218,14 +194,29 @@ async fn write_entry(
             reason,
             at,
         } => Ok(governance::revoke_workload_in(conn, workload, reason, *at).await?),
-        StateChange::RequestKey(k) => request_key::upsert_request_key_in(conn, k).await?,
+        StateChange::RequestKey { key, nonce } => {
+            match super::appraisal::consume_nonce_in(conn, nonce).await? {
+                Err(p) => Err(ChangeRefused::Nonce(p)),
+                Ok(()) => request_key::upsert_request_key_in(conn, key).await?,
+            }
+        }
         StateChange::SignedToken {
             token,
             key_name,
             fresh_since,
-        } => request_key::insert_signed_token_in(conn, token, key_name, *fresh_since).await?,
-        StateChange::DerivedToken { token, parent_cti } => {
-            governance::insert_derived_token_in(conn, token, parent_cti).await?
+            nonce,
+        } => match super::appraisal::consume_nonce_in(conn, nonce).await? {
+            Err(p) => Err(ChangeRefused::Nonce(p)),
+            Ok(()) => {
+                request_key::insert_signed_token_in(conn, token, key_name, *fresh_since).await?
+            }
+        },
+        StateChange::DerivedToken {
+            token,
+            parent_cti,
+            host_fresh_since,
+        } => {
+            governance::insert_derived_token_in(conn, token, parent_cti, *host_fresh_since).await?
         }
     };
     let tokens_revoked = match applied {

@@ -83,7 +83,7 @@ async fn version(tx: &mut Tx) -> Result<u64, StoreError> {
     })
 }
 
-async fn event(
+pub(super) async fn event(
     tx: &mut Tx,
     host_id: &str,
     now: i64,
@@ -122,11 +122,13 @@ pub(super) async fn revoke_host_tokens(
     Ok(n)
 }
 
-fn clock_to_db(c: u64) -> i64 {
+pub(super) fn clock_to_db(c: u64) -> i64 {
     i64::try_from(c).unwrap_or(i64::MAX)
 }
 
-fn clock_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Option<ClockState>, StoreError> {
+pub(super) fn clock_from_row(
+    r: &sqlx::sqlite::SqliteRow,
+) -> Result<Option<ClockState>, StoreError> {
     let reset: Option<i64> = r.try_get("tpm_reset_count")?;
     let restart: Option<i64> = r.try_get("tpm_restart_count")?;
     let clock: Option<i64> = r.try_get("tpm_clock")?;
@@ -253,7 +255,19 @@ pub(super) async fn insert_derived_token_in(
     tx: &mut Tx,
     t: &TokenRecord,
     parent_cti: &[u8],
+    host_fresh_since: i64,
 ) -> Result<Applied, StoreError> {
+    let fresh = sqlx::query(
+        "SELECT 1 FROM hosts WHERE id = $1 AND status = 'trusted' AND last_attested_at >= $2",
+    )
+    .bind(&t.host_id)
+    .bind(host_fresh_since)
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    if !fresh {
+        return Ok(Err(ChangeRefused::HostNotFresh));
+    }
     let parent_live = sqlx::query("SELECT 1 FROM tokens WHERE cti = $1 AND revoked = 0")
         .bind(parent_cti)
         .fetch_optional(&mut *tx)
@@ -460,6 +474,7 @@ mod tests {
         StateChange::DerivedToken {
             token: t,
             parent_cti: vec![parent; 16],
+            host_fresh_since: 0,
         }
     }
 

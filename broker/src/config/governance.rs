@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// `[hosts]`: re-attestation cadence and staleness.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,21 +1,16 @@
-//! Operator authentication. Operator endpoints (host list and history,
-//! revoke/reinstate, token and workload revocation, policy drafting) require
-//! `Authorization: Bearer <token>` where SHA-256(token) is configured in
-//! `[operators]`; the operator's name is then recorded in the audit log with
-//! what they did. With no operator configured these endpoints refuse every
-//! request (fail closed) unless `operators.dangerous_unauthenticated` is set,
-//! which `writ-broker serve` refuses.
+//! `[operators]`: who may use the operator endpoints. Operator endpoints
+//! (host list and history, revoke/reinstate, token and workload revocation,
+//! policy drafting) require `Authorization: Bearer <token>` where
+//! SHA-256(token) is configured here; the operator's name is then recorded in
+//! the audit log with what they did. With no operator configured these
+//! endpoints refuse every request (fail closed) unless
+//! `operators.dangerous_unauthenticated` is set, which `writ-broker serve`
+//! refuses.
 
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use verifier_lib::crypto::{self, HashAlg};
 
-use crate::api::ApiError;
-use crate::config::ConfigError;
-use crate::state::AppState;
+use super::ConfigError;
 
 /// `[operators]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -88,54 +83,4 @@ impl OperatorsConfig {
         }
         found
     }
-}
-
-/// A new random operator token (base64url, 32 bytes) and its SHA-256 (hex).
-pub fn new_token() -> Result<(String, String), ApiError> {
-    use base64::Engine;
-    let bytes = crate::api::random_bytes::<32>()?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let digest = hex::encode(HashAlg::Sha256.digest(token.as_bytes()));
-    Ok((token, digest))
-}
-
-fn unauthorized(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, code, message)
-}
-
-/// Middleware of the operator routes.
-pub async fn require(
-    State(st): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let ops = &st.config.operators;
-    let operator = if ops.dangerous_unauthenticated {
-        Operator {
-            name: UNAUTHENTICATED.to_owned(),
-        }
-    } else {
-        if ops.tokens.is_empty() {
-            return Err(unauthorized(
-                "operator_auth_not_configured",
-                "no operator is configured ([operators] tokens); operator endpoints are closed",
-            ));
-        }
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                unauthorized(
-                    "operator_unauthorized",
-                    "Authorization: Bearer <operator token> required",
-                )
-            })?;
-        ops.authenticate(presented)
-            .ok_or_else(|| unauthorized("operator_unauthorized", "unknown operator token"))?
-    };
-    req.extensions_mut().insert(operator);
-    Ok(next.run(req).await)
 }

@@ -7,6 +7,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod governance;
+mod operators;
+
+pub use governance::{HostsConfig, LineageConfig, StatusConfig};
+pub use operators::{Operator, OperatorToken, OperatorsConfig, UNAUTHENTICATED};
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -24,10 +30,10 @@ pub struct Config {
     pub nonces: NonceConfig,
     pub snp: SnpConfig,
     pub audit: AuditConfig,
-    pub hosts: crate::governance::HostsConfig,
-    pub status: crate::governance::StatusConfig,
-    pub lineage: crate::governance::LineageConfig,
-    pub operators: crate::operator::OperatorsConfig,
+    pub hosts: HostsConfig,
+    pub status: StatusConfig,
+    pub lineage: LineageConfig,
+    pub operators: OperatorsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -317,7 +323,7 @@ impl Config {
                 reason: "no whitespace, control characters or '+'".into(),
             });
         }
-        crate::governance::config::validate(&self.hosts, &self.status, &self.lineage)?;
+        governance::validate(&self.hosts, &self.status, &self.lineage)?;
         self.operators.validate()?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {

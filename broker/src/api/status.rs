@@ -1,0 +1,114 @@
+//! `/v1/status` and `/v1/status/stream`: the signed revocation status list,
+//! with ETag / If-None-Match, and Server-Sent Events on every new version.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use verifier_lib::api::governance::{StatusEvent, STATUS_MEDIA_TYPE};
+
+use super::ApiError;
+use crate::governance::{PublishError, Published};
+use crate::state::AppState;
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Store(e) => ApiError::internal("storage_error", e),
+            e => ApiError::internal("status_sign_failed", e),
+        }
+    }
+}
+
+async fn published(st: &AppState) -> Result<std::sync::Arc<Published>, ApiError> {
+    Ok(st
+        .governance
+        .published(&st.store, &st.signing_key, &st.config, st.now())
+        .await?)
+}
+
+/// `GET /v1/status`: the signed status list, with ETag / If-None-Match.
+pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let p = published(&st).await?;
+    let etag = HeaderValue::from_str(&p.etag).map_err(|e| ApiError::internal("status_etag", e))?;
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == p.etag || t.trim() == "*"));
+    let version = HeaderValue::from(p.version);
+    if matches {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (
+                    header::HeaderName::from_static("writ-status-version"),
+                    version,
+                ),
+            ],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(STATUS_MEDIA_TYPE),
+            ),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static("writ-status-version"),
+                version,
+            ),
+        ],
+        p.bytes.as_ref().clone(),
+    )
+        .into_response())
+}
+
+fn status_event(p: &Published, inline_max: usize) -> Event {
+    let ev = StatusEvent {
+        version: p.version,
+        issued_at: p.issued_at,
+        expires_at: p.expires_at,
+        entries: p.entries,
+        url: "/v1/status".into(),
+        etag: p.etag.clone(),
+        list: (p.bytes.len() <= inline_max).then(|| p.bytes.as_ref().clone()),
+    };
+    let data = serde_json::to_string(&ev).unwrap_or_else(|_| "{}".into());
+    Event::default()
+        .event("status")
+        .id(p.version.to_string())
+        .data(data)
+}
+
+/// `GET /v1/status/stream`: Server-Sent Events, one `status` event now and
+/// one on every new status version.
+pub async fn status_stream(
+    State(st): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = st.governance.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(st.config.status.stream_max_secs);
+    let stream =
+        futures_util::stream::unfold((st, rx, true), move |(st, mut rx, first)| async move {
+            if !first {
+                match tokio::time::timeout_at(deadline, rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return None,
+                }
+            }
+            let ev = match published(&st).await {
+                Ok(p) => status_event(&p, st.config.status.inline_max_bytes),
+                Err(e) => Event::default().event("error").data(e.code),
+            };
+            Some((Ok(ev), (st, rx, false)))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,125 @@
+//! The `writ-broker` command line: `serve`, the offline evidence, policy
+//! and audit tools, `operator-token` and `config`. `main.rs` only calls
+//! [`main`].
+
+mod operator_token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::audit::cli::AuditCommand;
+use crate::config::Config;
+use crate::evidence::{self, EvidenceCommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "writ-broker", version, about = "Writ attestation broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the /v1 API.
+    Serve {
+        /// TOML configuration file (layered over defaults, under WRIT_* env vars).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check evidence offline and print the verdict as JSON
+    /// (exit 0 valid, 1 invalid, 2 unusable input).
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+    /// Policy tools (`policy learn`: draft a policy from a golden host's logs).
+    Policy {
+        #[command(subcommand)]
+        command: crate::policy_cli::PolicyCommand,
+    },
+    /// Audit the signed decision log offline: `verify` (exit 0 consistent,
+    /// 1 not, 2 unusable input) and `show` (a host's or token's history).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Make an operator bearer token: prints the token (give it to the
+    /// operator) and the `[[operators.tokens]]` entry for the broker's
+    /// configuration (only the token's SHA-256 is stored there).
+    OperatorToken {
+        #[arg(long)]
+        name: String,
+    },
+    /// Print the effective configuration (defaults + file + environment) as TOML.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Parse the command line and run the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_tracing();
+            let cfg = match Config::load(config.as_deref(), Config::process_env()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("writ-broker: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("writ-broker: starting runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(crate::server::serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("writ-broker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Evidence { command } => evidence::run(command),
+        Command::Policy { command } => crate::policy_cli::run(command),
+        Command::Audit { command } => crate::audit::cli::run(command),
+        Command::OperatorToken { name } => operator_token::run(&name),
+        Command::Config { config } => {
+            match Config::load(config.as_deref(), Config::process_env()) {
+                Ok(c) => match toml::to_string_pretty(&c) {
+                    Ok(s) => {
+                        print!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("writ-broker: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(e) => {
+                    eprintln!("writ-broker: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

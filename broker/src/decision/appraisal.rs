@@ -1,0 +1,437 @@
+//! Appraisals of TPM quotes and SEV-SNP reports, with or without a token
+//! request: read → decide (`verifier_lib::decision::decide`) → apply.
+
+use std::sync::Arc;
+
+use verifier_lib::api::{AppraisalResponse, SnpEvidence, TpmEvidence};
+use verifier_lib::appraisal::ImaState;
+use verifier_lib::crypto::HashAlg;
+use verifier_lib::decision::appraisal::Prior;
+use verifier_lib::decision::claims::{cpu_submod, tpm_submod, ExecutionToken};
+use verifier_lib::decision::{
+    decide, Appraised, Decision, Denial, EvidenceKind, HostStatus, Input, WorkloadRequest,
+};
+use verifier_lib::policy::Policy;
+use verifier_lib::snp::VerifiedReport;
+use verifier_lib::token::{SubmodClaims, VerifyingKey};
+
+use super::{with_retry, DecisionError};
+use crate::mint::{self, Minted};
+use crate::state::AppState;
+use crate::store::audit::{AppraisalChange, Entry, EntryError, Expect, NonceUse, StateChange};
+use crate::store::{AppraisalRecord, ImaCursorRecord, SnpHostRecord};
+use crate::tee;
+
+/// A token request riding on the evidence.
+#[derive(Debug, Clone)]
+pub struct TokenAsk<'a> {
+    pub workload: &'a str,
+    pub digest: &'a [u8],
+    pub cnf: Option<VerifyingKey>,
+}
+
+/// What an applied appraisal answers.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: AppraisalResponse,
+    /// The minted token, when one was asked for and granted.
+    pub token: Option<Minted>,
+}
+
+/// One TPM appraisal. `nonce` is the challenge (consumed when applied);
+/// `expected_nonce` what the quote's extraData must hold (the challenge
+/// itself, or its binding to a token request).
+pub async fn tpm(
+    st: &AppState,
+    host_id: &str,
+    nonce: &[u8],
+    expected_nonce: &[u8],
+    evidence: &TpmEvidence,
+    ask: Option<TokenAsk<'_>>,
+) -> Result<Outcome, DecisionError> {
+    with_retry(|| tpm_pass(st, host_id, nonce, expected_nonce, evidence, ask.clone())).await
+}
+
+async fn tpm_pass(
+    st: &AppState,
+    host_id: &str,
+    nonce: &[u8],
+    expected_nonce: &[u8],
+    evidence: &TpmEvidence,
+    ask: Option<TokenAsk<'_>>,
+) -> Result<Outcome, DecisionError> {
+    // Read.
+    let host = st
+        .store
+        .host(host_id)
+        .await?
+        .ok_or_else(|| DecisionError::UnknownHost {
+            host: host_id.to_owned(),
+        })?;
+    refuse_revoked(host_id, Some(host.status))?;
+    let clock = st.store.host_clock(host_id).await?;
+    let policy = st.policy.current();
+    let resume = match tee::tpm::group_uses_ima(&policy, host_id) || evidence.ima.is_some() {
+        true => tee::tpm::resume_state(st.store.ima_cursor(host_id).await?, &policy),
+        false => None,
+    };
+    // Decide.
+    let (appraisal, ima_state) =
+        tee::tpm::appraise(&policy, &host, evidence, expected_nonce, resume.as_ref());
+    let appraised = Appraised {
+        kind: EvidenceKind::Tpm,
+        verdict: appraisal.verdict,
+        authentic: appraisal.authentic(),
+        failures: appraisal.failures.clone(),
+        group: appraisal.group.clone(),
+        clock: appraisal
+            .quote
+            .as_ref()
+            .map(|q| verifier_lib::host_clock::ClockState::from(&q.clock_info)),
+        new_boot_log: tee::tpm::verified_boot_log(evidence.eventlog.is_some(), &appraisal),
+        evidence_digest: tee::tpm::evidence_digest(evidence),
+        endorsement_digest: None,
+    };
+    let now = st.now();
+    let decision = decide(Input {
+        host_id,
+        prior: Prior {
+            status: Some(host.status),
+            clock,
+        },
+        appraised,
+        request: ask.as_ref().map(|a| WorkloadRequest {
+            workload: a.workload,
+            digest: a.digest,
+        }),
+        policy: &policy,
+        boot_log_required: st.config.hosts.boot_log_required,
+        now,
+    });
+    // Apply.
+    let submod = appraisal.quote.as_ref().map(|q| ("tpm", tpm_submod(q)));
+    apply(
+        st,
+        Applying {
+            decision,
+            nonce,
+            policy,
+            register: None,
+            ima_state,
+            expect_clock: clock,
+            mint: ask.zip(submod).map(|(ask, submod)| MintPlan {
+                nonce: nonce.to_vec(),
+                digest: ask.digest.to_vec(),
+                cnf: ask.cnf,
+                submod,
+            }),
+            now,
+        },
+    )
+    .await
+}
+
+/// One SEV-SNP appraisal; `expected_report_data` is what REPORT_DATA must
+/// hold. A host that is not registered registers at its first affirming
+/// appraisal.
+pub async fn snp(
+    st: &AppState,
+    host_id: &str,
+    nonce: &[u8],
+    expected_report_data: &[u8; 64],
+    evidence: &SnpEvidence,
+    ask: Option<TokenAsk<'_>>,
+) -> Result<Outcome, DecisionError> {
+    with_retry(|| {
+        snp_pass(
+            st,
+            host_id,
+            nonce,
+            expected_report_data,
+            evidence,
+            ask.clone(),
+        )
+    })
+    .await
+}
+
+async fn snp_pass(
+    st: &AppState,
+    host_id: &str,
+    nonce: &[u8],
+    expected_report_data: &[u8; 64],
+    evidence: &SnpEvidence,
+    ask: Option<TokenAsk<'_>>,
+) -> Result<Outcome, DecisionError> {
+    let snp = st.snp.as_deref().ok_or(DecisionError::SnpUnavailable)?;
+    // Read.
+    let status = st.store.host(host_id).await?.map(|h| h.status);
+    refuse_revoked(host_id, status)?;
+    let policy = st.policy.current();
+    // Decide (fetching certificates and CRLs the report needs first).
+    let (appraisal, assembled) = snp
+        .appraise(&policy, host_id, evidence, expected_report_data, st.now())
+        .await;
+    let endorsement_digest = assembled.as_ref().map(|a| HashAlg::Sha256.digest(&a.leaf));
+    let mut parts: Vec<&[u8]> = vec![
+        evidence.report.as_slice(),
+        evidence.vcek.as_deref().unwrap_or_default(),
+    ];
+    parts.extend(evidence.chain.iter().map(Vec::as_slice));
+    let appraised = Appraised {
+        kind: EvidenceKind::SevSnp,
+        verdict: appraisal.verdict,
+        authentic: appraisal.authentic(),
+        failures: appraisal.failures.clone(),
+        group: appraisal.group.clone(),
+        clock: None,
+        new_boot_log: false,
+        evidence_digest: HashAlg::Sha256.digest_parts(parts),
+        endorsement_digest: endorsement_digest.clone(),
+    };
+    let now = st.now();
+    let decision = decide(Input {
+        host_id,
+        prior: Prior {
+            status,
+            clock: None,
+        },
+        appraised,
+        request: ask.as_ref().map(|a| WorkloadRequest {
+            workload: a.workload,
+            digest: a.digest,
+        }),
+        policy: &policy,
+        boot_log_required: false,
+        now,
+    });
+    let register = match (&appraisal.verified, decision.register) {
+        (Some(v), true) => Some(registration(
+            host_id,
+            v,
+            endorsement_digest.unwrap_or_default(),
+            now,
+        )),
+        _ => None,
+    };
+    let submod = appraisal.verified.as_ref().map(|v| ("cpu", cpu_submod(v)));
+    apply(
+        st,
+        Applying {
+            decision,
+            nonce,
+            policy,
+            register,
+            ima_state: None,
+            expect_clock: None,
+            mint: ask.zip(submod).map(|(ask, submod)| MintPlan {
+                nonce: nonce.to_vec(),
+                digest: ask.digest.to_vec(),
+                cnf: ask.cnf,
+                submod,
+            }),
+            now,
+        },
+    )
+    .await
+}
+
+/// A revoked host gets nothing, and costs no write.
+fn refuse_revoked(host_id: &str, status: Option<HostStatus>) -> Result<(), DecisionError> {
+    match status {
+        Some(HostStatus::Revoked) => Err(DecisionError::Denied {
+            denial: Denial::HostRevoked {
+                host: host_id.to_owned(),
+            },
+            appraisal: None,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn registration(
+    host_id: &str,
+    v: &VerifiedReport,
+    signer_cert_digest: Vec<u8>,
+    now: i64,
+) -> SnpHostRecord {
+    SnpHostRecord {
+        host_id: host_id.to_owned(),
+        chip_id: v.report.chip_id.to_vec(),
+        measurement: v.measurement.to_vec(),
+        host_data: v.report.host_data.to_vec(),
+        product: v.product.as_str().to_owned(),
+        signer: v.signer.as_str().to_owned(),
+        signer_cert_digest,
+        registered_at: now,
+    }
+}
+
+/// What a granted token needs besides the grant.
+struct MintPlan {
+    nonce: Vec<u8>,
+    digest: Vec<u8>,
+    cnf: Option<VerifyingKey>,
+    submod: (&'static str, SubmodClaims),
+}
+
+struct Applying<'a> {
+    decision: Decision,
+    nonce: &'a [u8],
+    policy: Arc<Policy>,
+    register: Option<SnpHostRecord>,
+    ima_state: Option<ImaState>,
+    /// The clock baseline the decision was taken on.
+    expect_clock: Option<verifier_lib::host_clock::ClockState>,
+    mint: Option<MintPlan>,
+    now: i64,
+}
+
+/// Applies an appraisal decision as one state change (minting its token
+/// inside the audit writer, so the token carries the index of its own
+/// `token_minted` leaf and exists only if everything commits).
+async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError> {
+    let Applying {
+        decision: d,
+        nonce,
+        policy,
+        register,
+        ima_state,
+        expect_clock,
+        mint,
+        now,
+    } = a;
+    let host_id = d.host_id.clone();
+    let record = AppraisalRecord {
+        host_id: host_id.clone(),
+        at: now,
+        verdict: d.verdict.as_str().to_owned(),
+        policy_id: policy.id.clone(),
+        policy_hash: policy.hash_hex(),
+        evidence_digest: appraisal_evidence_digest(&d),
+        failures: serde_json::to_string(&d.failures).map_err(|e| DecisionError::Internal {
+            what: "encoding failures",
+            reason: e.to_string(),
+        })?,
+    };
+    let ima_cursor = match (d.advance_ima_cursor, ima_state) {
+        (true, Some(state)) => Some(ImaCursorRecord {
+            host_id: host_id.clone(),
+            state,
+            policy_hash: policy.hash_hex(),
+            updated_at: now,
+        }),
+        _ => None,
+    };
+    let change = AppraisalChange {
+        nonce: NonceUse {
+            nonce: nonce.to_vec(),
+            host_id: host_id.clone(),
+            at: now,
+        },
+        expect: Expect {
+            status: d.previous,
+            clock: expect_clock,
+        },
+        appraisal: record,
+        status: d.status,
+        status_reason: d.status_reason,
+        register,
+        clock: d.clock,
+        clock_refused: d.clock_refused.as_ref().map(ToString::to_string),
+        token: None,
+        ima_cursor,
+    };
+    let grant = match (&d.token, mint) {
+        (Some(Ok(grant)), Some(plan)) => Some((grant.clone(), plan)),
+        _ => None,
+    };
+    let mut leaves = d.leaves.clone();
+    let (key, issuer) = (Arc::clone(&st.signing_key), st.config.tokens.issuer.clone());
+    let policy_for_mint = Arc::clone(&policy);
+    let (_, minted) = st
+        .audit
+        .commit_with(move |index| {
+            let mut change = change;
+            let minted = match grant {
+                Some((grant, plan)) => {
+                    // The token's leaf follows the decision's own.
+                    let at = index.saturating_add(leaves.len() as u64);
+                    let verifier_id = mint::verifier_id();
+                    let claims = ExecutionToken {
+                        issuer: &issuer,
+                        verifier_id: &verifier_id,
+                        host_id: &change.appraisal.host_id,
+                        grant: &grant,
+                        policy: &policy_for_mint,
+                        nonce: &plan.nonce,
+                        workload_digest: &plan.digest,
+                        cnf: plan.cnf,
+                        submod: plan.submod,
+                    }
+                    .claims(mint::new_cti().map_err(EntryError::Mint)?, Some(at));
+                    let m =
+                        mint::sign(&claims, &key, &policy_for_mint.id).map_err(EntryError::Mint)?;
+                    leaves.push(crate::audit::leaves::token_minted(&m.record, None, now));
+                    change.token = Some(m.record.clone());
+                    Some(m)
+                }
+                None => None,
+            };
+            Ok((
+                Entry {
+                    change: StateChange::Appraisal(Box::new(change)),
+                    leaves,
+                },
+                minted,
+            ))
+        })
+        .await?;
+    if d.status == Some(HostStatus::Failed) && d.previous != Some(HostStatus::Failed) {
+        st.governance.poke();
+    }
+    if d.register {
+        tracing::info!(%host_id, "SEV-SNP host registered at its first affirming appraisal");
+    }
+    for f in &d.failures {
+        tracing::warn!(%host_id, failure = %f, "appraisal failure");
+    }
+    let response = AppraisalResponse {
+        host_id: host_id.clone(),
+        verdict: d.verdict.as_str().to_owned(),
+        host_status: d.status_name().to_owned(),
+        policy_id: policy.id.clone(),
+        policy_hash: policy.hash_hex(),
+        appraised_at: now,
+        failures: d.failures.clone(),
+    };
+    match d.token {
+        Some(Err(denial)) => Err(DecisionError::Denied {
+            denial,
+            appraisal: Some(Box::new(response)),
+        }),
+        Some(Ok(_)) if minted.is_none() => Err(DecisionError::Denied {
+            denial: Denial::Appraisal {
+                failures: d.failures,
+            },
+            appraisal: Some(Box::new(response)),
+        }),
+        _ => Ok(Outcome {
+            response,
+            token: minted,
+        }),
+    }
+}
+
+/// The evidence digest the decision's appraisal leaf records.
+fn appraisal_evidence_digest(d: &Decision) -> Vec<u8> {
+    d.leaves
+        .iter()
+        .find_map(|l| match &l.decision {
+            verifier_lib::audit::Decision::Appraisal {
+                evidence_digest, ..
+            } => Some(evidence_digest.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
