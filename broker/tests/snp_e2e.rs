@@ -321,6 +321,36 @@ impl Guest {
     }
 }
 
+impl Guest {
+    /// Like `request_token`, but a refused challenge is an answer too.
+    async fn try_token(&self, b: &Broker) -> (StatusCode, Value) {
+        let host_id = self.host_id();
+        let (s, v) = b
+            .post("/v1/snp/challenge", &json!({ "host_id": host_id }))
+            .await;
+        if s != StatusCode::OK {
+            return (s, v);
+        }
+        let nonce = b64d(v["nonce"].as_str().unwrap());
+        let binding = TokenRequestBinding {
+            host_id: &host_id,
+            workload: "hello",
+            workload_digest: &WORKLOAD_DIGEST,
+            cnf_key: None,
+        };
+        let rd = binding.snp_report_data(&nonce);
+        b.token(&SnpTokenRequest {
+            host_id: host_id.clone(),
+            workload: "hello".into(),
+            workload_digest: WORKLOAD_DIGEST.to_vec(),
+            cnf: None,
+            nonce,
+            evidence: self.evidence(rd),
+        })
+        .await
+    }
+}
+
 fn failures(v: &Value) -> String {
     let f = if v.get("failures").is_some() {
         &v["failures"]
@@ -718,4 +748,83 @@ async fn serve_refuses_dangerous_test_roots() {
     );
     // Nothing was created: the refusal comes before any state.
     assert!(!dir.path().join("writ.db").exists());
+}
+
+/// Regression (broker redesign): a token request racing an operator's
+/// revocation of its host is either minted before the revocation (and
+/// revoked by it) or refused; no token is valid after it. Before, the
+/// host's status was checked before the transaction and not again by the
+/// token insert, so a token could be minted after the revoke, unrevoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_requests_racing_a_revocation_leave_no_valid_token() {
+    let c = chain(PRODUCT);
+    let (kds_url, _kds) = start_kds(&c, Some(test_crl(&[], 86_400))).await;
+    let b = Arc::new(
+        start_broker(
+            &c,
+            BrokerSetup {
+                policy: policy("", 23),
+                kds_url: Some(&kds_url),
+                offline_dir: None,
+            },
+        )
+        .await,
+    );
+    let g = Arc::new(Guest::new(&c));
+    let host_id = g.host_id();
+    let (s, v) = g.request_token(&b, WORKLOAD_DIGEST).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut minted = vec![b64d(v["cti"].as_str().unwrap())];
+
+    // Four clients request tokens back to back while the host is revoked.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (b, g) = (Arc::clone(&b), Arc::clone(&g));
+        clients.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut refused = Vec::new();
+            for _ in 0..15 {
+                let (s, v) = g.try_token(&b).await;
+                match s {
+                    StatusCode::OK => got.push(b64d(v["cti"].as_str().unwrap())),
+                    _ => refused.push(v["error"]["code"].as_str().unwrap_or("").to_owned()),
+                }
+            }
+            (got, refused)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let op = writ_broker::config::Operator {
+        name: "race-test".into(),
+    };
+    writ_broker::decision::operator::revoke_host(&b.state, &op, &host_id, "race")
+        .await
+        .unwrap();
+    let mut refusals = Vec::new();
+    for c in clients {
+        let (got, refused) = c.await.unwrap();
+        minted.extend(got);
+        refusals.extend(refused);
+    }
+    // Every refusal after the revoke is typed; the challenge is refused too.
+    for code in &refusals {
+        assert!(
+            ["host_revoked", "decision_conflict"].contains(&code.as_str()),
+            "{refusals:?}"
+        );
+    }
+    assert!(!refusals.is_empty(), "no request came after the revocation");
+    // Every token any client received is revoked in the store, and listed
+    // by the status list.
+    let (_, listed) = b.state.store.revoked_ctis(0).await.unwrap();
+    for cti in &minted {
+        let t = b.state.store.token_state(cti).await.unwrap().unwrap();
+        assert!(t.revoked, "token {} is valid after the revoke", hex::encode(cti));
+        assert!(listed.contains(cti));
+    }
+    let (s, v) = b
+        .post("/v1/snp/challenge", &json!({ "host_id": host_id }))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "host_revoked");
 }
