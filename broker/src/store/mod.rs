@@ -306,11 +306,6 @@ impl Store {
         }
     }
 
-    /// A handle over any backend (tests and future backends).
-    pub fn from_backend(backend: Arc<dyn StateStore>) -> Store {
-        Store(backend)
-    }
-
     /// Check the quote's clock against the host's baseline and, when it may
     /// follow it, make it the new baseline — in one transaction.
     pub async fn check_and_record_clock(
