@@ -29,7 +29,10 @@ use verifier_lib::token::{self, Appraisal, Claims, EarStatus, SigningKey, TrustV
 
 fn mint(key: &SigningKey, v: &snp::VerifiedReport, host: &str) -> Vec<u8> {
     let mut submods = BTreeMap::new();
-    submods.insert("cpu".to_owned(), verifier_lib::decision::claims::cpu_submod(v));
+    submods.insert(
+        "cpu".to_owned(),
+        verifier_lib::decision::claims::cpu_submod(v),
+    );
     let claims = Claims {
         iss: "writ-broker".into(),
         sub: host.to_owned(),

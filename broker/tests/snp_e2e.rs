@@ -819,7 +819,11 @@ async fn token_requests_racing_a_revocation_leave_no_valid_token() {
     let (_, listed) = b.state.store.revoked_ctis(0).await.unwrap();
     for cti in &minted {
         let t = b.state.store.token_state(cti).await.unwrap().unwrap();
-        assert!(t.revoked, "token {} is valid after the revoke", hex::encode(cti));
+        assert!(
+            t.revoked,
+            "token {} is valid after the revoke",
+            hex::encode(cti)
+        );
         assert!(listed.contains(cti));
     }
     let (s, v) = b

@@ -1,17 +1,16 @@
 //! Where `writ-broker audit` reads a log from: a broker's SQLite file
-//! (read as stored, no migration) or a broker's `/v1/audit` API.
+//! (read through the store as stored, no migration) or a broker's
+//! `/v1/audit` API.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions as _, Row};
 use verifier_lib::api::b64;
 use verifier_lib::audit::Hash;
 
 use super::key::CHECKPOINT_VKEY_FILE;
+use crate::store::{Store, StoreError};
 
 /// A whole log as read from its source.
 #[derive(Debug, Default)]
@@ -34,7 +33,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     #[error("database {path}: {source}")]
-    Database { path: PathBuf, source: sqlx::Error },
+    Database { path: PathBuf, source: StoreError },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
     #[error("GET {url}: {message}")]
@@ -60,37 +59,29 @@ pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
         .build()
         .map_err(SourceError::Runtime)?;
     rt.block_on(async {
-        let url = format!("sqlite://{}", path.display());
-        let mut conn = SqliteConnectOptions::from_str(&url)
-            .map_err(db)?
-            .connect()
+        let store = Store::open_as_stored(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(db)?;
+        // Every index a stored row can have (SQLite integers are signed).
+        let rows = store
+            .audit_leaves(0, i64::MAX.unsigned_abs())
             .await
             .map_err(db)?;
         let mut data = LogData::default();
-        let rows = sqlx::query("SELECT idx, leaf, leaf_hash FROM audit_leaves ORDER BY idx")
-            .fetch_all(&mut conn)
-            .await
-            .map_err(db)?;
         data.rows.reserve(rows.len());
         for r in rows {
-            let idx: i64 = r.try_get("idx").map_err(db)?;
-            let leaf: Vec<u8> = r.try_get("leaf").map_err(db)?;
-            let h: Vec<u8> = r.try_get("leaf_hash").map_err(db)?;
-            let idx = u64::try_from(idx).map_err(|_| SourceError::Corrupt {
-                what: "audit_leaves.idx",
-            })?;
             // A stored hash of the wrong length is reported as a mismatch by
             // the audit, not as unusable input.
-            let stored = Hash::try_from(h.as_slice()).unwrap_or([0u8; 32]);
-            data.rows.push((idx, leaf, Some(stored)));
+            let stored = Hash::try_from(r.leaf_hash.as_slice()).unwrap_or([0u8; 32]);
+            data.rows.push((r.index, r.leaf, Some(stored)));
         }
-        let cps = sqlx::query("SELECT note FROM audit_checkpoints ORDER BY id")
-            .fetch_all(&mut conn)
+        data.checkpoints = store
+            .audit_checkpoints(0)
             .await
-            .map_err(db)?;
-        for r in cps {
-            data.checkpoints.push(r.try_get("note").map_err(db)?);
-        }
+            .map_err(db)?
+            .into_iter()
+            .map(|c| c.note)
+            .collect();
         Ok(data)
     })
 }

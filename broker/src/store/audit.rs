@@ -5,8 +5,9 @@
 //! [`PrepareEntry`] closures. The backend opens ONE write transaction, reads
 //! the next free leaf index under the write lock, and for each closure:
 //! calls it with the index its first leaf will get (so a token can carry its
-//! own `audit_index`), applies its [`StateChange`] and inserts its leaves
-//! inside a savepoint. A closure or state change that fails is rolled back
+//! own `audit_index`), and inside a savepoint applies its [`StateChange`]
+//! and inserts its leaves (`store::apply::write_entry`, the same for every
+//! backend). A closure or state change that fails is rolled back
 //! to its savepoint and reported to its own caller; the rest of the batch
 //! still commits. Nothing is answered before the commit.
 

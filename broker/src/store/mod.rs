@@ -1,23 +1,36 @@
 //! Broker state: hosts, pending enrollments, nonces, appraisals and tokens.
 //!
-//! Handlers talk to [`Store`] only. SQLite is the embedded default; the enum
-//! is the seam where the PostgreSQL backend (several brokers, one database)
-//! plugs in without touching any handler. Every state change that records a
-//! decision happens in one transaction.
+//! Handlers talk to [`Store`] only: a handle over a [`StateStore`] backend.
+//! Each backend is one folder (`sqlite/` today; a PostgreSQL backend for
+//! several brokers on one database becomes another). Backends implement
+//! reads and small write primitives ([`WriteTx`]); the rules that decide
+//! what a state change does live above them, in [`apply`]. Every state
+//! change that records a decision happens in one transaction.
 
+pub mod apply;
 pub mod audit;
 mod governance;
 mod ima_cursor;
 mod request_key;
 mod snp;
 mod sqlite;
+#[cfg(test)]
+mod test_store;
+mod write_tx;
 
-pub use governance::{stale_reason, ClockCheck, HostEvent, RevocationOutcome, TokenState};
+pub use governance::{stale_reason, HostEvent, RevocationOutcome, TokenState};
 pub use ima_cursor::ImaCursorRecord;
 pub use request_key::RequestKeyRecord;
 pub use snp::SnpHostRecord;
+pub use write_tx::{TokenRoot, WriteTransaction, WriteTx};
 
+use std::fmt::Debug;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use serde::Serialize;
+use verifier_lib::host_clock::ClockState;
 
 pub use verifier_lib::decision::HostStatus;
 
@@ -112,17 +125,124 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
 }
 
-/// The broker's state store.
-#[derive(Debug, Clone)]
-pub enum Store {
-    Sqlite(sqlite::SqliteStore),
+/// What a storage backend implements: the reads the broker needs, the few
+/// writes that are not decisions (enrollment challenges, nonce consumption,
+/// checkpoints, operator clock overrides), the audit batch append, and a
+/// write transaction of small primitives ([`WriteTx`]). The business rules
+/// (revocation cascade, lineage, staleness, reinstatement, the clock
+/// progress check) are applied above this trait, in [`apply`].
+#[async_trait]
+pub trait StateStore: Send + Sync + Debug {
+    async fn insert_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError>;
+
+    /// Atomically take a pending enrollment (it can be answered once).
+    async fn take_enrollment(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError>;
+
+    async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError>;
+
+    /// All hosts, by id.
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
+
+    /// Mark a nonce used, once, if it was issued to `host_id` and is unexpired.
+    async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        host_id: &str,
+        now: i64,
+    ) -> Result<Result<(), NonceProblem>, StoreError>;
+
+    async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// A token with its lineage parent and revocation state.
+    async fn token_state(&self, cti: &[u8]) -> Result<Option<TokenState>, StoreError>;
+
+    /// The host's clock baseline, if any.
+    async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError>;
+
+    /// Overwrite the clock baseline (operators and tests).
+    async fn set_host_clock(
+        &self,
+        host_id: &str,
+        clock: Option<ClockState>,
+    ) -> Result<(), StoreError>;
+
+    /// `trusted` hosts whose last passing attestation is older than
+    /// `cutoff` (candidates for `StateChange::MarkStale`), by id.
+    async fn stale_candidates(&self, cutoff: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The current status-list version (grows with every revocation).
+    async fn status_version(&self) -> Result<u64, StoreError>;
+
+    /// Revoked tokens that expire after `cutoff`, with the version they
+    /// reflect (read in one transaction).
+    async fn revoked_ctis(&self, cutoff: i64) -> Result<(u64, Vec<Vec<u8>>), StoreError>;
+
+    /// A host's recorded events, oldest first.
+    async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError>;
+
+    /// The host's request key, if one is registered.
+    async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError>;
+
+    /// The registration of SNP host `id`, if any.
+    async fn snp_host(&self, id: &str) -> Result<Option<SnpHostRecord>, StoreError>;
+
+    /// The host's IMA cursor, if an IMA appraisal was ever accepted.
+    async fn ima_cursor(&self, host_id: &str) -> Result<Option<ImaCursorRecord>, StoreError>;
+
+    /// Append a batch of audit entries (state change + leaves) in one
+    /// transaction, each entry applied with [`apply::write_entry`]; see
+    /// [`audit`]. The outer error means nothing was committed; otherwise
+    /// each entry has its own outcome, in order.
+    async fn append_audit_batch(
+        &self,
+        batch: Vec<audit::PrepareEntry>,
+    ) -> Result<Vec<Result<audit::Appended, audit::EntryError>>, StoreError>;
+
+    /// Audit leaf hashes with index `>= from`, in order, at most `limit`.
+    async fn audit_leaf_hashes(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, verifier_lib::audit::Hash)>, StoreError>;
+
+    /// Audit leaf rows with `start <= index < end`, in order.
+    async fn audit_leaves(&self, start: u64, end: u64) -> Result<Vec<audit::LeafRow>, StoreError>;
+
+    async fn insert_audit_checkpoint(&self, cp: &audit::CheckpointRow) -> Result<(), StoreError>;
+
+    /// Signed checkpoints with size `>= from_size`, in issue order.
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+    ) -> Result<Vec<audit::CheckpointRow>, StoreError>;
+
+    /// The most recently issued checkpoint.
+    async fn latest_audit_checkpoint(&self) -> Result<Option<audit::CheckpointRow>, StoreError>;
+
+    /// Count of rows per table, for tests and metrics.
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Begin a write transaction that holds the backend's write lock until
+    /// it is committed (dropping it rolls back).
+    async fn begin_write(&self) -> Result<Box<dyn WriteTransaction>, StoreError>;
 }
 
+/// The broker's state store: a cheap cloneable handle over a backend.
+/// Reads go straight to the backend (`Deref`); rules that span several
+/// primitives (the clock check) are methods here.
+#[derive(Debug, Clone)]
+pub struct Store(Arc<dyn StateStore>);
+
 impl Store {
-    /// Open (creating if needed) the store named by `url` and apply migrations.
+    /// Open (creating if needed) the store named by `url` and apply
+    /// migrations. The scheme picks the backend.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(sqlite::SqliteStore::open(url).await?))
+            Ok(Store(Arc::new(sqlite::SqliteStore::open(url).await?)))
         } else {
             Err(StoreError::UnsupportedUrl {
                 url: url.to_owned(),
@@ -130,149 +250,26 @@ impl Store {
         }
     }
 
-    pub async fn insert_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_enrollment(rec).await,
+    /// Open an existing store as stored: nothing is created and no
+    /// migration runs (`writ-broker audit verify` reads a log untouched).
+    pub async fn open_as_stored(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store(Arc::new(
+                sqlite::SqliteStore::open_as_stored(url).await?,
+            )))
+        } else {
+            Err(StoreError::UnsupportedUrl {
+                url: url.to_owned(),
+            })
         }
     }
+}
 
-    /// Atomically take a pending enrollment (it can be answered once).
-    pub async fn take_enrollment(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.take_enrollment(id, now).await,
-        }
-    }
+impl Deref for Store {
+    type Target = dyn StateStore;
 
-    /// Create or replace a host after a successful credential activation.
-    pub async fn upsert_host(&self, host: &HostRecord) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.upsert_host(host).await,
-        }
-    }
-
-    pub async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.host(id).await,
-        }
-    }
-
-    pub async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.hosts().await,
-        }
-    }
-
-    pub async fn insert_nonce(
-        &self,
-        nonce: &[u8],
-        host_id: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_nonce(nonce, host_id, expires_at).await,
-        }
-    }
-
-    /// Mark a nonce used, once, if it was issued to `host_id` and is unexpired.
-    pub async fn consume_nonce(
-        &self,
-        nonce: &[u8],
-        host_id: &str,
-        now: i64,
-    ) -> Result<Result<(), NonceProblem>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.consume_nonce(nonce, host_id, now).await,
-        }
-    }
-
-    /// Record an appraisal, the host's new status and, when one was minted,
-    /// the token — all in one transaction.
-    pub async fn record_appraisal(
-        &self,
-        appraisal: &AppraisalRecord,
-        status: HostStatus,
-        token: Option<&TokenRecord>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_appraisal(appraisal, status, token).await,
-        }
-    }
-
-    pub async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.token(cti).await,
-        }
-    }
-
-    /// Append a batch of audit entries (state change + leaves) in one
-    /// transaction; see [`audit`].
-    pub async fn append_audit_batch(
-        &self,
-        batch: Vec<audit::PrepareEntry>,
-    ) -> Result<Vec<Result<audit::Appended, audit::EntryError>>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.append_audit_batch(batch).await,
-        }
-    }
-
-    /// Audit leaf hashes with index `>= from`, in order, at most `limit`.
-    pub async fn audit_leaf_hashes(
-        &self,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, verifier_lib::audit::Hash)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.audit_leaf_hashes(from, limit).await,
-        }
-    }
-
-    /// Audit leaf rows with `start <= index < end`.
-    pub async fn audit_leaves(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<audit::LeafRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.audit_leaves(start, end).await,
-        }
-    }
-
-    pub async fn insert_audit_checkpoint(
-        &self,
-        cp: &audit::CheckpointRow,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_audit_checkpoint(cp).await,
-        }
-    }
-
-    /// Signed checkpoints with size `>= from_size`, in issue order.
-    pub async fn audit_checkpoints(
-        &self,
-        from_size: u64,
-    ) -> Result<Vec<audit::CheckpointRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.audit_checkpoints(from_size).await,
-        }
-    }
-
-    pub async fn latest_audit_checkpoint(
-        &self,
-    ) -> Result<Option<audit::CheckpointRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.latest_audit_checkpoint().await,
-        }
-    }
-
-    /// Count of rows per table, for tests and metrics.
-    pub async fn counts(&self) -> Result<Counts, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.counts().await,
-        }
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
 }
 

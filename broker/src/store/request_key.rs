@@ -1,7 +1,5 @@
 //! Request-signing keys (one per host): what the broker keeps of a key the
-//! host's AK certified, and the backend-independent entry points.
-
-use super::{Store, StoreError};
+//! host's AK certified.
 
 /// A certified request key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,13 +13,4 @@ pub struct RequestKeyRecord {
     pub reset_count: u32,
     pub restart_count: u32,
     pub certified_at: i64,
-}
-
-impl Store {
-    /// The host's request key, if one is registered.
-    pub async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.request_key(host_id).await,
-        }
-    }
 }

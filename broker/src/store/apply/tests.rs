@@ -1,0 +1,243 @@
+//! The rules of `store::apply`, run through the SQLite backend.
+
+use verifier_lib::host_clock::ClockState;
+
+use crate::store::audit::{ChangeRefused, StateChange};
+use crate::store::test_store::{apply, appraise, store};
+use crate::store::*;
+
+fn derived(t: TokenRecord, parent: u8) -> StateChange {
+    StateChange::DerivedToken {
+        token: t,
+        parent_cti: vec![parent; 16],
+        host_fresh_since: 0,
+    }
+}
+
+fn revoke_token(cti: u8, at: i64) -> StateChange {
+    StateChange::RevokeToken {
+        cti: vec![cti; 16],
+        reason: "test".into(),
+        at,
+    }
+}
+
+fn host(id: &str) -> HostRecord {
+    HostRecord {
+        id: id.into(),
+        status: HostStatus::Enrolled,
+        ek_public: vec![1],
+        ek_cert_digest: vec![2],
+        ak_public: vec![3],
+        ak_name: vec![4],
+        enrolled_at: 1,
+        last_attested_at: None,
+        last_failure: None,
+        policy_id: None,
+    }
+}
+
+fn token(cti: u8, host: &str, exp: i64) -> TokenRecord {
+    TokenRecord {
+        cti: vec![cti; 16],
+        host_id: host.into(),
+        workload: "w".into(),
+        workload_digest: vec![0; 32],
+        iat: 100,
+        exp,
+        policy_id: "p".into(),
+        token_digest: vec![cti; 32],
+    }
+}
+
+/// An appraisal as the decision records it (no IMA cursor).
+fn appraisal(host: &str, at: i64, verdict: &str) -> AppraisalRecord {
+    AppraisalRecord {
+        host_id: host.into(),
+        at,
+        verdict: verdict.into(),
+        policy_id: "p".into(),
+        policy_hash: "h".into(),
+        evidence_digest: vec![0; 32],
+        failures: "[]".into(),
+    }
+}
+
+#[tokio::test]
+async fn revocation_cascades_to_descendants_and_blocks_new_children() {
+    let (_d, s) = store().await;
+    assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
+    appraise(
+        &s,
+        appraisal("h", 100, "affirming"),
+        HostStatus::Trusted,
+        Some(token(1, "h", 1000)),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(apply(&s, derived(token(2, "h", 900), 1)).await, Ok(0));
+    assert_eq!(apply(&s, derived(token(3, "h", 800), 2)).await, Ok(0));
+    assert_eq!(
+        apply(&s, derived(token(4, "h", 800), 9)).await,
+        Err(ChangeRefused::ParentRevoked)
+    );
+    let v0 = s.status_version().await.unwrap();
+    assert_eq!(apply(&s, revoke_token(2, 150)).await, Ok(2));
+    let (v, ctis) = s.revoked_ctis(0).await.unwrap();
+    assert_eq!(v, v0 + 1);
+    assert_eq!(ctis.len(), 2);
+    assert!(!s.token_state(&[1; 16]).await.unwrap().unwrap().revoked);
+    // A revoked parent gets no children.
+    assert_eq!(
+        apply(&s, derived(token(5, "h", 800), 3)).await,
+        Err(ChangeRefused::ParentRevoked)
+    );
+    // Revoking again changes nothing and keeps the version.
+    assert_eq!(apply(&s, revoke_token(2, 151)).await, Ok(0));
+    assert_eq!(s.status_version().await.unwrap(), v0 + 1);
+    assert_eq!(
+        apply(&s, revoke_token(8, 1)).await,
+        Err(ChangeRefused::UnknownToken)
+    );
+    // Expired revoked tokens drop out of the list.
+    assert_eq!(s.revoked_ctis(850).await.unwrap().1.len(), 1);
+}
+
+#[tokio::test]
+async fn failing_appraisal_and_staleness_revoke_host_tokens() {
+    let (_d, s) = store().await;
+    for h in ["a", "b"] {
+        assert_eq!(apply(&s, StateChange::Host(host(h))).await, Ok(0));
+    }
+    appraise(
+        &s,
+        appraisal("a", 100, "affirming"),
+        HostStatus::Trusted,
+        Some(token(1, "a", 1000)),
+        None,
+    )
+    .await
+    .unwrap();
+    appraise(
+        &s,
+        appraisal("b", 200, "affirming"),
+        HostStatus::Trusted,
+        Some(token(2, "b", 1000)),
+        None,
+    )
+    .await
+    .unwrap();
+    let failed = appraise(
+        &s,
+        appraisal("a", 300, "contraindicated"),
+        HostStatus::Failed,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(failed, Ok(1));
+    assert!(s.token_state(&[1; 16]).await.unwrap().unwrap().revoked);
+    assert!(!s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
+    // b's last pass was at 200: stale with a cutoff of 250, a (failed) is left alone.
+    assert_eq!(
+        s.stale_candidates(250).await.unwrap(),
+        vec!["b".to_string()]
+    );
+    let stale = |h: &str| StateChange::MarkStale {
+        host_id: h.into(),
+        cutoff: 250,
+        at: 400,
+    };
+    assert_eq!(apply(&s, stale("b")).await, Ok(1));
+    // a is failed, not trusted: not a stale candidate.
+    assert_eq!(
+        apply(&s, stale("a")).await,
+        Err(ChangeRefused::HostNotStale)
+    );
+    assert_eq!(
+        s.host("b").await.unwrap().unwrap().status,
+        HostStatus::Stale
+    );
+    assert_eq!(
+        s.host("a").await.unwrap().unwrap().status,
+        HostStatus::Failed
+    );
+    assert!(s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
+    let kinds: Vec<String> = s
+        .host_events("b")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["stale", "tokens_revoked"]);
+}
+
+#[tokio::test]
+async fn revoke_reinstate_and_clock_baseline() {
+    let (_d, s) = store().await;
+    assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
+    let st = |reset, clock| ClockState {
+        reset_count: reset,
+        restart_count: 0,
+        clock,
+    };
+    // The clock rule is the decision's (verifier_lib::decision); the store
+    // keeps the baseline, and reinstatement clears it.
+    s.set_host_clock("h", Some(st(2, 10))).await.unwrap();
+    assert_eq!(s.host_clock("h").await.unwrap(), Some(st(2, 10)));
+    let reinstate = |at| StateChange::ReinstateHost {
+        host_id: "h".into(),
+        at,
+    };
+    let revoke = |h: &str, at| StateChange::RevokeHost {
+        host_id: h.into(),
+        reason: "op".into(),
+        at,
+    };
+    assert_eq!(
+        apply(&s, reinstate(4)).await,
+        Err(ChangeRefused::HostNotRevoked)
+    );
+    assert_eq!(apply(&s, revoke("h", 5)).await, Ok(0));
+    assert_eq!(
+        s.host("h").await.unwrap().unwrap().status,
+        HostStatus::Revoked
+    );
+    // An appraisal does not un-revoke.
+    appraise(
+        &s,
+        appraisal("h", 6, "affirming"),
+        HostStatus::Trusted,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.host("h").await.unwrap().unwrap().status,
+        HostStatus::Revoked
+    );
+    assert_eq!(apply(&s, reinstate(7)).await, Ok(0));
+    assert_eq!(
+        s.host("h").await.unwrap().unwrap().status,
+        HostStatus::Enrolled
+    );
+    assert_eq!(s.host_clock("h").await.unwrap(), None);
+    assert_eq!(
+        apply(&s, revoke("zz", 8)).await,
+        Err(ChangeRefused::UnknownHost)
+    );
+    let kinds: Vec<String> = s
+        .host_events("h")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["clock_refused", "rebooted", "revoked", "reinstated"]
+    );
+}

@@ -1,0 +1,411 @@
+//! The embedded SQLite backend (WAL mode, one file). Everything that
+//! speaks SQL to SQLite lives in this folder; the rules of state changes
+//! are applied above it (`store::apply`) through [`write_tx::SqliteTx`].
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use verifier_lib::audit::Hash;
+use verifier_lib::host_clock::ClockState;
+
+use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
+use super::{
+    Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord, ImaCursorRecord,
+    NonceProblem, RequestKeyRecord, SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState,
+    WriteTransaction,
+};
+
+mod audit;
+mod rows;
+mod write_tx;
+
+use write_tx::SqliteTx;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// An existing file with the driver's defaults: not created, not
+    /// migrated, one connection.
+    pub async fn open_as_stored(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn insert_enrollment(&self, r: &EnrollmentRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollments (id, host_id, ek_public, ek_cert_digest, ak_public, ak_name, secret_digest, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.host_id)
+        .bind(&r.ek_public)
+        .bind(&r.ek_cert_digest)
+        .bind(&r.ak_public)
+        .bind(&r.ak_name)
+        .bind(&r.secret_digest)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_enrollment(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "SELECT id, host_id, ek_public, ek_cert_digest, ak_public, ak_name, secret_digest, expires_at, consumed
+             FROM enrollments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(EnrollmentProblem::Unknown));
+        };
+        if row.try_get::<i64, _>("consumed")? != 0 {
+            return Ok(Err(EnrollmentProblem::AlreadyAnswered));
+        }
+        let rec = EnrollmentRecord {
+            id: row.try_get("id")?,
+            host_id: row.try_get("host_id")?,
+            ek_public: row.try_get("ek_public")?,
+            ek_cert_digest: row.try_get("ek_cert_digest")?,
+            ak_public: row.try_get("ak_public")?,
+            ak_name: row.try_get("ak_name")?,
+            secret_digest: row.try_get("secret_digest")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        // Consumed whatever the outcome: one answer per challenge.
+        let done =
+            sqlx::query("UPDATE enrollments SET consumed = 1 WHERE id = $1 AND consumed = 0")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        if done.rows_affected() != 1 {
+            return Ok(Err(EnrollmentProblem::AlreadyAnswered));
+        }
+        if rec.expires_at <= now {
+            return Ok(Err(EnrollmentProblem::Expired));
+        }
+        Ok(Ok(rec))
+    }
+
+    async fn consume_nonce(
+        &self,
+        nonce: &[u8],
+        host_id: &str,
+        now: i64,
+    ) -> Result<Result<(), NonceProblem>, StoreError> {
+        rows::consume_nonce(&mut *self.pool.acquire().await?, nonce, host_id, now).await
+    }
+
+    async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
+        rows::host(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        rows::hosts(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.token_state(cti).await?.map(|t| t.record))
+    }
+
+    async fn token_state(&self, cti: &[u8]) -> Result<Option<TokenState>, StoreError> {
+        rows::token(&mut *self.pool.acquire().await?, cti).await
+    }
+
+    async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError> {
+        rows::host_clock(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn set_host_clock(
+        &self,
+        host_id: &str,
+        clock: Option<ClockState>,
+    ) -> Result<(), StoreError> {
+        write_tx::set_host_clock(&mut *self.pool.acquire().await?, host_id, clock).await
+    }
+
+    async fn stale_candidates(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "SELECT id FROM hosts WHERE status = 'trusted'
+               AND (last_attested_at IS NULL OR last_attested_at < $1) ORDER BY id",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id").map_err(StoreError::from))
+        .collect()
+    }
+
+    async fn status_version(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let v = rows::status_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
+    async fn revoked_ctis(&self, cutoff: i64) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let v = rows::status_version(&mut tx).await?;
+        let rows = sqlx::query("SELECT cti FROM tokens WHERE revoked = 1 AND exp > $1")
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let ctis = rows
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>("cti"))
+            .collect::<Result<_, _>>()?;
+        Ok((v, ctis))
+    }
+
+    async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
+        rows::host_events(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError> {
+        rows::request_key(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn snp_host(&self, id: &str) -> Result<Option<SnpHostRecord>, StoreError> {
+        rows::snp_host(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn ima_cursor(&self, host_id: &str) -> Result<Option<ImaCursorRecord>, StoreError> {
+        rows::ima_cursor(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn append_audit_batch(
+        &self,
+        batch: Vec<PrepareEntry>,
+    ) -> Result<Vec<Result<Appended, EntryError>>, StoreError> {
+        audit::append_batch(&self.pool, batch).await
+    }
+
+    async fn audit_leaf_hashes(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
+        audit::leaf_hashes(&self.pool, from, limit).await
+    }
+
+    async fn audit_leaves(&self, start: u64, end: u64) -> Result<Vec<LeafRow>, StoreError> {
+        audit::leaves(&self.pool, start, end).await
+    }
+
+    async fn insert_audit_checkpoint(&self, cp: &CheckpointRow) -> Result<(), StoreError> {
+        audit::insert_checkpoint(&self.pool, cp).await
+    }
+
+    async fn audit_checkpoints(&self, from_size: u64) -> Result<Vec<CheckpointRow>, StoreError> {
+        audit::checkpoints(&self.pool, from_size).await
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        audit::latest_checkpoint(&self.pool).await
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM hosts) AS hosts, (SELECT COUNT(*) FROM enrollments) AS enrollments,
+                    (SELECT COUNT(*) FROM nonces) AS nonces, (SELECT COUNT(*) FROM appraisals) AS appraisals,
+                    (SELECT COUNT(*) FROM tokens) AS tokens",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            hosts: row.try_get("hosts")?,
+            enrollments: row.try_get("enrollments")?,
+            nonces: row.try_get("nonces")?,
+            appraisals: row.try_get("appraisals")?,
+            tokens: row.try_get("tokens")?,
+        })
+    }
+    async fn begin_write(&self) -> Result<Box<dyn WriteTransaction>, StoreError> {
+        // IMMEDIATE: take the write lock first, so what the transaction
+        // reads cannot go stale before it commits.
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Box::new(SqliteTx(tx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use verifier_lib::appraisal::ImaState;
+    use verifier_lib::ima::ImaCursor;
+
+    use crate::store::audit::StateChange;
+    use crate::store::test_store::{apply, appraise, store};
+    use crate::store::*;
+
+    #[tokio::test]
+    async fn unknown_scheme_is_unsupported() {
+        let url = "postgres://localhost/writ";
+        for err in [
+            Store::open(url).await.unwrap_err(),
+            Store::open_as_stored(url).await.unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, StoreError::UnsupportedUrl { url } if url == "postgres://localhost/writ"),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn open_as_stored_neither_creates_nor_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("absent.db").display());
+        assert!(matches!(
+            Store::open_as_stored(&url).await,
+            Err(StoreError::Database(_))
+        ));
+        assert!(!dir.path().join("absent.db").exists());
+        let (d, s) = store().await;
+        apply(
+            &s,
+            StateChange::Nonce {
+                nonce: b"n".to_vec(),
+                host_id: "h".into(),
+                expires_at: 9,
+            },
+        )
+        .await
+        .unwrap();
+        let url = format!("sqlite://{}", d.path().join("t.db").display());
+        let stored = Store::open_as_stored(&url).await.unwrap();
+        assert_eq!(stored.counts().await.unwrap().nonces, 1);
+    }
+
+    #[tokio::test]
+    async fn nonces_are_single_use_bound_and_expiring() {
+        let (_d, s) = store().await;
+        let nonce = StateChange::Nonce {
+            nonce: b"n1".to_vec(),
+            host_id: "h1".into(),
+            expires_at: 100,
+        };
+        assert_eq!(apply(&s, nonce).await, Ok(0));
+        assert_eq!(
+            s.consume_nonce(b"n1", "h2", 10).await.unwrap(),
+            Err(NonceProblem::IssuedToAnotherHost)
+        );
+        assert_eq!(
+            s.consume_nonce(b"n1", "h1", 100).await.unwrap(),
+            Err(NonceProblem::Expired)
+        );
+        assert_eq!(s.consume_nonce(b"n1", "h1", 10).await.unwrap(), Ok(()));
+        assert_eq!(
+            s.consume_nonce(b"n1", "h1", 10).await.unwrap(),
+            Err(NonceProblem::AlreadyUsed)
+        );
+        assert_eq!(
+            s.consume_nonce(b"zz", "h1", 10).await.unwrap(),
+            Err(NonceProblem::Unknown)
+        );
+    }
+
+    #[tokio::test]
+    async fn enrollment_answered_once() {
+        let (_d, s) = store().await;
+        let rec = EnrollmentRecord {
+            id: "e1".into(),
+            host_id: "h".into(),
+            ek_public: vec![1],
+            ek_cert_digest: vec![2],
+            ak_public: vec![3],
+            ak_name: vec![4],
+            secret_digest: vec![5],
+            expires_at: 50,
+        };
+        s.insert_enrollment(&rec).await.unwrap();
+        assert_eq!(s.take_enrollment("e1", 10).await.unwrap(), Ok(rec));
+        assert_eq!(
+            s.take_enrollment("e1", 10).await.unwrap(),
+            Err(EnrollmentProblem::AlreadyAnswered)
+        );
+        assert_eq!(
+            s.take_enrollment("nope", 10).await.unwrap(),
+            Err(EnrollmentProblem::Unknown)
+        );
+    }
+
+    #[tokio::test]
+    async fn ima_cursor_roundtrip_and_replace() {
+        let (_d, s) = store().await;
+        assert_eq!(s.ima_cursor("h").await.unwrap(), None);
+        let mut rec = ImaCursorRecord {
+            host_id: "h".into(),
+            state: ImaState {
+                cursor: ImaCursor {
+                    entries: 7,
+                    pcr10_sha1: vec![1; 20],
+                    pcr10_sha256: vec![2; 32],
+                },
+                reset_count: 3,
+                restart_count: u32::MAX,
+            },
+            policy_hash: "ab".into(),
+            updated_at: 10,
+        };
+        let appraised = |rec: &ImaCursorRecord| AppraisalRecord {
+            host_id: "h".into(),
+            at: rec.updated_at,
+            verdict: "affirming".into(),
+            policy_id: "p".into(),
+            policy_hash: rec.policy_hash.clone(),
+            evidence_digest: vec![0; 32],
+            failures: "[]".into(),
+        };
+        let trusted = HostStatus::Trusted;
+        assert_eq!(
+            appraise(&s, appraised(&rec), trusted, None, Some(rec.clone())).await,
+            Ok(0)
+        );
+        assert_eq!(s.ima_cursor("h").await.unwrap(), Some(rec.clone()));
+        rec.state.cursor.entries = 9;
+        rec.updated_at += 1;
+        assert_eq!(
+            appraise(&s, appraised(&rec), trusted, None, Some(rec.clone())).await,
+            Ok(0)
+        );
+        assert_eq!(s.ima_cursor("h").await.unwrap(), Some(rec));
+    }
+}
