@@ -30,8 +30,8 @@ pub(super) async fn append_batch(
     for prepare in batch {
         let entry = match prepare(next) {
             Ok(e) => e,
-            Err(msg) => {
-                out.push(Err(EntryError::Prepare(msg)));
+            Err(e) => {
+                out.push(Err(e));
                 continue;
             }
         };

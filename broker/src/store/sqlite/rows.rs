@@ -8,8 +8,8 @@ use verifier_lib::host_clock::ClockState;
 use verifier_lib::ima::ImaCursor;
 
 use crate::store::{
-    HostEvent, HostRecord, HostStatus, ImaCursorRecord, NonceProblem, RequestKeyRecord,
-    SnpHostRecord, StoreError, TokenRecord, TokenState,
+    HostEvent, HostRecord, ImaCursorRecord, NonceProblem, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord, TokenState,
 };
 
 fn int<T: TryFrom<i64>>(what: &'static str, v: i64) -> Result<T, StoreError> {
@@ -45,7 +45,7 @@ pub(super) async fn hosts(conn: &mut SqliteConnection) -> Result<Vec<HostRecord>
 fn host_from_row(r: &SqliteRow) -> Result<HostRecord, StoreError> {
     Ok(HostRecord {
         id: r.try_get("id")?,
-        status: HostStatus::parse(&r.try_get::<String, _>("status")?)?,
+        status: crate::store::parse_status(&r.try_get::<String, _>("status")?)?,
         ek_public: r.try_get("ek_public")?,
         ek_cert_digest: r.try_get("ek_cert_digest")?,
         ak_public: r.try_get("ak_public")?,
