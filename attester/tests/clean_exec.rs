@@ -335,4 +335,13 @@ fn the_executed_image_is_the_sealed_hashed_copy() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    // What the kernel runs is the memory file, not the path.
+    let readlink = resolve_program("/bin/readlink").unwrap();
+    let out = readlink
+        .command(&["/proc/self/exe".into()], &env)
+        .unwrap()
+        .output()
+        .unwrap();
+    let exe = String::from_utf8_lossy(&out.stdout);
+    assert!(exe.starts_with("/memfd:writ-workload"), "{exe}");
 }
