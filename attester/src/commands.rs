@@ -1,10 +1,8 @@
 //! The attester's commands: enroll, attest, and run a workload only with a
 //! valid execution token.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use verifier_lib::api::{
     AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, EnrollFinishRequest,
     EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse, TokenRequest, TokenResponse,
@@ -12,12 +10,16 @@ use verifier_lib::api::{
 };
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::request::TokenRequestBinding;
-use verifier_lib::token::{Expectations, TokenError, TokenVerifier, VerifiedToken};
+use verifier_lib::token::{Expectations, TokenVerifier, VerifiedToken};
 use verifier_lib::tpm::PcrValues;
 
-use crate::client::{BrokerClient, ClientError};
-use crate::state::{AttesterState, StateError};
-use crate::tpm::{AkAlg, EkAlg, Tpm, TpmError};
+use crate::client::BrokerClient;
+use crate::logs::LogSources;
+use crate::state::AttesterState;
+use crate::tpm::{AkAlg, Tpm};
+
+pub use crate::error::{denial_reasons, CommandError};
+pub use crate::program::{resolve_program, Program};
 
 /// Common settings of every command.
 #[derive(Debug, Clone)]
@@ -29,51 +31,7 @@ pub struct Settings {
     /// Expected `iss` of tokens.
     pub issuer: String,
     /// Event log and IMA list to send with quotes.
-    pub logs: crate::logs::LogSources,
-}
-
-/// Why a command failed. Each names the stage.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CommandError {
-    #[error("TPM: {0}")]
-    Tpm(#[from] TpmError),
-    #[error("{0}")]
-    Broker(#[from] ClientError),
-    #[error("{0}")]
-    State(#[from] StateError),
-    #[error("no EK certificate in the TPM's NV for {alg:?}")]
-    NoEkCertificate { alg: EkAlg },
-    #[error("workload program {path}: {source}")]
-    Program {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("workload program {name} not found in PATH")]
-    ProgramNotFound { name: String },
-    #[error("token from the broker is invalid: {0}")]
-    TokenInvalid(#[from] TokenError),
-    #[error("token is for {field} {actual}, expected {expected}")]
-    TokenMismatch {
-        field: &'static str,
-        expected: String,
-        actual: String,
-    },
-    #[error("appraisal {verdict}: {reasons}")]
-    Denied { verdict: String, reasons: String },
-    #[error("exec {path}: {source}")]
-    Exec {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("workload program {path} changed between hashing and exec")]
-    ProgramChanged { path: String },
-    #[error("SEV-SNP: {0}")]
-    Snp(#[from] crate::snp::SnpGuestError),
-    #[error("the system random number generator failed")]
-    Random,
-    #[error("state file: request_key_secret is not {expected} bytes of hex")]
-    RequestKeySecret { expected: usize },
+    pub logs: LogSources,
 }
 
 pub(crate) fn client(s: &Settings) -> Result<BrokerClient, CommandError> {
@@ -182,79 +140,6 @@ pub fn attest(s: &Settings) -> Result<AppraisalResponse, CommandError> {
     Ok(appraisal)
 }
 
-/// A workload executable, resolved and hashed.
-#[derive(Debug, Clone)]
-pub struct Program {
-    pub path: PathBuf,
-    pub digest: [u8; 32],
-    identity: FileIdentity,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileIdentity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-fn identity(path: &Path) -> std::io::Result<FileIdentity> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok(FileIdentity {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-    })
-}
-
-/// Resolve `name` like execvp does (PATH lookup when it has no `/`), then
-/// hash the file that will actually be executed (symlinks resolved).
-pub fn resolve_program(name: &str) -> Result<Program, CommandError> {
-    let candidate = if name.contains('/') {
-        PathBuf::from(name)
-    } else {
-        std::env::var_os("PATH")
-            .map(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join(name))
-                    .find(|c| c.is_file())
-            })
-            .unwrap_or_default()
-            .ok_or_else(|| CommandError::ProgramNotFound {
-                name: name.to_owned(),
-            })?
-    };
-    let err = |source| CommandError::Program {
-        path: candidate.display().to_string(),
-        source,
-    };
-    let path = std::fs::canonicalize(&candidate).map_err(err)?;
-    let before = identity(&path).map_err(err)?;
-    let bytes = std::fs::read(&path).map_err(err)?;
-    let digest: [u8; 32] =
-        HashAlg::Sha256
-            .digest(&bytes)
-            .try_into()
-            .map_err(|_| CommandError::Program {
-                path: path.display().to_string(),
-                source: std::io::Error::other("digest length"),
-            })?;
-    if identity(&path).map_err(err)? != before {
-        return Err(CommandError::ProgramChanged {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(Program {
-        path,
-        digest,
-        identity: before,
-    })
-}
-
 /// Attest for this exact request and obtain a verified execution token.
 pub fn obtain_token(
     s: &Settings,
@@ -357,74 +242,4 @@ pub(crate) fn check_token(
         });
     }
     Ok(verified)
-}
-
-/// Replace this process with `program`, passing the token in `WRIT_TOKEN`.
-/// Only returns on failure.
-pub fn exec_with_token(program: &Program, args: &[String], token: &[u8]) -> CommandError {
-    exec_with(program, args, token, &[])
-}
-
-/// [`exec_with_token`] with extra environment variables (e.g. `WRIT_KEY`).
-pub fn exec_with(
-    program: &Program,
-    args: &[String],
-    token: &[u8],
-    envs: &[(&str, &std::ffi::OsStr)],
-) -> CommandError {
-    use std::os::unix::process::CommandExt;
-    // Refuse if the file changed since it was hashed and the token minted.
-    match identity(&program.path) {
-        Ok(now) if now == program.identity => {}
-        Ok(_) => {
-            return CommandError::ProgramChanged {
-                path: program.path.display().to_string(),
-            }
-        }
-        Err(source) => {
-            return CommandError::Program {
-                path: program.path.display().to_string(),
-                source,
-            }
-        }
-    }
-    let err = std::process::Command::new(&program.path)
-        .args(args)
-        .env("WRIT_TOKEN", URL_SAFE_NO_PAD.encode(token))
-        .envs(envs.iter().map(|(k, v)| (*k, *v)))
-        .exec();
-    CommandError::Exec {
-        path: program.path.display().to_string(),
-        source: err,
-    }
-}
-
-/// One line naming why a run was refused, from a broker refusal's details.
-pub fn denial_reasons(e: &CommandError) -> String {
-    if let CommandError::Broker(ClientError::Refused {
-        code,
-        message,
-        details,
-        ..
-    }) = e
-    {
-        if let Some(failures) = details
-            .as_ref()
-            .and_then(|d| d.get("failures"))
-            .and_then(|f| f.as_array())
-        {
-            let parts: Vec<String> = failures
-                .iter()
-                .filter_map(|f| {
-                    serde_json::from_value::<verifier_lib::policy::Failure>(f.clone()).ok()
-                })
-                .map(|f| f.to_string())
-                .collect();
-            if !parts.is_empty() {
-                return format!("{code}: {}", parts.join("; "));
-            }
-        }
-        return format!("{code}: {message}");
-    }
-    e.to_string()
 }

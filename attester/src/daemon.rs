@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::commands::{self, CommandError, Settings};
+use crate::commands::{self, Settings};
+use crate::error::{denial_reasons, CommandError};
 use crate::state::{AttesterState, StateError};
 use crate::tpm::AkAlg;
 use crate::workload_api::{
@@ -230,7 +231,7 @@ impl Daemon {
                 Err(e) => {
                     eprintln!(
                         "writ-attester daemon: enroll failed ({}); retrying in {} s",
-                        commands::denial_reasons(&e),
+                        denial_reasons(&e),
                         backoff.as_secs()
                     );
                     self.pause(backoff);
@@ -257,7 +258,7 @@ impl Daemon {
                 Err(e) => {
                     eprintln!(
                         "writ-attester daemon: attestation failed ({}); retrying in {} ms",
-                        commands::denial_reasons(&e),
+                        denial_reasons(&e),
                         backoff.as_millis()
                     );
                     self.pause(jittered(backoff, d.jitter_percent));
@@ -289,7 +290,7 @@ impl Daemon {
                 Ok(_) => self.request_key_registered.store(true, Ordering::SeqCst),
                 Err(e) => eprintln!(
                     "writ-attester daemon: request key not registered ({}); tokens need quotes",
-                    commands::denial_reasons(&e)
+                    denial_reasons(&e)
                 ),
             }
         }
@@ -316,7 +317,7 @@ impl Daemon {
                     self.request_key_registered.store(false, Ordering::SeqCst);
                     eprintln!(
                         "writ-attester daemon: signed token request refused ({}); using a quote",
-                        commands::denial_reasons(&e)
+                        denial_reasons(&e)
                     );
                 }
             }
@@ -446,7 +447,7 @@ impl Daemon {
         };
         match self.token_for(&workload, &digest, &cnf) {
             Ok(t) => WorkloadResponse::Token(t),
-            Err(e) => refusal("denied", &commands::denial_reasons(&e)),
+            Err(e) => refusal("denied", &denial_reasons(&e)),
         }
     }
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 use verifier_lib::token::{Expectations, SigningKey, TokenError, TokenVerifier, VerifiedToken};
 
 use crate::client::BrokerClient;
-use crate::commands::{self, CommandError, Program, Settings};
+use crate::commands::{self, Settings};
+use crate::error::{denial_reasons, CommandError};
+use crate::program::Program;
 use crate::revocation::{self, RevocationCheckError};
 use crate::workload_api::{self, WorkloadApiError, WorkloadRequest};
 use crate::workload_key::{self, KeyFileError};
@@ -18,7 +20,7 @@ use crate::workload_key::{self, KeyFileError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
-    #[error("{}", commands::denial_reasons(.0))]
+    #[error("{}", denial_reasons(.0))]
     Command(#[from] CommandError),
     #[error("{0}")]
     Key(#[from] KeyFileError),

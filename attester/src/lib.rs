@@ -9,9 +9,11 @@
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod error;
 pub mod gate;
 pub mod launch;
 pub mod logs;
+pub mod program;
 pub mod reference;
 pub mod request_key;
 pub mod revocation;

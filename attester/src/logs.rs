@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use verifier_lib::api::{ChallengeResponse, TpmEvidence};
 use verifier_lib::tpm::Attest;
 
-use crate::commands::CommandError;
+use crate::error::CommandError;
 
 /// Where the kernel publishes the TCG event log.
 pub const DEFAULT_EVENTLOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
@@ -51,7 +51,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, CommandError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CommandError::Program {
+        Err(source) => Err(CommandError::Log {
             path: path.display().to_string(),
             source,
         }),

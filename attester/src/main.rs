@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use writ_attester::commands::{self, Settings};
+use writ_attester::error::{denial_reasons, CommandError};
+use writ_attester::program::resolve_program;
 use writ_attester::tpm::{AkAlg, DEFAULT_TCTI};
 
 #[derive(Debug, Parser)]
@@ -74,6 +76,11 @@ enum Command {
     /// Attest once and print the appraisal (exit 0 affirming, 1 otherwise).
     Attest,
     /// Run PROGRAM only if the broker issues a valid token for it.
+    ///
+    /// The bytes executed are the bytes hashed (PROGRAM is copied into a
+    /// sealed memory file, hashed and executed from it). The workload starts
+    /// with a clean environment: WRIT_TOKEN, WRIT_KEY and only the variables
+    /// named with --env.
     Run {
         /// Workload name as the policy knows it.
         #[arg(long)]
@@ -84,6 +91,16 @@ enum Command {
         /// The attester daemon's socket; used when it exists.
         #[arg(long, env = "WRIT_SOCKET", default_value = writ_attester::workload_api::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Pass variable NAME from this environment (skipped when unset), or
+        /// set NAME=VALUE, to the workload; repeatable. Nothing else is
+        /// inherited (not even PATH or HOME).
+        #[arg(long = "env", value_name = "NAME[=VALUE]")]
+        allow_env: Vec<String>,
+        /// Allow --env to name dynamic-loader variables (LD_PRELOAD,
+        /// LD_LIBRARY_PATH, LD_*, GLIBC_TUNABLES, GCONV_PATH, ...), which
+        /// inject code into the measured workload.
+        #[arg(long)]
+        dangerous_allow_loader_env: bool,
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
         program: Vec<String>,
@@ -206,19 +223,32 @@ fn main() -> ExitCode {
             program,
             runtime_dir,
             socket,
+            allow_env,
+            dangerous_allow_loader_env,
         } => {
             let Some((name, args)) = program.split_first() else {
                 eprintln!("writ-attester: run: no program given");
                 return ExitCode::from(2);
             };
-            let refuse = |e: &commands::CommandError| {
+            let refuse = |e: &CommandError| {
                 eprintln!(
                     "writ-attester: refused to run {name}: {}",
-                    commands::denial_reasons(e)
+                    denial_reasons(e)
                 );
                 ExitCode::from(3)
             };
-            let prog = match commands::resolve_program(name) {
+            let env = match writ_attester::program::WorkloadEnv::from_allow_list(
+                &allow_env,
+                std::env::vars_os(),
+                dangerous_allow_loader_env,
+            ) {
+                Ok(env) => env,
+                Err(e) => {
+                    eprintln!("writ-attester: run: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let prog = match resolve_program(name) {
                 Ok(p) => p,
                 Err(e) => return refuse(&e),
             };
@@ -257,15 +287,11 @@ fn main() -> ExitCode {
                 },
                 prog.path.display()
             );
-            let e = commands::exec_with(
-                &prog,
-                args,
-                &prepared.token,
-                &[(
-                    writ_attester::workload_key::KEY_ENV,
-                    prepared.key_path.as_os_str(),
-                )],
-            );
+            let env = env.with_credentials(&prepared.token, &prepared.key_path);
+            let e = match prog.command(args, &env) {
+                Ok(workload) => workload.exec(),
+                Err(e) => e,
+            };
             refuse(&e)
         }
     }
@@ -284,7 +310,7 @@ fn print_json<T: serde::Serialize>(v: &T, code: ExitCode) -> ExitCode {
     }
 }
 
-fn fail(what: &str, e: &commands::CommandError) -> ExitCode {
-    eprintln!("writ-attester: {what}: {}", commands::denial_reasons(e));
+fn fail(what: &str, e: &CommandError) -> ExitCode {
+    eprintln!("writ-attester: {what}: {}", denial_reasons(e));
     ExitCode::FAILURE
 }

@@ -26,27 +26,13 @@ use verifier_lib::snp_appraisal::snp_host_id;
 use verifier_lib::token::{Expectations, TokenVerifier, VerifiedToken};
 
 use crate::client::BrokerClient;
-use crate::commands::{CommandError, Program};
+use crate::error::CommandError;
+use crate::program::Program;
+
+pub use crate::error::SnpGuestError;
 
 /// The guest firmware device.
 pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
-
-/// Why SEV-SNP evidence could not be produced.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SnpGuestError {
-    #[error("{device}: {source} (not an SEV-SNP guest, or the sev-guest driver is not loaded)")]
-    Open {
-        device: &'static str,
-        source: std::io::Error,
-    },
-    #[error("SNP_GET_EXT_REPORT failed: {0}")]
-    Firmware(String),
-    #[error("the report from the firmware does not parse: {0}")]
-    Report(verifier_lib::snp::SnpError),
-    #[error("the report's CHIP_ID is masked: this guest has no SNP host id")]
-    Unidentifiable,
-}
 
 /// Where SEV-SNP reports come from.
 pub trait SnpReportSource {

@@ -6,7 +6,9 @@ use verifier_lib::api::AppraisalResponse;
 use verifier_lib::token::VerifiedToken;
 
 use crate::client::BrokerClient;
-use crate::commands::{self, CommandError, Program, Settings};
+use crate::commands::{self, Settings};
+use crate::error::CommandError;
+use crate::program::Program;
 use crate::snp::{self, SevGuest};
 use crate::state::AttesterState;
 

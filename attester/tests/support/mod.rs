@@ -123,8 +123,14 @@ impl Host {
         }
     }
 
-    /// Run `writ-attester` (the binary) with this host's settings.
+    /// Run `writ-attester` (the binary) with this host's settings. `run`
+    /// starts workloads with a clean environment: the test marker variable
+    /// is passed on explicitly (`--env WRIT_TEST_MARKER`).
     pub fn attester(&self, args: &[&str], envs: &[(&str, &Path)]) -> Output {
+        let mut args = args.to_vec();
+        if args.first() == Some(&"run") {
+            args.splice(1..1, ["--env", "WRIT_TEST_MARKER"]);
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_writ-attester"));
         cmd.arg("--broker")
             .arg(&self.settings.broker)
@@ -132,7 +138,7 @@ impl Host {
             .arg(&self.settings.tcti)
             .arg("--state-dir")
             .arg(self.state_dir.path())
-            .args(args)
+            .args(&args)
             .env("TSS2_LOG", "all+none");
         for (k, v) in envs {
             cmd.env(k, v);
