@@ -9,7 +9,6 @@
 pub mod client;
 pub mod commands;
 pub mod daemon;
-pub mod gate;
 pub mod launch;
 pub mod logs;
 pub mod reference;
