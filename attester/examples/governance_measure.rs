@@ -22,10 +22,10 @@ use tower::ServiceExt;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::pop::Window;
 use verifier_lib::status::StatusList;
-use verifier_lib::token::{Expectations, KeySet, SigningKey, TokenVerifier};
+use verifier_lib::token::{Audience, Expectations, KeySet, SigningKey, TokenVerifier};
 use writ_attester::commands::{self, Settings};
-use writ_attester::gate::{self, FollowMode, GateConfig, GateLayer, GateState, StatusFollower};
 use writ_attester::tpm::{AkAlg, Tpm};
+use writ_gate::{self as gate, FollowMode, GateConfig, GateLayer, GateState, StatusFollower};
 
 const PCRS: [u8; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 16];
 
@@ -44,7 +44,7 @@ fn gate_config(keys: KeySet) -> GateConfig {
             keys,
             Expectations {
                 issuer: "writ-broker".into(),
-                audience: Some("hello".into()),
+                audience: Audience::Exactly("hello".into()),
                 leeway_secs: 30,
                 max_lifetime_secs: 3600,
                 require_workload_digest: false,
@@ -105,7 +105,7 @@ fn revocation_latency(mode: FollowMode, rt: &tokio::runtime::Runtime) -> f64 {
         .unwrap()
         .key_set()
         .unwrap();
-    let state = GateState::new(gate_config(keys), gate::system_now());
+    let state = GateState::new(gate_config(keys), gate::system_now()).unwrap();
     let follower = StatusFollower {
         broker: broker.url(),
         mode,
@@ -217,7 +217,7 @@ fn gate_overhead(rt: &tokio::runtime::Runtime) {
         offline_ok: false,
     };
     let token = verifier_lib::token::mint(&claims, &broker_key).unwrap();
-    let state = GateState::new(gate_config(keys), gate::system_now());
+    let state = GateState::new(gate_config(keys), gate::system_now()).unwrap();
     state.install(StatusList::new("writ-broker", 1, t, t + 600, [[1u8; 16]]));
     let gated = app(Some(state));
     let plain = app(None);

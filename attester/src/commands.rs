@@ -10,7 +10,7 @@ use verifier_lib::api::{
 };
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::request::TokenRequestBinding;
-use verifier_lib::token::{Expectations, TokenVerifier, VerifiedToken};
+use verifier_lib::token::{Audience, Expectations, TokenVerifier, VerifiedToken};
 use verifier_lib::tpm::PcrValues;
 
 use crate::client::BrokerClient;
@@ -218,7 +218,7 @@ pub(crate) fn check_token(
         keys,
         Expectations {
             issuer: s.issuer.clone(),
-            audience: Some(workload.to_owned()),
+            audience: Audience::Exactly(workload.to_owned()),
             leeway_secs: 30,
             max_lifetime_secs: i64::from(verifier_lib::policy::HARD_MAX_TOKEN_LIFETIME_SECS),
             require_workload_digest: true,

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use verifier_lib::token::{Expectations, SigningKey, TokenError, TokenVerifier, VerifiedToken};
+use verifier_lib::token::{
+    Audience, Expectations, SigningKey, TokenError, TokenVerifier, VerifiedToken,
+};
 
 use crate::client::BrokerClient;
 use crate::commands::{self, Settings};
@@ -63,7 +65,7 @@ fn verifier(s: &Settings, keys: verifier_lib::token::KeySet, workload: &str) -> 
         keys,
         Expectations {
             issuer: s.issuer.clone(),
-            audience: Some(workload.to_owned()),
+            audience: Audience::Exactly(workload.to_owned()),
             leeway_secs: 30,
             max_lifetime_secs: i64::from(verifier_lib::policy::HARD_MAX_TOKEN_LIFETIME_SECS),
             require_workload_digest: true,

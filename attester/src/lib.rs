@@ -10,7 +10,6 @@ pub mod client;
 pub mod commands;
 pub mod daemon;
 pub mod error;
-pub mod gate;
 pub mod launch;
 pub mod logs;
 pub mod program;

@@ -23,7 +23,7 @@ use verifier_lib::api::{
 use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::snp::{expected_report_data, AttestationReport};
 use verifier_lib::snp_appraisal::snp_host_id;
-use verifier_lib::token::{Expectations, TokenVerifier, VerifiedToken};
+use verifier_lib::token::{Audience, Expectations, TokenVerifier, VerifiedToken};
 
 use crate::client::BrokerClient;
 use crate::error::CommandError;
@@ -170,7 +170,7 @@ pub fn obtain_token_with(
         keys,
         Expectations {
             issuer: issuer.to_owned(),
-            audience: Some(workload.to_owned()),
+            audience: Audience::Exactly(workload.to_owned()),
             leeway_secs: 30,
             max_lifetime_secs: i64::from(verifier_lib::policy::HARD_MAX_TOKEN_LIFETIME_SECS),
             require_workload_digest: true,

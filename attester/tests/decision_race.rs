@@ -180,7 +180,7 @@ fn derived_tokens_racing_a_revocation() {
         })
         .unwrap();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let headers = writ_attester::gate::request_headers(
+        let headers = writ_gate::request_headers(
             &parent,
             &parent_key,
             "POST",

@@ -22,13 +22,15 @@ use verifier_lib::crypto::HashAlg;
 use verifier_lib::host_clock::ClockState;
 use verifier_lib::policy::Failure;
 use verifier_lib::pop::Window;
-use verifier_lib::token::{Expectations, KeySet, SigningKey, TokenVerifier, VerifiedToken};
+use verifier_lib::token::{
+    Audience, Expectations, KeySet, SigningKey, TokenVerifier, VerifiedToken,
+};
 use writ_attester::client::ClientError;
 use writ_attester::commands::{self, CommandError};
 use writ_attester::daemon::{AllowedCaller, AllowedWorkload, Daemon, DaemonConfig};
-use writ_attester::gate::{FollowMode, GateConfig, GateLayer, GateState, StatusFollower};
 use writ_attester::tpm::AkAlg;
 use writ_attester::workload_api::{self, WorkloadApiError, WorkloadRequest};
+use writ_gate::{FollowMode, GateConfig, GateLayer, GateState, StatusFollower};
 
 fn broker_with(
     pcrs: &BTreeMap<u8, Vec<u8>>,
@@ -55,7 +57,7 @@ fn now() -> i64 {
 fn expectations(aud: &str) -> Expectations {
     Expectations {
         issuer: "writ-broker".into(),
-        audience: Some(aud.into()),
+        audience: Audience::Exactly(aud.into()),
         leeway_secs: 30,
         max_lifetime_secs: 3600,
         require_workload_digest: false,
@@ -143,13 +145,13 @@ struct RelyingParty {
     rt: tokio::runtime::Runtime,
 }
 
-fn relying_party(config: GateConfig, now_fn: writ_attester::gate::Now) -> RelyingParty {
+fn relying_party(config: GateConfig, now_fn: writ_gate::Now) -> RelyingParty {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let state = GateState::new(config, now_fn);
+    let state = GateState::new(config, now_fn).unwrap();
     let app = axum::Router::new()
         .route(
             "/work",
@@ -201,7 +203,7 @@ impl RelyingParty {
     fn call(&self, token: &[u8], key: Option<&SigningKey>, at: i64) -> (u16, serde_json::Value) {
         let body = br#"{"job":1}"#;
         let headers = match key {
-            Some(k) => writ_attester::gate::request_headers(token, k, "POST", "/work", body, at)
+            Some(k) => writ_gate::request_headers(token, k, "POST", "/work", body, at)
                 .unwrap()
                 .to_vec(),
             None => vec![(
@@ -242,7 +244,7 @@ fn failing_reattestation_revokes_tokens_and_the_gate_refuses() {
     let b = bound_token(&host, "hello", &w.digest).unwrap();
     let rp = relying_party(
         gate_config(keys(&host), "hello", 30),
-        writ_attester::gate::system_now(),
+        writ_gate::system_now(),
     );
     rp.follow(&broker.url(), FollowMode::Stream, Duration::from_secs(30));
     rp.wait_for_status();
@@ -604,7 +606,7 @@ fn derive(
         cnf: child_key.verifying_key().to_cose_key_bytes().unwrap(),
     })
     .unwrap();
-    let headers = writ_attester::gate::request_headers(
+    let headers = writ_gate::request_headers(
         parent,
         parent_key,
         "POST",
@@ -713,7 +715,7 @@ fn gate_refuses_missing_foreign_and_replayed_proofs() {
     let b = bound_token(&host, "hello", &w.digest).unwrap();
     let rp = relying_party(
         gate_config(keys(&host), "hello", 30),
-        writ_attester::gate::system_now(),
+        writ_gate::system_now(),
     );
     rp.follow(&broker.url(), FollowMode::Poll, Duration::from_secs(1));
     rp.wait_for_status();
@@ -730,8 +732,7 @@ fn gate_refuses_missing_foreign_and_replayed_proofs() {
     // A valid request, then the very same headers again.
     let payload = br#"{"job":1}"#;
     let headers =
-        writ_attester::gate::request_headers(&b.token, &b.key, "POST", "/work", payload, now())
-            .unwrap();
+        writ_gate::request_headers(&b.token, &b.key, "POST", "/work", payload, now()).unwrap();
     let (code, body) = post_raw(&format!("{}/work", rp.url), payload, &headers);
     assert_eq!(code, 200, "{body}");
     let (code, body) = post_raw(&format!("{}/work", rp.url), payload, &headers);
@@ -771,7 +772,7 @@ fn status_list_older_than_max_staleness_denies() {
     let b = bound_token(&host, "hello", &w.digest).unwrap();
     let offset = Arc::new(AtomicI64::new(0));
     let o = Arc::clone(&offset);
-    let clock: writ_attester::gate::Now = Arc::new(move || now() + o.load(Ordering::SeqCst));
+    let clock: writ_gate::Now = Arc::new(move || now() + o.load(Ordering::SeqCst));
     let broker_keys = keys(&host);
     let mut cfg = gate_config(broker_keys.clone(), "hello", 10);
     let rp = relying_party(cfg.clone(), Arc::clone(&clock));
@@ -789,10 +790,9 @@ fn status_list_older_than_max_staleness_denies() {
     );
     // A workload allowed offline is still admitted (with its proof checked).
     cfg.allow_offline.insert("hello".into());
-    let offline = GateState::new(cfg, Arc::clone(&clock));
+    let offline = GateState::new(cfg, Arc::clone(&clock)).unwrap();
     let headers =
-        writ_attester::gate::request_headers(&b.token, &b.key, "POST", "/work", b"", clock())
-            .unwrap();
+        writ_gate::request_headers(&b.token, &b.key, "POST", "/work", b"", clock()).unwrap();
     let t = offline
         .admit(
             "POST",
@@ -804,7 +804,7 @@ fn status_list_older_than_max_staleness_denies() {
         .unwrap();
     assert_eq!(t.claims.aud, "hello");
     // Without any list, the non-offline gate refuses.
-    let never = GateState::new(gate_config(broker_keys, "hello", 10), clock);
+    let never = GateState::new(gate_config(broker_keys, "hello", 10), clock).unwrap();
     assert_eq!(
         never
             .admit(
@@ -851,9 +851,8 @@ fn the_policy_can_allow_a_workload_offline() {
     let t = now();
     let admit = |b: &Bound, aud: &str| {
         // A gate that never got a status list, with no offline exceptions.
-        let gate = GateState::new(gate_config(keys(&host), aud, 10), Arc::new(now));
-        let h = writ_attester::gate::request_headers(&b.token, &b.key, "POST", "/work", b"", t)
-            .unwrap();
+        let gate = GateState::new(gate_config(keys(&host), aud, 10), Arc::new(now)).unwrap();
+        let h = writ_gate::request_headers(&b.token, &b.key, "POST", "/work", b"", t).unwrap();
         gate.admit("POST", "/work", Some(&h[0].1), Some(&h[1].1), b"")
             .map(|v| v.claims.aud)
             .map_err(|e| e.code())

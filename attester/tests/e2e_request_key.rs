@@ -327,7 +327,7 @@ fn the_daemon_signs_token_requests_between_attestations() {
         let keys = keys.clone();
         let v = verifier_lib::token::TokenVerifier::new(
             keys,
-            verifier_lib::token::Expectations::new("writ-broker".to_owned()),
+            verifier_lib::token::Expectations::new("writ-broker", "hello"),
         )
         .verify(t, time::OffsetDateTime::now_utc().unix_timestamp())
         .unwrap();

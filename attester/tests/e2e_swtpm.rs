@@ -10,7 +10,7 @@ use verifier_lib::api::{
     AppraisalResponse, AttestRequest, EnrollFinishRequest, EnrollStartRequest, EnrollStartResponse,
 };
 use verifier_lib::policy::Failure;
-use verifier_lib::token::{Expectations, TokenError, TokenVerifier};
+use verifier_lib::token::{Audience, Expectations, TokenError, TokenVerifier};
 use writ_attester::client::ClientError;
 use writ_attester::commands::{self, CommandError};
 use writ_attester::tpm::{AkAlg, EkAlg};
@@ -417,7 +417,7 @@ fn broker_unreachable_after_enrollment_run_refuses() {
 fn expectations(aud: &str) -> Expectations {
     Expectations {
         issuer: "writ-broker".into(),
-        audience: Some(aud.into()),
+        audience: Audience::Exactly(aud.into()),
         leeway_secs: 30,
         max_lifetime_secs: 900,
         require_workload_digest: true,

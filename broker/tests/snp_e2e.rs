@@ -246,9 +246,8 @@ impl Broker {
         TokenVerifier::new(
             (*self.state.key_set).clone(),
             Expectations {
-                audience: Some("hello".into()),
                 require_workload_digest: true,
-                ..Expectations::new(self.state.config.tokens.issuer.clone())
+                ..Expectations::new(self.state.config.tokens.issuer.clone(), "hello")
             },
         )
     }

@@ -83,7 +83,7 @@ fn fixture() -> Fixture {
             key.verifying_key(),
         ])
         .unwrap(),
-        Expectations::new(ISSUER),
+        Expectations::new(ISSUER, "workload:payments-api"),
     );
     verifier.verify(&token, NOW).unwrap();
     let rng = aws_lc_rs::rand::SystemRandom::new();

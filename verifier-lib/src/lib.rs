@@ -18,6 +18,10 @@ pub mod decision;
 pub mod ekcert;
 pub mod error;
 pub mod eventlog;
+/// Fuzz-target entry points. Compiled only with the `fuzzing` feature, which
+/// only `fuzz/Cargo.toml` enables: the module embeds a published test signing
+/// key and must never be part of a production build.
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod host_clock;
 pub mod ima;

@@ -13,7 +13,7 @@
 //! * a derived token is key-bound (`cnf` present).
 
 use crate::token::{
-    Claims, Expectations, TokenError, TokenVerifier, VerifiedToken, MAX_LINEAGE_DEPTH,
+    Audience, Claims, Expectations, TokenError, TokenVerifier, VerifiedToken, MAX_LINEAGE_DEPTH,
 };
 
 /// Why a derivation or a chain was refused.
@@ -194,7 +194,7 @@ pub fn verify_lineage(
     let relaxed = TokenVerifier::new(
         verifier.keys().clone(),
         Expectations {
-            audience: None,
+            audience: Audience::Any,
             ..verifier.expectations().clone()
         },
     );
@@ -267,7 +267,7 @@ mod tests {
     fn verifier(k: &SigningKey) -> TokenVerifier {
         TokenVerifier::new(
             KeySet::new(vec![k.verifying_key()]).unwrap(),
-            Expectations::new("writ-broker"),
+            Expectations::any_audience("writ-broker"),
         )
     }
 

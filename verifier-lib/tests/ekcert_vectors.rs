@@ -440,6 +440,7 @@ fn serializes_for_the_broker() {
     );
 }
 
+#[cfg(feature = "fuzzing")]
 #[test]
 fn fuzz_entry_point_survives_truncations_and_flips() {
     for v in load_vectors() {

@@ -350,7 +350,7 @@ fn issuer_mismatch_is_rejected() {
 }
 
 #[test]
-fn audience_mismatch_is_rejected_only_when_expected() {
+fn audience_mismatch_is_rejected_with_expected_and_actual() {
     let mut c = minimal_claims();
     c.aud = "workload:other".into();
     assert_eq!(
@@ -360,11 +360,59 @@ fn audience_mismatch_is_rejected_only_when_expected() {
             actual: "workload:other".into()
         }
     );
+}
+
+/// Regression (hardening): an audience is required to build `Expectations`;
+/// a token minted for A is refused by a verifier built for B, and only the
+/// explicit any-audience constructor accepts it.
+#[test]
+fn a_token_for_audience_a_is_refused_for_b_unless_any_audience_is_chosen() {
     let key = SigningKey::generate().unwrap();
-    let mut e = expectations();
-    e.audience = None;
-    let v = TokenVerifier::new(KeySet::new(vec![key.verifying_key()]).unwrap(), e);
-    assert!(v.verify(&mint(&c, &key).unwrap(), NOW).is_ok());
+    let keys = KeySet::new(vec![key.verifying_key()]).unwrap();
+    let mut c = minimal_claims();
+    c.aud = "workload:a".into();
+    let token = mint(&c, &key).unwrap();
+
+    let for_b = TokenVerifier::new(keys.clone(), Expectations::new(ISSUER, "workload:b"));
+    assert_eq!(
+        for_b.verify(&token, NOW).unwrap_err(),
+        TokenError::AudienceMismatch {
+            expected: "workload:b".into(),
+            actual: "workload:a".into()
+        }
+    );
+    let for_a = TokenVerifier::new(keys.clone(), Expectations::new(ISSUER, "workload:a"));
+    assert_eq!(for_a.verify(&token, NOW).unwrap().claims.aud, "workload:a");
+
+    let any = Expectations::any_audience(ISSUER);
+    assert_eq!(any.audience, Audience::Any);
+    let any = TokenVerifier::new(keys, any);
+    assert_eq!(any.verify(&token, NOW).unwrap().claims.aud, "workload:a");
+    // Any audience relaxes only the audience: the issuer is still checked.
+    let mut other_issuer = minimal_claims();
+    other_issuer.iss = "https://other.example".into();
+    assert!(matches!(
+        any.verify(&mint(&other_issuer, &key).unwrap(), NOW),
+        Err(TokenError::IssuerMismatch { .. })
+    ));
+}
+
+#[test]
+fn expectations_constructors_name_their_audience() {
+    let e = Expectations::new(ISSUER, AUDIENCE);
+    assert_eq!(e.audience, Audience::Exactly(AUDIENCE.into()));
+    assert_eq!(e.issuer, ISSUER);
+    assert_eq!(e.leeway_secs, DEFAULT_LEEWAY_SECS);
+    assert_eq!(e.max_lifetime_secs, DEFAULT_MAX_LIFETIME_SECS);
+    assert!(!e.require_workload_digest);
+    assert_eq!(
+        serde_json::to_value(&e.audience).unwrap(),
+        serde_json::json!({"exactly": AUDIENCE})
+    );
+    assert_eq!(
+        serde_json::to_value(Audience::Any).unwrap(),
+        serde_json::json!("any")
+    );
 }
 
 #[test]

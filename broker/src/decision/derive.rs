@@ -59,7 +59,7 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
         (*st.key_set).clone(),
         Expectations {
             issuer: st.config.tokens.issuer.clone(),
-            audience: None,
+            audience: token::Audience::Any,
             leeway_secs: st.config.tokens.leeway_secs,
             max_lifetime_secs: i64::from(verifier_lib::policy::HARD_MAX_TOKEN_LIFETIME_SECS),
             require_workload_digest: false,

@@ -32,6 +32,6 @@ pub use error::TokenError;
 pub use keys::{jwk_thumbprint, KeySet, SigningKey, VerifyingKey};
 pub use mint::{mint, new_cti};
 pub use verify::{
-    decode_unverified, Expectations, TokenVerifier, VerifiedToken, DEFAULT_LEEWAY_SECS,
+    decode_unverified, Audience, Expectations, TokenVerifier, VerifiedToken, DEFAULT_LEEWAY_SECS,
     DEFAULT_MAX_LIFETIME_SECS,
 };

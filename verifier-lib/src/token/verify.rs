@@ -15,13 +15,27 @@ pub const DEFAULT_LEEWAY_SECS: i64 = 30;
 /// Default maximum `exp − iat` of [`Expectations::new`].
 pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 3600;
 
+/// Which `aud` a verifier accepts. There is no default: accepting every
+/// audience is a choice the caller spells out ([`Audience::Any`],
+/// [`Expectations::any_audience`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// `aud` must equal this string.
+    Exactly(String),
+    /// Any `aud`. Only for verifiers that deliberately serve every audience
+    /// (a broker checking a parent token it will narrow, display tooling);
+    /// a relying party names its own audience.
+    Any,
+}
+
 /// What a relying party requires of a token beyond a valid signature.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Expectations {
     /// Required `iss`.
     pub issuer: String,
-    /// Required `aud`, when set.
-    pub audience: Option<String>,
+    /// Required `aud` (or, deliberately, any).
+    pub audience: Audience,
     /// Clock skew tolerated on `exp`, `nbf` and `iat` (negative counts as 0).
     pub leeway_secs: i64,
     /// Largest accepted `exp − iat`.
@@ -31,12 +45,22 @@ pub struct Expectations {
 }
 
 impl Expectations {
-    /// Expect `issuer`, any audience, [`DEFAULT_LEEWAY_SECS`],
+    /// Expect `issuer` and exactly `audience`, [`DEFAULT_LEEWAY_SECS`],
     /// [`DEFAULT_MAX_LIFETIME_SECS`], no workload digest required.
-    pub fn new(issuer: impl Into<String>) -> Self {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self::with_audience(issuer, Audience::Exactly(audience.into()))
+    }
+
+    /// Expect `issuer` and accept ANY audience (see [`Audience::Any`]);
+    /// otherwise as [`Expectations::new`].
+    pub fn any_audience(issuer: impl Into<String>) -> Self {
+        Self::with_audience(issuer, Audience::Any)
+    }
+
+    fn with_audience(issuer: impl Into<String>, audience: Audience) -> Self {
         Expectations {
             issuer: issuer.into(),
-            audience: None,
+            audience,
             leeway_secs: DEFAULT_LEEWAY_SECS,
             max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
             require_workload_digest: false,
@@ -79,7 +103,8 @@ impl TokenVerifier {
     /// COSE_Sign1 with no trailing bytes; empty unprotected header; no `crit`;
     /// `alg` ES256; `kid` present and in the key set; claims well-typed;
     /// ES256 signature over the Sig_structure; then `eat_profile`, `iss`,
-    /// `aud`, `exp > iat`, lifetime, `exp`, `nbf`, `iat` and the workload digest.
+    /// `aud` (unless [`Audience::Any`]), `exp > iat`, lifetime, `exp`, `nbf`,
+    /// `iat` and the workload digest.
     pub fn verify(&self, token: &[u8], now_unix: i64) -> Result<VerifiedToken, TokenError> {
         let sign1 = envelope::parse(token)?;
         check_headers(&sign1)?;
@@ -116,10 +141,10 @@ impl TokenVerifier {
                 actual: c.iss.clone(),
             });
         }
-        if let Some(aud) = &e.audience {
-            if &c.aud != aud {
+        if let Audience::Exactly(expected) = &e.audience {
+            if &c.aud != expected {
                 return Err(TokenError::AudienceMismatch {
-                    expected: aud.clone(),
+                    expected: expected.clone(),
                     actual: c.aud.clone(),
                 });
             }

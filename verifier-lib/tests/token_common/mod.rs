@@ -99,7 +99,7 @@ pub fn minimal_claims() -> Claims {
 pub fn expectations() -> Expectations {
     Expectations {
         issuer: ISSUER.into(),
-        audience: Some(AUDIENCE.into()),
+        audience: Audience::Exactly(AUDIENCE.into()),
         leeway_secs: 30,
         max_lifetime_secs: 3600,
         require_workload_digest: false,

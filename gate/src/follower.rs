@@ -1,0 +1,220 @@
+//! [`StatusFollower`]: keeps a gate's revocation status list current by
+//! polling `/v1/status` (ETag / 304) and, optionally, following the
+//! `/v1/status/stream` server-sent events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use verifier_lib::api::governance::StatusEvent;
+use verifier_lib::status;
+
+use crate::state::GateState;
+
+/// How the follower learns about new status lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowMode {
+    /// `GET /v1/status` every interval (ETag / 304).
+    Poll,
+    /// `/v1/status/stream` pushes, plus the periodic poll.
+    Stream,
+}
+
+/// Keeps a [`GateState`]'s status list current.
+#[derive(Debug, Clone)]
+pub struct StatusFollower {
+    pub broker: String,
+    pub mode: FollowMode,
+    pub poll_interval: Duration,
+    pub leeway_secs: i64,
+}
+
+impl StatusFollower {
+    /// Run forever (spawn it); errors are logged and retried.
+    pub async fn run(self, gate: Arc<GateState>) {
+        let http = match reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "status follower: no HTTP client");
+                return;
+            }
+        };
+        let _stream = (self.mode == FollowMode::Stream).then(|| {
+            let stream = self.clone();
+            let g = Arc::clone(&gate);
+            let h = http.clone();
+            AbortOnDrop(tokio::spawn(
+                async move { stream.follow_stream(&h, &g).await },
+            ))
+        });
+        let mut etag: Option<String> = None;
+        loop {
+            if let Err(e) = self.poll_once(&http, &gate, &mut etag).await {
+                tracing::warn!(error = %e, "status poll failed");
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    fn verify_and_install(&self, gate: &GateState, bytes: &[u8]) -> Result<(), String> {
+        let v = &gate.config().verifier;
+        let list = status::verify(
+            bytes,
+            v.keys(),
+            &v.expectations().issuer,
+            gate.now(),
+            self.leeway_secs,
+        )
+        .map_err(|e| e.to_string())?;
+        gate.install(list);
+        Ok(())
+    }
+
+    /// One conditional GET of `/v1/status`.
+    pub async fn poll_once(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        etag: &mut Option<String>,
+    ) -> Result<(), String> {
+        let mut req = http
+            .get(format!("{}/v1/status", self.broker))
+            .timeout(Duration::from_secs(10));
+        if let Some(t) = etag.as_deref() {
+            req = req.header(header::IF_NONE_MATCH, t);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            gate.confirm();
+            return Ok(());
+        }
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        let new_etag = resp
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        self.verify_and_install(gate, &bytes)?;
+        *etag = new_etag;
+        Ok(())
+    }
+
+    async fn follow_stream(&self, http: &reqwest::Client, gate: &GateState) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.stream_once(http, gate).await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => tracing::warn!(error = %e, "status stream interrupted"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn stream_once(&self, http: &reqwest::Client, gate: &GateState) -> Result<(), String> {
+        let mut resp = http
+            .get(format!("{}/v1/status/stream", self.broker))
+            .header(header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            buf.extend_from_slice(&chunk);
+            if buf.len() > 8 * 1024 * 1024 {
+                return Err("stream event too large".into());
+            }
+            while let Some(end) = find_event_end(&buf) {
+                let raw: Vec<u8> = buf.drain(..end).collect();
+                self.handle_event(http, gate, &raw).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_event(&self, http: &reqwest::Client, gate: &GateState, raw: &[u8]) {
+        let text = String::from_utf8_lossy(raw);
+        let mut kind = "message";
+        let mut data = String::new();
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                kind = if v.trim() == "status" {
+                    "status"
+                } else {
+                    "other"
+                };
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if kind == "message" && data.is_empty() {
+            // Keep-alive comments prove the stream (and so the list) is current.
+            gate.confirm();
+            return;
+        }
+        if kind != "status" {
+            return;
+        }
+        let Ok(ev) = serde_json::from_str::<StatusEvent>(&data) else {
+            tracing::warn!("unreadable status event");
+            return;
+        };
+        if gate.status_version() == Some(ev.version) {
+            gate.confirm();
+            return;
+        }
+        let result = match &ev.list {
+            Some(bytes) => self.verify_and_install(gate, bytes),
+            None => {
+                let mut none = None;
+                self.poll_once(http, gate, &mut none).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "status event list rejected");
+        }
+    }
+}
+
+/// Stops the stream task when the follower itself is dropped or aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// End (exclusive, including the blank line) of the first complete SSE event.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_event_end;
+
+    #[test]
+    fn event_ends_at_the_first_blank_line_of_either_style() {
+        assert_eq!(find_event_end(b"event: status\ndata: {}\n"), None);
+        assert_eq!(find_event_end(b"event: status\ndata: {}\n\nrest"), Some(24));
+        assert_eq!(find_event_end(b"data: 1\r\n\r\ndata: 2\n\n"), Some(11));
+        assert_eq!(find_event_end(b"data: 1\n\ndata: 2\r\n\r\n"), Some(9));
+        assert_eq!(find_event_end(b":keep-alive\n\n"), Some(13));
+        assert_eq!(find_event_end(b""), None);
+    }
+}

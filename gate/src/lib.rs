@@ -1,0 +1,39 @@
+//! # writ-gate
+//!
+//! The relying-party gate: a tower [`Layer`](tower::Layer) for axum services
+//! that admits a request only when it carries a valid, unrevoked, key-bound
+//! Writ token and a fresh proof of possession of that key.
+//!
+//! Each request must carry `Authorization: Writ <b64url token>` and
+//! `Writ-PoP: <b64url proof>` (see `verifier_lib::pop`). The gate checks, in
+//! order: presence, the token (signature, issuer, audience, validity), the
+//! revocation status (a cached signed status list no older than
+//! `max_status_age_secs`; without one the request is denied unless the
+//! token carries `writ.offline-ok` or its audience is allowed offline), then
+//! the proof (signature by the token's `cnf` key, method, path, body digest,
+//! token digest, time window, replay). A refusal is `401` (no or bad
+//! credentials), `403` (wrong audience, revoked, status unavailable) or `413`
+//! with `{"error": {"code", "message"}}`. An admitted request carries the
+//! [`VerifiedToken`](verifier_lib::token::VerifiedToken) in its extensions.
+//!
+//! The gate's token expectations must name the relying party's audience:
+//! [`GateState::new`] refuses `Audience::Any`.
+//!
+//! [`StatusFollower`] keeps the cache fresh by polling `/v1/status`
+//! (ETag/304) and, optionally, following `/v1/status/stream` (SSE).
+//! [`request_headers`] is the client side: the two headers for a request.
+//!
+//! This crate deliberately does not depend on the attester: a service that
+//! checks tokens links neither tss-esapi nor sev (`cargo tree -p writ-gate`
+//! lists neither; the `no_platform_dependencies` test checks `Cargo.lock`).
+#![forbid(unsafe_code)]
+
+mod client;
+mod follower;
+mod layer;
+mod state;
+
+pub use client::request_headers;
+pub use follower::{FollowMode, StatusFollower};
+pub use layer::{Gate, GateLayer};
+pub use state::{system_now, GateConfig, GateConfigError, GateDenial, GateState, Now};

@@ -1,0 +1,292 @@
+//! What the gate requires ([`GateConfig`]), why it refuses ([`GateDenial`]),
+//! and its shared state ([`GateState`]): the status-list cache, the replay
+//! cache and the admission decision itself.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Body;
+use axum::http::{header, Response, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use verifier_lib::api::governance::AUTH_SCHEME;
+use verifier_lib::crypto::HashAlg;
+use verifier_lib::pop::{self, PopError, ReplayCache, RequestContext, Window};
+use verifier_lib::status::StatusList;
+use verifier_lib::token::{Audience, TokenError, TokenVerifier, VerifiedToken};
+
+/// Unix seconds; injectable for tests.
+pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_now() -> Now {
+    Arc::new(|| time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+/// What the gate requires.
+#[derive(Clone)]
+pub struct GateConfig {
+    /// Token keys and expectations (issuer, audience, lifetimes). The
+    /// audience must be this relying party's own ([`Audience::Exactly`]):
+    /// [`GateState::new`] refuses [`Audience::Any`].
+    pub verifier: TokenVerifier,
+    pub pop_window: Window,
+    /// Deny when the newest confirmed status list is older than this.
+    pub max_status_age_secs: i64,
+    /// Audiences admitted without a fresh status list (still PoP-checked).
+    pub allow_offline: BTreeSet<String>,
+    /// Proofs remembered for replay detection.
+    pub replay_capacity: usize,
+    /// Largest request body buffered for the body digest.
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for GateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateConfig")
+            .field("expectations", self.verifier.expectations())
+            .field("max_status_age_secs", &self.max_status_age_secs)
+            .field("allow_offline", &self.allow_offline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`GateConfig`] was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateConfigError {
+    /// The token expectations accept any audience; a relying party must
+    /// name the audience its tokens are minted for.
+    #[error("gate for issuer {issuer}: the token expectations accept any audience; name this relying party's audience")]
+    AnyAudience { issuer: String },
+}
+
+/// Why the gate refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateDenial {
+    #[error("Authorization: Writ <token> is required")]
+    TokenMissing,
+    #[error("the token is not base64url")]
+    TokenMalformed,
+    #[error("token: {0}")]
+    TokenInvalid(TokenError),
+    #[error("Writ-PoP header is required")]
+    PopMissing,
+    #[error("{0}")]
+    Pop(PopError),
+    #[error("token {cti} is revoked (status list version {version})")]
+    TokenRevoked { cti: String, version: u64 },
+    #[error("no status list confirmed in the last {max_age_secs} s (newest: {age})")]
+    StatusUnavailable { max_age_secs: i64, age: String },
+    #[error("request body larger than {max} bytes")]
+    BodyTooLarge { max: usize },
+}
+
+impl GateDenial {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GateDenial::TokenMissing => "token_missing",
+            GateDenial::TokenMalformed => "token_malformed",
+            GateDenial::TokenInvalid(TokenError::AudienceMismatch { .. }) => "token_wrong_audience",
+            GateDenial::TokenInvalid(TokenError::Expired { .. }) => "token_expired",
+            GateDenial::TokenInvalid(_) => "token_invalid",
+            GateDenial::PopMissing => "pop_missing",
+            GateDenial::Pop(e) => e.code(),
+            GateDenial::TokenRevoked { .. } => "token_revoked",
+            GateDenial::StatusUnavailable { .. } => "status_unavailable",
+            GateDenial::BodyTooLarge { .. } => "body_too_large",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GateDenial::TokenRevoked { .. } | GateDenial::StatusUnavailable { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            GateDenial::TokenInvalid(TokenError::AudienceMismatch { .. }) => StatusCode::FORBIDDEN,
+            GateDenial::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut r = Response::new(Body::from(body.to_string()));
+        *r.status_mut() = self.status();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Confirmed {
+    list: Arc<StatusList>,
+    /// Local time the list was last confirmed current (fetch, 304, stream).
+    confirmed_at: i64,
+}
+
+/// The gate's shared state: configuration, status cache and replay cache.
+pub struct GateState {
+    config: GateConfig,
+    status: RwLock<Option<Confirmed>>,
+    replay: Mutex<ReplayCache>,
+    now: Now,
+}
+
+impl std::fmt::Debug for GateState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GateState {
+    /// The gate's state for `config`, reading time from `now`. Refuses a
+    /// configuration whose token expectations accept any audience.
+    pub fn new(config: GateConfig, now: Now) -> Result<Arc<Self>, GateConfigError> {
+        let expectations = config.verifier.expectations();
+        if expectations.audience == Audience::Any {
+            return Err(GateConfigError::AnyAudience {
+                issuer: expectations.issuer.clone(),
+            });
+        }
+        let replay = Mutex::new(ReplayCache::new(config.replay_capacity));
+        Ok(Arc::new(GateState {
+            config,
+            status: RwLock::new(None),
+            replay,
+            now,
+        }))
+    }
+
+    /// The configuration the gate enforces.
+    pub fn config(&self) -> &GateConfig {
+        &self.config
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.now)()
+    }
+
+    /// Install a verified status list (confirmed now), unless an equal or
+    /// newer version is already held.
+    pub fn install(&self, list: StatusList) {
+        let now = self.now();
+        if let Ok(mut s) = self.status.write() {
+            let newer = s.as_ref().is_none_or(|c| list.version >= c.list.version);
+            if newer {
+                *s = Some(Confirmed {
+                    list: Arc::new(list),
+                    confirmed_at: now,
+                });
+            } else if let Some(c) = s.as_mut() {
+                c.confirmed_at = now;
+            }
+        }
+    }
+
+    /// The held list is still current (304, stream keep-alive).
+    pub fn confirm(&self) {
+        let now = self.now();
+        if let Ok(mut s) = self.status.write() {
+            if let Some(c) = s.as_mut() {
+                c.confirmed_at = now;
+            }
+        }
+    }
+
+    /// Version of the held list, if any.
+    pub fn status_version(&self) -> Option<u64> {
+        self.status
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|c| c.list.version))
+    }
+
+    fn check_status(&self, token: &VerifiedToken, now: i64) -> Result<(), GateDenial> {
+        let held = self.status.read().ok().and_then(|s| s.clone());
+        let max_age = self.config.max_status_age_secs;
+        let fresh = held
+            .as_ref()
+            .filter(|c| now.saturating_sub(c.confirmed_at) <= max_age && now < c.list.expires_at);
+        // A revoked token stays refused even when the list is old.
+        if let Some(c) = &held {
+            if c.list.is_revoked(&token.claims.cti) {
+                return Err(GateDenial::TokenRevoked {
+                    cti: hex::encode(&token.claims.cti),
+                    version: c.list.version,
+                });
+            }
+        }
+        // Offline acceptance: the broker's policy said so in the token, or
+        // this relying party's own configuration does for the audience.
+        if fresh.is_some()
+            || token.claims.offline_ok
+            || self.config.allow_offline.contains(&token.claims.aud)
+        {
+            return Ok(());
+        }
+        Err(GateDenial::StatusUnavailable {
+            max_age_secs: max_age,
+            age: held.map_or("none".into(), |c| {
+                format!("{} s old", now.saturating_sub(c.confirmed_at))
+            }),
+        })
+    }
+
+    /// Decide on a request given its parts; returns the verified token.
+    pub fn admit(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        proof: Option<&str>,
+        body: &[u8],
+    ) -> Result<VerifiedToken, GateDenial> {
+        let now = self.now();
+        let b64 = authorization
+            .and_then(|v| v.strip_prefix(AUTH_SCHEME))
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or(GateDenial::TokenMissing)?;
+        let token_bytes = URL_SAFE_NO_PAD
+            .decode(b64.trim())
+            .map_err(|_| GateDenial::TokenMalformed)?;
+        let proof = proof.ok_or(GateDenial::PopMissing)?;
+        let proof = URL_SAFE_NO_PAD
+            .decode(proof.trim())
+            .map_err(|_| GateDenial::Pop(PopError::Envelope(TokenError::PemMalformed)))?;
+        let token = self
+            .config
+            .verifier
+            .verify(&token_bytes, now)
+            .map_err(GateDenial::TokenInvalid)?;
+        self.check_status(&token, now)?;
+        let body_digest = HashAlg::Sha256.digest(body);
+        let ctx = RequestContext {
+            method,
+            path,
+            body_digest: &body_digest,
+            challenge: None,
+        };
+        let mut replay = self
+            .replay
+            .lock()
+            .map_err(|_| GateDenial::Pop(PopError::ReplayCacheFull))?;
+        pop::verify(
+            &proof,
+            &token,
+            &ctx,
+            now,
+            self.config.pop_window,
+            &mut *replay,
+        )
+        .map_err(GateDenial::Pop)?;
+        Ok(token)
+    }
+}
