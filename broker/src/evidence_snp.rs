@@ -59,7 +59,7 @@ fn read(field: &str, p: &Path) -> Result<Vec<u8>, Unusable> {
     std::fs::read(p).map_err(|e| unusable(field, format!("{}: {e}", p.display())))
 }
 
-fn reason(stage: &str, e: &verifier_lib::snp::SnpError) -> Value {
+fn reason<E: std::fmt::Debug + std::fmt::Display>(stage: &str, e: &E) -> Value {
     let debug = format!("{e:?}");
     let kind: String = debug
         .chars()
@@ -99,7 +99,7 @@ fn run(args: &SnpArgs) -> Result<(Value, bool), Unusable> {
     let crl = match &args.crl {
         Some(p) => {
             let der = pem::der_or_blocks(&read("crl", p)?, pem::X509_CRL)
-                .map_err(|e| unusable("crl", e))?
+                .map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("crl", &e)})))?
                 .into_iter()
                 .next()
                 .unwrap_or_default();
