@@ -1,12 +1,12 @@
 //! What the attester keeps between runs: its host id, the EK algorithm it
 //! enrolled with, the AK blob (EK-wrapped; useless outside this TPM) and
 //! the secret its request-signing key is derived from.
-//! Written atomically with mode 0600.
+//! Written atomically with mode 0600 (`private-file`); refused when group
+//! or others can read it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use private_file::PrivateFileError;
 use serde::{Deserialize, Serialize};
 
 use crate::tpm::{AkBlob, EkAlg};
@@ -40,18 +40,24 @@ pub enum StateError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("state file: {0}")]
+    File(PrivateFileError),
+}
+
+impl From<PrivateFileError> for StateError {
+    fn from(e: PrivateFileError) -> Self {
+        match e {
+            PrivateFileError::NotFound { path } => StateError::NotEnrolled { path },
+            PrivateFileError::Io { path, source } => StateError::Io { path, source },
+            other => StateError::File(other),
+        }
+    }
 }
 
 impl AttesterState {
     pub fn load(dir: &Path) -> Result<Self, StateError> {
         let path = dir.join(STATE_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StateError::NotEnrolled { path })
-            }
-            Err(source) => return Err(StateError::Io { path, source }),
-        };
+        let bytes = private_file::read(&path)?;
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
     }
 
@@ -62,21 +68,71 @@ impl AttesterState {
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(STATE_FILE);
-        let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
         let json = serde_json::to_vec_pretty(self).map_err(|source| StateError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(&json)
-            .and_then(|_| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        Ok(private_file::write(&path, &json)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::tpm::AkAlg;
+
+    fn state() -> AttesterState {
+        AttesterState {
+            host_id: "host-1".to_owned(),
+            ek_alg: EkAlg::Rsa2048,
+            ak: AkBlob {
+                alg: AkAlg::EccP256,
+                public_tpm2b: vec![0, 1, 2],
+                private: vec![3, 4],
+                name: vec![0, 0x0b, 5],
+            },
+            request_key_secret: Some("00ff".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_stale_temp_file_from_an_interrupted_save_does_not_block() {
+        let t = tempfile::tempdir().unwrap();
+        // Temp files a crash between create and rename can leave behind.
+        std::fs::write(t.path().join(format!(".{STATE_FILE}.tmp")), b"{").unwrap();
+        std::fs::write(t.path().join(format!(".{STATE_FILE}.1.2.3.tmp")), b"{").unwrap();
+        let s = state();
+        s.save(t.path()).unwrap();
+        assert_eq!(AttesterState::load(t.path()).unwrap(), s);
+        let mut updated = s.clone();
+        updated.request_key_secret = None;
+        updated.save(t.path()).unwrap();
+        assert_eq!(AttesterState::load(t.path()).unwrap(), updated);
+        let path = t.path().join(STATE_FILE);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn missing_state_is_not_enrolled_and_a_readable_one_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            AttesterState::load(t.path()),
+            Err(StateError::NotEnrolled { .. })
+        ));
+        state().save(t.path()).unwrap();
+        let path = t.path().join(STATE_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            AttesterState::load(t.path()),
+            Err(StateError::File(PrivateFileError::Permissions {
+                mode: 0o644,
+                ..
+            }))
+        ));
     }
 }

@@ -3,9 +3,10 @@
 //! private key to the child as a PKCS#8 PEM file (mode 0600) in a private
 //! runtime directory (mode 0700), named in `WRIT_KEY`.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use private_file::PrivateFileError;
 
 use verifier_lib::token::{SigningKey, TokenError};
 
@@ -31,6 +32,8 @@ pub enum KeyFileError {
     },
     #[error("workload key: {0}")]
     Key(#[from] TokenError),
+    #[error("workload key file: {0}")]
+    File(#[from] PrivateFileError),
 }
 
 /// The runtime directory: `explicit`, else `$XDG_RUNTIME_DIR/writ`, else
@@ -76,33 +79,21 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyFileError> {
     Ok(())
 }
 
-/// Write `key` as PKCS#8 PEM to a new file `name` (mode 0600) in `dir`.
+/// Write `key` as PKCS#8 PEM to a new file `name` (mode 0600, atomically,
+/// never over an existing file) in `dir`.
 pub fn write_key(dir: &Path, name: &str, key: &SigningKey) -> Result<PathBuf, KeyFileError> {
     ensure_private_dir(dir)?;
     let path = dir.join(name);
-    let io = |source| KeyFileError::Io {
-        path: path.clone(),
-        source,
-    };
     let pem = key.to_pkcs8_pem()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    f.write_all(pem.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(io)?;
+    private_file::write_new(&path, pem.as_bytes())?;
     Ok(path)
 }
 
-/// Load a workload key written by [`write_key`] (what a workload does with `WRIT_KEY`).
+/// Load a workload key written by [`write_key`] (what a workload does with
+/// `WRIT_KEY`); refused when group or others can read it.
 pub fn read_key(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let pem = String::from_utf8(private_file::read(path)?)
+        .map_err(|_| KeyFileError::Key(TokenError::PemMalformed))?;
     Ok(SigningKey::from_pkcs8_pem(&pem)?)
 }
 
@@ -127,11 +118,35 @@ mod tests {
         );
         assert_eq!(read_key(&path).unwrap().kid(), key.kid());
         // Never overwrite.
-        assert!(write_key(&dir, "k.pem", &key).is_err());
+        assert!(matches!(
+            write_key(&dir, "k.pem", &key),
+            Err(KeyFileError::File(PrivateFileError::AlreadyExists { .. }))
+        ));
+        // A key readable by others is not loaded.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            read_key(&path),
+            Err(KeyFileError::File(PrivateFileError::Permissions {
+                mode: 0o644,
+                ..
+            }))
+        ));
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(matches!(
             write_key(&dir, "k2.pem", &key),
             Err(KeyFileError::Insecure { .. })
         ));
+    }
+
+    #[test]
+    fn a_stale_temp_file_from_an_interrupted_write_does_not_block() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("writ");
+        ensure_private_dir(&dir).unwrap();
+        std::fs::write(dir.join(".k.pem.tmp"), b"half").unwrap();
+        std::fs::write(dir.join(".k.pem.1.2.3.tmp"), b"half").unwrap();
+        let key = SigningKey::generate().unwrap();
+        let path = write_key(&dir, "k.pem", &key).unwrap();
+        assert_eq!(read_key(&path).unwrap().kid(), key.kid());
     }
 }

@@ -282,7 +282,7 @@ fn ek_cert(
     let mut presented = Vec::new();
     for (p, b) in cert_files("intermediates", intermediates)? {
         // Presented intermediates are untrusted path-building material.
-        let certs = pem_or_der_certs(&b)
+        let certs = verifier_lib::pem::certificates(&b)
             .map_err(|e| unusable("intermediates", format!("{}: {e}", p.display())))?;
         presented.extend(certs);
     }
@@ -315,20 +315,4 @@ fn ek_cert(
             ),
         },
     )
-}
-
-/// Split a PEM bundle into DER certificates; DER input is returned as is.
-fn pem_or_der_certs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    if bytes.starts_with(b"-----")
-        || bytes.iter().take(64).all(|b| b.is_ascii()) && bytes.windows(5).any(|w| w == b"-----")
-    {
-        let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
-        Ok(blocks
-            .into_iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
-            .map(|b| b.into_contents())
-            .collect())
-    } else {
-        Ok(vec![bytes.to_vec()])
-    }
 }

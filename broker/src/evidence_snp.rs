@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use verifier_lib::pem;
 use verifier_lib::snp::{
     self, parse_hcl_report, AttestationReport, Crl, CrlInput, SnpTrustAnchors,
 };
@@ -58,31 +59,13 @@ fn read(field: &str, p: &Path) -> Result<Vec<u8>, Unusable> {
     std::fs::read(p).map_err(|e| unusable(field, format!("{}: {e}", p.display())))
 }
 
-fn reason(stage: &str, e: &verifier_lib::snp::SnpError) -> Value {
+fn reason<E: std::fmt::Debug + std::fmt::Display>(stage: &str, e: &E) -> Value {
     let debug = format!("{e:?}");
     let kind: String = debug
         .chars()
         .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
     json!({ "stage": stage, "kind": kind, "message": e.to_string(), "detail": debug })
-}
-
-/// PEM blocks of `tag`, or the bytes as one DER object.
-fn pem_or_der(bytes: &[u8], tag: &str) -> Result<Vec<Vec<u8>>, String> {
-    if bytes.starts_with(b"-----") {
-        let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
-        let found: Vec<Vec<u8>> = blocks
-            .into_iter()
-            .filter(|b| b.tag() == tag)
-            .map(|b| b.into_contents())
-            .collect();
-        if found.is_empty() {
-            return Err(format!("no {tag} PEM block"));
-        }
-        Ok(found)
-    } else {
-        Ok(vec![bytes.to_vec()])
-    }
 }
 
 /// Run the command: the JSON verdict and whether it is valid, or unusable.
@@ -104,21 +87,19 @@ fn run(args: &SnpArgs) -> Result<(Value, bool), Unusable> {
             "give --vcek or --vlek (this offline check fetches nothing)",
         )
     })?;
-    let leaf = pem_or_der(&read("vcek", leaf_path)?, "CERTIFICATE")
+    let leaf = pem::certificates(&read("vcek", leaf_path)?)
         .map_err(|e| unusable("vcek", e))?
         .into_iter()
         .next()
         .unwrap_or_default();
     let chain = match &args.chain {
-        Some(p) => {
-            pem_or_der(&read("chain", p)?, "CERTIFICATE").map_err(|e| unusable("chain", e))?
-        }
+        Some(p) => pem::certificates(&read("chain", p)?).map_err(|e| unusable("chain", e))?,
         None => Vec::new(),
     };
     let crl = match &args.crl {
         Some(p) => {
-            let der = pem_or_der(&read("crl", p)?, "X509 CRL")
-                .map_err(|e| unusable("crl", e))?
+            let der = pem::der_or_blocks(&read("crl", p)?, pem::X509_CRL)
+                .map_err(|e| Unusable(json!({"verdict": "unusable", "reason": reason("crl", &e)})))?
                 .into_iter()
                 .next()
                 .unwrap_or_default();

@@ -126,20 +126,10 @@ pub fn vcek_url_path(product: Product, hwid: &[u8], tcb: &TcbParts) -> String {
     )
 }
 
-/// Split a PEM bundle into DER certificates, in order.
-pub fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let blocks = pem::parse_many(bytes).map_err(|e| e.to_string())?;
-    Ok(blocks
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect())
-}
-
 fn parse_chain(what: &str, bytes: &[u8]) -> Result<CertChain, KdsError> {
-    let certs = pem_certificates(bytes).map_err(|reason| KdsError::Malformed {
+    let certs = verifier_lib::pem::certificates(bytes).map_err(|e| KdsError::Malformed {
         what: what.to_owned(),
-        reason,
+        reason: e.to_string(),
     })?;
     match certs.as_slice() {
         [intermediate, ark] => Ok(CertChain {

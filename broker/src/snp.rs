@@ -70,14 +70,11 @@ pub enum AssembleError {
 }
 
 fn pem_or_der(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
-    if bytes.starts_with(b"-----") {
-        crate::kds::pem_certificates(&bytes)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| "no CERTIFICATE block".to_owned())
-    } else {
-        Ok(bytes)
-    }
+    verifier_lib::pem::certificates(&bytes)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no CERTIFICATE block".to_owned())
 }
 
 impl SnpService {

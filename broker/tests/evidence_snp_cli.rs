@@ -122,7 +122,7 @@ fn garbage_is_unusable() {
     assert_eq!(code, 2, "{v:#}");
     assert_eq!(v["verdict"], "unusable");
     assert_eq!(v["reason"]["kind"], "InvalidLength");
-    // A garbage CRL is unusable too, and so is a missing file.
+    // A garbage CRL (neither DER nor PEM) is unusable too, and so is a missing file.
     let (code, v) = run(&[
         "--report",
         &p("go-sev-guest/milan-v2/report.bin"),
@@ -132,7 +132,8 @@ fn garbage_is_unusable() {
         &garbage.display().to_string(),
     ]);
     assert_eq!(code, 2, "{v:#}");
-    assert_eq!(v["reason"]["kind"], "CrlParse");
+    assert_eq!(v["reason"]["stage"], "crl");
+    assert_eq!(v["reason"]["kind"], "NotPem");
     let (code, _) = run(&["--report", "/nonexistent/report.bin", "--vcek", &vcek]);
     assert_eq!(code, 2);
 }

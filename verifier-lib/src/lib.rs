@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod host_clock;
 pub mod ima;
 pub mod lineage;
+pub mod pem;
 pub mod policy;
 pub mod pop;
 pub mod request;

@@ -3,10 +3,9 @@
 //! Its public verifier key is written next to it (`checkpoint-key.vkey`) on
 //! every start, for `writ-broker audit verify --keys-dir`.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use private_file::PrivateFileError;
 use verifier_lib::audit::{AuditError, CheckpointSigner};
 
 /// Private key file inside the keys directory.
@@ -26,66 +25,80 @@ pub enum CheckpointKeyError {
     Permissions { path: PathBuf, mode: u32 },
     #[error("checkpoint key {path}: {source}")]
     Key { path: PathBuf, source: AuditError },
+    #[error("checkpoint key: {0}")]
+    File(PrivateFileError),
+}
+
+impl From<PrivateFileError> for CheckpointKeyError {
+    fn from(e: PrivateFileError) -> Self {
+        match e {
+            PrivateFileError::Permissions { path, mode } => {
+                CheckpointKeyError::Permissions { path, mode }
+            }
+            PrivateFileError::Io { path, source } => CheckpointKeyError::Io { path, source },
+            other => CheckpointKeyError::File(other),
+        }
+    }
 }
 
 /// Loads the checkpoint key from `dir` (generating it on first start) and
-/// names it `origin`.
+/// names it `origin`. A temp file left by an interrupted first start is
+/// ignored; when another process generated the key concurrently, its key
+/// is loaded.
 pub fn load_or_generate(dir: &Path, origin: &str) -> Result<CheckpointSigner, CheckpointKeyError> {
     let path = dir.join(CHECKPOINT_KEY_FILE);
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| CheckpointKeyError::Io { path, source }
-    };
-    let signer = match std::fs::read(&path) {
-        Ok(der) => {
-            let mode = std::fs::metadata(&path)
-                .map_err(io(&path))?
-                .permissions()
-                .mode()
-                & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(CheckpointKeyError::Permissions { path, mode });
-            }
-            CheckpointSigner::from_pkcs8(origin, &der).map_err(|source| {
-                CheckpointKeyError::Key {
-                    path: path.clone(),
-                    source,
-                }
-            })?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-            let signer =
-                CheckpointSigner::generate(origin).map_err(|source| CheckpointKeyError::Key {
-                    path: path.clone(),
-                    source,
-                })?;
-            let der = signer
-                .to_pkcs8()
-                .map_err(|source| CheckpointKeyError::Key {
-                    path: path.clone(),
-                    source,
-                })?;
-            // Private temp file, then rename: never a partial key file.
-            let tmp = dir.join(format!(".{CHECKPOINT_KEY_FILE}.tmp"));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            f.write_all(&der)
-                .and_then(|_| f.sync_all())
-                .map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            tracing::info!(path = %path.display(), vkey = %signer.vkey(), "generated checkpoint signing key");
-            signer
-        }
-        Err(e) => return Err(io(&path)(e)),
+    let signer = match load(&path, origin)? {
+        Some(signer) => signer,
+        None => generate(dir, &path, origin)?,
     };
     let vkey_path = dir.join(CHECKPOINT_VKEY_FILE);
-    std::fs::write(&vkey_path, format!("{}\n", signer.vkey())).map_err(io(&vkey_path))?;
+    std::fs::write(&vkey_path, format!("{}\n", signer.vkey())).map_err(|source| {
+        CheckpointKeyError::Io {
+            path: vkey_path.clone(),
+            source,
+        }
+    })?;
     Ok(signer)
+}
+
+fn generate(dir: &Path, path: &Path, origin: &str) -> Result<CheckpointSigner, CheckpointKeyError> {
+    std::fs::create_dir_all(dir).map_err(|source| CheckpointKeyError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let key_error = |source| CheckpointKeyError::Key {
+        path: path.to_owned(),
+        source,
+    };
+    let signer = CheckpointSigner::generate(origin).map_err(key_error)?;
+    let der = signer.to_pkcs8().map_err(key_error)?;
+    match private_file::write_new(path, &der) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), vkey = %signer.vkey(), "generated checkpoint signing key");
+            Ok(signer)
+        }
+        Err(PrivateFileError::AlreadyExists { .. }) => load(path, origin)?.ok_or_else(|| {
+            CheckpointKeyError::File(PrivateFileError::NotFound {
+                path: path.to_owned(),
+            })
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The key at `path`, or `None` if there is no file.
+fn load(path: &Path, origin: &str) -> Result<Option<CheckpointSigner>, CheckpointKeyError> {
+    let der = match private_file::read(path) {
+        Ok(der) => der,
+        Err(PrivateFileError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    CheckpointSigner::from_pkcs8(origin, &der)
+        .map(Some)
+        .map_err(|source| CheckpointKeyError::Key {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// The default log origin: `writ-broker/<hostname>`.
@@ -102,5 +115,25 @@ pub fn default_origin() -> String {
         "writ-broker/localhost".to_owned()
     } else {
         format!("writ-broker/{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_temp_file_from_an_interrupted_write_does_not_block_start_up() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join(format!(".{CHECKPOINT_KEY_FILE}.tmp")),
+            b"half",
+        )
+        .unwrap();
+        let signer = load_or_generate(t.path(), "writ-broker/test").unwrap();
+        let again = load_or_generate(t.path(), "writ-broker/test").unwrap();
+        assert_eq!(signer.vkey(), again.vkey());
+        let vkey = std::fs::read_to_string(t.path().join(CHECKPOINT_VKEY_FILE)).unwrap();
+        assert_eq!(vkey, format!("{}\n", signer.vkey()));
     }
 }

@@ -395,38 +395,12 @@ pub(crate) fn is_pem(bytes: &[u8]) -> bool {
     bytes.first() != Some(&0x30)
 }
 
-/// All CERTIFICATE blocks of a PEM bundle, decoded. Text around the blocks is ignored.
-pub(crate) fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, EkCertError> {
-    let blocks = pem::parse_many(bytes).map_err(|e| EkCertError::PemMalformed {
-        detail: e.to_string(),
-    })?;
-    if blocks.is_empty() {
-        return Err(EkCertError::NoCertificate);
-    }
-    blocks
-        .into_iter()
-        .map(|b| {
-            if b.tag() == "CERTIFICATE" {
-                Ok(b.into_contents())
-            } else {
-                Err(EkCertError::PemLabel {
-                    label: b.tag().to_owned(),
-                })
-            }
-        })
-        .collect()
-}
-
 /// Every certificate in a PEM bundle or one exact DER certificate.
 pub(crate) fn parse_pem_or_der(bytes: &[u8]) -> Result<Vec<ParsedCert>, EkCertError> {
-    if is_pem(bytes) {
-        pem_certificates(bytes)?
-            .iter()
-            .map(|der| ParsedCert::from_der(der))
-            .collect()
-    } else {
-        Ok(vec![ParsedCert::from_der(bytes)?])
-    }
+    crate::pem::certificates(bytes)?
+        .iter()
+        .map(|der| ParsedCert::from_der(der))
+        .collect()
 }
 
 /// Split DER input into the certificate (the outer SEQUENCE) and the NV

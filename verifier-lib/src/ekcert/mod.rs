@@ -21,7 +21,7 @@ pub use manufacturers::BUNDLED_MANUFACTURER_CAS;
 pub use store::TrustStore;
 
 use crate::crypto::{HashAlg, PublicKey};
-use certificate::{is_pem, pem_certificates, trim_nv_padding, ParsedCert};
+use certificate::{is_pem, trim_nv_padding, ParsedCert};
 
 /// Why an EK certificate or its chain was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +100,20 @@ pub enum EkCertError {
     EkPublicMismatch { expected: String, actual: String },
 }
 
+/// The shared PEM rule's refusals, in this module's terms.
+impl From<crate::pem::PemError> for EkCertError {
+    fn from(e: crate::pem::PemError) -> Self {
+        use crate::pem::PemError;
+        match e {
+            PemError::Label { actual, .. } => EkCertError::PemLabel { label: actual },
+            PemError::Malformed { source } => EkCertError::PemMalformed {
+                detail: source.to_string(),
+            },
+            PemError::Empty { .. } | PemError::NotPem { .. } => EkCertError::NoCertificate,
+        }
+    }
+}
+
 /// A parsed EK certificate. Its chain is not verified yet.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EkCertificate {
@@ -142,7 +156,7 @@ fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error
 /// `trailing_padding`; any other trailing byte is an error.
 pub fn parse_ek_certificate(bytes: &[u8]) -> Result<EkCertificate, EkCertError> {
     let (der, trailing_padding) = if is_pem(bytes) {
-        let mut certs = pem_certificates(bytes)?;
+        let mut certs = crate::pem::certificates(bytes)?;
         match (certs.pop(), certs.len()) {
             (Some(der), 0) => (der, 0),
             (None, _) => return Err(EkCertError::NoCertificate),

@@ -18,3 +18,20 @@ pub fn ek_cert(data: &[u8]) {
     // The input doubles as a presented intermediate.
     let _ = verify_ek_chain(&ek, &[data.to_vec()], &TrustStore::empty(), FUZZ_NOW);
 }
+
+/// Split arbitrary bytes with the shared PEM rule: DER comes back as is,
+/// and accepted PEM re-encodes to blocks that split to the same objects.
+pub fn pem_certificates(data: &[u8]) {
+    let Ok(certs) = crate::pem::certificates(data) else {
+        return;
+    };
+    if data.first() == Some(&0x30) {
+        debug_assert!(certs == [data.to_vec()]);
+        return;
+    }
+    let again: String = certs
+        .iter()
+        .map(|der| pem::encode(&pem::Pem::new(crate::pem::CERTIFICATE, der.clone())))
+        .collect();
+    debug_assert!(crate::pem::certificates(again.as_bytes()).is_ok_and(|c| c == certs));
+}
