@@ -20,9 +20,9 @@ pub enum ServeError {
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]
-    Trust(#[from] crate::trust::TrustError),
+    Trust(#[from] crate::tee::tpm::trust::TrustError),
     #[error("SEV-SNP: {0}")]
-    Snp(#[from] crate::snp::SnpSetupError),
+    Snp(#[from] crate::tee::snp::SnpSetupError),
     #[error("refusing to serve with {setting}: it is for tests only (see docs/configuration.md)")]
     Dangerous { setting: &'static str },
     #[error(transparent)]
@@ -46,8 +46,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let policy = PolicyHandle::load(&config.policy.file)?;
     let store = Store::open(&config.storage.url).await?;
     let key = crate::keys::load_or_generate(&config.keys.dir)?;
-    let trust = crate::trust::ek_trust_store(&config.trust)?;
-    let snp = crate::snp::SnpService::from_config(&config)?;
+    let trust = crate::tee::tpm::trust::ek_trust_store(&config.trust)?;
+    let snp = crate::tee::snp::SnpService::from_config(&config)?;
     let origin = if config.audit.origin.is_empty() {
         crate::audit::key::default_origin()
     } else {

@@ -23,7 +23,7 @@ pub struct AppState {
     pub policy: PolicyHandle,
     pub trust: Arc<TrustStore>,
     /// The SEV-SNP verifier; `None`: SNP endpoints answer `snp_unavailable`.
-    pub snp: Option<Arc<crate::snp::SnpService>>,
+    pub snp: Option<Arc<crate::tee::snp::SnpService>>,
     /// The signed Merkle audit log every decision is appended to.
     pub audit: AuditLog,
     pub governance: Arc<crate::governance::Governance>,
@@ -58,7 +58,7 @@ impl AppState {
     }
 
     /// Enable SEV-SNP appraisal.
-    pub fn with_snp(mut self, snp: crate::snp::SnpService) -> Self {
+    pub fn with_snp(mut self, snp: crate::tee::snp::SnpService) -> Self {
         self.snp = Some(Arc::new(snp));
         self
     }

@@ -13,7 +13,6 @@
 //! batch once `audit.checkpoint_min_leaves` leaves were appended since the
 //! last one. All checkpoints are kept in the store.
 
-pub mod cli;
 pub mod key;
 pub mod leaves;
 pub mod policy;

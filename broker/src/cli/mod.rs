@@ -2,16 +2,19 @@
 //! and audit tools, `operator-token` and `config`. `main.rs` only calls
 //! [`main`].
 
+pub mod audit;
+pub mod evidence;
 mod operator_token;
+pub mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::audit::cli::AuditCommand;
+use self::audit::AuditCommand;
+use self::evidence::EvidenceCommand;
 use crate::config::Config;
-use crate::evidence::{self, EvidenceCommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "writ-broker", version, about = "Writ attestation broker")]
@@ -37,7 +40,7 @@ enum Command {
     /// Policy tools (`policy learn`: draft a policy from a golden host's logs).
     Policy {
         #[command(subcommand)]
-        command: crate::policy_cli::PolicyCommand,
+        command: policy::PolicyCommand,
     },
     /// Audit the signed decision log offline: `verify` (exit 0 consistent,
     /// 1 not, 2 unusable input) and `show` (a host's or token's history).
@@ -91,8 +94,8 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Evidence { command } => evidence::run(command),
-        Command::Policy { command } => crate::policy_cli::run(command),
-        Command::Audit { command } => crate::audit::cli::run(command),
+        Command::Policy { command } => policy::run(command),
+        Command::Audit { command } => audit::run(command),
         Command::OperatorToken { name } => operator_token::run(&name),
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {

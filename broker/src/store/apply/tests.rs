@@ -236,8 +236,109 @@ async fn revoke_reinstate_and_clock_baseline() {
         .into_iter()
         .map(|e| e.kind)
         .collect();
+    assert_eq!(kinds, vec!["revoked", "reinstated"]);
+}
+
+/// An appraisal decision applies only while its preconditions hold: the
+/// nonce unused, the host's status and clock baseline as read. A refused
+/// change writes nothing, not even the nonce's consumption, so the decision
+/// can be taken again.
+#[tokio::test]
+async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
+    use crate::store::audit::{AppraisalChange, Expect, NonceUse};
+    use verifier_lib::decision::ClockUpdate;
+    use verifier_lib::host_clock::ClockTransition;
+
+    let (_d, s) = store().await;
+    assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
+    let nonce = |n: &[u8]| StateChange::Nonce {
+        nonce: n.to_vec(),
+        host_id: "h".into(),
+        expires_at: 1000,
+    };
+    apply(&s, nonce(b"n1")).await.unwrap();
+    let st = |reset, clock| ClockState {
+        reset_count: reset,
+        restart_count: 0,
+        clock,
+    };
+    let change = |expect: Option<HostStatus>, clock: Option<ClockState>, n: &[u8]| {
+        StateChange::Appraisal(Box::new(AppraisalChange {
+            nonce: NonceUse {
+                nonce: n.to_vec(),
+                host_id: "h".into(),
+                at: 10,
+            },
+            expect: Expect {
+                status: expect,
+                clock,
+            },
+            appraisal: appraisal("h", 10, "affirming"),
+            status: Some(HostStatus::Trusted),
+            status_reason: Some("passing appraisal"),
+            register: None,
+            clock: Some(ClockUpdate {
+                state: st(2, 5),
+                transition: ClockTransition::Rebooted,
+            }),
+            clock_refused: None,
+            token: Some(token(1, "h", 100)),
+            ima_cursor: None,
+        }))
+    };
+    // The host is enrolled, not trusted: the decision read something else.
     assert_eq!(
-        kinds,
-        vec!["clock_refused", "rebooted", "revoked", "reinstated"]
+        apply(&s, change(Some(HostStatus::Trusted), None, b"n1")).await,
+        Err(ChangeRefused::Conflict)
     );
+    // The clock baseline moved since the read.
+    s.set_host_clock("h", Some(st(1, 50))).await.unwrap();
+    assert_eq!(
+        apply(&s, change(Some(HostStatus::Enrolled), None, b"n1")).await,
+        Err(ChangeRefused::Conflict)
+    );
+    let counts = s.counts().await.unwrap();
+    assert_eq!((counts.appraisals, counts.tokens), (0, 0));
+    // Decided again on what is there now: applies, with the nonce unused.
+    assert_eq!(
+        apply(
+            &s,
+            change(Some(HostStatus::Enrolled), Some(st(1, 50)), b"n1")
+        )
+        .await,
+        Ok(0)
+    );
+    let h = s.host("h").await.unwrap().unwrap();
+    assert_eq!(h.status, HostStatus::Trusted);
+    assert_eq!(s.host_clock("h").await.unwrap(), Some(st(2, 5)));
+    let kinds: Vec<String> = s
+        .host_events("h")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["rebooted"]);
+    // The nonce is single-use.
+    assert_eq!(
+        apply(&s, change(Some(HostStatus::Trusted), Some(st(2, 5)), b"n1")).await,
+        Err(ChangeRefused::Nonce(NonceProblem::AlreadyUsed))
+    );
+    // A revocation between read and apply refuses the token.
+    apply(&s, nonce(b"n2")).await.unwrap();
+    apply(
+        &s,
+        StateChange::RevokeHost {
+            host_id: "h".into(),
+            reason: "op".into(),
+            at: 11,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        apply(&s, change(Some(HostStatus::Trusted), Some(st(2, 5)), b"n2")).await,
+        Err(ChangeRefused::Conflict)
+    );
+    assert_eq!(s.counts().await.unwrap().tokens, 1);
 }

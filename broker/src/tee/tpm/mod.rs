@@ -1,6 +1,8 @@
 //! TPM quotes: pick the quote-only or the log appraisal, resume IMA from the
 //! host's stored cursor, and say whether a verified boot log came with the
-//! quote.
+//! quote. The EK trust store for enrollment is [`trust`].
+
+pub mod trust;
 
 use verifier_lib::api::TpmEvidence;
 use verifier_lib::appraisal::{

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use verifier_lib::audit::{verify_log_rows, Checkpoint, Decision, Leaf, LogError, LogRow};
 
-use super::source::{self, LogData, SourceError};
+use crate::audit::source::{self, LogData, SourceError};
 
 /// Where the log comes from, and which key must have signed it.
 #[derive(Debug, Args)]

@@ -70,7 +70,7 @@ fn reason<E: std::fmt::Debug + std::fmt::Display>(stage: &str, e: &E) -> Value {
 
 /// Run the command: the JSON verdict and whether it is valid, or unusable.
 fn run(args: &SnpArgs) -> Result<(Value, bool), Unusable> {
-    let now = crate::evidence::instant_pub(args.at.as_deref()).map_err(Unusable)?;
+    let now = super::at::instant(args.at.as_deref()).map_err(Unusable)?;
     let input = read("report", &args.report)?;
     let (raw, format, hcl) = if input.starts_with(b"HCLA") {
         let h = parse_hcl_report(&input)

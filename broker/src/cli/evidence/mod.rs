@@ -5,6 +5,10 @@
 //! when it is invalid and 2 when the input is unusable (unreadable or
 //! unparseable). Time-dependent checks use `--at RFC3339` (default: now).
 
+mod at;
+mod boot;
+mod snp;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -56,7 +60,7 @@ pub enum EvidenceCommand {
         at: Option<String>,
     },
     /// Verify an AMD SEV-SNP attestation report (raw or Azure HCL).
-    Snp(crate::evidence_snp::SnpArgs),
+    Snp(snp::SnpArgs),
     /// Replay a TCG event log: PCRs per bank and boot-state claims.
     Eventlog {
         /// The log (`binary_bios_measurements`).
@@ -109,12 +113,12 @@ pub fn run(cmd: EvidenceCommand) -> ExitCode {
             no_bundled,
             at,
         } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref()),
-        EvidenceCommand::Snp(args) => return crate::evidence_snp::exit(&args),
+        EvidenceCommand::Snp(args) => return snp::exit(&args),
         EvidenceCommand::Eventlog { log, pcrs } => {
-            crate::evidence_boot::eventlog(&log, pcrs.as_deref()).map_err(Unusable)
+            boot::eventlog(&log, pcrs.as_deref()).map_err(Unusable)
         }
         EvidenceCommand::Ima { list, pcr10 } => {
-            crate::evidence_boot::ima(&list, pcr10.as_deref()).map_err(Unusable)
+            boot::ima(&list, pcr10.as_deref()).map_err(Unusable)
         }
     };
     let (value, code) = match result {
@@ -135,17 +139,7 @@ fn read(field: &str, p: &Path) -> Result<Vec<u8>, Unusable> {
 
 /// `now`, or the instant given with `--at`.
 fn instant(at: Option<&str>) -> Result<i64, Unusable> {
-    match at {
-        None => Ok(time::OffsetDateTime::now_utc().unix_timestamp()),
-        Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .map_err(|e| unusable("at", format!("{s:?} is not RFC 3339: {e}"))),
-    }
-}
-
-/// [`instant`] for the other evidence modules: the error is the JSON verdict.
-pub(crate) fn instant_pub(at: Option<&str>) -> Result<i64, Value> {
-    instant(at).map_err(|Unusable(v)| v)
+    at::instant(at).map_err(Unusable)
 }
 
 /// The typed reason of a failure: its variant, its message and its fields.

@@ -15,7 +15,9 @@ use verifier_lib::snp_appraisal::{
 };
 
 use crate::config::Config;
-use crate::kds::{KdsClient, KdsError};
+pub mod kds;
+
+use self::kds::{KdsClient, KdsError};
 
 /// Why the SNP verifier could not be set up.
 #[derive(Debug, thiserror::Error)]
