@@ -407,10 +407,11 @@ fn signed_requests_need_a_trusted_freshly_appraised_host() {
         NOW,
     );
     assert_eq!(too_old.unwrap_err().code(), "host_not_fresh");
+    // Whatever keeps the host from being trusted, the remedy is a quote.
     for (status, code) in [
-        (HostStatus::Failed, "host_failed"),
-        (HostStatus::Stale, "host_stale"),
-        (HostStatus::Enrolled, "host_not_attested"),
+        (HostStatus::Failed, "host_not_fresh"),
+        (HostStatus::Stale, "host_not_fresh"),
+        (HostStatus::Enrolled, "host_not_fresh"),
         (HostStatus::Revoked, "host_revoked"),
     ] {
         let e = signed_request(

@@ -5,7 +5,7 @@
 
 use verifier_lib::audit::{Decision, Leaf};
 use verifier_lib::decision::claims::{request_key_submod, ExecutionToken};
-use verifier_lib::decision::grant::{signed_request, HostStanding, SignedGrant};
+use verifier_lib::decision::grant::{request_key_host, signed_request, HostStanding, SignedGrant};
 use verifier_lib::decision::{Denial, HostStatus, WorkloadRequest};
 use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::VerifyingKey;
@@ -63,12 +63,15 @@ async fn host(st: &AppState, host_id: &str) -> Result<HostRecord, DecisionError>
 }
 
 fn fresh(st: &AppState, host: &HostRecord) -> Result<i64, DecisionError> {
-    HostStanding {
-        host_id: &host.id,
-        status: host.status,
-        last_pass: host.last_attested_at,
-    }
-    .require_fresh(st.config.hosts.signed_request_max_age_secs, st.now())
+    request_key_host(
+        HostStanding {
+            host_id: &host.id,
+            status: host.status,
+            last_pass: host.last_attested_at,
+        },
+        st.config.hosts.signed_request_max_age_secs,
+        st.now(),
+    )
     .map_err(|denial| DecisionError::Denied {
         denial,
         appraisal: None,

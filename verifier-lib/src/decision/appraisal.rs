@@ -81,6 +81,8 @@ pub struct Input<'a> {
 pub struct ClockUpdate {
     pub state: ClockState,
     pub transition: ClockTransition,
+    /// The quote came with a verified boot log of the current boot.
+    pub new_boot_log: bool,
 }
 
 /// What one appraisal decided. The broker applies it as one state change.
@@ -147,6 +149,7 @@ pub fn decide(input: Input<'_>) -> Decision {
                     Some(ClockUpdate {
                         state: current,
                         transition,
+                        new_boot_log: appraised.new_boot_log,
                     }),
                     None,
                 ),

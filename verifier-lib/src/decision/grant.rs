@@ -55,9 +55,32 @@ pub struct SignedGrant {
     pub fresh_since: i64,
 }
 
+/// Whether a host may register a request key or have a signed request
+/// honoured: trusted, with a passing appraisal within `max_age_secs`.
+/// Every other state (failed, stale, never attested) is
+/// [`Denial::HostNotFresh`] — the client's remedy is the same: attest with a
+/// quote. A revoked host is [`Denial::HostRevoked`]. Returns the time of the
+/// passing appraisal.
+pub fn request_key_host(
+    host: HostStanding<'_>,
+    max_age_secs: i64,
+    now: i64,
+) -> Result<i64, Denial> {
+    match host.require_fresh(max_age_secs, now) {
+        Err(Denial::HostNotTrusted { host: id, .. }) => Err(Denial::HostNotFresh {
+            host: id,
+            last_pass: host.last_pass,
+            max_age_secs,
+            now,
+        }),
+        other => other,
+    }
+}
+
 /// Decide a token request signed by the host's (already verified) request
-/// key: the host must be trusted and freshly appraised, and the policy must
-/// allow the workload on its group.
+/// key: the host must be trusted and freshly appraised
+/// ([`request_key_host`]), and the policy must allow the workload on its
+/// group.
 pub fn signed_request(
     host: HostStanding<'_>,
     max_age_secs: i64,
@@ -65,7 +88,7 @@ pub fn signed_request(
     request: WorkloadRequest<'_>,
     now: i64,
 ) -> Result<SignedGrant, Denial> {
-    let appraised_at = host.require_fresh(max_age_secs, now)?;
+    let appraised_at = request_key_host(host, max_age_secs, now)?;
     let rule = workload_rule(policy, None, host.host_id, request)
         .map_err(|failure| Denial::Workload { failure })?;
     Ok(SignedGrant {

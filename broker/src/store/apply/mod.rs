@@ -228,11 +228,12 @@ async fn apply_appraisal<T: WriteTx + ?Sized>(
         ) {
             let previous = c.expect.clock;
             let detail = format!(
-                "reset_count {} -> {}, restart_count {} -> {}",
+                "reset_count {} -> {}, restart_count {} -> {}, boot log: {}",
                 previous.map_or(0, |p| p.reset_count),
                 s.reset_count,
                 previous.map_or(0, |p| p.restart_count),
                 s.restart_count,
+                if update.new_boot_log { "new" } else { "none" },
             );
             tx.insert_host_event(host_id, c.appraisal.at, update.transition.as_str(), &detail)
                 .await?;

@@ -280,6 +280,7 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
             clock: Some(ClockUpdate {
                 state: st(2, 5),
                 transition: ClockTransition::Rebooted,
+                new_boot_log: true,
             }),
             clock_refused: None,
             token: Some(token(1, "h", 100)),
@@ -319,6 +320,8 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
         .map(|e| e.kind)
         .collect();
     assert_eq!(kinds, vec!["rebooted"]);
+    let events = s.host_events("h").await.unwrap();
+    assert!(events[0].detail.ends_with("boot log: new"), "{events:?}");
     // The nonce is single-use.
     assert_eq!(
         apply(&s, change(Some(HostStatus::Trusted), Some(st(2, 5)), b"n1")).await,
