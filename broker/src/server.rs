@@ -45,7 +45,8 @@ pub enum ServeError {
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServeError> {
     let policy = PolicyHandle::load(&config.policy.file)?;
     let store = Store::open(&config.storage.url).await?;
-    let key = crate::keys::load_or_generate(&config.keys.dir)?;
+    let keys =
+        crate::keys::load_token_keys(&config.keys.dir, config.keys.overlap_secs, clock.now())?;
     let trust = crate::tee::tpm::trust::ek_trust_store(&config.trust)?;
     let snp = crate::tee::snp::SnpService::from_config(&config)?;
     let origin = if config.audit.origin.is_empty() {
@@ -63,8 +64,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     )
     .await?;
     crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;
+    let key = keys.current;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
-    let state = AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp);
+    let mut state = AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp);
+    if let Some(previous) = keys.previous {
+        state = state.with_previous_key(previous);
+    }
     state.governance.spawn_watcher(
         state.store.clone(),
         std::time::Duration::from_millis(state.config.status.poll_interval_ms),

@@ -19,7 +19,13 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub signing_key: Arc<SigningKey>,
+    /// Every token key loaded at start (the signing key first, then a
+    /// rotated-out previous key). What verifies and is published at a given
+    /// time is [`AppState::key_set_at`]: the previous key only until
+    /// `previous_retire_at`.
     pub key_set: Arc<KeySet>,
+    /// `(kid, time)`: the previous token key leaves the key set at `time`.
+    pub previous_retire_at: Option<(String, i64)>,
     pub policy: PolicyHandle,
     pub trust: Arc<TrustStore>,
     /// The SEV-SNP verifier; `None`: SNP endpoints answer `snp_unavailable`.
@@ -50,11 +56,36 @@ impl AppState {
             clock,
             signing_key: Arc::new(signing_key),
             key_set: Arc::new(key_set),
+            previous_retire_at: None,
             policy,
             trust: Arc::new(trust),
             snp: None,
             audit,
         }
+    }
+
+    /// Publish (and accept tokens from) a rotated-out token key until its
+    /// overlap ends (see `crate::keys::rotate`).
+    pub fn with_previous_key(mut self, previous: crate::keys::PreviousKey) -> Self {
+        if previous.key.kid != self.signing_key.kid() {
+            let mut set = (*self.key_set).clone();
+            set.keys.push(previous.key.clone());
+            self.key_set = Arc::new(set);
+            self.previous_retire_at = Some((previous.key.kid, previous.retire_at));
+        }
+        self
+    }
+
+    /// The token keys in force at `now`: what `/v1/keys` publishes and what
+    /// the broker accepts tokens from.
+    pub fn key_set_at(&self, now: i64) -> KeySet {
+        let mut set = (*self.key_set).clone();
+        if let Some((kid, retire_at)) = &self.previous_retire_at {
+            if now >= *retire_at {
+                set.keys.retain(|k| &k.kid != kid);
+            }
+        }
+        set
     }
 
     /// Enable SEV-SNP appraisal.

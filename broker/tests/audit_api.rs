@@ -70,6 +70,9 @@ fn bad_queries_are_refused_with_stable_codes() {
         ("/v1/audit/proof/consistency?from=1&to=0", 400, "invalid_range"),
         ("/v1/audit/proof/consistency?from=0&to=500", 400, "beyond_tree"),
         ("/v1/audit/checkpoints?from_size=a", 400, "invalid_query"),
+        ("/v1/audit/checkpoints?limit=0", 400, "invalid_query"),
+        ("/v1/audit/checkpoints?limit=x", 400, "invalid_query"),
+        ("/v1/audit/checkpoints?cursor=1", 400, "invalid_query"),
     ] {
         let (s, j) = get_json(&b, path);
         assert_eq!((s, j["error"]["code"].as_str().unwrap()), (status, code), "{path}: {j}");
@@ -198,4 +201,76 @@ fn refusals_are_logged_and_proofs_verify_against_signed_checkpoints() {
         .collect();
     assert!(sizes.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(*sizes.last().unwrap(), new.size);
+}
+
+/// `/v1/audit/checkpoints` answers in pages (default 100, at most 1000):
+/// each names where the next starts, the last names none, and walking the
+/// pages yields every checkpoint once, in order.
+#[test]
+fn checkpoints_come_in_bounded_pages() {
+    let b = broker();
+    let audit = b.audit.clone();
+    // 205 checkpoints: one per appended leaf.
+    b.block_on(async {
+        for i in 0..205i64 {
+            let leaf = Leaf::new(
+                i,
+                Decision::OperatorAction {
+                    who: "test".into(),
+                    what: format!("page {i}"),
+                },
+            );
+            audit
+                .append(StateChange::Nothing, vec![leaf])
+                .await
+                .unwrap();
+            audit.checkpoint_now().await.unwrap().unwrap();
+        }
+    });
+    let sizes = |page: &serde_json::Value| -> Vec<u64> {
+        page["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["size"].as_u64().unwrap())
+            .collect()
+    };
+    let (s, first) = get_json(&b, "/v1/audit/checkpoints");
+    assert_eq!(s, 200, "{first}");
+    let first_sizes = sizes(&first);
+    assert_eq!(first_sizes.len(), 100, "default page size");
+    assert_eq!(
+        first["next_from_size"].as_u64(),
+        Some(first_sizes.last().unwrap() + 1)
+    );
+    // A limit above the maximum is lowered to it; the whole log fits.
+    let (_, big) = get_json(&b, "/v1/audit/checkpoints?limit=5000");
+    let all = sizes(&big);
+    assert!(all.len() >= 205 && all.len() <= 1000, "{}", all.len());
+    assert!(big["next_from_size"].is_null());
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    // Walking small pages gives the same checkpoints, each once.
+    let mut walked = Vec::new();
+    let mut from = Some(0u64);
+    let mut pages = 0;
+    while let Some(f) = from {
+        let (s, page) = get_json(&b, &format!("/v1/audit/checkpoints?from_size={f}&limit=7"));
+        assert_eq!(s, 200, "{page}");
+        let got = sizes(&page);
+        assert!(got.len() <= 7);
+        walked.extend(got);
+        from = page["next_from_size"].as_u64();
+        pages += 1;
+    }
+    assert_eq!(walked, all);
+    assert_eq!(pages, all.len().div_ceil(7));
+    // The audit CLI's `--url` source walks the pages too.
+    let notes: Vec<String> = big["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["note"].as_str().unwrap().to_owned())
+        .collect();
+    let fetched = writ_broker::audit::source::from_url(&b.url(), None).unwrap();
+    assert_eq!(fetched.checkpoints, notes);
 }

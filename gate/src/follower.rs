@@ -1,6 +1,8 @@
 //! [`StatusFollower`]: keeps a gate's revocation status list current by
 //! polling `/v1/status` (ETag / 304) and, optionally, following the
-//! `/v1/status/stream` server-sent events.
+//! `/v1/status/stream` server-sent events. Only a verified list moves the
+//! gate's freshness (its signed `issued_at` / `expires_at`); a `304` or a
+//! keep-alive is unauthenticated and refreshes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +90,8 @@ impl StatusFollower {
         }
         let resp = req.send().await.map_err(|e| e.to_string())?;
         if resp.status() == StatusCode::NOT_MODIFIED {
-            gate.confirm();
+            // Unauthenticated: it refreshes nothing. The held list stays as
+            // fresh as its signed issued_at / expires_at say.
             return Ok(());
         }
         if !resp.status().is_success() {
@@ -156,11 +159,8 @@ impl StatusFollower {
                 data.push_str(v.trim_start());
             }
         }
-        if kind == "message" && data.is_empty() {
-            // Keep-alive comments prove the stream (and so the list) is current.
-            gate.confirm();
-            return;
-        }
+        // Keep-alive comments and other events are unauthenticated: they
+        // confirm nothing about the held list.
         if kind != "status" {
             return;
         }
@@ -168,8 +168,12 @@ impl StatusFollower {
             tracing::warn!("unreadable status event");
             return;
         };
-        if gate.status_version() == Some(ev.version) {
-            gate.confirm();
+        // Nothing newer than the held list (same version, not signed later).
+        if gate.status_version() == Some(ev.version)
+            && gate
+                .status_issued_at()
+                .is_some_and(|held| ev.issued_at <= held)
+        {
             return;
         }
         let result = match &ev.list {

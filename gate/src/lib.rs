@@ -7,8 +7,10 @@
 //! Each request must carry `Authorization: Writ <b64url token>` and
 //! `Writ-PoP: <b64url proof>` (see `verifier_lib::pop`). The gate checks, in
 //! order: presence, the token (signature, issuer, audience, validity), the
-//! revocation status (a cached signed status list no older than
-//! `max_status_age_secs`; without one the request is denied unless the
+//! revocation status (a cached signed status list whose signed `issued_at`
+//! is at most `max_status_age_secs` old and whose signed `expires_at` has not
+//! passed; a `304` or a stream keep-alive confirms nothing, being
+//! unauthenticated; without such a list the request is denied unless the
 //! token carries `writ.offline-ok` or its audience is allowed offline), then
 //! the proof (signature by the token's `cnf` key, method, path, body digest,
 //! token digest, time window, replay). A refusal is `401` (no or bad

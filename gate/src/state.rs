@@ -31,7 +31,10 @@ pub struct GateConfig {
     /// [`GateState::new`] refuses [`Audience::Any`].
     pub verifier: TokenVerifier,
     pub pop_window: Window,
-    /// Deny when the newest confirmed status list is older than this.
+    /// Deny when the held status list was signed (its `issued_at`) more than
+    /// this many seconds ago, or its signed `expires_at` has passed. Only
+    /// the signed times count: a `304` or a stream keep-alive is
+    /// unauthenticated and confirms nothing.
     pub max_status_age_secs: i64,
     /// Audiences admitted without a fresh status list (still PoP-checked).
     pub allow_offline: BTreeSet<String>,
@@ -77,7 +80,7 @@ pub enum GateDenial {
     Pop(PopError),
     #[error("token {cti} is revoked (status list version {version})")]
     TokenRevoked { cti: String, version: u64 },
-    #[error("no status list confirmed in the last {max_age_secs} s (newest: {age})")]
+    #[error("no status list signed in the last {max_age_secs} s and unexpired (newest: {age})")]
     StatusUnavailable { max_age_secs: i64, age: String },
     #[error("request body larger than {max} bytes")]
     BodyTooLarge { max: usize },
@@ -123,17 +126,12 @@ impl GateDenial {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Confirmed {
-    list: Arc<StatusList>,
-    /// Local time the list was last confirmed current (fetch, 304, stream).
-    confirmed_at: i64,
-}
-
 /// The gate's shared state: configuration, status cache and replay cache.
 pub struct GateState {
     config: GateConfig,
-    status: RwLock<Option<Confirmed>>,
+    /// The newest verified list; its freshness is its signed `issued_at` /
+    /// `expires_at`, never the time it was fetched or re-confirmed.
+    status: RwLock<Option<Arc<StatusList>>>,
     replay: Mutex<ReplayCache>,
     now: Now,
 }
@@ -174,29 +172,16 @@ impl GateState {
         (self.now)()
     }
 
-    /// Install a verified status list (confirmed now), unless an equal or
-    /// newer version is already held.
+    /// Install a verified status list unless the held one is newer: a
+    /// higher version, or the same version signed later. Installing an
+    /// older signature of the held version (a replay) extends nothing.
     pub fn install(&self, list: StatusList) {
-        let now = self.now();
         if let Ok(mut s) = self.status.write() {
-            let newer = s.as_ref().is_none_or(|c| list.version >= c.list.version);
+            let newer = s
+                .as_ref()
+                .is_none_or(|c| (list.version, list.issued_at) > (c.version, c.issued_at));
             if newer {
-                *s = Some(Confirmed {
-                    list: Arc::new(list),
-                    confirmed_at: now,
-                });
-            } else if let Some(c) = s.as_mut() {
-                c.confirmed_at = now;
-            }
-        }
-    }
-
-    /// The held list is still current (304, stream keep-alive).
-    pub fn confirm(&self) {
-        let now = self.now();
-        if let Ok(mut s) = self.status.write() {
-            if let Some(c) = s.as_mut() {
-                c.confirmed_at = now;
+                *s = Some(Arc::new(list));
             }
         }
     }
@@ -206,21 +191,31 @@ impl GateState {
         self.status
             .read()
             .ok()
-            .and_then(|s| s.as_ref().map(|c| c.list.version))
+            .and_then(|s| s.as_ref().map(|c| c.version))
+    }
+
+    /// Signed `issued_at` of the held list, if any.
+    pub fn status_issued_at(&self) -> Option<i64> {
+        self.status
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().map(|c| c.issued_at))
     }
 
     fn check_status(&self, token: &VerifiedToken, now: i64) -> Result<(), GateDenial> {
         let held = self.status.read().ok().and_then(|s| s.clone());
         let max_age = self.config.max_status_age_secs;
+        // Freshness is what the broker signed: the list's own issue time
+        // and expiry. Nothing unauthenticated (a 304, a keep-alive) counts.
         let fresh = held
             .as_ref()
-            .filter(|c| now.saturating_sub(c.confirmed_at) <= max_age && now < c.list.expires_at);
+            .filter(|c| now.saturating_sub(c.issued_at) <= max_age && now < c.expires_at);
         // A revoked token stays refused even when the list is old.
         if let Some(c) = &held {
-            if c.list.is_revoked(&token.claims.cti) {
+            if c.is_revoked(&token.claims.cti) {
                 return Err(GateDenial::TokenRevoked {
                     cti: hex::encode(&token.claims.cti),
-                    version: c.list.version,
+                    version: c.version,
                 });
             }
         }
@@ -235,7 +230,12 @@ impl GateState {
         Err(GateDenial::StatusUnavailable {
             max_age_secs: max_age,
             age: held.map_or("none".into(), |c| {
-                format!("{} s old", now.saturating_sub(c.confirmed_at))
+                format!(
+                    "version {} signed {} s ago, expires at {}",
+                    c.version,
+                    now.saturating_sub(c.issued_at),
+                    c.expires_at
+                )
             }),
         })
     }

@@ -146,15 +146,26 @@ fn revocation_and_stale_status_are_refused() {
     );
     assert_eq!(denial.status(), StatusCode::FORBIDDEN);
 
-    // A fresh list admits; once it is older than max_status_age_secs, not.
+    // A fresh list admits; once it was signed more than max_status_age_secs
+    // ago, not.
     gate.install(list(1, T0, &[]));
     present(&gate, &keys, &token, T0).unwrap();
     clock.advance(31);
     let denial = present(&gate, &keys, &token, clock.get()).unwrap_err();
     assert_eq!(denial.code(), "status_unavailable");
-    // A 304 / keep-alive confirms the held list again.
-    gate.confirm();
+    // Installing the same signed list again (a re-fetch) changes nothing:
+    // freshness is its signed issued_at, not when the gate last saw it.
+    gate.install(list(1, T0, &[]));
+    assert_eq!(gate.status_issued_at(), Some(T0));
+    let denial = present(&gate, &keys, &token, clock.get()).unwrap_err();
+    assert_eq!(denial.code(), "status_unavailable");
+    // The same version re-signed now is fresh again.
+    gate.install(list(1, clock.get(), &[]));
+    assert_eq!(gate.status_issued_at(), Some(clock.get()));
     present(&gate, &keys, &token, clock.get()).unwrap();
+    // An older signature of the held version does not replace it.
+    gate.install(list(1, T0, &[]));
+    assert_eq!(gate.status_issued_at(), Some(clock.get()));
 
     // A newer list revokes the token; an older version does not replace it.
     gate.install(list(2, clock.get(), &[7]));

@@ -18,6 +18,13 @@ use crate::state::AppState;
 /// Most entries one `/v1/audit/entries` answer carries.
 pub const MAX_ENTRIES: u64 = 1000;
 
+/// Checkpoints one `/v1/audit/checkpoints` answer carries without `limit`.
+pub const DEFAULT_CHECKPOINTS: u64 = 100;
+
+/// Most checkpoints one `/v1/audit/checkpoints` answer carries (a larger
+/// `limit` is lowered to this).
+pub const MAX_CHECKPOINTS: u64 = 1000;
+
 /// Parsed query string: each allowed key at most once.
 struct Params(BTreeMap<&'static str, String>);
 
@@ -118,17 +125,33 @@ pub struct CheckpointItem {
 #[derive(Debug, Serialize)]
 pub struct CheckpointList {
     pub checkpoints: Vec<CheckpointItem>,
+    /// `from_size` of the next page; `null` on the last page.
+    pub next_from_size: Option<u64>,
 }
 
-/// `GET /v1/audit/checkpoints?from_size=N`: every checkpoint with size >= N,
-/// in issue order.
+/// `GET /v1/audit/checkpoints?from_size=N&limit=M`: the first `M` (default
+/// [`DEFAULT_CHECKPOINTS`], at most [`MAX_CHECKPOINTS`]) checkpoints with
+/// size >= N, in issue order, and where the next page starts. A log signs a
+/// checkpoint only when it grew, so sizes strictly increase and the next
+/// page starts one past the last size returned.
 pub async fn checkpoints(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<CheckpointList>, ApiError> {
-    let p = Params::parse(q.as_deref(), &["from_size"])?;
+    let p = Params::parse(q.as_deref(), &["from_size", "limit"])?;
     let from = p.u64("from_size")?.unwrap_or(0);
-    let rows = st.store.audit_checkpoints(from).await?;
+    let limit = match p.u64("limit")? {
+        Some(0) => return Err(invalid_query("limit: must be at least 1".into())),
+        Some(n) => n.min(MAX_CHECKPOINTS),
+        None => DEFAULT_CHECKPOINTS,
+    };
+    // One more than asked tells whether there is a next page.
+    let mut rows = st.store.audit_checkpoints(from, limit + 1).await?;
+    let more = u64::try_from(rows.len()).unwrap_or(u64::MAX) > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_from_size = more
+        .then(|| rows.last().map(|r| r.size.saturating_add(1)))
+        .flatten();
     Ok(Json(CheckpointList {
         checkpoints: rows
             .into_iter()
@@ -138,6 +161,7 @@ pub async fn checkpoints(
                 note: r.note,
             })
             .collect(),
+        next_from_size,
     }))
 }
 

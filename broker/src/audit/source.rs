@@ -76,7 +76,7 @@ pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
             data.rows.push((r.index, r.leaf, Some(stored)));
         }
         data.checkpoints = store
-            .audit_checkpoints(0)
+            .audit_checkpoints(0, u64::MAX)
             .await
             .map_err(db)?
             .into_iter()
@@ -103,6 +103,9 @@ struct EntryItem {
 #[derive(Deserialize)]
 struct CheckpointList {
     checkpoints: Vec<CheckpointItem>,
+    /// Where the next page starts; absent on the last page.
+    #[serde(default)]
+    next_from_size: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -156,15 +159,20 @@ pub fn from_url(base: &str, ca_cert: Option<&Path>) -> Result<LogData, SourceErr
         published_vkey: Some(get("/v1/audit/key")?.trim().to_owned()),
         ..LogData::default()
     };
-    let cps: CheckpointList = serde_json::from_value(json(
-        "/v1/audit/checkpoints",
-        &get("/v1/audit/checkpoints")?,
-    )?)
-    .map_err(|e| SourceError::Http {
-        url: format!("{base}/v1/audit/checkpoints"),
-        message: e.to_string(),
-    })?;
-    data.checkpoints = cps.checkpoints.into_iter().map(|c| c.note).collect();
+    // Checkpoints come in pages; each names where the next one starts.
+    let mut from_size = Some(0u64);
+    while let Some(from) = from_size {
+        let path = format!("/v1/audit/checkpoints?from_size={from}");
+        let cps: CheckpointList =
+            serde_json::from_value(json(&path, &get(&path)?)?).map_err(|e| SourceError::Http {
+                url: format!("{base}{path}"),
+                message: e.to_string(),
+            })?;
+        // A next page must start past this one, or the walk would not end.
+        from_size = cps.next_from_size.filter(|next| *next > from);
+        data.checkpoints
+            .extend(cps.checkpoints.into_iter().map(|c| c.note));
+    }
     let mut start = 0u64;
     loop {
         let path = format!("/v1/audit/entries?start={start}");

@@ -1,9 +1,10 @@
 //! The `writ-broker` command line: `serve`, the offline evidence, policy
-//! and audit tools, `operator-token` and `config`. `main.rs` only calls
-//! [`main`].
+//! and audit tools, `keys` (token-key rotation), `operator-token` and
+//! `config`. `main.rs` only calls [`main`].
 
 pub mod audit;
 pub mod evidence;
+pub mod keys;
 mod operator_token;
 pub mod policy;
 
@@ -47,6 +48,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Token-key rotation: `rotate` (new signing key; the old one stays
+    /// published for `keys.overlap_secs`) and `retire` (stop publishing it).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Make an operator bearer token: prints the token (give it to the
     /// operator) and the `[[operators.tokens]]` entry for the broker's
@@ -96,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Evidence { command } => evidence::run(command),
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command),
+        Command::Keys { command } => keys::run(command),
         Command::OperatorToken { name } => operator_token::run(&name),
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {

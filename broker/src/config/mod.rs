@@ -60,6 +60,12 @@ pub struct StorageConfig {
 pub struct KeysConfig {
     /// Directory holding the token signing key (`token-key.pem`, mode 0600).
     pub dir: PathBuf,
+    /// After `writ-broker keys rotate`, the previous token key stays in the
+    /// published key set (`/v1/keys`) this many seconds, so tokens it signed
+    /// keep verifying; the broker retires it at its first start after that
+    /// (or `writ-broker keys retire` does at once). At least the longest
+    /// token lifetime plus `tokens.leeway_secs`.
+    pub overlap_secs: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,9 +143,14 @@ impl Default for SnpConfig {
 pub struct TokensConfig {
     /// `iss` of every token.
     pub issuer: String,
-    /// Clock leeway when the broker itself checks tokens, in seconds.
+    /// Clock leeway when the broker itself checks tokens, in seconds
+    /// (`0..=`[`MAX_LEEWAY_SECS`]).
     pub leeway_secs: i64,
 }
+
+/// Largest accepted `tokens.leeway_secs`: more would let expired tokens,
+/// proofs and status lists pass for minutes.
+pub const MAX_LEEWAY_SECS: i64 = 300;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -200,6 +211,7 @@ impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("writ-state/keys"),
+            overlap_secs: 3600,
         }
     }
 }
@@ -281,6 +293,21 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "tokens.issuer",
                 reason: "must not be empty".into(),
+            });
+        }
+        if !(0..=MAX_LEEWAY_SECS).contains(&self.tokens.leeway_secs) {
+            return Err(ConfigError::Invalid {
+                field: "tokens.leeway_secs",
+                reason: format!(
+                    "{} is outside 0..={MAX_LEEWAY_SECS}",
+                    self.tokens.leeway_secs
+                ),
+            });
+        }
+        if self.keys.overlap_secs < 0 {
+            return Err(ConfigError::Invalid {
+                field: "keys.overlap_secs",
+                reason: format!("{} is negative", self.keys.overlap_secs),
             });
         }
         if self.nonces.ttl_secs <= 0 || self.nonces.enrollment_ttl_secs <= 0 {
@@ -373,6 +400,36 @@ mod tests {
             assert!(matches!(
                 Config::load(Some(Path::new("c.toml")), Config::process_env()),
                 Err(ConfigError::Parse(_))
+            ));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn leeway_is_capped_and_overlap_must_not_be_negative() {
+        figment::Jail::expect_with(|jail| {
+            for (leeway, ok) in [(0, true), (300, true), (301, false), (-1, false)] {
+                jail.create_file("l.toml", &format!("[tokens]\nleeway_secs = {leeway}\n"))?;
+                let loaded = Config::load(Some(Path::new("l.toml")), Config::process_env());
+                match (ok, loaded) {
+                    (true, Ok(c)) => assert_eq!(c.tokens.leeway_secs, leeway),
+                    (
+                        false,
+                        Err(ConfigError::Invalid {
+                            field: "tokens.leeway_secs",
+                            reason,
+                        }),
+                    ) => assert!(reason.contains(&leeway.to_string()), "{reason}"),
+                    (ok, other) => panic!("leeway {leeway}: expected ok={ok}, got {other:?}"),
+                }
+            }
+            jail.set_env("WRIT_KEYS__OVERLAP_SECS", "-5");
+            assert!(matches!(
+                Config::load(None, Config::process_env()),
+                Err(ConfigError::Invalid {
+                    field: "keys.overlap_secs",
+                    ..
+                })
             ));
             Ok(())
         });

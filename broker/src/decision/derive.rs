@@ -56,7 +56,7 @@ pub struct Derived {
 pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, DeriveError> {
     let now = st.now();
     let verifier = TokenVerifier::new(
-        (*st.key_set).clone(),
+        st.key_set_at(now),
         Expectations {
             issuer: st.config.tokens.issuer.clone(),
             audience: token::Audience::Any,

@@ -214,10 +214,12 @@ pub trait StateStore: Send + Sync + Debug {
 
     async fn insert_audit_checkpoint(&self, cp: &audit::CheckpointRow) -> Result<(), StoreError>;
 
-    /// Signed checkpoints with size `>= from_size`, in issue order.
+    /// At most `limit` signed checkpoints with size `>= from_size`, in issue
+    /// order.
     async fn audit_checkpoints(
         &self,
         from_size: u64,
+        limit: u64,
     ) -> Result<Vec<audit::CheckpointRow>, StoreError>;
 
     /// The most recently issued checkpoint.

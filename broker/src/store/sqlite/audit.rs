@@ -129,11 +129,14 @@ pub(super) async fn insert_checkpoint(
 pub(super) async fn checkpoints(
     pool: &SqlitePool,
     from_size: u64,
+    limit: u64,
 ) -> Result<Vec<CheckpointRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT size, note, created_at FROM audit_checkpoints WHERE size >= $1 ORDER BY id",
+        "SELECT size, note, created_at FROM audit_checkpoints WHERE size >= $1 ORDER BY id LIMIT $2",
     )
     .bind(to_i64("from_size", from_size)?)
+    // Beyond i64::MAX is "all of them".
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await?;
     rows.iter().map(checkpoint_from_row).collect()

@@ -234,8 +234,12 @@ impl StateStore for SqliteStore {
         audit::insert_checkpoint(&self.pool, cp).await
     }
 
-    async fn audit_checkpoints(&self, from_size: u64) -> Result<Vec<CheckpointRow>, StoreError> {
-        audit::checkpoints(&self.pool, from_size).await
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+        limit: u64,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
+        audit::checkpoints(&self.pool, from_size, limit).await
     }
 
     async fn latest_audit_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
