@@ -283,17 +283,15 @@ impl GateState {
             body_digest: &body_digest,
             challenge: None,
         };
-        let checked =
-            pop::check(&proof, &token, &ctx, now, self.config.pop_window).map_err(GateDenial::Pop)?;
+        let checked = pop::check(&proof, &token, &ctx, now, self.config.pop_window)
+            .map_err(GateDenial::Pop)?;
         // Recorded last: a request refused for its token, its status or its
         // proof takes no room in the replay cache.
         let mut replay = self
             .replay
             .lock()
             .map_err(|_| GateDenial::Pop(PopError::ReplayCacheUnavailable))?;
-        checked
-            .record(&mut *replay, now)
-            .map_err(GateDenial::Pop)?;
+        checked.record(&mut *replay, now).map_err(GateDenial::Pop)?;
         Ok(token)
     }
 }

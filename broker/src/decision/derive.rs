@@ -81,8 +81,8 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
         max_age_secs: st.config.lineage.pop_max_age_secs,
         max_future_secs: st.config.tokens.leeway_secs.max(0),
     };
-    let proof = pop::check(req.proof, &parent, &req.context, now, window)
-        .map_err(DeriveError::Proof)?;
+    let proof =
+        pop::check(req.proof, &parent, &req.context, now, window).map_err(DeriveError::Proof)?;
     let depth = lineage::child_depth(&parent.claims).map_err(DeriveError::Lineage)?;
     let lifetime = req.lifetime_secs.map_or(i64::MAX, i64::from);
     let exp = parent.claims.exp.min(now.saturating_add(lifetime));
@@ -146,11 +146,7 @@ fn record_proof(
 ) -> Result<(), DeriveError> {
     let proof = pending.lock().map_err(replay_cache_poisoned)?.take();
     if let Some(proof) = proof {
-        let mut cache = st
-            .governance
-            .replay
-            .lock()
-            .map_err(replay_cache_poisoned)?;
+        let mut cache = st.governance.replay.lock().map_err(replay_cache_poisoned)?;
         proof.record(&mut *cache, now).map_err(DeriveError::Proof)?;
     }
     Ok(())
