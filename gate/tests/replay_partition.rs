@@ -32,11 +32,11 @@ fn token_for(keys: &Keys, holder: &SigningKey, cti: u8) -> Vec<u8> {
 }
 
 fn headers(token: &[u8], holder: &SigningKey, at: i64) -> [(String, String); 2] {
-    request_headers(token, holder, "POST", "/work", BODY, at).unwrap()
+    request_headers(token, holder, "POST", "/job", BODY, at).unwrap()
 }
 
 fn admit(gate: &GateState, h: &[(String, String); 2]) -> Result<(), GateDenial> {
-    gate.admit("POST", "/work", Some(&h[0].1), Some(&h[1].1), BODY)
+    gate.admit("POST", "/job", Some(&h[0].1), Some(&h[1].1), BODY)
         .map(|_| ())
 }
 
