@@ -54,6 +54,7 @@ fn gate_config(keys: KeySet) -> GateConfig {
         max_status_age_secs: 60,
         allow_offline: Default::default(),
         replay_capacity: 1_000_000,
+        replay_capacity_per_key: 1_000_000,
         max_body_bytes: 1 << 20,
     }
 }

@@ -183,6 +183,7 @@ fn gate_config(keys: KeySet, aud: &str, max_status_age_secs: i64) -> GateConfig 
         max_status_age_secs,
         allow_offline: Default::default(),
         replay_capacity: 10_000,
+        replay_capacity_per_key: 10_000,
         max_body_bytes: 1 << 20,
     }
 }

@@ -14,12 +14,17 @@
 //!   ? 7: bstr }         ; the server's challenge, when it issued one
 //! ```
 //!
-//! [`verify`] checks the envelope, the signature with the token's `cnf` key,
-//! that the proof names this request (method, path, body, token, challenge),
-//! that its timestamp is within the window, and that it was not seen before
-//! (the caller's [`ReplayGuard`]; [`ReplayCache`] is a bounded one).
+//! [`check`] verifies the envelope, the signature with the token's `cnf` key,
+//! that the proof names this request (method, path, body, token, challenge)
+//! and that its timestamp is within the window; it records nothing.
+//! [`CheckedProof::record`] then records it as used in the caller's
+//! [`ReplayGuard`] (refusing a replay); a caller records only once every
+//! other check of the request passed (e.g. the token is known and
+//! unrevoked), so a refused request consumes no replay-cache room.
+//! [`verify`] is both in one call. [`ReplayCache`] is a bounded guard,
+//! partitioned by `cnf` key (module [`replay`]).
 
-use std::collections::{HashMap, VecDeque};
+pub mod replay;
 
 use ciborium::value::Value;
 
@@ -27,6 +32,8 @@ use crate::crypto::HashAlg;
 use crate::signed::{self, OpenError};
 use crate::token::cbor::{self, as_fixed_bytes, as_i64, as_text, int, required, IntMap};
 use crate::token::{SigningKey, TokenError, VerifiedToken, DIGEST_LEN};
+
+pub use replay::{key_id, KeyId, ProofId, ReplayCache, ReplayGuard, ReplayLimits};
 
 /// Content type of a proof.
 pub const CONTENT_TYPE: &str = "application/writ-pop+cbor";
@@ -106,8 +113,15 @@ pub enum PopError {
     InFuture { timestamp: i64, now: i64 },
     #[error("proof of possession: already used (replay)")]
     Replayed,
-    #[error("proof of possession: replay cache full; refusing rather than forgetting")]
-    ReplayCacheFull,
+    /// The proofs of this `cnf` key fill its share of the replay cache.
+    #[error("proof of possession: {key_entries} live proofs of this key are remembered (at most {max}); refusing rather than forgetting")]
+    ReplayKeyFull { key_entries: usize, max: usize },
+    /// The replay cache as a whole is full.
+    #[error("proof of possession: replay cache full ({entries} live proofs, at most {max}); refusing rather than forgetting")]
+    ReplayCacheFull { entries: usize, max: usize },
+    /// The replay cache cannot be used (a holder of its lock panicked).
+    #[error("proof of possession: replay cache unavailable")]
+    ReplayCacheUnavailable,
 }
 
 impl PopError {
@@ -120,7 +134,9 @@ impl PopError {
             PopError::Mismatch { .. } => "pop_wrong_request",
             PopError::TooOld { .. } | PopError::InFuture { .. } => "pop_outside_window",
             PopError::Replayed => "pop_replayed",
-            PopError::ReplayCacheFull => "pop_replay_cache_full",
+            PopError::ReplayKeyFull { .. } => "pop_replay_key_full",
+            PopError::ReplayCacheFull { .. } => "pop_replay_cache_full",
+            PopError::ReplayCacheUnavailable => "pop_replay_cache_unavailable",
         }
     }
 }
@@ -133,69 +149,6 @@ impl From<OpenError> for PopError {
                 PopError::ContentType { expected, actual }
             }
         }
-    }
-}
-
-/// Remembers proofs already accepted.
-pub trait ReplayGuard {
-    /// Record `id` as used until `keep_until`; `Err(Replayed)` if it was
-    /// already used, `Err(ReplayCacheFull)` if it cannot be remembered.
-    fn first_use(&mut self, id: [u8; 32], keep_until: i64, now: i64) -> Result<(), PopError>;
-}
-
-/// A bounded replay cache: entries live until their proof would be too old
-/// anyway; when full of live entries it refuses (fails closed).
-#[derive(Debug, Clone)]
-pub struct ReplayCache {
-    capacity: usize,
-    seen: HashMap<[u8; 32], i64>,
-    order: VecDeque<([u8; 32], i64)>,
-}
-
-impl ReplayCache {
-    pub fn new(capacity: usize) -> Self {
-        ReplayCache {
-            capacity,
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
-    fn evict(&mut self, now: i64) {
-        // Entries are appended with non-decreasing keep_until in practice;
-        // pop from the front while expired.
-        while let Some((id, until)) = self.order.front().copied() {
-            if until > now {
-                break;
-            }
-            self.order.pop_front();
-            if self.seen.get(&id) == Some(&until) {
-                self.seen.remove(&id);
-            }
-        }
-    }
-}
-
-impl ReplayGuard for ReplayCache {
-    fn first_use(&mut self, id: [u8; 32], keep_until: i64, now: i64) -> Result<(), PopError> {
-        self.evict(now);
-        if self.seen.contains_key(&id) {
-            return Err(PopError::Replayed);
-        }
-        if self.seen.len() >= self.capacity {
-            return Err(PopError::ReplayCacheFull);
-        }
-        self.seen.insert(id, keep_until);
-        self.order.push_back((id, keep_until));
-        Ok(())
     }
 }
 
@@ -250,15 +203,51 @@ fn mismatch(field: &'static str, expected: impl AsRef<[u8]>, actual: impl AsRef<
     }
 }
 
-/// Verify `proof` for a request carrying the already verified `token`.
-pub fn verify(
+/// A proof whose signature, request and window were checked, not yet
+/// recorded as used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a checked proof must be recorded before the request is accepted"]
+pub struct CheckedProof {
+    proof: Proof,
+    key: KeyId,
+    id: ProofId,
+    keep_until: i64,
+}
+
+impl CheckedProof {
+    /// The proof's contents.
+    pub fn proof(&self) -> &Proof {
+        &self.proof
+    }
+
+    /// The `cnf` key the proof was made with.
+    pub fn key(&self) -> &KeyId {
+        &self.key
+    }
+
+    /// Until when (inclusive) the proof would be accepted, and so must be
+    /// remembered.
+    pub fn keep_until(&self) -> i64 {
+        self.keep_until
+    }
+
+    /// Record the proof as used; refuses a replay or a full cache.
+    pub fn record(self, seen: &mut dyn ReplayGuard, now: i64) -> Result<Proof, PopError> {
+        seen.first_use(&self.key, self.id, self.keep_until, now)?;
+        Ok(self.proof)
+    }
+}
+
+/// Check `proof` for a request carrying the already verified `token`:
+/// envelope, signature, request, token and window. Records nothing: call
+/// [`CheckedProof::record`] once the rest of the request passed.
+pub fn check(
     proof: &[u8],
     token: &VerifiedToken,
     ctx: &RequestContext<'_>,
     now: i64,
     window: Window,
-    seen: &mut dyn ReplayGuard,
-) -> Result<Proof, PopError> {
+) -> Result<CheckedProof, PopError> {
     let cnf = token.claims.cnf.as_ref().ok_or(PopError::TokenHasNoCnf)?;
     let opened = signed::open(proof, CONTENT_TYPE)?;
     let p = decode(opened.payload)?;
@@ -295,7 +284,7 @@ pub fn verify(
             now,
         });
     }
-    let id: [u8; 32] = HashAlg::Sha256
+    let id: ProofId = HashAlg::Sha256
         .digest_parts([token.digest.as_slice(), p.jti.as_slice()])
         .try_into()
         .map_err(|_| {
@@ -303,12 +292,25 @@ pub fn verify(
                 operation: "digest",
             })
         })?;
-    seen.first_use(
+    Ok(CheckedProof {
+        keep_until: p.timestamp.saturating_add(window.max_age_secs.max(0)),
+        key: key_id(cnf),
         id,
-        p.timestamp.saturating_add(window.max_age_secs.max(0)),
-        now,
-    )?;
-    Ok(p)
+        proof: p,
+    })
+}
+
+/// [`check`] and [`CheckedProof::record`] in one call, for a caller with
+/// nothing else to check between them.
+pub fn verify(
+    proof: &[u8],
+    token: &VerifiedToken,
+    ctx: &RequestContext<'_>,
+    now: i64,
+    window: Window,
+    seen: &mut dyn ReplayGuard,
+) -> Result<Proof, PopError> {
+    check(proof, token, ctx, now, window)?.record(seen, now)
 }
 
 #[cfg(test)]
@@ -351,6 +353,13 @@ mod tests {
         (t, v)
     }
 
+    fn cache(max_entries: usize, max_entries_per_key: usize) -> ReplayCache {
+        ReplayCache::new(ReplayLimits {
+            max_entries,
+            max_entries_per_key,
+        })
+    }
+
     fn ctx(body: &[u8]) -> (Vec<u8>, &'static str, &'static str) {
         (HashAlg::Sha256.digest(body), "POST", "/v1/thing")
     }
@@ -367,7 +376,7 @@ mod tests {
             challenge: None,
         };
         let proof = create(&key, &t, &c, 1500, [7; 16]).unwrap();
-        let mut cache = ReplayCache::new(10);
+        let mut cache = cache(10, 10);
         let ok = verify(&proof, &v, &c, 1510, Window::default(), &mut cache).unwrap();
         assert_eq!(ok.jti, vec![7; 16]);
         assert_eq!(
@@ -388,7 +397,7 @@ mod tests {
             body_digest: &d,
             challenge: None,
         };
-        let mut cache = ReplayCache::new(10);
+        let mut cache = cache(10, 10);
         let forged = create(&other, &t, &c, 1500, [1; 16]).unwrap();
         let e = verify(&forged, &v, &c, 1500, Window::default(), &mut cache).unwrap_err();
         assert_eq!(e, PopError::Envelope(TokenError::BadSignature));
@@ -442,7 +451,7 @@ mod tests {
             challenge: Some(b"srv-nonce"),
         };
         let proof = create(&key, &t, &c, 1500, [3; 16]).unwrap();
-        let mut cache = ReplayCache::new(1);
+        let mut cache = cache(10, 1);
         let none = RequestContext {
             challenge: None,
             ..c
@@ -455,12 +464,70 @@ mod tests {
             })
         ));
         verify(&proof, &v, &c, 1500, Window::default(), &mut cache).unwrap();
-        let second = create(&key, &t, &c, 1500, [4; 16]).unwrap();
+        let second = create(&key, &t, &c, 1520, [4; 16]).unwrap();
         assert_eq!(
-            verify(&second, &v, &c, 1500, Window::default(), &mut cache),
-            Err(PopError::ReplayCacheFull)
+            verify(&second, &v, &c, 1520, Window::default(), &mut cache),
+            Err(PopError::ReplayKeyFull {
+                key_entries: 1,
+                max: 1
+            })
         );
-        // Once the first entry has aged out, there is room again.
-        verify(&second, &v, &c, 1561 - 1, Window::default(), &mut cache).unwrap();
+        // The first entry is kept while its proof is still in the window...
+        assert!(matches!(
+            verify(&second, &v, &c, 1560, Window::default(), &mut cache),
+            Err(PopError::ReplayKeyFull { .. })
+        ));
+        // ...and once it has aged out, there is room again.
+        verify(&second, &v, &c, 1561, Window::default(), &mut cache).unwrap();
+    }
+
+    #[test]
+    fn check_records_nothing_and_record_refuses_a_replay() {
+        let key = SigningKey::generate().unwrap();
+        let (t, v) = token_for(&key);
+        let (d, m, p) = ctx(b"{}");
+        let c = RequestContext {
+            method: m,
+            path: p,
+            body_digest: &d,
+            challenge: None,
+        };
+        let proof = create(&key, &t, &c, 1500, [5; 16]).unwrap();
+        let mut seen = cache(10, 10);
+        let first = check(&proof, &v, &c, 1500, Window::default()).unwrap();
+        let again = check(&proof, &v, &c, 1501, Window::default()).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first.key(), &key_id(&key.verifying_key()));
+        assert_eq!(first.keep_until(), 1560);
+        assert!(seen.is_empty());
+        assert_eq!(first.record(&mut seen, 1501).unwrap().jti, vec![5; 16]);
+        assert_eq!(seen.key_len(&key_id(&key.verifying_key())), 1);
+        assert_eq!(again.record(&mut seen, 1502), Err(PopError::Replayed));
+    }
+
+    #[test]
+    fn a_proof_at_the_edge_of_its_window_is_not_replayable() {
+        // Regression: entries used to be dropped at `keep_until`, the last
+        // second their proof is still accepted, so it could be used twice.
+        let key = SigningKey::generate().unwrap();
+        let (t, v) = token_for(&key);
+        let (d, m, p) = ctx(b"{}");
+        let c = RequestContext {
+            method: m,
+            path: p,
+            body_digest: &d,
+            challenge: None,
+        };
+        let proof = create(&key, &t, &c, 1500, [6; 16]).unwrap();
+        let mut seen = cache(10, 10);
+        verify(&proof, &v, &c, 1500, Window::default(), &mut seen).unwrap();
+        assert_eq!(
+            verify(&proof, &v, &c, 1560, Window::default(), &mut seen),
+            Err(PopError::Replayed)
+        );
+        assert!(matches!(
+            verify(&proof, &v, &c, 1561, Window::default(), &mut seen),
+            Err(PopError::TooOld { .. })
+        ));
     }
 }

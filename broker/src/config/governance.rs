@@ -79,8 +79,13 @@ impl Default for StatusConfig {
 pub struct LineageConfig {
     /// Oldest accepted proof of possession, in seconds.
     pub pop_max_age_secs: i64,
-    /// Proofs remembered for replay detection (refuses when full).
+    /// Proofs remembered for replay detection, in all (refuses when full).
     pub replay_cache_entries: usize,
+    /// Proofs remembered per parent `cnf` key (refuses that key's proofs
+    /// when full): one key cannot fill the cache for the others. With
+    /// `pop_max_age_secs` = 60 the default allows one key ≈ 16 derivations
+    /// per second, sustained.
+    pub replay_cache_entries_per_key: usize,
 }
 
 impl Default for LineageConfig {
@@ -88,6 +93,7 @@ impl Default for LineageConfig {
         Self {
             pop_max_age_secs: 60,
             replay_cache_entries: 100_000,
+            replay_cache_entries_per_key: 1_000,
         }
     }
 }
@@ -117,10 +123,13 @@ pub fn validate(
             "ttl_secs ≥ 2, poll_interval_ms and stream_max_secs ≥ 1",
         ));
     }
-    if lineage.pop_max_age_secs <= 0 || lineage.replay_cache_entries == 0 {
+    if lineage.pop_max_age_secs <= 0
+        || lineage.replay_cache_entries == 0
+        || lineage.replay_cache_entries_per_key == 0
+    {
         return Err(invalid(
             "lineage",
-            "pop_max_age_secs and replay_cache_entries ≥ 1",
+            "pop_max_age_secs, replay_cache_entries and replay_cache_entries_per_key ≥ 1",
         ));
     }
     Ok(())
@@ -147,6 +156,17 @@ mod tests {
         assert!(matches!(
             validate(&zero, &s, &l),
             Err(ConfigError::Invalid { field: "hosts", .. })
+        ));
+        let no_per_key = LineageConfig {
+            replay_cache_entries_per_key: 0,
+            ..l.clone()
+        };
+        assert!(matches!(
+            validate(&h, &s, &no_per_key),
+            Err(ConfigError::Invalid {
+                field: "lineage",
+                ..
+            })
         ));
         let short = StatusConfig { ttl_secs: 1, ..s };
         assert!(matches!(

@@ -1,10 +1,19 @@
 //! Derived tokens: a narrower child of a presented, key-bound, unrevoked
 //! parent token, proven by a proof of possession of the parent's `cnf` key.
+//!
+//! The proof's signature, request and window are checked first, but it is
+//! recorded in the replay cache only after the parent was read back as
+//! issued here and unrevoked and its host may derive, right before the
+//! child is committed: a request refused for any other reason takes no room
+//! in the cache, and the cache's per-key bound keeps one parent key from
+//! filling it for the others.
+
+use std::sync::Mutex;
 
 use verifier_lib::decision::grant::{host_may_derive, HostStanding};
 use verifier_lib::decision::Denial;
 use verifier_lib::lineage::{self, LineageError};
-use verifier_lib::pop::{self, PopError, RequestContext, Window};
+use verifier_lib::pop::{self, CheckedProof, PopError, RequestContext, Window};
 use verifier_lib::token::{self, Claims, Expectations, Lineage, TokenError, TokenVerifier};
 
 use super::{with_retry, DecisionError};
@@ -72,16 +81,8 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
         max_age_secs: st.config.lineage.pop_max_age_secs,
         max_future_secs: st.config.tokens.leeway_secs.max(0),
     };
-    {
-        let mut cache = st.governance.replay.lock().map_err(|_| {
-            DeriveError::Decision(DecisionError::Internal {
-                what: "replay cache",
-                reason: "poisoned".into(),
-            })
-        })?;
-        pop::verify(req.proof, &parent, &req.context, now, window, &mut *cache)
-            .map_err(DeriveError::Proof)?;
-    }
+    let proof =
+        pop::check(req.proof, &parent, &req.context, now, window).map_err(DeriveError::Proof)?;
     let depth = lineage::child_depth(&parent.claims).map_err(DeriveError::Lineage)?;
     let lifetime = req.lifetime_secs.map_or(i64::MAX, i64::from);
     let exp = parent.claims.exp.min(now.saturating_add(lifetime));
@@ -116,8 +117,9 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
     };
     lineage::check_narrower(&parent.claims, &child).map_err(DeriveError::Lineage)?;
     let parent_cti = parent.claims.cti.clone();
+    let pending = Mutex::new(Some(proof));
     let minted = with_retry(|| async {
-        match apply(st, &parent_cti, child.clone(), now).await {
+        match apply(st, &parent_cti, child.clone(), &pending, now).await {
             Ok(m) => Ok(Ok(m)),
             Err(DeriveError::Decision(d)) => Err(d),
             Err(other) => Ok(Err(other)),
@@ -128,11 +130,34 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
     Ok(Derived { minted, depth })
 }
 
-/// Read the parent's and the host's state, decide, apply.
+fn replay_cache_poisoned<T>(_: T) -> DeriveError {
+    DeriveError::Decision(DecisionError::Internal {
+        what: "replay cache",
+        reason: "poisoned".into(),
+    })
+}
+
+/// Record the checked proof as used, once per request: a pass retried after
+/// a conflict finds it recorded already.
+fn record_proof(
+    st: &AppState,
+    pending: &Mutex<Option<CheckedProof>>,
+    now: i64,
+) -> Result<(), DeriveError> {
+    let proof = pending.lock().map_err(replay_cache_poisoned)?.take();
+    if let Some(proof) = proof {
+        let mut cache = st.governance.replay.lock().map_err(replay_cache_poisoned)?;
+        proof.record(&mut *cache, now).map_err(DeriveError::Proof)?;
+    }
+    Ok(())
+}
+
+/// Read the parent's and the host's state, decide, record the proof, apply.
 async fn apply(
     st: &AppState,
     parent_cti: &[u8],
     child: Claims,
+    pending: &Mutex<Option<CheckedProof>>,
     now: i64,
 ) -> Result<Minted, DeriveError> {
     let state = st
@@ -165,6 +190,9 @@ async fn apply(
         denial,
         appraisal: None,
     })?;
+    // Every check passed: only now is the proof remembered (and a replay
+    // refused).
+    record_proof(st, pending, now)?;
     // Minted inside the audit writer: the child carries the index of its own
     // `token_minted` leaf and exists only if that leaf, and its record under
     // an unrevoked parent and a fresh host, commit.

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use verifier_lib::pop::ReplayCache;
+use verifier_lib::pop::{ReplayCache, ReplayLimits};
 use verifier_lib::status::{Cti, StatusError, StatusList};
 use verifier_lib::token::SigningKey;
 
@@ -67,7 +67,10 @@ impl Governance {
             version_tx: watch::Sender::new(0),
             cache: Mutex::new(None),
             poke: Notify::new(),
-            replay: Mutex::new(ReplayCache::new(lineage.replay_cache_entries)),
+            replay: Mutex::new(ReplayCache::new(ReplayLimits {
+                max_entries: lineage.replay_cache_entries,
+                max_entries_per_key: lineage.replay_cache_entries_per_key,
+            })),
         }
     }
 

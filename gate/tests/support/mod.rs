@@ -91,6 +91,7 @@ impl Keys {
             max_status_age_secs,
             allow_offline: Default::default(),
             replay_capacity: 100,
+            replay_capacity_per_key: 100,
             max_body_bytes: 1024,
         }
     }

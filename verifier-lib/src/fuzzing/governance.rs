@@ -1,7 +1,7 @@
 //! Fuzz entry points for `status` (signed status lists) and `pop` (proofs of
 //! possession).
 
-use crate::pop::{self, ReplayCache, RequestContext, Window};
+use crate::pop::{self, ReplayCache, ReplayLimits, RequestContext, Window};
 use crate::status::{self, StatusList};
 use crate::token::{KeySet, VerifiedToken};
 
@@ -64,7 +64,10 @@ pub fn pop_proof(data: &[u8]) {
         body_digest: &[0; 32],
         challenge: None,
     };
-    let mut seen = ReplayCache::new(4);
+    let mut seen = ReplayCache::new(ReplayLimits {
+        max_entries: 4,
+        max_entries_per_key: 4,
+    });
     let _ = pop::verify(
         data,
         &token,
