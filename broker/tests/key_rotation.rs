@@ -101,6 +101,7 @@ fn gate(keys: KeySet, issuer: &str, clock: &OffsetClock) -> Arc<GateState> {
             max_status_age_secs: 30,
             allow_offline: [AUDIENCE.to_owned()].into(),
             replay_capacity: 100,
+            replay_capacity_per_key: 100,
             max_body_bytes: 1024,
         },
         Arc::new(move || c.now()),
