@@ -119,12 +119,7 @@ async fn tpm_pass(
             register: None,
             ima_state,
             expect_clock: clock,
-            mint: ask.zip(submod).map(|(ask, submod)| MintPlan {
-                nonce: nonce.to_vec(),
-                digest: ask.digest.to_vec(),
-                cnf: ask.cnf,
-                submod,
-            }),
+            mint: MintPlan::for_request(nonce, ask, submod),
             now,
         },
     )
@@ -224,12 +219,7 @@ async fn snp_pass(
             register,
             ima_state: None,
             expect_clock: None,
-            mint: ask.zip(submod).map(|(ask, submod)| MintPlan {
-                nonce: nonce.to_vec(),
-                digest: ask.digest.to_vec(),
-                cnf: ask.cnf,
-                submod,
-            }),
+            mint: MintPlan::for_request(nonce, ask, submod),
             now,
         },
     )
@@ -273,6 +263,23 @@ struct MintPlan {
     digest: Vec<u8>,
     cnf: Option<VerifyingKey>,
     submod: (&'static str, SubmodClaims),
+}
+
+impl MintPlan {
+    /// The plan for a token request, when there is one and the evidence
+    /// verified (its EAR submodule exists).
+    fn for_request(
+        nonce: &[u8],
+        ask: Option<TokenAsk<'_>>,
+        submod: Option<(&'static str, SubmodClaims)>,
+    ) -> Option<MintPlan> {
+        ask.zip(submod).map(|(ask, submod)| MintPlan {
+            nonce: nonce.to_vec(),
+            digest: ask.digest.to_vec(),
+            cnf: ask.cnf,
+            submod,
+        })
+    }
 }
 
 struct Applying<'a> {
