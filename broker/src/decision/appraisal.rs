@@ -60,21 +60,18 @@ async fn tpm_pass(
     evidence: &TpmEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
-    // Read.
-    let host = st
+    // Read: one snapshot of the host, its clock baseline and IMA cursor.
+    let prior = st
         .store
-        .host(host_id)
+        .host_state(host_id)
         .await?
         .ok_or_else(|| DecisionError::UnknownHost {
             host: host_id.to_owned(),
         })?;
+    let (host, clock) = (prior.host, prior.clock);
     refuse_revoked(host_id, Some(host.status))?;
-    let clock = st.store.host_clock(host_id).await?;
     let policy = st.policy.current();
-    let resume = match tee::tpm::group_uses_ima(&policy, host_id) || evidence.ima.is_some() {
-        true => tee::tpm::resume_state(st.store.ima_cursor(host_id).await?, &policy),
-        false => None,
-    };
+    let resume = tee::tpm::resume_state(prior.ima_cursor, &policy);
     // Decide.
     let (appraisal, ima_state) =
         tee::tpm::appraise(&policy, &host, evidence, expected_nonce, resume.as_ref());

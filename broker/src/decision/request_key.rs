@@ -92,7 +92,15 @@ pub struct Registration<'a> {
 /// challenge) and register the key; it must be certified in the boot the
 /// host's last appraisal saw, while the host is trusted and fresh.
 pub async fn register(st: &AppState, r: Registration<'_>) -> Result<RequestKeyRecord, SignedError> {
-    let host = host(st, r.host_id).await?;
+    // Read: one snapshot of the host and its clock baseline.
+    let prior =
+        st.store
+            .host_state(r.host_id)
+            .await?
+            .ok_or_else(|| DecisionError::UnknownHost {
+                host: r.host_id.to_owned(),
+            })?;
+    let (host, baseline) = (prior.host, prior.clock);
     if host.status == HostStatus::Revoked {
         return Err(DecisionError::Denied {
             denial: Denial::HostRevoked { host: host.id },
@@ -108,7 +116,6 @@ pub async fn register(st: &AppState, r: Registration<'_>) -> Result<RequestKeyRe
     let certified = tpm::verify_certify(r.attest, r.signature, &ak, r.key_public, r.nonce)
         .map_err(RequestKeyError::Rejected)?;
     let c = &certified.clock_info;
-    let baseline = st.store.host_clock(&host.id).await?;
     match baseline {
         Some(b) if b.reset_count == c.reset_count && b.restart_count == c.restart_count => {}
         other => {

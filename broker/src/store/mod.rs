@@ -52,6 +52,15 @@ pub struct HostRecord {
     pub policy_id: Option<String>,
 }
 
+/// What a decision about a host reads first ([`StateStore::host_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostState {
+    pub host: HostRecord,
+    /// The TPM clock baseline.
+    pub clock: Option<ClockState>,
+    pub ima_cursor: Option<ImaCursorRecord>,
+}
+
 /// A credential-activation challenge waiting for the host's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrollmentRecord {
@@ -143,6 +152,11 @@ pub trait StateStore: Send + Sync + Debug {
     ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError>;
 
     async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError>;
+
+    /// The prior state a decision about the host reads, as one consistent
+    /// snapshot (one read transaction): the host, its TPM clock baseline and
+    /// its IMA cursor.
+    async fn host_state(&self, id: &str) -> Result<Option<HostState>, StoreError>;
 
     /// All hosts, by id.
     async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;

@@ -12,7 +12,7 @@ use verifier_lib::host_clock::ClockState;
 
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
-    Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord, ImaCursorRecord,
+    Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord, HostState, ImaCursorRecord,
     NonceProblem, RequestKeyRecord, SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState,
     WriteTransaction,
 };
@@ -134,6 +134,21 @@ impl StateStore for SqliteStore {
 
     async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
         rows::host(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn host_state(&self, id: &str) -> Result<Option<HostState>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(host) = rows::host(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let clock = rows::host_clock(&mut tx, id).await?;
+        let ima_cursor = rows::ima_cursor(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Some(HostState {
+            host,
+            clock,
+            ima_cursor,
+        }))
     }
 
     async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
