@@ -33,7 +33,7 @@ if [ ! -d "$db/.git" ]; then
   [ -f "$bundle" ] || { echo "deny.sh: $bundle not found (the shared dir must sit beside the repository)" >&2; exit 1; }
   rm -rf "$db"
   mkdir -p "$(dirname "$db")"
-  git clone -q "$bundle" "$db"
+  git -c init.defaultBranch=master clone -q "$bundle" "$db"
 fi
 echo "advisory database snapshot: $(git -C "$db" log -1 --format=%cs) (advisories published later are not checked)"
 cargo deny --offline check
