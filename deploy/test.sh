@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. .ci/run calls exactly this.
 # Installs system packages, then: fmt check, clippy, all tests (swtpm-backed
-# tests start their own swtpm instances), fuzz smoke runs.
+# tests start their own swtpm instances), fuzz smoke runs, and the dependency
+# check (`cargo deny`, deploy/deny.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash deploy/install-deps.sh
+# cargo-deny is built from source when missing (about 6.5 min on 2 cores):
+# build it in the background while fmt, clippy and the tests run.
+mkdir -p target
+bash deploy/deny.sh install >target/cargo-deny-install.log 2>&1 &
+deny_install=$!
+trap 'kill "$deny_install" 2>/dev/null || true' EXIT
 export TSS2_LOG=all+none
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -14,4 +21,12 @@ cargo test --workspace --locked
 # verifier_lib::fuzzing is feature-gated; its tests run with the feature.
 cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_seeds --test snp_robustness --test ekcert_vectors
 bash deploy/fuzz-smoke.sh
+if ! wait "$deny_install"; then
+  cat target/cargo-deny-install.log >&2
+  echo "installing cargo-deny failed" >&2
+  exit 1
+fi
+trap - EXIT
+# advisories (offline RustSec snapshot from ../shared), bans, licenses, sources
+bash deploy/deny.sh
 echo "writ test suite finished in $(( $(date +%s) - start )) s"
