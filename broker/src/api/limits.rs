@@ -101,7 +101,8 @@ impl SourceLimiter {
         let key = source_key(ip);
         let mut b = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if !b.by_source.contains_key(&key) && b.by_source.len() >= self.max_sources {
-            b.by_source.retain(|_, bucket| !bucket.idle(per_sec, burst, now));
+            b.by_source
+                .retain(|_, bucket| !bucket.idle(per_sec, burst, now));
         }
         if b.by_source.contains_key(&key) || b.by_source.len() < self.max_sources {
             b.by_source
@@ -155,11 +156,7 @@ pub async fn rate_limit(
 
 /// Middleware: answer `408 request_timeout` when the handler (reading the
 /// body included) takes longer than the configured request timeout.
-pub async fn request_timeout(
-    State(limit): State<Duration>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::new(
@@ -181,24 +178,34 @@ impl StreamSlots {
         Self(Arc::new(Semaphore::new(max)))
     }
 
-    /// A slot, or `503 stream_capacity` when all are taken.
-    pub fn acquire(&self) -> Result<OwnedSemaphorePermit, Response> {
-        Arc::clone(&self.0).try_acquire_owned().map_err(|_| {
-            let mut resp = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stream_capacity",
-                "too many status stream subscribers; poll /v1/status or retry later",
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            resp
-        })
+    /// A slot, or [`StreamCapacity`] when all are taken.
+    pub fn acquire(&self) -> Result<OwnedSemaphorePermit, StreamCapacity> {
+        Arc::clone(&self.0)
+            .try_acquire_owned()
+            .map_err(|_| StreamCapacity)
     }
 
     /// Slots free now.
     pub fn available(&self) -> usize {
         self.0.available_permits()
+    }
+}
+
+/// Every status-stream slot is taken: `503 stream_capacity`, `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCapacity;
+
+impl IntoResponse for StreamCapacity {
+    fn into_response(self) -> Response {
+        let mut resp = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream_capacity",
+            "too many status stream subscribers; poll /v1/status or retry later",
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        resp
     }
 }
 
@@ -268,7 +275,7 @@ mod tests {
         let slots = StreamSlots::new(2);
         let a = slots.acquire().unwrap();
         let _b = slots.acquire().unwrap();
-        let refused = slots.acquire().unwrap_err();
+        let refused = slots.acquire().unwrap_err().into_response();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(refused.headers().contains_key(header::RETRY_AFTER));
         drop(a);

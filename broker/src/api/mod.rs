@@ -20,8 +20,8 @@ mod status;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::Extension;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 
 use crate::state::AppState;

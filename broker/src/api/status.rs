@@ -5,14 +5,14 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::Extension;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::Stream;
 use verifier_lib::api::governance::{StatusEvent, STATUS_MEDIA_TYPE};
 
-use super::limits::StreamSlots;
+use super::limits::{StreamCapacity, StreamSlots};
 use super::ApiError;
 use crate::governance::{PublishError, Published};
 use crate::state::AppState;
@@ -97,15 +97,16 @@ fn status_event(p: &Published, inline_max: usize) -> Event {
 pub async fn status_stream(
     State(st): State<AppState>,
     Extension(slots): Extension<StreamSlots>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StreamCapacity> {
     // Held by the stream: the slot is free again when the stream ends or
     // the client goes away.
     let slot = slots.acquire()?;
     let rx = st.governance.subscribe();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(st.config.status.stream_max_secs);
-    let stream =
-        futures_util::stream::unfold((st, rx, true, slot), move |(st, mut rx, first, slot)| async move {
+    let stream = futures_util::stream::unfold(
+        (st, rx, true, slot),
+        move |(st, mut rx, first, slot)| async move {
             if !first {
                 match tokio::time::timeout_at(deadline, rx.changed()).await {
                     Ok(Ok(())) => {}
@@ -117,6 +118,7 @@ pub async fn status_stream(
                 Err(e) => Event::default().event("error").data(e.code),
             };
             Some((Ok(ev), (st, rx, false, slot)))
-        });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

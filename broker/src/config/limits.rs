@@ -57,7 +57,10 @@ pub(super) fn validate(limits: &LimitsConfig) -> Result<(), ConfigError> {
             "limits.header_read_timeout_secs",
             limits.header_read_timeout_secs >= 1,
         ),
-        ("limits.request_timeout_secs", limits.request_timeout_secs >= 1),
+        (
+            "limits.request_timeout_secs",
+            limits.request_timeout_secs >= 1,
+        ),
         ("limits.max_connections", limits.max_connections >= 1),
         ("limits.per_source_per_sec", limits.per_source_per_sec >= 1),
         ("limits.per_source_burst", limits.per_source_burst >= 1),
