@@ -75,3 +75,24 @@ pub(super) fn validate(limits: &LimitsConfig) -> Result<(), ConfigError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_zero_is_refused_with_the_field_named() {
+        assert!(validate(&LimitsConfig::default()).is_ok());
+        let zeroed = LimitsConfig {
+            per_source_burst: 0,
+            ..LimitsConfig::default()
+        };
+        assert!(matches!(
+            validate(&zeroed),
+            Err(ConfigError::Invalid {
+                field: "limits.per_source_burst",
+                ..
+            })
+        ));
+    }
+}
