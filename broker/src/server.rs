@@ -1,5 +1,10 @@
 //! Start-up: build the state from configuration and serve the API over
-//! HTTPS (rustls) or, on loopback only, plain HTTP — with graceful shutdown.
+//! HTTPS (rustls) or, on loopback only, plain HTTP — with graceful shutdown
+//! and the connection bounds of `[limits]` ([`serve_connections`]).
+
+mod connections;
+
+pub use connections::serve_connections;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +41,6 @@ pub enum ServeError {
     },
     #[error("TLS configuration: {0}")]
     Tls(std::io::Error),
-    #[error("server: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Build the broker state from configuration (opens the store, loads keys,
@@ -104,36 +107,69 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let cfg = Arc::clone(&state.config);
     let app = crate::app(state);
     let addr = cfg.server.listen;
-    match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+    raise_open_file_limit(cfg.limits.max_connections);
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(ServeError::Tls)?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                h.graceful_shutdown(Some(Duration::from_secs(10)));
-            });
-            tracing::info!(%addr, "writ-broker listening (HTTPS)");
-            axum_server::bind_rustls(addr, tls)
-                .handle(handle)
-                .serve(app.into_make_service())
-                .await
-                .map_err(ServeError::Serve)
+            Some(tokio_rustls::TlsAcceptor::from(tls.get_inner()))
         }
         _ => {
             tracing::warn!(%addr, "serving plain HTTP on loopback; configure server.tls_cert/tls_key for anything else");
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Listen { addr, source })?;
-            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "writ-broker listening (HTTP)");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(ServeError::Serve)
+            None
         }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    tracing::info!(
+        addr = %listener.local_addr().unwrap_or(addr),
+        tls = tls.is_some(),
+        max_connections = cfg.limits.max_connections,
+        header_read_timeout_secs = cfg.limits.header_read_timeout_secs,
+        request_timeout_secs = cfg.limits.request_timeout_secs,
+        "writ-broker listening"
+    );
+    serve_connections(listener, app, tls, &cfg.limits, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Raise the soft open-file limit to the hard limit (each connection holds a
+/// descriptor), and log both; warn when `max_connections` does not fit.
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: before.maximum,
+        maximum: before.maximum,
+    };
+    let now = match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => getrlimit(Resource::Nofile),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            before
+        }
+    };
+    // Unlimited (`None`) needs no check.
+    let soft = now.current;
+    tracing::info!(
+        soft = ?soft,
+        hard = ?now.maximum,
+        previous_soft = ?before.current,
+        "open-file limit"
+    );
+    // Headroom for the database, keys, logs and the listener.
+    let needed = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(64);
+    if soft.is_some_and(|soft| soft < needed) {
+        tracing::warn!(
+            soft = ?soft,
+            max_connections,
+            "limits.max_connections does not fit the open-file limit; lower it or raise the hard limit (e.g. LimitNOFILE)"
+        );
     }
 }
 

@@ -154,11 +154,18 @@ impl TestBroker {
                     state.audit.clone(),
                     tokio::runtime::Handle::current(),
                 )));
-                let _ = axum::serve(listener, writ_broker::app(state))
-                    .with_graceful_shutdown(async {
+                // The production accept loop, so tests run within `[limits]`.
+                let limits = state.config.limits.clone();
+                writ_broker::server::serve_connections(
+                    listener,
+                    writ_broker::app(state),
+                    None,
+                    &limits,
+                    async {
                         let _ = stop_rx.await;
-                    })
-                    .await;
+                    },
+                )
+                .await;
             });
         });
         let (addr, store, audit, runtime) = ready_rx

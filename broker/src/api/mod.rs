@@ -9,6 +9,7 @@ pub mod error;
 mod hosts;
 pub mod json;
 mod keys;
+pub mod limits;
 mod operator;
 mod policy_learn;
 pub mod request_key;
@@ -16,8 +17,11 @@ mod revoke;
 mod snp;
 mod status;
 
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 
 use crate::state::AppState;
@@ -42,8 +46,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             operator::require,
         ));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    // One bucket per source over every endpoint that writes or costs.
+    let limiter = std::sync::Arc::new(limits::SourceLimiter::new(&state.config.limits));
+    let costly = Router::new()
         .route("/v1/enroll/start", post(enroll::start))
         .route("/v1/enroll/finish", post(enroll::finish))
         .route("/v1/challenge", post(attest::challenge))
@@ -52,6 +57,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/snp/challenge", post(snp::challenge))
         .route("/v1/snp/attest", post(snp::attest))
         .route("/v1/snp/tokens", post(snp::token))
+        .route("/v1/tokens/derive", post(derive::derive))
+        .route("/v1/tokens/signed", post(request_key::token))
+        .route("/v1/request-keys", post(request_key::register))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limits::rate_limit,
+        ));
+    let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
+    let slots = limits::StreamSlots::new(state.config.limits.max_status_streams);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
         .route("/v1/keys", get(keys::cose_key_set))
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/audit/key", get(audit::key))
@@ -60,13 +76,20 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
-        .route("/v1/tokens/derive", post(derive::derive))
-        .route("/v1/tokens/signed", post(request_key::token))
-        .route("/v1/request-keys", post(request_key::register))
         .route("/v1/status", get(status::status))
-        .route("/v1/status/stream", get(status::status_stream))
+        .merge(costly)
         .merge(operator)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        // Every route above gets the whole-request timeout; the stream
+        // below is bounded by its slots and `status.stream_max_secs`.
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            limits::request_timeout,
+        ))
+        .route(
+            "/v1/status/stream",
+            get(status::status_stream).layer(Extension(slots)),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -8,9 +8,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::Stream;
 use verifier_lib::api::governance::{StatusEvent, STATUS_MEDIA_TYPE};
 
+use super::limits::{StreamCapacity, StreamSlots};
 use super::ApiError;
 use crate::governance::{PublishError, Published};
 use crate::state::AppState;
@@ -90,14 +92,21 @@ fn status_event(p: &Published, inline_max: usize) -> Event {
 
 /// `GET /v1/status/stream`: Server-Sent Events, one `status` event now and
 /// one on every new status version.
+/// At most `limits.max_status_streams` at once (`503 stream_capacity`
+/// beyond), each closed after `status.stream_max_secs`.
 pub async fn status_stream(
     State(st): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Extension(slots): Extension<StreamSlots>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StreamCapacity> {
+    // Held by the stream: the slot is free again when the stream ends or
+    // the client goes away.
+    let slot = slots.acquire()?;
     let rx = st.governance.subscribe();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(st.config.status.stream_max_secs);
-    let stream =
-        futures_util::stream::unfold((st, rx, true), move |(st, mut rx, first)| async move {
+    let stream = futures_util::stream::unfold(
+        (st, rx, true, slot),
+        move |(st, mut rx, first, slot)| async move {
             if !first {
                 match tokio::time::timeout_at(deadline, rx.changed()).await {
                     Ok(Ok(())) => {}
@@ -108,7 +117,8 @@ pub async fn status_stream(
                 Ok(p) => status_event(&p, st.config.status.inline_max_bytes),
                 Err(e) => Event::default().event("error").data(e.code),
             };
-            Some((Ok(ev), (st, rx, false)))
-        });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            Some((Ok(ev), (st, rx, false, slot)))
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod governance;
+mod limits;
 mod operators;
 
 pub use governance::{HostsConfig, LineageConfig, StatusConfig};
+pub use limits::LimitsConfig;
 pub use operators::{Operator, OperatorToken, OperatorsConfig, UNAUTHENTICATED};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -34,6 +36,7 @@ pub struct Config {
     pub status: StatusConfig,
     pub lineage: LineageConfig,
     pub operators: OperatorsConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -352,6 +355,7 @@ impl Config {
         }
         governance::validate(&self.hosts, &self.status, &self.lineage)?;
         self.operators.validate()?;
+        limits::validate(&self.limits)?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",
