@@ -108,9 +108,16 @@ pub async fn status_stream(
         (st, rx, true, slot),
         move |(st, mut rx, first, slot)| async move {
             if !first {
-                match tokio::time::timeout_at(deadline, rx.changed()).await {
+                // A new version, or the re-signing interval: either way the
+                // subscriber gets the current list with a fresh signed iat.
+                let resign =
+                    Duration::from_secs(st.config.status.resign_secs.max(1).unsigned_abs());
+                let wake = std::cmp::min(deadline, tokio::time::Instant::now() + resign);
+                match tokio::time::timeout_at(wake, rx.changed()).await {
                     Ok(Ok(())) => {}
-                    _ => return None,
+                    Ok(Err(_)) => return None,
+                    Err(_) if tokio::time::Instant::now() >= deadline => return None,
+                    Err(_) => {}
                 }
             }
             let ev = match published(&st).await {

@@ -51,8 +51,13 @@ impl HostsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusConfig {
-    /// Validity of a published list, in seconds (it is re-signed at half-life).
+    /// Validity of a published list, in seconds.
     pub ttl_secs: i64,
+    /// An unchanged list is re-signed (a new `iat`) once it is this old, and
+    /// pushed again to `/v1/status/stream` subscribers, so relying parties
+    /// that measure freshness from the signed `iat` stay fresh while nothing
+    /// changes. At least 1, below `ttl_secs` (and at most half of it).
+    pub resign_secs: i64,
     /// How often the broker checks the database for revocations made
     /// elsewhere (other brokers, the sweeper), in milliseconds.
     pub poll_interval_ms: u64,
@@ -66,6 +71,7 @@ impl Default for StatusConfig {
     fn default() -> Self {
         Self {
             ttl_secs: 300,
+            resign_secs: 10,
             poll_interval_ms: 250,
             inline_max_bytes: 64 * 1024,
             stream_max_secs: 300,
@@ -122,6 +128,9 @@ pub fn validate(
             "status",
             "ttl_secs ≥ 2, poll_interval_ms and stream_max_secs ≥ 1",
         ));
+    }
+    if status.resign_secs < 1 || status.resign_secs >= status.ttl_secs {
+        return Err(invalid("status.resign_secs", "1 ≤ resign_secs < ttl_secs"));
     }
     if lineage.pop_max_age_secs <= 0
         || lineage.replay_cache_entries == 0

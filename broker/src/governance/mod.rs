@@ -94,11 +94,12 @@ impl Governance {
         now: i64,
     ) -> Result<Arc<Published>, PublishError> {
         let ttl = config.status.ttl_secs;
+        let resign_after = config.status.resign_secs.min(ttl / 2).max(1);
         let version = store.status_version().await?;
         let cached = self.cache.lock().ok().and_then(|c| c.clone());
         if let Some(p) = cached {
             if p.version == version
-                && now < p.issued_at.saturating_add(ttl / 2)
+                && now < p.issued_at.saturating_add(resign_after)
                 && now >= p.issued_at
             {
                 return Ok(p);
