@@ -13,15 +13,6 @@ pub fn stale_reason(cutoff: i64) -> String {
     format!("no passing attestation since {cutoff}")
 }
 
-/// What a revocation changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RevocationOutcome {
-    /// Tokens newly marked revoked (descendants included).
-    pub revoked_tokens: u64,
-    /// The status-list version after the change.
-    pub status_version: u64,
-}
-
 /// A token as the store knows it, with its revocation state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenState {

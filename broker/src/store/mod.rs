@@ -18,7 +18,7 @@ mod sqlite;
 mod test_store;
 mod write_tx;
 
-pub use governance::{stale_reason, HostEvent, RevocationOutcome, TokenState};
+pub use governance::{stale_reason, HostEvent, TokenState};
 pub use ima_cursor::ImaCursorRecord;
 pub use request_key::RequestKeyRecord;
 pub use snp::SnpHostRecord;
@@ -160,14 +160,6 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// All hosts, by id.
     async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
-
-    /// Mark a nonce used, once, if it was issued to `host_id` and is unexpired.
-    async fn consume_nonce(
-        &self,
-        nonce: &[u8],
-        host_id: &str,
-        now: i64,
-    ) -> Result<Result<(), NonceProblem>, StoreError>;
 
     async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError>;
 

@@ -13,7 +13,7 @@ use verifier_lib::host_clock::ClockState;
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
     Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord, HostState, ImaCursorRecord,
-    NonceProblem, RequestKeyRecord, SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState,
+    RequestKeyRecord, SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState,
     WriteTransaction,
 };
 
@@ -121,15 +121,6 @@ impl StateStore for SqliteStore {
             return Ok(Err(EnrollmentProblem::Expired));
         }
         Ok(Ok(rec))
-    }
-
-    async fn consume_nonce(
-        &self,
-        nonce: &[u8],
-        host_id: &str,
-        now: i64,
-    ) -> Result<Result<(), NonceProblem>, StoreError> {
-        rows::consume_nonce(&mut *self.pool.acquire().await?, nonce, host_id, now).await
     }
 
     async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
@@ -342,23 +333,26 @@ mod tests {
             expires_at: 100,
         };
         assert_eq!(apply(&s, nonce).await, Ok(0));
+        // Nonces are consumed only inside a decision's write transaction.
+        let mut tx = s.begin_write().await.unwrap();
         assert_eq!(
-            s.consume_nonce(b"n1", "h2", 10).await.unwrap(),
+            tx.consume_nonce(b"n1", "h2", 10).await.unwrap(),
             Err(NonceProblem::IssuedToAnotherHost)
         );
         assert_eq!(
-            s.consume_nonce(b"n1", "h1", 100).await.unwrap(),
+            tx.consume_nonce(b"n1", "h1", 100).await.unwrap(),
             Err(NonceProblem::Expired)
         );
-        assert_eq!(s.consume_nonce(b"n1", "h1", 10).await.unwrap(), Ok(()));
+        assert_eq!(tx.consume_nonce(b"n1", "h1", 10).await.unwrap(), Ok(()));
         assert_eq!(
-            s.consume_nonce(b"n1", "h1", 10).await.unwrap(),
+            tx.consume_nonce(b"n1", "h1", 10).await.unwrap(),
             Err(NonceProblem::AlreadyUsed)
         );
         assert_eq!(
-            s.consume_nonce(b"zz", "h1", 10).await.unwrap(),
+            tx.consume_nonce(b"zz", "h1", 10).await.unwrap(),
             Err(NonceProblem::Unknown)
         );
+        tx.commit().await.unwrap();
     }
 
     #[tokio::test]
