@@ -31,6 +31,46 @@ pub enum ClientError {
     },
     #[error("building HTTP client: {0}")]
     Build(reqwest::Error),
+    /// The broker URL does not parse or is neither `https://` nor `http://`.
+    #[error("broker URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: &'static str },
+    /// `http://` to a broker that is not on this machine: tokens, keys and
+    /// evidence would cross the network in the clear.
+    #[error(
+        "broker URL {url:?}: plain http:// is only allowed to a loopback address; use https://"
+    )]
+    PlainHttpNotLoopback { url: String },
+}
+
+/// Refuse `http://` unless the host is a loopback address (`127.0.0.0/8`,
+/// `::1`) or `localhost`.
+fn check_scheme(base: &str) -> Result<(), ClientError> {
+    let url = reqwest::Url::parse(base).map_err(|_| ClientError::BadUrl {
+        url: base.to_owned(),
+        reason: "not a URL",
+    })?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = url.host_str().unwrap_or_default();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = match bare.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host.eq_ignore_ascii_case("localhost"),
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(ClientError::PlainHttpNotLoopback {
+                    url: base.to_owned(),
+                })
+            }
+        }
+        _ => Err(ClientError::BadUrl {
+            url: base.to_owned(),
+            reason: "scheme must be https:// (or http:// to a loopback address)",
+        }),
+    }
 }
 
 /// A client for one broker.
@@ -44,7 +84,9 @@ pub struct BrokerClient {
 
 impl BrokerClient {
     /// `base` is e.g. `https://broker:8443`; `ca_pem` adds a trusted root.
+    /// `http://` is refused unless the broker is on a loopback address.
     pub fn new(base: &str, ca_pem: Option<&std::path::Path>) -> Result<Self, ClientError> {
+        check_scheme(base)?;
         let mut b = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5));
@@ -190,5 +232,46 @@ impl BrokerClient {
                 reason: format!("HTTP {status}"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 8: plain http only to this machine.
+    #[test]
+    fn finding8_plain_http_only_to_loopback() {
+        for ok in [
+            "https://broker.example:8443",
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:80/",
+            "http://localhost:8080",
+        ] {
+            assert!(BrokerClient::new(ok, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://broker.example:8080",
+            "http://10.0.0.1",
+            "http://[2001:db8::1]",
+            "http://localhost.evil.example",
+        ] {
+            assert!(
+                matches!(
+                    BrokerClient::new(bad, None),
+                    Err(ClientError::PlainHttpNotLoopback { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            BrokerClient::new("ftp://broker", None),
+            Err(ClientError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            BrokerClient::new("not a url", None),
+            Err(ClientError::BadUrl { .. })
+        ));
     }
 }

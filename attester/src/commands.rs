@@ -80,6 +80,9 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
             secret,
         },
     )?;
+    // Pin the broker's token keys now, over the connection the host just
+    // enrolled through; later key sets must chain to these.
+    crate::pinning::pin_served(&broker, &s.state_dir)?;
     AttesterState {
         host_id: done.host_id.clone(),
         ek_alg,
@@ -160,7 +163,7 @@ pub fn obtain_token_with(
     let program_digest = workload_digest;
     let state = AttesterState::load(&s.state_dir)?;
     let broker = client(s)?;
-    let keys = broker.key_set()?;
+    let keys = crate::pinning::trusted_key_set(&broker, &s.state_dir, false)?;
     let mut tpm = open_tpm(s)?;
     let challenge: ChallengeResponse = broker.post(
         "/v1/challenge",

@@ -6,6 +6,7 @@
 //! `tpm`).
 
 use crate::client::ClientError;
+use crate::pinning::PinningError;
 use crate::state::StateError;
 use crate::tpm::{EkAlg, TpmError};
 use verifier_lib::token::TokenError;
@@ -20,6 +21,8 @@ pub enum CommandError {
     Broker(#[from] ClientError),
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Pinning(#[from] PinningError),
     #[error("no EK certificate in the TPM's NV for {alg:?}")]
     NoEkCertificate { alg: EkAlg },
     #[error("workload program {path}: {source}")]

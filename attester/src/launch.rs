@@ -87,7 +87,12 @@ pub fn prepare(
     let key = SigningKey::generate().map_err(KeyFileError::from)?;
     let cnf = key.verifying_key().to_cose_key_bytes()?;
     let broker = BrokerClient::new(&s.broker, s.ca_cert.as_deref()).map_err(CommandError::from)?;
-    let keys = broker.key_set().map_err(CommandError::from)?;
+    let keys = crate::pinning::trusted_key_set(
+        &broker,
+        &s.state_dir,
+        matches!(evidence, Evidence::Snp { .. }),
+    )
+    .map_err(CommandError::from)?;
 
     let daemon = socket.filter(|p| p.exists());
     let (token, verified, via_daemon) = match daemon {

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod error;
 pub mod launch;
 pub mod logs;
+pub mod pinning;
 pub mod program;
 pub mod reference;
 pub mod request_key;

@@ -83,7 +83,7 @@ pub fn obtain_token_signed(
     let mut state = AttesterState::load(&s.state_dir)?;
     let secret = secret(s, &mut state)?;
     let broker = commands::client(s)?;
-    let keys = broker.key_set()?;
+    let keys = crate::pinning::trusted_key_set(&broker, &s.state_dir, false)?;
     let challenge: ChallengeResponse = broker.post(
         "/v1/challenge",
         &ChallengeRequest {

@@ -119,28 +119,32 @@ pub fn attest(
 }
 
 /// Attest for this exact request with SEV-SNP evidence and obtain a
-/// verified execution token for `program` as `workload`.
+/// verified execution token for `program` as `workload`. The token is
+/// checked against the broker keys pinned in `pins` (a state directory;
+/// pinned at the first request, see `crate::pinning`).
 pub fn obtain_token(
     broker: &BrokerClient,
+    pins: &std::path::Path,
     issuer: &str,
     workload: &str,
     program: &Program,
     source: &mut dyn SnpReportSource,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
-    obtain_token_with(broker, issuer, workload, program, None, source)
+    obtain_token_with(broker, pins, issuer, workload, program, None, source)
 }
 
 /// Like [`obtain_token`], for a token bound to the `cnf` COSE_Key (proof of
 /// possession, RFC 8747) when one is given.
 pub fn obtain_token_with(
     broker: &BrokerClient,
+    pins: &std::path::Path,
     issuer: &str,
     workload: &str,
     program: &Program,
     cnf: Option<&[u8]>,
     source: &mut dyn SnpReportSource,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
-    let keys = broker.key_set()?;
+    let keys = crate::pinning::trusted_key_set(broker, pins, true)?;
     let host_id = host_id(source)?;
     let challenge: ChallengeResponse = broker.post(
         "/v1/snp/challenge",

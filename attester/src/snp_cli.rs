@@ -50,5 +50,13 @@ pub fn obtain_token_with(
     vmpl: u32,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut guest = SevGuest::open(vmpl)?;
-    snp::obtain_token_with(&broker(s)?, &s.issuer, workload, program, cnf, &mut guest)
+    snp::obtain_token_with(
+        &broker(s)?,
+        &s.state_dir,
+        &s.issuer,
+        workload,
+        program,
+        cnf,
+        &mut guest,
+    )
 }

@@ -157,11 +157,19 @@ fn gate_gets_a_verified_token_from_snp_evidence_and_refuses_otherwise() {
     let program = resolve_program("true").unwrap();
     let running = start(&c, program.digest, false);
     let client = BrokerClient::new(&running.url, None).unwrap();
+    let pins = tempfile::tempdir().unwrap();
 
     // Allowed: a token for `true`, verified by the attester, with cpu claims.
     let mut g = guest(&c);
-    let (_, verified) =
-        snp::obtain_token(&client, "writ-broker", "true", &program, &mut g).unwrap();
+    let (_, verified) = snp::obtain_token(
+        &client,
+        pins.path(),
+        "writ-broker",
+        "true",
+        &program,
+        &mut g,
+    )
+    .unwrap();
     assert_eq!(verified.claims.sub, snp::host_id(&mut g).unwrap());
     assert_eq!(
         verified.claims.appraisal.submods["cpu"]["measurement"],
@@ -169,7 +177,15 @@ fn gate_gets_a_verified_token_from_snp_evidence_and_refuses_otherwise() {
     );
     // With the certificate table from the "host" as well.
     g.certificates = Some((c.leaf.clone(), c.ask.clone()));
-    snp::obtain_token(&client, "writ-broker", "true", &program, &mut g).unwrap();
+    snp::obtain_token(
+        &client,
+        pins.path(),
+        "writ-broker",
+        "true",
+        &program,
+        &mut g,
+    )
+    .unwrap();
     // Attest binding a key (what `--evidence both` does with the vTPM AK).
     let a = snp::attest(&client, &mut g, Some(b"\x00\x02ak")).unwrap();
     assert_eq!(a.verdict, "affirming");
@@ -177,16 +193,34 @@ fn gate_gets_a_verified_token_from_snp_evidence_and_refuses_otherwise() {
     // A guest with another measurement is refused: no token.
     let mut bad = guest(&c);
     bad.spec.measurement = [0xcd; 48];
-    let err = snp::obtain_token(&client, "writ-broker", "true", &program, &mut bad).unwrap_err();
+    let err = snp::obtain_token(
+        &client,
+        pins.path(),
+        "writ-broker",
+        "true",
+        &program,
+        &mut bad,
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, CommandError::Broker(writ_attester::client::ClientError::Refused { code, .. }) if code == "denied"),
         "{err}"
     );
     // A program the policy does not list is refused.
     let other = resolve_program("false").unwrap();
-    assert!(snp::obtain_token(&client, "writ-broker", "true", &other, &mut g).is_err());
+    assert!(
+        snp::obtain_token(&client, pins.path(), "writ-broker", "true", &other, &mut g).is_err()
+    );
     // A token from the right broker but for the wrong issuer is not accepted.
-    let err = snp::obtain_token(&client, "another-issuer", "true", &program, &mut g).unwrap_err();
+    let err = snp::obtain_token(
+        &client,
+        pins.path(),
+        "another-issuer",
+        "true",
+        &program,
+        &mut g,
+    )
+    .unwrap_err();
     assert!(matches!(err, CommandError::TokenInvalid(_)), "{err}");
 }
 
@@ -196,8 +230,16 @@ fn revoked_vcek_gets_no_token() {
     let program = resolve_program("true").unwrap();
     let running = start(&c, program.digest, true);
     let client = BrokerClient::new(&running.url, None).unwrap();
-    let err =
-        snp::obtain_token(&client, "writ-broker", "true", &program, &mut guest(&c)).unwrap_err();
+    let pins = tempfile::tempdir().unwrap();
+    let err = snp::obtain_token(
+        &client,
+        pins.path(),
+        "writ-broker",
+        "true",
+        &program,
+        &mut guest(&c),
+    )
+    .unwrap_err();
     let reasons = writ_attester::commands::denial_reasons(&err);
     assert!(reasons.contains("revoked"), "{reasons}");
 }

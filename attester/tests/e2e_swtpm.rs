@@ -383,6 +383,81 @@ fn token_from_an_unknown_key_is_refused() {
     assert!(matches!(e, TokenError::UnknownKey { .. }), "{e:?}");
 }
 
+/// Finding 8: the attester pins the broker's token keys at enrollment. A
+/// second broker on the same database but with its own key (an impostor that
+/// read the database, or a man in the middle serving its own key set next to
+/// its own token) appraises and mints, but the host refuses its token; after
+/// a genuine rotation the host follows the old key's endorsement.
+#[test]
+fn finding8_token_keys_are_pinned_at_enrollment() {
+    let (pcrs, roots) = fresh_pcrs();
+    let w = Workload::new("pinned");
+    let opts = || swtpm_tests::broker::BrokerOptions {
+        policy: swtpm_tests::broker::policy_toml("e2e-1", &pcrs, &[("hello", w.digest)]),
+        ek_roots_pem: roots.clone(),
+        bundled_manufacturers: false,
+    };
+    let broker = swtpm_tests::broker::TestBroker::start(opts()).unwrap();
+    let mut host = Host::new(&broker.url());
+    commands::enroll(&host.settings, AkAlg::EccP256).unwrap();
+    let program = commands::resolve_program(w.path.to_str().unwrap()).unwrap();
+    commands::obtain_token(&host.settings, "hello", &program).unwrap();
+
+    // The impostor has the database and every key of the genuine broker
+    // (its audit-log key included) except the token key.
+    let db = broker.dir().join("writ.db");
+    let impostor_dir = tempfile::tempdir().unwrap();
+    let impostor_keys = impostor_dir.path().join("keys");
+    std::fs::create_dir(&impostor_keys).unwrap();
+    for f in std::fs::read_dir(broker.dir().join("keys")).unwrap() {
+        let f = f.unwrap();
+        if f.file_name() != writ_broker::keys::TOKEN_KEY_FILE {
+            std::fs::copy(f.path(), impostor_keys.join(f.file_name())).unwrap();
+        }
+    }
+    let impostor =
+        swtpm_tests::broker::TestBroker::start_configured(impostor_dir, opts(), |cfg| {
+            cfg.storage.url = format!("sqlite://{}", db.display());
+        })
+        .unwrap();
+    let genuine_url = host.settings.broker.clone();
+    host.settings.broker = impostor.url();
+    let e = commands::obtain_token(&host.settings, "hello", &program).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            CommandError::Pinning(writ_attester::pinning::PinningError::Untrusted(
+                TokenError::NoPinnedKey { .. }
+            ))
+        ),
+        "{e:?}"
+    );
+    let out = w.run_on(&host, "hello");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!w.ran());
+    drop(impostor);
+
+    // A genuine rotation: the old key endorsed the new one, so the host
+    // follows it and keeps getting tokens, now signed by the new key.
+    host.settings.broker = genuine_url;
+    let rotated = writ_broker::keys::rotate(
+        &broker.dir().join("keys"),
+        600,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .unwrap();
+    let broker = broker
+        .restart(std::time::Duration::ZERO, opts(), |_| {})
+        .unwrap();
+    writ_broker::keys::retire(&broker.dir().join("keys")).unwrap();
+    let broker = broker
+        .restart(std::time::Duration::ZERO, opts(), |_| {})
+        .unwrap();
+    let (_, verified) = commands::obtain_token(&host.settings, "hello", &program).unwrap();
+    assert_eq!(verified.kid, rotated.new_kid);
+    drop(broker);
+}
+
 #[test]
 fn broker_unreachable_run_refuses() {
     let w = Workload::new("offline");

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use private_file::PrivateFileError;
-use verifier_lib::token::{KeySet, SigningKey, TokenError, VerifyingKey};
+use verifier_lib::token::{endorsement, KeySet, SigningKey, TokenError, VerifyingKey};
 
 /// File name of the token key inside the keys directory.
 pub const TOKEN_KEY_FILE: &str = "token-key.pem";
@@ -21,6 +21,11 @@ pub const PREVIOUS_TOKEN_KEY_FILE: &str = "token-key.previous.cose";
 
 /// When the previous key stopped signing (decimal Unix seconds).
 pub const PREVIOUS_ROTATED_AT_FILE: &str = "token-key.previous.rotated-at";
+
+/// Every rotation's endorsement (the old key signing the new one), newest
+/// last, as `/v1/keys/endorsements` serves it: attesters that pinned an
+/// older key follow this chain to the current one.
+pub const ENDORSEMENTS_FILE: &str = "token-key.endorsements.cbor";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +101,8 @@ pub fn load_or_generate(dir: &Path) -> Result<SigningKey, KeyError> {
 pub struct TokenKeys {
     pub current: SigningKey,
     pub previous: Option<PreviousKey>,
+    /// The rotation endorsements, encoded for `/v1/keys/endorsements`.
+    pub endorsements: Vec<u8>,
 }
 
 /// A rotated-out token key, still published until `retire_at`.
@@ -134,7 +141,12 @@ pub fn load_token_keys(dir: &Path, overlap_secs: i64, now: i64) -> Result<TokenK
     if let Some(p) = &previous {
         tracing::info!(kid = %p.key.kid, retire_at = p.retire_at, "previous token key published until its overlap ends");
     }
-    Ok(TokenKeys { current, previous })
+    let endorsements = encode_endorsements(&load_endorsements(dir)?, dir)?;
+    Ok(TokenKeys {
+        current,
+        previous,
+        endorsements,
+    })
 }
 
 /// Rotate the token key in `dir` at `now`: the current key's public key is
@@ -172,6 +184,17 @@ pub fn rotate(dir: &Path, overlap_secs: i64, now: i64) -> Result<Rotation, KeyEr
     private_file::write(&previous_path, &public)?;
     let new = SigningKey::generate().map_err(key_error(&path))?;
     let pem = new.to_pkcs8_pem().map_err(key_error(&path))?;
+    // The old key vouches for the new one before the new one exists on
+    // disk: a crash here leaves an endorsement of a key nobody holds, which
+    // is harmless.
+    let endorsements_path = dir.join(ENDORSEMENTS_FILE);
+    let mut chain = load_endorsements(dir)?;
+    chain.push(
+        endorsement::endorse(&old, &new.verifying_key()).map_err(key_error(&endorsements_path))?,
+    );
+    let keep_from = chain.len().saturating_sub(endorsement::MAX_ENDORSEMENTS);
+    let chain = chain.split_off(keep_from);
+    private_file::write(&endorsements_path, &encode_endorsements(&chain, dir)?)?;
     private_file::write(&path, pem.as_bytes())?;
     tracing::info!(old_kid = %old.kid(), new_kid = %new.kid(), "rotated the token signing key");
     Ok(Rotation {
@@ -224,6 +247,24 @@ fn load_previous(dir: &Path, overlap_secs: i64) -> Result<Option<PreviousKey>, K
         rotated_at,
         retire_at: rotated_at.saturating_add(overlap_secs),
     }))
+}
+
+/// The rotation endorsements kept in `dir` (none before the first rotation).
+fn load_endorsements(dir: &Path) -> Result<Vec<Vec<u8>>, KeyError> {
+    let path = dir.join(ENDORSEMENTS_FILE);
+    match private_file::read(&path) {
+        Ok(bytes) => endorsement::decode_endorsements(&bytes)
+            .map_err(|source| KeyError::Key { path, source }),
+        Err(PrivateFileError::NotFound { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn encode_endorsements(chain: &[Vec<u8>], dir: &Path) -> Result<Vec<u8>, KeyError> {
+    endorsement::encode_endorsements(chain).map_err(|source| KeyError::Key {
+        path: dir.join(ENDORSEMENTS_FILE),
+        source,
+    })
 }
 
 /// The key at `path`, or `None` if there is no file.
@@ -329,6 +370,16 @@ mod tests {
         let retired = load_token_keys(dir, 100, 1201).unwrap();
         assert_eq!(retired.current.kid(), r2.new_kid);
         assert!(retired.previous.is_none());
+        // Both rotations left an endorsement: a holder of the first key
+        // reaches the current one, a stranger's key set does not.
+        let chain = endorsement::decode_endorsements(&retired.endorsements).unwrap();
+        assert_eq!(chain.len(), 2);
+        let pinned = KeySet::new(vec![first.current.verifying_key()]).unwrap();
+        let served = KeySet::new(vec![retired.current.verifying_key()]).unwrap();
+        assert_eq!(
+            endorsement::advance_pinned(&pinned, &served, &chain).unwrap(),
+            served
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;
     let key = keys.current;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
-    let mut state = AppState::new(config, store, clock, key, policy, trust, audit).with_snp(snp);
+    let mut state = AppState::new(config, store, clock, key, policy, trust, audit)
+        .with_snp(snp)
+        .with_key_endorsements(keys.endorsements);
     if let Some(previous) = keys.previous {
         state = state.with_previous_key(previous);
     }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub key_set: Arc<KeySet>,
     /// `(kid, time)`: the previous token key leaves the key set at `time`.
     pub previous_retire_at: Option<(String, i64)>,
+    /// The token-key rotation endorsements (`/v1/keys/endorsements`).
+    pub key_endorsements: Arc<Vec<u8>>,
     pub policy: PolicyHandle,
     pub trust: Arc<TrustStore>,
     /// The SEV-SNP verifier; `None`: SNP endpoints answer `snp_unavailable`.
@@ -57,6 +59,8 @@ impl AppState {
             signing_key: Arc::new(signing_key),
             key_set: Arc::new(key_set),
             previous_retire_at: None,
+            // An empty CBOR array: no rotation yet.
+            key_endorsements: Arc::new(vec![0x80]),
             policy,
             trust: Arc::new(trust),
             snp: None,
@@ -73,6 +77,12 @@ impl AppState {
             self.key_set = Arc::new(set);
             self.previous_retire_at = Some((previous.key.kid, previous.retire_at));
         }
+        self
+    }
+
+    /// Serve these rotation endorsements (see `crate::keys::ENDORSEMENTS_FILE`).
+    pub fn with_key_endorsements(mut self, encoded: Vec<u8>) -> Self {
+        self.key_endorsements = Arc::new(encoded);
         self
     }
 

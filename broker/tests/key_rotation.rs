@@ -15,7 +15,8 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use verifier_lib::pop::Window;
 use verifier_lib::token::{
-    mint, Appraisal, Claims, EarStatus, Expectations, KeySet, SigningKey, TokenVerifier, PROFILE,
+    endorsement, mint, Appraisal, Claims, EarStatus, Expectations, KeySet, SigningKey,
+    TokenVerifier, PROFILE,
 };
 use writ_broker::clock::{Clock, OffsetClock};
 use writ_broker::config::Config;
@@ -193,6 +194,17 @@ async fn old_tokens_verify_during_the_overlap_and_are_refused_after_retirement()
     let (app, _third) = start(&cfg, &clock).await;
     let (after, kids) = published(&app).await;
     assert_eq!(kids, [new_kid]);
+    // Finding 8: a holder that pinned the first key set follows the served
+    // endorsement to the new key; a key set nobody endorsed is refused.
+    let pinned = KeySet::new(vec![first.signing_key.verifying_key()]).unwrap();
+    let chain =
+        endorsement::decode_endorsements(&get(&app, "/v1/keys/endorsements").await).unwrap();
+    assert_eq!(
+        endorsement::advance_pinned(&pinned, &after, &chain).unwrap(),
+        after
+    );
+    let stranger = KeySet::new(vec![SigningKey::generate().unwrap().verifying_key()]).unwrap();
+    assert!(endorsement::advance_pinned(&pinned, &stranger, &chain).is_err());
     let retired_gate = gate(after, &issuer, &clock);
     assert_eq!(
         admit(&retired_gate, &old_token, &holder, clock.now()),

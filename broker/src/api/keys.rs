@@ -21,3 +21,14 @@ pub async fn cose_key_set(State(st): State<AppState>) -> Result<impl IntoRespons
 pub async fn jwks(State(st): State<AppState>) -> impl IntoResponse {
     axum::Json(st.key_set_at(st.now()).to_jwks_json())
 }
+
+/// `GET /v1/keys/endorsements`: every token-key rotation's endorsement (the
+/// old key signing the new one), a CBOR array of COSE_Sign1 byte strings
+/// (`application/cbor`). A holder of an older pinned key follows it to the
+/// current key set; see `verifier_lib::token::endorsement`.
+pub async fn endorsements(State(st): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/cbor")],
+        st.key_endorsements.as_ref().clone(),
+    )
+}

@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/keys", get(keys::cose_key_set))
         .route("/v1/keys/jwks", get(keys::jwks))
+        .route("/v1/keys/endorsements", get(keys::endorsements))
         .route("/v1/audit/key", get(audit::key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))

@@ -133,6 +133,22 @@ pub enum TokenError {
     #[error("PEM: not a PEM document")]
     PemMalformed,
 
+    /// A COSE structure has the wrong content type (header 3).
+    #[error("protected header: content type expected {expected}, found {actual:?}")]
+    ContentTypeMismatch {
+        expected: &'static str,
+        actual: Option<String>,
+    },
+    /// None of the keys a server offers is pinned or endorsed by a pinned key.
+    #[error("key set: none of the served keys {served:?} is pinned or endorsed by a pinned key {pinned:?}")]
+    NoPinnedKey {
+        pinned: Vec<String>,
+        served: Vec<String>,
+    },
+    /// A list of endorsements is longer than accepted.
+    #[error("key endorsements: {actual} entries, at most {max} accepted")]
+    TooManyEndorsements { max: usize, actual: usize },
+
     // ---- producing tokens ------------------------------------------------
     /// A cryptographic operation failed inside aws-lc-rs.
     #[error("crypto: {operation} failed")]

@@ -16,6 +16,7 @@
 
 pub(crate) mod cbor;
 mod claims;
+pub mod endorsement;
 pub(crate) mod envelope;
 mod error;
 mod hex_serde;

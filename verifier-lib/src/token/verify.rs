@@ -192,7 +192,7 @@ pub fn decode_unverified(token: &[u8]) -> Result<(String, Claims), TokenError> {
     Ok((kid, Claims::from_cbor_bytes(payload)?))
 }
 
-fn check_headers(sign1: &Sign1<'_>) -> Result<(), TokenError> {
+pub(super) fn check_headers(sign1: &Sign1<'_>) -> Result<(), TokenError> {
     let unprotected = header_labels(&sign1.unprotected);
     if !unprotected.is_empty() {
         return Err(TokenError::UnprotectedHeaderNotEmpty {
@@ -214,7 +214,7 @@ fn check_headers(sign1: &Sign1<'_>) -> Result<(), TokenError> {
     }
 }
 
-fn kid_of(sign1: &Sign1<'_>) -> Result<String, TokenError> {
+pub(super) fn kid_of(sign1: &Sign1<'_>) -> Result<String, TokenError> {
     let kid = &sign1.protected.key_id;
     if kid.is_empty() {
         return Err(TokenError::KidMissing);
