@@ -6,7 +6,7 @@
 //! requests) holds one lock.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -21,8 +21,8 @@ use crate::error::{denial_reasons, CommandError};
 use crate::state::{AttesterState, StateError};
 use crate::tpm::AkAlg;
 use crate::workload_api::{
-    peer_identity, PeerIdentity, WorkloadRequest, WorkloadResponse, WorkloadToken, DEFAULT_SOCKET,
-    MAX_MESSAGE_BYTES,
+    self, peer_identity, PeerIdentity, WorkloadRequest, WorkloadResponse, WorkloadToken,
+    DEFAULT_SOCKET,
 };
 
 /// The daemon's configuration file (TOML).
@@ -390,12 +390,10 @@ impl Daemon {
     }
 
     fn answer(&self, stream: &UnixStream, peer: &PeerIdentity) -> WorkloadResponse {
-        let mut line = String::new();
-        let mut reader = BufReader::new(std::io::Read::take(stream, MAX_MESSAGE_BYTES));
-        if reader.read_line(&mut line).is_err() {
+        let Ok((line, image)) = workload_api::read_request(stream) else {
             return refusal("bad_request", "unreadable request");
-        }
-        let req: WorkloadRequest = match serde_json::from_str(line.trim_end()) {
+        };
+        let req: WorkloadRequest = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => return refusal("bad_request", &e.to_string()),
         };
@@ -439,10 +437,29 @@ impl Daemon {
                         ),
                     );
                 }
-                let Ok(digest) = <[u8; 32]>::try_from(workload_digest.as_slice()) else {
-                    return refusal("bad_request", "workload_digest must be 32 bytes");
+                // The launcher's word is not enough: the daemon measures the
+                // sealed image the launcher will exec, and mints for that.
+                let Some(image) = image else {
+                    return refusal(
+                        "launch_unmeasured",
+                        "a launch request must carry the program's sealed image (SCM_RIGHTS)",
+                    );
                 };
-                (workload, digest, cnf)
+                let measured = match crate::program::measure_sealed_image(&image) {
+                    Ok(d) => d,
+                    Err(e) => return refusal("launch_unmeasured", &e.to_string()),
+                };
+                if workload_digest.as_slice() != measured.as_slice() {
+                    return refusal(
+                        "launch_digest_mismatch",
+                        &format!(
+                            "the launcher named digest {} but the image it sent hashes to {}",
+                            hex::encode(&workload_digest),
+                            hex::encode(measured)
+                        ),
+                    );
+                }
+                (workload, measured, cnf)
             }
         };
         match self.token_for(&workload, &digest, &cnf) {

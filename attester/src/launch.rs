@@ -97,13 +97,14 @@ pub fn prepare(
     let daemon = socket.filter(|p| p.exists());
     let (token, verified, via_daemon) = match daemon {
         Some(path) => {
-            let t = workload_api::request(
+            let t = workload_api::request_launch(
                 path,
                 &WorkloadRequest::Launch {
                     workload: workload.to_owned(),
                     workload_digest: program.digest.to_vec(),
                     cnf: cnf.clone(),
                 },
+                program.image(),
                 Duration::from_secs(60),
             )?;
             let v = verifier(s, keys.clone(), workload).verify(&t.token, now())?;

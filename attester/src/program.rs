@@ -110,6 +110,38 @@ fn sealed_copy(source: &mut File) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(image))
 }
 
+/// Measure a program image another process handed over (the daemon, for a
+/// launcher's `launch` request): it must be a memory file carrying every
+/// seal of [`IMAGE_SEALS`], so what is hashed here is exactly what the
+/// launcher can exec afterwards. Returns its SHA-256.
+pub fn measure_sealed_image(image: &OwnedFd) -> Result<[u8; 32], ImageError> {
+    let seals = rustix::fs::fcntl_get_seals(image).map_err(|e| ImageError::NotSealable {
+        errno: e.raw_os_error(),
+    })?;
+    if !seals.contains(IMAGE_SEALS) {
+        return Err(ImageError::MissingSeals {
+            expected: IMAGE_SEALS.bits(),
+            actual: seals.bits(),
+        });
+    }
+    sha256_of(image).map_err(ImageError::Read)
+}
+
+/// Why a handed-over program image is not measured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// Not a memory file with sealing (a regular file, a pipe, …): its
+    /// contents could change after measurement.
+    #[error("program image is not a sealable memory file (errno {errno})")]
+    NotSealable { errno: i32 },
+    /// A memory file missing one of the seals.
+    #[error("program image seals {actual:#x}, expected at least {expected:#x}")]
+    MissingSeals { expected: u32, actual: u32 },
+    #[error("reading the program image: {0}")]
+    Read(std::io::Error),
+}
+
 /// SHA-256 of a whole file, read by position (the file offset is untouched).
 fn sha256_of(fd: &OwnedFd) -> std::io::Result<[u8; 32]> {
     let file = File::from(fd.try_clone()?);
@@ -131,7 +163,8 @@ fn sha256_of(fd: &OwnedFd) -> std::io::Result<[u8; 32]> {
 }
 
 impl Program {
-    /// The sealed memory file that is hashed and executed.
+    /// The sealed memory file that is hashed and executed (what a launcher
+    /// hands the daemon with its `launch` request).
     pub fn image(&self) -> std::os::fd::BorrowedFd<'_> {
         self.image.as_fd()
     }

@@ -13,13 +13,22 @@
 //! The daemon identifies the caller by `SO_PEERCRED` (pid, uid, gid) and the
 //! SHA-256 of `/proc/PID/exe`; `token` is for workloads its configuration
 //! lists by (uid, executable digest), `launch` for trusted launchers (the
-//! `writ-attester run` binary) that name the program they are about to exec.
+//! `writ-attester run` binary) that name the program they are about to exec
+//! and hand the daemon its sealed memory file (`SCM_RIGHTS`): the daemon
+//! hashes that image itself, refuses an image that is not sealed, and mints
+//! only for the digest it measured.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
 use serde::{Deserialize, Serialize};
 use verifier_lib::api::b64;
 use verifier_lib::crypto::HashAlg;
@@ -83,10 +92,34 @@ pub enum WorkloadApiError {
     Refused { code: String, message: String },
 }
 
-/// Ask the daemon at `socket`.
+/// Ask the daemon at `socket` (a `token` request: the daemon measures the
+/// caller's own executable).
 pub fn request(
     socket: &Path,
     req: &WorkloadRequest,
+    timeout: Duration,
+) -> Result<WorkloadToken, WorkloadApiError> {
+    exchange(socket, req, None, timeout)
+}
+
+/// Ask the daemon at `socket` for a `launch` token, handing it `image`: the
+/// sealed memory file of the program about to be exec'd (see
+/// [`crate::program::Program::image`]). The daemon hashes that memory file
+/// itself and mints only for that digest, so a launcher cannot name a digest
+/// it will not run.
+pub fn request_launch(
+    socket: &Path,
+    req: &WorkloadRequest,
+    image: BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<WorkloadToken, WorkloadApiError> {
+    exchange(socket, req, Some(image), timeout)
+}
+
+fn exchange(
+    socket: &Path,
+    req: &WorkloadRequest,
+    image: Option<BorrowedFd<'_>>,
     timeout: Duration,
 ) -> Result<WorkloadToken, WorkloadApiError> {
     let io = |source| WorkloadApiError::Io {
@@ -99,7 +132,19 @@ pub fn request(
     let mut line =
         serde_json::to_vec(req).map_err(|e| WorkloadApiError::BadAnswer(e.to_string()))?;
     line.push(b'\n');
-    s.write_all(&line).map_err(io)?;
+    let sent = match image {
+        Some(fd) => {
+            let fds = [fd];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            control.push(SendAncillaryMessage::ScmRights(&fds));
+            rustix::net::sendmsg(&s, &[IoSlice::new(&line)], &mut control, SendFlags::empty())
+                .map_err(|e| io(e.into()))?
+        }
+        None => 0,
+    };
+    s.write_all(line.get(sent..).unwrap_or_default())
+        .map_err(io)?;
     s.shutdown(std::net::Shutdown::Write).map_err(io)?;
     let mut answer = Vec::new();
     s.take(MAX_MESSAGE_BYTES)
@@ -112,6 +157,37 @@ pub fn request(
         }
         Err(e) => Err(WorkloadApiError::BadAnswer(e.to_string())),
     }
+}
+
+/// Read one request line (at most [`MAX_MESSAGE_BYTES`]) and the descriptor
+/// sent with it, if any (at most one is kept; the kernel closes the rest).
+pub fn read_request(stream: &UnixStream) -> std::io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(
+        stream,
+        &mut [IoSliceMut::new(&mut buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut image = None;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if image.is_none() {
+                image = fds.next();
+            }
+        }
+    }
+    buf.truncate(got.bytes);
+    if !buf.contains(&b'\n') && got.bytes > 0 {
+        let room = MAX_MESSAGE_BYTES.saturating_sub(buf.len() as u64);
+        let mut rest = BufReader::new(stream.take(room));
+        rest.read_until(b'\n', &mut buf)?;
+    }
+    let end = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
+    buf.truncate(end);
+    Ok((buf, image))
 }
 
 /// Who is on the other end of a Unix socket.

@@ -945,6 +945,89 @@ fn workload_socket_identifies_callers_and_refuses_unknown_ones() {
     t.join().unwrap();
 }
 
+/// Finding 4 (launcher binding): a configured launcher gets a `launch` token
+/// only for the sealed image it hands the daemon, which the daemon hashes
+/// itself: naming a digest without the image, with an unsealed file, or
+/// with another program's image is refused, and nothing is minted.
+#[test]
+fn finding4_launch_tokens_are_for_the_image_the_daemon_measured() {
+    use std::os::fd::AsFd;
+    let (pcrs, roots) = fresh_pcrs();
+    let me = self_digest();
+    let broker = broker_with(&pcrs, &[("selftest", me)], roots, |_| {});
+    let host = trusted_host(&broker);
+    let uid = rustix::process::getuid().as_raw();
+    let sock_dir = tempfile::tempdir().unwrap();
+    let socket = sock_dir.path().join("attester.sock");
+    let mut cfg = DaemonConfig {
+        launchers: vec![AllowedCaller {
+            uid,
+            exe_sha256: hex::encode(me),
+        }],
+        ..DaemonConfig::default()
+    };
+    cfg.daemon.socket = socket.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let d = Daemon::new(host.settings.clone(), cfg, Arc::clone(&stop));
+    let listener = d.bind().unwrap();
+    let t = std::thread::spawn(move || d.serve(listener));
+
+    let key = SigningKey::generate().unwrap();
+    let cnf = key.verifying_key().to_cose_key_bytes().unwrap();
+    let launch = |digest: [u8; 32]| WorkloadRequest::Launch {
+        workload: "selftest".into(),
+        workload_digest: digest.to_vec(),
+        cnf: cnf.clone(),
+    };
+    let refused = |r: Result<_, WorkloadApiError>| match r {
+        Err(WorkloadApiError::Refused { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let timeout = Duration::from_secs(30);
+
+    // The launcher's word alone (what every launch was before): refused.
+    assert_eq!(
+        refused(workload_api::request(&socket, &launch(me), timeout)),
+        "launch_unmeasured"
+    );
+    // An ordinary file can change after the daemon hashed it: refused.
+    let plain = std::fs::File::open("/proc/self/exe").unwrap();
+    assert_eq!(
+        refused(workload_api::request_launch(
+            &socket,
+            &launch(me),
+            plain.as_fd(),
+            timeout
+        )),
+        "launch_unmeasured"
+    );
+    // The sealed image of another program under an allowed digest: refused.
+    let other = commands::resolve_program("true").unwrap();
+    assert_ne!(other.digest, me);
+    assert_eq!(
+        refused(workload_api::request_launch(
+            &socket,
+            &launch(me),
+            other.image(),
+            timeout
+        )),
+        "launch_digest_mismatch"
+    );
+    assert_eq!(broker.block_on(broker.store.counts()).unwrap().tokens, 0);
+
+    // The sealed image of the allowed program: a token for its digest.
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    let mine = commands::resolve_program(exe.to_str().unwrap()).unwrap();
+    assert_eq!(mine.digest, me);
+    let got = workload_api::request_launch(&socket, &launch(me), mine.image(), timeout).unwrap();
+    let v = TokenVerifier::new(keys(&host), expectations("selftest"))
+        .verify(&got.token, now())
+        .unwrap();
+    assert_eq!(v.claims.workload_digest.as_deref(), Some(&me[..]));
+    stop.store(true, Ordering::SeqCst);
+    t.join().unwrap();
+}
+
 #[test]
 fn run_hands_the_workload_a_bound_key() {
     use std::os::unix::fs::PermissionsExt;

@@ -415,11 +415,10 @@ fn finding8_token_keys_are_pinned_at_enrollment() {
             std::fs::copy(f.path(), impostor_keys.join(f.file_name())).unwrap();
         }
     }
-    let impostor =
-        swtpm_tests::broker::TestBroker::start_configured(impostor_dir, opts(), |cfg| {
-            cfg.storage.url = format!("sqlite://{}", db.display());
-        })
-        .unwrap();
+    let impostor = swtpm_tests::broker::TestBroker::start_configured(impostor_dir, opts(), |cfg| {
+        cfg.storage.url = format!("sqlite://{}", db.display());
+    })
+    .unwrap();
     let genuine_url = host.settings.broker.clone();
     host.settings.broker = impostor.url();
     let e = commands::obtain_token(&host.settings, "hello", &program).unwrap_err();
