@@ -183,6 +183,7 @@ name = "snp"
 hosts = ["*"]
 [groups.snp]
 allowed_measurements = ["{m}"]
+allowed_host_data = ["{h0}", "{h42}"]
 dangerous_allow_extra_root = true
 {extra}
 [groups.snp.min_reported_tcb]
@@ -193,6 +194,8 @@ name = "hello"
 digests = ["{d}"]
 "#,
         m = hex::encode(MEASUREMENT),
+        h0 = hex::encode([0u8; 32]),
+        h42 = hex::encode([0x42u8; 32]),
         d = hex::encode(WORKLOAD_DIGEST),
     )
 }
@@ -564,7 +567,7 @@ async fn every_deny_case() {
 
     // Another guest's host id: the report identifies someone else.
     let mut other = Guest::new(&c);
-    other.spec.host_data = [0x42; 32];
+    other.spec.measurement = [0x42; 48];
     let n = b.challenge(&other.host_id()).await;
     let (_, v) = b
         .attest(
