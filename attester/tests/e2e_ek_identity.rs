@@ -25,7 +25,7 @@ const EXPONENT_AT: usize = AUTH_POLICY_AT + 32 + 6 + 2 + 2;
 /// `edit`: the start answer, or the broker's refusal code.
 fn enroll_edited(
     host: &Host,
-    edit: impl FnOnce(&mut Vec<u8>),
+    edit: impl FnOnce(&mut [u8]),
 ) -> Result<EnrollFinishResponse, String> {
     let mut tpm = host.tpm();
     let cert = tpm.ek_certificate(EkAlg::Rsa2048).unwrap().unwrap();
@@ -83,11 +83,11 @@ fn revoke(url: &str, host_id: &str) {
     assert_eq!(resp.status().as_u16(), 200);
 }
 
-fn flip_auth_policy(p: &mut Vec<u8>) {
+fn flip_auth_policy(p: &mut [u8]) {
     p[AUTH_POLICY_AT] ^= 0x01;
 }
 
-fn exponent_65537(p: &mut Vec<u8>) {
+fn exponent_65537(p: &mut [u8]) {
     assert_eq!(
         p[EXPONENT_AT..EXPONENT_AT + 4],
         [0, 0, 0, 0],
