@@ -99,6 +99,7 @@ fn main() {
     let policy = Policy::parse_toml(&format!(
         "id = \"bench\"\n[[groups]]\nname = \"snp\"\nhosts = [\"*\"]\n[groups.snp]\n\
          allowed_measurements = [\"{}\"]\ndangerous_allow_extra_root = true\n\
+         dangerous_any_host_data = true\n\
          [groups.snp.min_reported_tcb]\nsnp = 20\n",
         hex::encode(spec.measurement)
     ))

@@ -48,6 +48,13 @@ pub enum ServeError {
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServeError> {
     let policy = PolicyHandle::load(&config.policy.file)?;
     let store = Store::open(&config.storage.url).await?;
+    let backfilled = store.backfill_revoked_identities(clock.now()).await?;
+    if backfilled > 0 {
+        tracing::info!(
+            backfilled,
+            "recorded the EK identities of hosts revoked before identities were recorded"
+        );
+    }
     let keys =
         crate::keys::load_token_keys(&config.keys.dir, config.keys.overlap_secs, clock.now())?;
     let trust = crate::tee::tpm::trust::ek_trust_store(&config.trust)?;

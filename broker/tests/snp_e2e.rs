@@ -183,6 +183,7 @@ name = "snp"
 hosts = ["*"]
 [groups.snp]
 allowed_measurements = ["{m}"]
+allowed_host_data = ["{h0}", "{h42}"]
 dangerous_allow_extra_root = true
 {extra}
 [groups.snp.min_reported_tcb]
@@ -193,6 +194,8 @@ name = "hello"
 digests = ["{d}"]
 "#,
         m = hex::encode(MEASUREMENT),
+        h0 = hex::encode([0u8; 32]),
+        h42 = hex::encode([0x42u8; 32]),
         d = hex::encode(WORKLOAD_DIGEST),
     )
 }
@@ -564,7 +567,7 @@ async fn every_deny_case() {
 
     // Another guest's host id: the report identifies someone else.
     let mut other = Guest::new(&c);
-    other.spec.host_data = [0x42; 32];
+    other.spec.measurement = [0x42; 48];
     let n = b.challenge(&other.host_id()).await;
     let (_, v) = b
         .attest(
@@ -830,4 +833,67 @@ async fn token_requests_racing_a_revocation_leave_no_valid_token() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "host_revoked");
+}
+
+/// Finding 1: a revoked SNP guest cannot come back by launching with
+/// another HOST_DATA (or VMPL): the host id is CHIP_ID and MEASUREMENT
+/// only, so the revoked host refuses it. Before, HOST_DATA was part of the
+/// host id and such a guest was a new, trusted host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding1_revoked_guest_with_other_host_data_is_refused() {
+    let c = chain(PRODUCT);
+    let (kds_url, _kds) = start_kds(&c, Some(test_crl(&[], 86_400))).await;
+    let b = start_broker(
+        &c,
+        BrokerSetup {
+            policy: policy("", 23),
+            kds_url: Some(&kds_url),
+            offline_dir: None,
+        },
+    )
+    .await;
+    let g = Guest::new(&c);
+    let (s, v) = g.request_token(&b, WORKLOAD_DIGEST).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let host_id = g.host_id();
+    let op = writ_broker::config::Operator {
+        name: "finding1".into(),
+    };
+    writ_broker::decision::operator::revoke_host(&b.state, &op, &host_id, "finding 1")
+        .await
+        .unwrap();
+
+    // The same guest image on the same chip, with HOST_DATA the policy
+    // allows too, and another VMPL: the same host, revoked.
+    let mut relaunched = Guest::new(&c);
+    relaunched.spec.host_data = [0x42; 32];
+    relaunched.spec.vmpl = 1;
+    assert_eq!(relaunched.host_id(), host_id);
+    let (s, v) = relaunched.try_token(&b).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "host_revoked", "{v}");
+    let counts = b.state.store.counts().await.unwrap();
+    assert_eq!(counts.hosts, 1);
+    assert_eq!(counts.tokens, 1);
+}
+
+/// Finding 1: with a HOST_DATA allow-list, a HOST_DATA not on it is denied
+/// (an empty list is refused at policy load unless
+/// `dangerous_any_host_data = true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding1_unlisted_host_data_is_denied() {
+    let c = chain(PRODUCT);
+    let (kds_url, _kds) = start_kds(&c, Some(test_crl(&[], 86_400))).await;
+    let b = start_broker(
+        &c,
+        BrokerSetup {
+            policy: policy("", 23),
+            kds_url: Some(&kds_url),
+            offline_dir: None,
+        },
+    )
+    .await;
+    let mut g = Guest::new(&c);
+    g.spec.host_data = [0x77; 32];
+    assert_denied(&b, &g, "\"snp_rule\":\"host_data\"").await;
 }

@@ -47,6 +47,12 @@ pub type PcrMap = BTreeMap<HashAlg, BTreeMap<u8, Vec<u8>>>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
+    /// A group's `[groups.snp]` policy is not acceptable.
+    #[error("group {group}: [groups.snp]: {reason}")]
+    Snp {
+        group: String,
+        reason: crate::snp::SnpPolicyError,
+    },
     #[error("policy is not valid TOML for the v0 schema: {message}")]
     Syntax { message: String },
     #[error("policy id must be non-empty")]
@@ -629,6 +635,13 @@ impl Policy {
                     allowed.insert(bytes);
                 }
                 pcrs.insert(pcr, allowed);
+            }
+            if let Some(snp) = &g.snp {
+                snp.check_host_data_rule()
+                    .map_err(|reason| PolicyError::Snp {
+                        group: g.name.clone(),
+                        reason,
+                    })?;
             }
             let boot_rules = g
                 .boot

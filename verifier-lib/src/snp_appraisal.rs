@@ -10,13 +10,18 @@
 //!
 //! # Host identity
 //!
-//! SEV-SNP guests are not TPM-enrolled. An SNP host is the triple
-//! (CHIP_ID, MEASUREMENT, HOST_DATA) the AMD secure processor signs into
-//! every report: its id is `snp-` followed by the first 16 bytes of
-//! `SHA-256("writ-snp-host/v1" ‖ CHIP_ID ‖ MEASUREMENT ‖ HOST_DATA)` in hex.
-//! A guest computes its own id from any report it obtains; the broker
-//! recomputes it from the verified report and refuses a mismatch. A report
-//! with a masked (all-zero) CHIP_ID identifies no host and is refused.
+//! SEV-SNP guests are not TPM-enrolled. An SNP host is the pair
+//! (CHIP_ID, MEASUREMENT) the AMD secure processor signs into every report:
+//! one guest image on one chip. Its id is `snp-` followed by the first 16
+//! bytes of `SHA-256("writ-snp-host/v2" ‖ CHIP_ID ‖ MEASUREMENT)` in hex.
+//! Fields the hypervisor chooses at launch or per report (HOST_DATA,
+//! REPORT_DATA, VMPL, the guest POLICY and the ID block it passes to
+//! SNP_LAUNCH_FINISH) are not part of it: a revoked guest cannot come back
+//! under a new id by launching with other values for them (the group's
+//! `[groups.snp]` policy still constrains each of them). A guest computes
+//! its own id from any report it obtains; the broker recomputes it from the
+//! verified report and refuses a mismatch. A report with a masked
+//! (all-zero) CHIP_ID identifies no host and is refused.
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
@@ -30,8 +35,9 @@ use crate::snp::{
 
 /// Prefix of every SNP host id.
 pub const HOST_ID_PREFIX: &str = "snp-";
-/// Domain-separation label of the host id derivation (version 1).
-pub const HOST_ID_LABEL: &[u8] = b"writ-snp-host/v1";
+/// Domain-separation label of the host id derivation (version 2: version 1
+/// also hashed HOST_DATA, which let a revoked guest return under a new id).
+pub const HOST_ID_LABEL: &[u8] = b"writ-snp-host/v2";
 
 /// The host id a report identifies, or `None` when CHIP_ID is masked.
 pub fn snp_host_id(report: &AttestationReport) -> Option<String> {
@@ -42,7 +48,6 @@ pub fn snp_host_id(report: &AttestationReport) -> Option<String> {
         HOST_ID_LABEL,
         report.chip_id.as_slice(),
         report.measurement.as_slice(),
-        report.host_data.as_slice(),
     ]);
     let short = digest.get(..16).unwrap_or_default();
     Some(format!("{HOST_ID_PREFIX}{}", hex::encode(short)))
@@ -212,6 +217,34 @@ mod tests {
         assert!(!is_snp_host_id("snp-0123456789ABCDEF0123456789abcdef"));
         assert!(!is_snp_host_id("snp-0123"));
         assert!(!is_snp_host_id("tpm-0123456789abcdef0123456789abcdef"));
+    }
+
+    /// A real report (its signature is not checked here) with the
+    /// hypervisor-chosen fields rewritten.
+    fn report_with(host_data: u8, vmpl: u32, report_data: u8) -> AttestationReport {
+        let mut b =
+            include_bytes!("../tests/vectors/sevsnp/virtee-sev/milan-v2/report.bin").to_vec();
+        b[0x30..0x34].copy_from_slice(&vmpl.to_le_bytes());
+        b[0x50..0x90].fill(report_data);
+        b[0xc0..0xe0].fill(host_data);
+        AttestationReport::parse(&b).unwrap()
+    }
+
+    #[test]
+    fn finding1_snp_host_id_ignores_hypervisor_chosen_fields() {
+        let a = report_with(0, 0, 0);
+        let b = report_with(0xaa, 2, 0x55);
+        assert_ne!(a.host_data, b.host_data);
+        assert_ne!(a.vmpl, b.vmpl);
+        assert_eq!(snp_host_id(&a), snp_host_id(&b));
+        assert!(snp_host_id(&a).is_some_and(|id| is_snp_host_id(&id)));
+        // Another image on the same chip is another host.
+        let mut other = a.clone();
+        other.measurement[0] ^= 1;
+        assert_ne!(snp_host_id(&a), snp_host_id(&other));
+        let mut other_chip = a.clone();
+        other_chip.chip_id[0] ^= 1;
+        assert_ne!(snp_host_id(&a), snp_host_id(&other_chip));
     }
 
     #[test]

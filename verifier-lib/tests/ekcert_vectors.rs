@@ -9,11 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
-use verifier_lib::crypto::PublicKey;
+use verifier_lib::crypto::{Curve, PublicKey};
 use verifier_lib::ekcert::{
-    check_ek_public, parse_ek_certificate, verify_ek_chain, EkCertError, EkCertificate, TrustStore,
-    BUNDLED_MANUFACTURER_CAS,
+    check_ek_public, parse_ek_certificate, verify_ek_chain, EkCertError, EkCertificate, EkIdentity,
+    TrustStore, BUNDLED_MANUFACTURER_CAS,
 };
+use verifier_lib::tpm::{check_ek_template, EkTemplateKey, Public, EK_TEMPLATES};
 
 const EK_FILES: [&str; 3] = ["ek.der", "ek.pem", "ek_with_nv_padding.der"];
 
@@ -455,4 +456,89 @@ fn fuzz_entry_point_survives_truncations_and_flips() {
             }
         }
     }
+}
+
+/// The `TPMT_PUBLIC` a TPM makes for `key` from the default EK template of
+/// its type, as TPM2_ReadPublic returns it; `None` without a template.
+fn default_template_public(key: &PublicKey) -> Option<Vec<u8>> {
+    let strip = |b: &[u8]| {
+        b.iter()
+            .skip_while(|&&x| x == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    let wanted = match key {
+        PublicKey::Rsa { n, .. } => EkTemplateKey::Rsa {
+            bits: strip(n).len() * 8,
+        },
+        PublicKey::Ec { curve, .. } => EkTemplateKey::Ecc { curve: *curve },
+        _ => return None,
+    };
+    let t = EK_TEMPLATES.iter().find(|t| t.key == wanted)?;
+    let mut b = Vec::new();
+    let object_type: u16 = if matches!(key, PublicKey::Rsa { .. }) {
+        0x0001
+    } else {
+        0x0023
+    };
+    b.extend_from_slice(&object_type.to_be_bytes());
+    b.extend_from_slice(&t.name_alg.tpm_alg_id().to_be_bytes());
+    b.extend_from_slice(&t.object_attributes.to_be_bytes());
+    b.extend_from_slice(&u16::try_from(t.auth_policy.len()).unwrap().to_be_bytes());
+    b.extend_from_slice(t.auth_policy);
+    b.extend_from_slice(&[0x00, 0x06]);
+    b.extend_from_slice(&t.aes_key_bits.to_be_bytes());
+    b.extend_from_slice(&[0x00, 0x43, 0x00, 0x10]); // CFB, scheme null
+    match key {
+        PublicKey::Rsa { n, .. } => {
+            let n = strip(n);
+            b.extend_from_slice(&u16::try_from(n.len() * 8).unwrap().to_be_bytes());
+            b.extend_from_slice(&0u32.to_be_bytes()); // exponent 0 = 65537
+            b.extend_from_slice(&u16::try_from(n.len()).unwrap().to_be_bytes());
+            b.extend_from_slice(&n);
+        }
+        PublicKey::Ec { curve, point } => {
+            let id: u16 = match curve {
+                Curve::P256 => 3,
+                Curve::P384 => 4,
+                Curve::P521 => 5,
+                _ => return None,
+            };
+            let len = curve.field_len();
+            b.extend_from_slice(&id.to_be_bytes());
+            b.extend_from_slice(&[0x00, 0x10]); // kdf null
+            for coordinate in [&point[1..=len], &point[len + 1..]] {
+                b.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+                b.extend_from_slice(coordinate);
+            }
+        }
+        _ => return None,
+    }
+    Some(b)
+}
+
+/// Finding 1: the real EK certificates' keys, as a TPM presents them from
+/// the default template, pass the template check, and the identity of the
+/// EK public area is the identity of the certificate's key.
+#[test]
+fn finding1_vector_keys_pass_the_template_and_identity_checks() {
+    let mut checked = 0;
+    for v in load_vectors() {
+        for (name, _, ek) in &v.eks {
+            let of_cert = EkIdentity::of_key(&ek.public_key);
+            let certified = EkIdentity::of_certified_key(&ek.public_key, ek).unwrap();
+            assert_eq!(certified.key_digest, of_cert.key_digest);
+            assert!(certified.certificate_digest.is_some());
+            let Some(tpmt) = default_template_public(&ek.public_key) else {
+                continue;
+            };
+            let public = Public::parse(&tpmt).unwrap();
+            check_ek_template(&public)
+                .unwrap_or_else(|e| panic!("{}/{name}: {e}", v.dir.display()));
+            let presented = EkIdentity::of_certified_key(&public.key, ek).unwrap();
+            assert_eq!(presented, certified, "{}/{name}", v.dir.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no vector carries a key of a default template");
 }

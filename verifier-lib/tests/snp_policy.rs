@@ -5,9 +5,10 @@
 mod snp_support;
 
 use snp_support::*;
+use verifier_lib::policy::{Policy, PolicyError};
 use verifier_lib::snp::{
-    appraise, verify_report, CrlInput, Product, SnpPolicy, SnpRule, SnpTrustAnchors, TcbComponent,
-    TcbMinimum, VerifiedReport,
+    appraise, verify_report, CrlInput, Product, SnpPolicy, SnpPolicyError, SnpRule,
+    SnpTrustAnchors, TcbComponent, TcbMinimum, VerifiedReport,
 };
 
 fn verified_with(
@@ -44,6 +45,7 @@ fn verified(edit: impl FnOnce(&mut ReportSpec)) -> VerifiedReport {
 fn passing() -> SnpPolicy {
     SnpPolicy {
         allowed_measurements: vec![[0xab; 48]],
+        allowed_host_data: vec![[0; 32]],
         dangerous_allow_extra_root: true,
         ..SnpPolicy::default()
     }
@@ -57,10 +59,14 @@ fn rules(v: &VerifiedReport, p: &SnpPolicy) -> Vec<SnpRule> {
 fn baseline_passes_and_defaults_are_strict() {
     let v = verified(|_| {});
     assert!(appraise(&v, &passing()).is_empty());
-    // Default: no measurement allowed, extra root not allowed.
+    // Default: no measurement and no HOST_DATA allowed, extra root not allowed.
     assert_eq!(
         rules(&v, &SnpPolicy::default()),
-        vec![SnpRule::Measurement, SnpRule::TrustedRoot]
+        vec![
+            SnpRule::Measurement,
+            SnpRule::HostData,
+            SnpRule::TrustedRoot
+        ]
     );
     let any = SnpPolicy {
         dangerous_any_measurement: true,
@@ -375,4 +381,58 @@ fn policy_toml_round_trip_with_hex() {
     assert_eq!(back, p);
     assert!(toml::from_str::<SnpPolicy>("allowed_measurements = [\"abcd\"]").is_err());
     assert!(toml::from_str::<SnpPolicy>("unknown_knob = true").is_err());
+}
+
+#[test]
+fn finding1_empty_allowed_host_data_accepts_nothing() {
+    let v = verified(|s| s.host_data = [7; 32]);
+    let empty = SnpPolicy {
+        allowed_host_data: Vec::new(),
+        ..passing()
+    };
+    assert_eq!(rules(&v, &empty), vec![SnpRule::HostData]);
+    assert_eq!(
+        empty.check_host_data_rule(),
+        Err(SnpPolicyError::HostDataUnrestricted)
+    );
+    let any = SnpPolicy {
+        allowed_host_data: Vec::new(),
+        dangerous_any_host_data: true,
+        ..passing()
+    };
+    assert!(appraise(&v, &any).is_empty());
+    assert_eq!(any.check_host_data_rule(), Ok(()));
+    let both = SnpPolicy {
+        dangerous_any_host_data: true,
+        ..passing()
+    };
+    assert_eq!(
+        both.check_host_data_rule(),
+        Err(SnpPolicyError::HostDataContradictory { count: 1 })
+    );
+    assert_eq!(passing().check_host_data_rule(), Ok(()));
+}
+
+#[test]
+fn finding1_policy_without_host_data_rule_is_refused_at_load() {
+    let doc = |snp: &str| {
+        format!(
+            "id = \"p\"\n[[groups]]\nname = \"guests\"\nhosts = [\"*\"]\n[groups.snp]\n\
+             allowed_measurements = [\"{}\"]\n{snp}",
+            hex::encode([0xab; 48])
+        )
+    };
+    match Policy::parse_toml(&doc("")) {
+        Err(PolicyError::Snp { group, reason }) => {
+            assert_eq!(group, "guests");
+            assert_eq!(reason, SnpPolicyError::HostDataUnrestricted);
+        }
+        other => panic!("expected an SNP policy error, got {other:?}"),
+    }
+    Policy::parse_toml(&doc("dangerous_any_host_data = true\n")).unwrap();
+    Policy::parse_toml(&doc(&format!(
+        "allowed_host_data = [\"{}\"]\n",
+        hex::encode([1; 32])
+    )))
+    .unwrap();
 }

@@ -2,10 +2,15 @@
 //! AK lives in the same TPM as the certified EK.
 //!
 //! `start` checks the EK certificate against the trust store, that it
-//! certifies the presented EK public key, and that the AK is a restricted
-//! signing key; it then makes a credential (a random secret) that only the
-//! TPM holding that EK can open, and only for that AK name. `finish` accepts
-//! the host once it returns the secret.
+//! certifies the presented EK public key, that the EK public area is a TCG
+//! default EK template, that the TPM (its EK key or certificate) was not
+//! revoked, and that the AK is a restricted signing key; it then makes a
+//! credential (a random secret) that only the TPM holding that EK can open,
+//! and only for that AK name. `finish` accepts the host once it returns the
+//! secret, re-checking the revocation inside the write transaction.
+//!
+//! A host's id is derived from its EK key ([`EkIdentity`]), so every
+//! encoding of one EK is one host.
 
 use axum::extract::State;
 use axum::Json;
@@ -14,8 +19,8 @@ use verifier_lib::api::{
 };
 use verifier_lib::credential::{make_credential, CredentialTarget};
 use verifier_lib::crypto::{ct_eq, HashAlg};
-use verifier_lib::ekcert;
-use verifier_lib::tpm::Public;
+use verifier_lib::ekcert::{self, EkIdentity};
+use verifier_lib::tpm::{check_ek_template, Public};
 
 use super::json::ApiJson;
 use super::ApiError;
@@ -23,13 +28,13 @@ use crate::audit::leaves as audit_log;
 use crate::decision::nonce::random_bytes;
 use crate::state::AppState;
 use crate::store::audit::StateChange;
-use crate::store::{EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus};
+use crate::store::{revocation_names, EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus};
 
-/// A host's id: derived from its EK public area, so it is stable across
-/// re-enrollments and cannot be chosen by the host.
+/// A host's id: derived from its EK key ([`EkIdentity::host_id`]), so it
+/// is stable across re-enrollments, the same for every encoding of the EK
+/// public area, and cannot be chosen by the host.
 pub fn host_id_for(ek_public: &Public) -> String {
-    let d = HashAlg::Sha256.digest(&ek_public.marshalled);
-    hex::encode(d.get(..16).unwrap_or(&d))
+    EkIdentity::of_key(&ek_public.key).host_id()
 }
 
 /// `POST /v1/enroll/start`. A refusal of a request whose EK public area
@@ -79,8 +84,28 @@ async fn start_checked(
         .map_err(|e| ApiError::bad_request("invalid_ek_cert", format!("ek_cert: {e}")))?;
     ekcert::verify_ek_chain(&cert, &req.ek_chain, &st.trust, now)
         .map_err(|e| ApiError::forbidden("ek_cert_untrusted", format!("ek_cert: {e}")))?;
-    ekcert::check_ek_public(&cert, &ek_public.key)
+    let identity = EkIdentity::of_certified_key(&ek_public.key, &cert)
         .map_err(|e| ApiError::forbidden("ek_public_mismatch", format!("ek_public: {e}")))?;
+    check_ek_template(&ek_public)
+        .map_err(|e| ApiError::forbidden("ek_template_mismatch", format!("ek_public: {e}")))?;
+    let host_id = identity.host_id();
+    let revoked_host = st
+        .store
+        .host(&host_id)
+        .await?
+        .is_some_and(|h| h.status == HostStatus::Revoked);
+    if revoked_host
+        || st
+            .store
+            .revoked_identity(&identity.revocation_names())
+            .await?
+            .is_some()
+    {
+        return Err(ApiError::forbidden(
+            "host_revoked",
+            "host was revoked by an operator; re-enrollment refused",
+        ));
+    }
     let sym_key_bits = ek_public
         .symmetric
         .as_ref()
@@ -107,7 +132,6 @@ async fn start_checked(
     )
     .map_err(|e| ApiError::bad_request("unsupported_ek", format!("ek_public: {e}")))?;
 
-    let host_id = host_id_for(&ek_public);
     let enrollment_id = hex::encode(random_bytes::<16>()?);
     let expires_at = now + st.config.nonces.enrollment_ttl_secs;
     st.store
@@ -177,14 +201,36 @@ pub async fn finish(
             "the activated credential does not match: the AK is not in the TPM holding the EK",
         ));
     }
-    if let Some(existing) = st.store.host(&rec.host_id).await? {
-        if existing.status == HostStatus::Revoked {
-            audit_log::log_refusal(&st.audit, refused("host_revoked")).await;
-            return Err(ApiError::forbidden(
-                "host_revoked",
-                "host was revoked by an operator; re-enrollment refused",
-            ));
-        }
+    // Read → decide: a revoked host or TPM is refused here; the same rule
+    // is applied again inside the write transaction (`store::apply`), so a
+    // revocation between this read and the write still refuses.
+    let revoked_host = st
+        .store
+        .host(&rec.host_id)
+        .await?
+        .is_some_and(|h| h.status == HostStatus::Revoked);
+    let revoked_identity = st
+        .store
+        .revoked_identity(&revocation_names(&HostRecord {
+            id: rec.host_id.clone(),
+            status: HostStatus::Enrolled,
+            ek_public: rec.ek_public.clone(),
+            ek_cert_digest: rec.ek_cert_digest.clone(),
+            ak_public: Vec::new(),
+            ak_name: Vec::new(),
+            enrolled_at: now,
+            last_attested_at: None,
+            last_failure: None,
+            policy_id: None,
+        }))
+        .await?
+        .is_some();
+    if revoked_host || revoked_identity {
+        audit_log::log_refusal(&st.audit, refused("host_revoked")).await;
+        return Err(ApiError::forbidden(
+            "host_revoked",
+            "host was revoked by an operator; re-enrollment refused",
+        ));
     }
     let host = HostRecord {
         id: rec.host_id.clone(),

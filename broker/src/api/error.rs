@@ -103,6 +103,10 @@ fn refused(r: ChangeRefused) -> ApiError {
             "the host attested in the meantime",
         ),
         ChangeRefused::UnknownToken => ApiError::not_found("unknown_token", "no such token"),
+        ChangeRefused::HostRevoked => ApiError::forbidden(
+            "host_revoked",
+            "host was revoked by an operator; re-enrollment refused",
+        ),
         ChangeRefused::ParentRevoked => {
             ApiError::forbidden("parent_revoked", "the parent token is revoked")
         }

@@ -147,6 +147,10 @@ pub enum ChangeRefused {
     HostNotStale,
     #[error("no such token")]
     UnknownToken,
+    /// An enrollment of a revoked host, or of a TPM whose EK key or
+    /// certificate was revoked under any host id.
+    #[error("the host (or its TPM) is revoked")]
+    HostRevoked,
     #[error("the parent token is unknown or revoked")]
     ParentRevoked,
     #[error("the host is not trusted with a fresh passing appraisal")]

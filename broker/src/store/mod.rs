@@ -12,6 +12,7 @@ pub mod audit;
 mod governance;
 mod ima_cursor;
 mod request_key;
+mod revoked_identity;
 mod snp;
 mod sqlite;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod write_tx;
 pub use governance::{stale_reason, HostEvent, TokenState};
 pub use ima_cursor::ImaCursorRecord;
 pub use request_key::RequestKeyRecord;
+pub use revoked_identity::revocation_names;
 pub use snp::SnpHostRecord;
 pub use write_tx::{TokenRoot, WriteTransaction, WriteTx};
 
@@ -192,6 +194,15 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// The host's request key, if one is registered.
     async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError>;
+
+    /// The host under whose revocation one of `names` (see
+    /// [`revocation_names`]) is recorded, if any.
+    async fn revoked_identity(&self, names: &[String]) -> Result<Option<String>, StoreError>;
+
+    /// Record the revocation names of every revoked host that has none yet
+    /// (hosts revoked before identities were recorded); returns how many
+    /// names were added.
+    async fn backfill_revoked_identities(&self, at: i64) -> Result<u64, StoreError>;
 
     /// The registration of SNP host `id`, if any.
     async fn snp_host(&self, id: &str) -> Result<Option<SnpHostRecord>, StoreError>;

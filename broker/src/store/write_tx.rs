@@ -55,6 +55,21 @@ pub trait WriteTx: Send {
         detail: &str,
     ) -> Result<(), StoreError>;
 
+    /// The host under whose revocation one of `names` is recorded, if any.
+    async fn revoked_identity(&mut self, names: &[String]) -> Result<Option<String>, StoreError>;
+
+    /// Record `names` as revoked with host `host_id` (names already
+    /// recorded keep their first host).
+    async fn insert_revoked_identities(
+        &mut self,
+        names: &[String],
+        host_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Forget the revocation names recorded with host `host_id`.
+    async fn delete_revoked_identities(&mut self, host_id: &str) -> Result<(), StoreError>;
+
     /// Record an SNP host's registration unless it is already registered.
     async fn insert_snp_host_if_absent(&mut self, rec: &SnpHostRecord) -> Result<(), StoreError>;
 

@@ -11,12 +11,14 @@
 
 mod certificate;
 mod chain;
+mod identity;
 mod manufacturers;
 mod store;
 
 pub use chain::{
     verify_ek_chain, ChainCert, VerifiedEkChain, MAX_CHAIN_DEPTH, MAX_SIGNATURE_CHECKS,
 };
+pub use identity::{EkIdentity, EK_KEY_LABEL};
 pub use manufacturers::BUNDLED_MANUFACTURER_CAS;
 pub use store::TrustStore;
 

@@ -22,7 +22,8 @@ pub use error::SnpError;
 pub use hcl::{parse_hcl_report, HclReport};
 pub use kds_ext::AmdCertExtensions;
 pub use policy::{
-    appraise, MinFirmwareVersion, SnpPolicy, SnpPolicyViolation, SnpRule, TcbMinimum,
+    appraise, MinFirmwareVersion, SnpPolicy, SnpPolicyError, SnpPolicyViolation, SnpRule,
+    TcbMinimum,
 };
 pub use report::{
     AttestationReport, Cpuid, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, TcbComponent,

@@ -27,10 +27,13 @@ pub struct MinFirmwareVersion {
 /// What a guest owner accepts. Byte strings are hex in TOML/JSON.
 ///
 /// `allowed_measurements` empty means NO measurement is accepted unless
-/// `dangerous_any_measurement` is set. The other allow-lists
-/// (`allowed_host_data`, `allowed_id_key_digests`,
-/// `allowed_author_key_digests`, `allowed_products`) accept anything when
-/// empty.
+/// `dangerous_any_measurement` is set; likewise `allowed_host_data` empty
+/// means no HOST_DATA is accepted unless `dangerous_any_host_data` is set
+/// (HOST_DATA is chosen by the hypervisor, so "anything" must be said
+/// explicitly; a policy saying neither is refused at load, see
+/// [`SnpPolicy::check_host_data_rule`]). The other allow-lists
+/// (`allowed_id_key_digests`, `allowed_author_key_digests`,
+/// `allowed_products`) accept anything when empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SnpPolicy {
@@ -46,6 +49,8 @@ pub struct SnpPolicy {
         deserialize_with = "hex_serde::de_vec"
     )]
     pub allowed_host_data: Vec<[u8; 32]>,
+    /// Accept any HOST_DATA (the hypervisor's choice; insecure).
+    pub dangerous_any_host_data: bool,
     #[serde(
         serialize_with = "hex_serde::ser_vec",
         deserialize_with = "hex_serde::de_vec"
@@ -107,6 +112,7 @@ impl Default for SnpPolicy {
             allowed_measurements: Vec::new(),
             dangerous_any_measurement: false,
             allowed_host_data: Vec::new(),
+            dangerous_any_host_data: false,
             allowed_id_key_digests: Vec::new(),
             allowed_author_key_digests: Vec::new(),
             family_id: None,
@@ -218,6 +224,36 @@ impl Findings {
     }
 }
 
+/// Why an SNP policy cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnpPolicyError {
+    /// `allowed_host_data` is empty and `dangerous_any_host_data` is not set.
+    #[error(
+        "allowed_host_data is empty: list the accepted HOST_DATA values, or set \
+         dangerous_any_host_data = true to accept any (the hypervisor chooses HOST_DATA)"
+    )]
+    HostDataUnrestricted,
+    /// Both an allow-list and `dangerous_any_host_data` are given.
+    #[error(
+        "allowed_host_data lists {count} values but dangerous_any_host_data = true accepts any"
+    )]
+    HostDataContradictory { count: usize },
+}
+
+impl SnpPolicy {
+    /// An empty `allowed_host_data` must not silently mean "anything":
+    /// either values are listed or `dangerous_any_host_data = true` says so
+    /// (not both).
+    pub fn check_host_data_rule(&self) -> Result<(), SnpPolicyError> {
+        match (self.allowed_host_data.len(), self.dangerous_any_host_data) {
+            (0, false) => Err(SnpPolicyError::HostDataUnrestricted),
+            (count, true) if count > 0 => Err(SnpPolicyError::HostDataContradictory { count }),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn is_uniform(bytes: &[u8], value: u8) -> bool {
     bytes.iter().all(|&b| b == value)
 }
@@ -243,7 +279,17 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
             );
         }
     }
-    f.allow_list(SnpRule::HostData, &policy.allowed_host_data, &r.host_data);
+    if !policy.dangerous_any_host_data {
+        if policy.allowed_host_data.is_empty() {
+            f.fail(
+                SnpRule::HostData,
+                "a listed HOST_DATA (none allowed)",
+                hex::encode(r.host_data),
+            );
+        } else {
+            f.allow_list(SnpRule::HostData, &policy.allowed_host_data, &r.host_data);
+        }
+    }
     f.allow_list(
         SnpRule::IdKeyDigest,
         &policy.allowed_id_key_digests,

@@ -7,6 +7,7 @@
 //! - [`Attest`]: `TPMS_ATTEST` / `TPM2B_ATTEST`.
 //! - [`Signature`]: `TPMT_SIGNATURE` (or a raw RSA signature with a stated scheme).
 //! - [`Public`]: `TPMT_PUBLIC` / `TPM2B_PUBLIC`, its name and AK attribute checks.
+//! - [`check_ek_template`]: an EK public area is a TCG default EK template.
 //! - [`AkPublic`]: an attestation key from a TPM public area or an SPKI (PEM/DER).
 //! - [`PcrSelection`], [`PcrValues`]: `TPML_PCR_SELECTION` and PCR values per bank.
 //! - [`verify_quote`]: signature, nonce, selection and `pcrDigest` checks.
@@ -15,6 +16,7 @@
 
 mod attest;
 mod certify;
+mod ek_template;
 mod pcr;
 mod public;
 mod quote;
@@ -24,6 +26,9 @@ pub use self::attest::{
     Attest, Attested, ClockInfo, ST_ATTEST_CERTIFY, ST_ATTEST_QUOTE, TPM_GENERATED_VALUE,
 };
 pub use self::certify::{verify_certify, verify_request_signature, CertifiedKey, CertifyError};
+pub use self::ek_template::{
+    check_ek_template, EkTemplate, EkTemplateError, EkTemplateKey, EK_TEMPLATES,
+};
 pub use self::pcr::{PcrBank, PcrSelection, PcrValues};
 pub use self::public::{AkPublic, Public, SymDef, TPM_ALG_ECC, TPM_ALG_RSA};
 pub use self::quote::{

@@ -64,6 +64,9 @@ pub struct Public {
     /// The key's scheme (`TPMT_RSA_SCHEME`/`TPMT_ECC_SCHEME`) and its hash;
     /// `None` when the scheme is `TPM_ALG_NULL`.
     pub scheme: Option<(u16, Option<HashAlg>)>,
+    /// The ECC key derivation scheme (`TPMT_KDF_SCHEME`) and its hash;
+    /// `None` when it is `TPM_ALG_NULL` and for RSA keys.
+    pub kdf: Option<(u16, Option<HashAlg>)>,
     pub key: PublicKey,
     /// The `TPMT_PUBLIC` bytes (without a `TPM2B` size prefix).
     pub marshalled: Vec<u8>,
@@ -94,7 +97,7 @@ impl Public {
         let object_attributes = r.u32_be("objectAttributes")?;
         let auth_policy = r.tpm2b_max("authPolicy", MAX_DIGEST)?.to_vec();
         let symmetric = sym_def(&mut r)?;
-        let (scheme, key) = match object_type {
+        let (scheme, kdf, key) = match object_type {
             TPM_ALG_RSA => {
                 let scheme =
                     scheme_selector(&mut r, "parameters.rsaDetail.scheme", rsa_scheme_details)?;
@@ -111,7 +114,7 @@ impl Public {
                     });
                 }
                 let e = exponent.to_be_bytes().to_vec();
-                (scheme, PublicKey::Rsa { n: n.to_vec(), e })
+                (scheme, None, PublicKey::Rsa { n: n.to_vec(), e })
             }
             TPM_ALG_ECC => {
                 let scheme =
@@ -122,8 +125,7 @@ impl Public {
                         field: "parameters.eccDetail.curveID",
                         id: curve_id,
                     })?;
-                // The KDF scheme is not used for signing keys; parse and check it.
-                let _kdf = scheme_selector(&mut r, "parameters.eccDetail.kdf", kdf_details)?;
+                let kdf = scheme_selector(&mut r, "parameters.eccDetail.kdf", kdf_details)?;
                 let x = r.tpm2b_max("unique.ecc.x", MAX_ECC_BYTES)?;
                 let y = r.tpm2b_max("unique.ecc.y", MAX_ECC_BYTES)?;
                 let key = PublicKey::ec_from_xy(curve, x, y).ok_or(TpmError::InvalidEccPoint {
@@ -131,7 +133,7 @@ impl Public {
                     x_len: x.len(),
                     y_len: y.len(),
                 })?;
-                (scheme, key)
+                (scheme, kdf, key)
             }
             other => {
                 return Err(TpmError::UnsupportedAlgorithm {
@@ -148,6 +150,7 @@ impl Public {
             auth_policy,
             symmetric,
             scheme,
+            kdf,
             key,
             marshalled: bytes.to_vec(),
         })

@@ -11,7 +11,9 @@
 //!   parent.
 //! - A revoked host stays revoked through appraisals; only reinstatement
 //!   (from `revoked`, to `enrolled`, clock baseline and request key
-//!   cleared) undoes it.
+//!   cleared) undoes it. Revoking a TPM host records its EK key and
+//!   certificate (`revocation_names`); an enrollment of a revoked host or
+//!   of any TPM with a recorded name is refused (`HostRevoked`).
 //! - Staleness applies only to a host still trusted without a passing
 //!   attestation since the cutoff.
 //! - Request keys and signed tokens need a trusted (and for signed tokens
@@ -27,7 +29,8 @@ use super::audit::{AppraisalChange, ChangeRefused, Entry, EntryError, NonceUse, 
 use super::governance::stale_reason;
 use super::write_tx::{TokenRoot, WriteTx};
 use super::{
-    AppraisalRecord, HostRecord, HostStatus, NonceProblem, SnpHostRecord, StoreError, TokenRecord,
+    revocation_names, AppraisalRecord, HostRecord, HostStatus, NonceProblem, SnpHostRecord,
+    StoreError, TokenRecord,
 };
 
 /// The outcome of a state change: tokens revoked, or why it did not apply.
@@ -80,6 +83,15 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
             Ok(Ok(0))
         }
         StateChange::Host(h) => {
+            // A revoked TPM does not come back: neither under its host id
+            // nor under another encoding of its EK or with its certificate.
+            let revoked_row = tx
+                .host(&h.id)
+                .await?
+                .is_some_and(|e| e.status == HostStatus::Revoked);
+            if revoked_row || tx.revoked_identity(&revocation_names(h)).await?.is_some() {
+                return Ok(Err(ChangeRefused::HostRevoked));
+            }
             tx.put_host(h).await?;
             // A (re-)enrolled host has a new AK: its old certification is void.
             tx.delete_request_key(&h.id).await?;
@@ -321,10 +333,13 @@ async fn revoke_host<T: WriteTx + ?Sized>(
     reason: &str,
     now: i64,
 ) -> Result<Applied, StoreError> {
-    if tx.host(host_id).await?.is_none() {
+    let Some(host) = tx.host(host_id).await? else {
         return Ok(Err(ChangeRefused::UnknownHost));
-    }
+    };
     tx.set_host_status(host_id, HostStatus::Revoked, Some(reason))
+        .await?;
+    // The TPM itself is revoked: its EK key and certificate.
+    tx.insert_revoked_identities(&revocation_names(&host), host_id, now)
         .await?;
     tx.insert_host_event(host_id, now, "revoked", reason)
         .await?;
@@ -345,6 +360,7 @@ async fn reinstate_host<T: WriteTx + ?Sized>(
     }
     tx.set_host_status(host_id, HostStatus::Enrolled, None)
         .await?;
+    tx.delete_revoked_identities(host_id).await?;
     tx.set_host_clock(host_id, None).await?;
     tx.delete_request_key(host_id).await?;
     tx.insert_host_event(host_id, now, "reinstated", "revoked -> enrolled")

@@ -345,3 +345,101 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
     );
     assert_eq!(s.counts().await.unwrap().tokens, 1);
 }
+
+/// A `TPMT_PUBLIC` of EK template L-1 with modulus `[fill; 256]` and the
+/// exponent written as `exponent`.
+fn l1_ek(fill: u8, exponent: u32) -> Vec<u8> {
+    let mut b = vec![0x00, 0x01, 0x00, 0x0b, 0x00, 0x03, 0x00, 0xb2, 0x00, 0x20];
+    b.extend_from_slice(&[0x5a; 32]);
+    b.extend_from_slice(&[0x00, 0x06, 0x00, 0x80, 0x00, 0x43, 0x00, 0x10, 0x08, 0x00]);
+    b.extend_from_slice(&exponent.to_be_bytes());
+    b.extend_from_slice(&[0x01, 0x00]);
+    b.extend_from_slice(&[fill; 256]);
+    b
+}
+
+fn tpm_host(id: &str, ek_public: Vec<u8>, cert: u8) -> HostRecord {
+    HostRecord {
+        ek_public,
+        ek_cert_digest: vec![cert; 32],
+        ..host(id)
+    }
+}
+
+fn revoke_host(id: &str) -> StateChange {
+    StateChange::RevokeHost {
+        host_id: id.into(),
+        reason: "test".into(),
+        at: 10,
+    }
+}
+
+#[tokio::test]
+async fn finding1_revoked_tpm_is_refused_under_any_host_id_until_reinstated() {
+    let (_d, s) = store().await;
+    apply(&s, StateChange::Host(tpm_host("a", l1_ek(7, 0), 1)))
+        .await
+        .unwrap();
+    apply(&s, revoke_host("a")).await.unwrap();
+    // The host row itself.
+    assert_eq!(
+        apply(&s, StateChange::Host(tpm_host("a", l1_ek(7, 0), 1))).await,
+        Err(ChangeRefused::HostRevoked)
+    );
+    // The same key written another way, under another id.
+    assert_eq!(
+        apply(&s, StateChange::Host(tpm_host("b", l1_ek(7, 65537), 9))).await,
+        Err(ChangeRefused::HostRevoked)
+    );
+    // Another key presented with the revoked certificate.
+    assert_eq!(
+        apply(&s, StateChange::Host(tpm_host("c", l1_ek(8, 0), 1))).await,
+        Err(ChangeRefused::HostRevoked)
+    );
+    // Another TPM is not affected.
+    apply(&s, StateChange::Host(tpm_host("d", l1_ek(8, 0), 2)))
+        .await
+        .unwrap();
+    // Reinstating the host forgets its revoked identities.
+    apply(
+        &s,
+        StateChange::ReinstateHost {
+            host_id: "a".into(),
+            at: 11,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.revoked_identity(&revocation_names(&tpm_host("b", l1_ek(7, 65537), 1)))
+            .await
+            .unwrap(),
+        None
+    );
+    apply(&s, StateChange::Host(tpm_host("a", l1_ek(7, 65537), 1)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn finding1_hosts_revoked_before_identities_are_backfilled() {
+    let (_d, s) = store().await;
+    apply(&s, StateChange::Host(tpm_host("old", l1_ek(7, 0), 1)))
+        .await
+        .unwrap();
+    apply(&s, revoke_host("old")).await.unwrap();
+    // As a store written before revoked identities existed: the revoked
+    // host without its names.
+    let mut tx = s.begin_write().await.unwrap();
+    tx.delete_revoked_identities("old").await.unwrap();
+    tx.commit().await.unwrap();
+    let names = revocation_names(&tpm_host("old", l1_ek(7, 0), 1));
+    assert_eq!(names.len(), 2);
+    assert_eq!(s.revoked_identity(&names).await.unwrap(), None);
+    assert_eq!(s.backfill_revoked_identities(20).await.unwrap(), 2);
+    assert_eq!(
+        s.revoked_identity(&names).await.unwrap().as_deref(),
+        Some("old")
+    );
+    assert_eq!(s.backfill_revoked_identities(21).await.unwrap(), 0);
+}

@@ -12,9 +12,9 @@ use verifier_lib::host_clock::ClockState;
 
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
-    Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord, HostState, ImaCursorRecord,
-    RequestKeyRecord, SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState,
-    WriteTransaction,
+    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord,
+    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord, StateStore,
+    StoreError, TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;
@@ -207,6 +207,26 @@ impl StateStore for SqliteStore {
 
     async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError> {
         rows::request_key(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn revoked_identity(&self, names: &[String]) -> Result<Option<String>, StoreError> {
+        rows::revoked_identity(&mut *self.pool.acquire().await?, names).await
+    }
+
+    async fn backfill_revoked_identities(&self, at: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let revoked: Vec<HostRecord> = rows::hosts(&mut tx)
+            .await?
+            .into_iter()
+            .filter(|h| h.status == HostStatus::Revoked)
+            .collect();
+        let mut added = 0;
+        for host in &revoked {
+            let names = revocation_names(host);
+            added += rows::insert_revoked_identities(&mut tx, &names, &host.id, at).await?;
+        }
+        tx.commit().await?;
+        Ok(added)
     }
 
     async fn snp_host(&self, id: &str) -> Result<Option<SnpHostRecord>, StoreError> {

@@ -240,3 +240,44 @@ pub(super) async fn consume_nonce(
         Some(_) => NonceProblem::Expired,
     }))
 }
+
+/// The host under whose revocation one of `names` is recorded.
+pub(super) async fn revoked_identity(
+    conn: &mut SqliteConnection,
+    names: &[String],
+) -> Result<Option<String>, StoreError> {
+    for name in names {
+        let host: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM revoked_identities WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if host.is_some() {
+            return Ok(host);
+        }
+    }
+    Ok(None)
+}
+
+/// Record `names` as revoked with `host_id`; returns how many were new.
+pub(super) async fn insert_revoked_identities(
+    conn: &mut SqliteConnection,
+    names: &[String],
+    host_id: &str,
+    at: i64,
+) -> Result<u64, StoreError> {
+    let mut added = 0;
+    for name in names {
+        added += sqlx::query(
+            "INSERT INTO revoked_identities (name, host_id, revoked_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(host_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(added)
+}

@@ -102,6 +102,28 @@ where
         Ok(())
     }
 
+    async fn revoked_identity(&mut self, names: &[String]) -> Result<Option<String>, StoreError> {
+        rows::revoked_identity(&mut self.0, names).await
+    }
+
+    async fn insert_revoked_identities(
+        &mut self,
+        names: &[String],
+        host_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        rows::insert_revoked_identities(&mut self.0, names, host_id, at).await?;
+        Ok(())
+    }
+
+    async fn delete_revoked_identities(&mut self, host_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM revoked_identities WHERE host_id = $1")
+            .bind(host_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_snp_host_if_absent(&mut self, h: &SnpHostRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO snp_hosts (host_id, chip_id, measurement, host_data, product, signer, registered_at)
