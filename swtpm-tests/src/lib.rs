@@ -485,6 +485,22 @@ impl Swtpm {
         Ok(())
     }
 
+    /// The TPM disappears: SIGKILL, no shutdown (what a host sees when its
+    /// TPM device or the vTPM behind it goes away).
+    pub fn kill(&mut self) -> Result<(), HarnessError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id();
+        child
+            .kill()
+            .map_err(|source| HarnessError::Stop { pid, source })?;
+        child
+            .wait()
+            .map(|_| ())
+            .map_err(|source| HarnessError::Stop { pid, source })
+    }
+
     /// Clean shutdown through the control channel, then make sure the child
     /// is gone.
     fn stop(&mut self) -> Result<(), HarnessError> {
