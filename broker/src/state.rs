@@ -33,6 +33,8 @@ pub struct AppState {
     /// The signed Merkle audit log every decision is appended to.
     pub audit: AuditLog,
     pub governance: Arc<crate::governance::Governance>,
+    /// The fleet challenge key, loaded from the store at first use.
+    challenge_key: Arc<tokio::sync::OnceCell<crate::decision::nonce::ChallengeKey>>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             trust: Arc::new(trust),
             snp: None,
             audit,
+            challenge_key: Arc::default(),
         }
     }
 
@@ -92,6 +95,15 @@ impl AppState {
     pub fn with_snp(mut self, snp: crate::tee::snp::SnpService) -> Self {
         self.snp = Some(Arc::new(snp));
         self
+    }
+
+    /// The fleet challenge key (read, or created once, from the store).
+    pub async fn challenge_key(
+        &self,
+    ) -> Result<&crate::decision::nonce::ChallengeKey, crate::decision::DecisionError> {
+        self.challenge_key
+            .get_or_try_init(|| crate::decision::nonce::load_key(self))
+            .await
     }
 
     pub fn now(&self) -> i64 {

@@ -125,10 +125,10 @@ fn refused(r: ChangeRefused) -> ApiError {
 
 fn nonce(p: NonceProblem) -> ApiError {
     let (code, message) = match p {
-        NonceProblem::Unknown => ("nonce_unknown", "nonce was not issued by this broker"),
-        NonceProblem::IssuedToAnotherHost => {
-            ("nonce_other_host", "nonce was issued to another host")
-        }
+        NonceProblem::Unknown => (
+            "nonce_unknown",
+            "nonce was not issued by this broker to this host",
+        ),
         NonceProblem::Expired => ("nonce_expired", "nonce expired"),
         NonceProblem::AlreadyUsed => ("nonce_reused", "nonce was already used"),
     };

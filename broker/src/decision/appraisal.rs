@@ -60,6 +60,8 @@ async fn tpm_pass(
     evidence: &TpmEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
+    // The cheap check first: a challenge this fleet issued to this host.
+    let nonce_use = super::nonce::verify(st, nonce, host_id).await?;
     // Read: one snapshot of the host, its clock baseline and IMA cursor.
     let prior = st
         .store
@@ -111,7 +113,7 @@ async fn tpm_pass(
         st,
         Applying {
             decision,
-            nonce,
+            nonce: nonce_use,
             policy,
             register: None,
             ima_state,
@@ -156,6 +158,8 @@ async fn snp_pass(
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
     let snp = st.snp.as_deref().ok_or(DecisionError::SnpUnavailable)?;
+    // The cheap check first (before any certificate fetch).
+    let nonce_use = super::nonce::verify(st, nonce, host_id).await?;
     // Read.
     let status = st.store.host(host_id).await?.map(|h| h.status);
     refuse_revoked(host_id, status)?;
@@ -211,7 +215,7 @@ async fn snp_pass(
         st,
         Applying {
             decision,
-            nonce,
+            nonce: nonce_use,
             policy,
             register,
             ima_state: None,
@@ -279,9 +283,10 @@ impl MintPlan {
     }
 }
 
-struct Applying<'a> {
+struct Applying {
     decision: Decision,
-    nonce: &'a [u8],
+    /// The authenticated challenge, consumed when the decision applies.
+    nonce: NonceUse,
     policy: Arc<Policy>,
     register: Option<SnpHostRecord>,
     ima_state: Option<ImaState>,
@@ -294,7 +299,7 @@ struct Applying<'a> {
 /// Applies an appraisal decision as one state change (minting its token
 /// inside the audit writer, so the token carries the index of its own
 /// `token_minted` leaf and exists only if everything commits).
-async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError> {
+async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     let Applying {
         decision: d,
         nonce,
@@ -328,11 +333,7 @@ async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError>
         _ => None,
     };
     let change = AppraisalChange {
-        nonce: NonceUse {
-            nonce: nonce.to_vec(),
-            host_id: host_id.clone(),
-            at: now,
-        },
+        nonce: NonceUse { at: now, ..nonce },
         expect: Expect {
             status: d.previous,
             clock: expect_clock,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use verifier_lib::host_clock::ClockState;
 
 use super::{
-    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, NonceProblem, RequestKeyRecord,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord,
     SnpHostRecord, StoreError, TokenRecord, TokenState,
 };
 
@@ -58,21 +58,10 @@ pub trait WriteTx: Send {
     /// Record an SNP host's registration unless it is already registered.
     async fn insert_snp_host_if_absent(&mut self, rec: &SnpHostRecord) -> Result<(), StoreError>;
 
-    async fn insert_nonce(
-        &mut self,
-        nonce: &[u8],
-        host_id: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
-
-    /// Mark a nonce used, once, if it was issued to `host_id` and is
-    /// unexpired at `now`; otherwise say why not.
-    async fn consume_nonce(
-        &mut self,
-        nonce: &[u8],
-        host_id: &str,
-        now: i64,
-    ) -> Result<Result<(), NonceProblem>, StoreError>;
+    /// Record a used challenge nonce by digest until it expires; `false`
+    /// when it was already recorded (the nonce is being replayed).
+    async fn insert_used_nonce(&mut self, digest: &[u8], expires_at: i64)
+        -> Result<bool, StoreError>;
 
     async fn insert_appraisal(&mut self, appraisal: &AppraisalRecord) -> Result<(), StoreError>;
 
