@@ -33,6 +33,7 @@ async fn open(dir: &std::path::Path, max_batch: usize) -> (Store, AuditLog) {
         checkpoint_interval_secs: 10,
         checkpoint_min_leaves: 1 << 40,
         max_batch,
+        ..AuditConfig::default()
     };
     let signer = CheckpointSigner::generate("bench/audit").unwrap();
     let log = AuditLog::start(store.clone(), Arc::new(SystemClock), signer, &cfg)

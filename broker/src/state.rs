@@ -33,6 +33,8 @@ pub struct AppState {
     /// The signed Merkle audit log every decision is appended to.
     pub audit: AuditLog,
     pub governance: Arc<crate::governance::Governance>,
+    /// Unauthenticated refusals, coalesced per source and window.
+    pub refusals: Arc<crate::audit::refusals::RefusalLog>,
     /// The fleet challenge key, loaded from the store at first use.
     challenge_key: Arc<tokio::sync::OnceCell<crate::decision::nonce::ChallengeKey>>,
 }
@@ -51,6 +53,9 @@ impl AppState {
             keys: vec![signing_key.verifying_key()],
         };
         let governance = Arc::new(crate::governance::Governance::new(&config.lineage));
+        let refusals = Arc::new(crate::audit::refusals::RefusalLog::new(
+            config.audit.refusal_window_secs,
+        ));
         Self {
             governance,
             config: Arc::new(config),
@@ -64,6 +69,7 @@ impl AppState {
             snp: None,
             audit,
             challenge_key: Arc::default(),
+            refusals,
         }
     }
 

@@ -199,7 +199,10 @@ fn every_tamper_is_detected_at_the_right_index() {
     let (_d, db) = copy(&p, "edit.db");
     sqlite(&db).exec(
         "UPDATE audit_leaves SET leaf = $1 WHERE idx = $2",
-        &[SqlValue::Blob(altered_enrollment_leaf(&p, k)), SqlValue::Int(k)],
+        &[
+            SqlValue::Blob(altered_enrollment_leaf(&p, k)),
+            SqlValue::Int(k),
+        ],
     );
     let j = expect(verify_db(&db, &p.keys, &[]), "leaf_hash_mismatch");
     assert_eq!(j["first_bad_index"], k);

@@ -7,8 +7,10 @@
 //! TPM holding that EK can open, and only for that AK name. `finish` accepts
 //! the host once it returns the secret.
 
-use axum::extract::State;
-use axum::Json;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::{Extension, Json};
 use verifier_lib::api::{
     EnrollFinishRequest, EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse,
 };
@@ -32,31 +34,19 @@ pub fn host_id_for(ek_public: &Public) -> String {
     hex::encode(d.get(..16).unwrap_or(&d))
 }
 
-/// `POST /v1/enroll/start`. A refusal of a request whose EK public area
-/// parses (so it names a host) is logged as a refused `enrollment`.
+/// `POST /v1/enroll/start`. Refusals cost no write of their own: they are
+/// counted per source and logged as one summary leaf per window
+/// (`crate::audit::refusals`).
 pub async fn start(
     State(st): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(req): ApiJson<EnrollStartRequest>,
 ) -> Result<Json<EnrollStartResponse>, ApiError> {
     match start_checked(&st, &req).await {
         Ok(r) => Ok(r),
         Err(e) if e.status.is_client_error() => {
-            if let Ok(ek) = Public::parse(&req.ek_public) {
-                let ak_name = Public::parse(&req.ak_public)
-                    .map(|a| a.name())
-                    .unwrap_or_default();
-                let cert_digest =
-                    (!req.ek_cert.is_empty()).then(|| HashAlg::Sha256.digest(&req.ek_cert));
-                let leaf = audit_log::enrollment(
-                    &host_id_for(&ek),
-                    false,
-                    cert_digest,
-                    ak_name,
-                    Some(e.code),
-                    st.now(),
-                );
-                audit_log::log_refusal(&st.audit, leaf).await;
-            }
+            let source = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+            st.refusals.record(source, e.code, st.now());
             Err(e)
         }
         Err(e) => Err(e),

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 mod governance;
 mod limits;
 mod operators;
+mod retention;
 
 pub use governance::{HostsConfig, LineageConfig, StatusConfig};
 pub use limits::LimitsConfig;
 pub use operators::{Operator, OperatorToken, OperatorsConfig, UNAUTHENTICATED};
+pub use retention::RetentionConfig;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -37,6 +39,7 @@ pub struct Config {
     pub lineage: LineageConfig,
     pub operators: OperatorsConfig,
     pub limits: LimitsConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +181,10 @@ pub struct AuditConfig {
     pub checkpoint_min_leaves: u64,
     /// Most decisions committed in one transaction (group commit).
     pub max_batch: usize,
+    /// Unauthenticated refusals (`enroll/start`) from one source within
+    /// this many seconds are logged as one summary leaf when the window
+    /// closes (or at shutdown).
+    pub refusal_window_secs: u64,
 }
 
 impl Default for AuditConfig {
@@ -187,6 +194,7 @@ impl Default for AuditConfig {
             checkpoint_interval_secs: 10,
             checkpoint_min_leaves: 256,
             max_batch: 256,
+            refusal_window_secs: 60,
         }
     }
 }
@@ -356,6 +364,7 @@ impl Config {
         governance::validate(&self.hosts, &self.status, &self.lineage)?;
         self.operators.validate()?;
         limits::validate(&self.limits)?;
+        retention::validate(&self.retention)?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",

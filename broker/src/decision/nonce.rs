@@ -147,7 +147,10 @@ mod tests {
         let mut forged = nonce.clone();
         forged[..8].copy_from_slice(&1000i64.to_be_bytes());
         assert_eq!(key.verify(&forged, "h1", 99), Err(NonceProblem::Unknown));
-        assert_eq!(key.verify(&nonce[1..], "h1", 99), Err(NonceProblem::Unknown));
+        assert_eq!(
+            key.verify(&nonce[1..], "h1", 99),
+            Err(NonceProblem::Unknown)
+        );
         // Two challenges for the same host and expiry differ.
         assert_ne!(key.issue("h1", 100).unwrap(), nonce);
     }

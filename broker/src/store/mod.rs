@@ -159,8 +159,10 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Delete what retention lets go (see [`RetentionCutoffs`]); audit
     /// leaves are never deleted.
-    async fn delete_expired(&self, cutoffs: &RetentionCutoffs)
-        -> Result<RetentionReport, StoreError>;
+    async fn delete_expired(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<RetentionReport, StoreError>;
 
     /// Atomically take a pending enrollment (it can be answered once).
     async fn take_enrollment(

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use verifier_lib::host_clock::ClockState;
 
 use super::{
-    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord,
-    SnpHostRecord, StoreError, TokenRecord, TokenState,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord, TokenState,
 };
 
 /// Where a token subtree starts (every token derived from these follows).
@@ -60,8 +60,11 @@ pub trait WriteTx: Send {
 
     /// Record a used challenge nonce by digest until it expires; `false`
     /// when it was already recorded (the nonce is being replayed).
-    async fn insert_used_nonce(&mut self, digest: &[u8], expires_at: i64)
-        -> Result<bool, StoreError>;
+    async fn insert_used_nonce(
+        &mut self,
+        digest: &[u8],
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
 
     async fn insert_appraisal(&mut self, appraisal: &AppraisalRecord) -> Result<(), StoreError>;
 

@@ -12,9 +12,9 @@ use verifier_lib::host_clock::ClockState;
 
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
-    Counts, EnrollmentProblem, RetentionCutoffs, RetentionReport, EnrollmentRecord, HostEvent, HostRecord, HostState, ImaCursorRecord,
-    RequestKeyRecord, SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState,
-    WriteTransaction,
+    Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord, HostState, ImaCursorRecord,
+    RequestKeyRecord, RetentionCutoffs, RetentionReport, SnpHostRecord, StateStore, StoreError,
+    TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;

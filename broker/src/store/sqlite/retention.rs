@@ -39,11 +39,12 @@ pub(super) async fn delete_expired(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    let enrollments = sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1 OR consumed != 0")
-        .bind(c.now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let enrollments =
+        sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1 OR consumed != 0")
+            .bind(c.now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     let appraisals = sqlx::query(
         "DELETE FROM appraisals WHERE at < $1
            AND id NOT IN (SELECT MAX(id) FROM appraisals GROUP BY host_id)",
@@ -97,9 +98,15 @@ mod tests {
     #[tokio::test]
     async fn finding3_retention_deletes_expired_and_old_rows() {
         let (_d, s) = store().await;
-        s.insert_enrollment(&enrollment("expired", 50)).await.unwrap();
-        s.insert_enrollment(&enrollment("answered", 500)).await.unwrap();
-        s.insert_enrollment(&enrollment("pending", 500)).await.unwrap();
+        s.insert_enrollment(&enrollment("expired", 50))
+            .await
+            .unwrap();
+        s.insert_enrollment(&enrollment("answered", 500))
+            .await
+            .unwrap();
+        s.insert_enrollment(&enrollment("pending", 500))
+            .await
+            .unwrap();
         s.take_enrollment("answered", 10).await.unwrap().unwrap();
         for (n, at) in [(b"old".as_slice(), 10), (b"young".as_slice(), 90)] {
             let change = AppraisalChange {

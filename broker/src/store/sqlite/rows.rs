@@ -8,8 +8,8 @@ use verifier_lib::host_clock::ClockState;
 use verifier_lib::ima::ImaCursor;
 
 use crate::store::{
-    HostEvent, HostRecord, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
-    StoreError, TokenRecord, TokenState,
+    HostEvent, HostRecord, ImaCursorRecord, RequestKeyRecord, SnpHostRecord, StoreError,
+    TokenRecord, TokenState,
 };
 
 fn int<T: TryFrom<i64>>(what: &'static str, v: i64) -> Result<T, StoreError> {

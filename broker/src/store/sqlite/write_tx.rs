@@ -9,8 +9,8 @@ use verifier_lib::host_clock::ClockState;
 use super::rows::{self, clock_to_db};
 use crate::store::audit::to_i64;
 use crate::store::{
-    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord,
-    SnpHostRecord, StoreError, TokenRecord, TokenRoot, TokenState, WriteTransaction, WriteTx,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord, TokenRoot, TokenState, WriteTransaction, WriteTx,
 };
 
 /// A write transaction (`Transaction`) or a savepoint inside one
