@@ -166,6 +166,9 @@ impl From<DecisionError> for ApiError {
             DecisionError::SnpNotAllowed { reason } => {
                 ApiError::forbidden("snp_not_allowed", reason)
             }
+            DecisionError::KdsBusy { reason } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "kds_busy", reason)
+            }
             DecisionError::Store(e) => ApiError::internal("storage_error", e),
             DecisionError::Mint(e) => ApiError::internal("token_mint_failed", e),
             DecisionError::Rng => ApiError::internal("rng_failure", "system RNG failed"),

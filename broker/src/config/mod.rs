@@ -128,6 +128,16 @@ pub struct SnpConfig {
     /// `<dir>/<product>/cert_chain.pem`, `crl.der`, `vcek/<hwid-hex>-<tcb-hex>.der`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_dir: Option<PathBuf>,
+    /// A 4xx answer from KDS (no such chip or TCB) is remembered this many
+    /// seconds: the same URL is not fetched again meanwhile.
+    pub kds_negative_cache_secs: u64,
+    /// Sustained KDS fetches per minute, for all requests together.
+    pub kds_fetches_per_min: u32,
+    /// KDS fetches allowed in a burst above the sustained rate.
+    pub kds_fetch_burst: u32,
+    /// Most KDS fetches running at once. Beyond any of these bounds the
+    /// request is refused with `503 kds_busy`.
+    pub kds_max_in_flight: usize,
 }
 
 impl Default for SnpConfig {
@@ -140,6 +150,10 @@ impl Default for SnpConfig {
             cert_cache_ttl_secs: 7 * 86_400,
             crl_refresh_margin_secs: 3600,
             offline_dir: None,
+            kds_negative_cache_secs: 3600,
+            kds_fetches_per_min: 60,
+            kds_fetch_burst: 20,
+            kds_max_in_flight: 4,
         }
     }
 }
@@ -365,6 +379,17 @@ impl Config {
         self.operators.validate()?;
         limits::validate(&self.limits)?;
         retention::validate(&self.retention)?;
+        let kds_bounds: [(&'static str, bool); 3] = [
+            ("snp.kds_fetches_per_min", self.snp.kds_fetches_per_min >= 1),
+            ("snp.kds_fetch_burst", self.snp.kds_fetch_burst >= 1),
+            ("snp.kds_max_in_flight", self.snp.kds_max_in_flight >= 1),
+        ];
+        if let Some((field, _)) = kds_bounds.into_iter().find(|(_, ok)| !ok) {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",

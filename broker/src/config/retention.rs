@@ -45,3 +45,26 @@ pub(super) fn validate(r: &RetentionConfig) -> Result<(), ConfigError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding3_retention_defaults_pass_and_zero_is_refused() {
+        let d = RetentionConfig::default();
+        assert!(validate(&d).is_ok());
+        assert_eq!(d.appraisal_secs(), 90 * 86_400);
+        let zero = RetentionConfig {
+            appraisal_days: 0,
+            ..d
+        };
+        assert!(matches!(
+            validate(&zero),
+            Err(ConfigError::Invalid {
+                field: "retention.appraisal_days",
+                ..
+            })
+        ));
+    }
+}

@@ -167,7 +167,10 @@ async fn snp_pass(
     // Decide (fetching certificates and CRLs the report needs first).
     let (appraisal, assembled) = snp
         .appraise(&policy, host_id, evidence, expected_report_data, st.now())
-        .await;
+        .await
+        .map_err(|e| DecisionError::KdsBusy {
+            reason: e.to_string(),
+        })?;
     let endorsement_digest = assembled.as_ref().map(|a| HashAlg::Sha256.digest(&a.leaf));
     let mut parts: Vec<&[u8]> = vec![
         evidence.report.as_slice(),
