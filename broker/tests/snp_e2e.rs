@@ -448,6 +448,19 @@ async fn attest_token_and_verify_through_a_local_kds() {
         panic!("{:?}", decisions[1]);
     };
     assert!(*accepted && *host == host_id);
+    // Issuing the challenge was not logged; the appraisal that consumed it
+    // records its digest (finding 3).
+    let Decision::Appraisal { nonce_digest, .. } = &decisions[2] else {
+        panic!("{:?}", decisions[2]);
+    };
+    assert_eq!(
+        nonce_digest.as_deref(),
+        Some(
+            verifier_lib::crypto::HashAlg::Sha256
+                .digest(&nonce)
+                .as_slice()
+        )
+    );
     let index = verified.claims.audit_index.unwrap();
     assert_eq!(index, rows[5].index);
     let Decision::TokenMinted { cti, .. } = &decisions[5] else {

@@ -355,6 +355,12 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
         _ => None,
     };
     let mut leaves = d.leaves.clone();
+    // The appraisal leaf records the nonce it consumed.
+    for leaf in &mut leaves {
+        if let verifier_lib::audit::Decision::Appraisal { nonce_digest, .. } = &mut leaf.decision {
+            *nonce_digest = Some(change.nonce.digest.clone());
+        }
+    }
     let (key, issuer) = (Arc::clone(&st.signing_key), st.config.tokens.issuer.clone());
     let policy_for_mint = Arc::clone(&policy);
     let (_, minted) = st
