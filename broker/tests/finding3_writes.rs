@@ -109,8 +109,8 @@ async fn finding3_refusal_flood_adds_a_handful_of_leaves_and_no_rows() {
     );
 }
 
-/// A challenge writes nothing; retention then deletes the rows a flood of
-/// answered challenges and enrollments would leave.
+/// Issuing challenges writes no row and no leaf (the store's row deletion
+/// is covered by `store::sqlite::retention`'s own test).
 #[tokio::test]
 async fn finding3_challenges_write_nothing() {
     let (_dir, _app, st, _clock) = broker().await;
