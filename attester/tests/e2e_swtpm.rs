@@ -162,7 +162,7 @@ fn nonce_of_another_host_is_refused() {
     let ev = b.quote(&ch_a, &ch_a.nonce, None);
     assert_eq!(
         code(post_attest(&b, ch_a.nonce.clone(), ev)),
-        "nonce_other_host"
+        "nonce_unknown"
     );
 }
 

@@ -3,6 +3,7 @@
 //! and the connection bounds of `[limits]` ([`serve_connections`]).
 
 mod connections;
+pub mod retention;
 
 pub use connections::serve_connections;
 
@@ -87,6 +88,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         std::time::Duration::from_millis(state.config.status.poll_interval_ms),
     );
     crate::decision::stale::spawn(&state);
+    retention::spawn(&state);
+    crate::audit::refusals::spawn_flusher(
+        Arc::clone(&state.refusals),
+        state.audit.clone(),
+        Arc::clone(&state.clock),
+    );
     Ok(state)
 }
 
@@ -114,7 +121,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Duration::from_secs(state.config.policy.reload_interval_secs.max(1)),
     );
     let cfg = Arc::clone(&state.config);
-    let app = crate::app(state);
+    let app = crate::app(state.clone());
     let addr = cfg.server.listen;
     raise_open_file_limit(cfg.limits.max_connections);
     let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
@@ -142,6 +149,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         "writ-broker listening"
     );
     serve_connections(listener, app, tls, &cfg.limits, shutdown_signal()).await;
+    // Refusal windows still open are logged before exit.
+    state.refusals.flush(&state.audit, state.now(), true).await;
     Ok(())
 }
 

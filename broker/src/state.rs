@@ -35,6 +35,10 @@ pub struct AppState {
     /// The signed Merkle audit log every decision is appended to.
     pub audit: AuditLog,
     pub governance: Arc<crate::governance::Governance>,
+    /// Unauthenticated refusals, coalesced per source and window.
+    pub refusals: Arc<crate::audit::refusals::RefusalLog>,
+    /// The fleet challenge key, loaded from the store at first use.
+    challenge_key: Arc<tokio::sync::OnceCell<crate::decision::nonce::ChallengeKey>>,
 }
 
 impl AppState {
@@ -51,6 +55,9 @@ impl AppState {
             keys: vec![signing_key.verifying_key()],
         };
         let governance = Arc::new(crate::governance::Governance::new(&config.lineage));
+        let refusals = Arc::new(crate::audit::refusals::RefusalLog::new(
+            config.audit.refusal_window_secs,
+        ));
         Self {
             governance,
             config: Arc::new(config),
@@ -65,6 +72,8 @@ impl AppState {
             trust: Arc::new(trust),
             snp: None,
             audit,
+            challenge_key: Arc::default(),
+            refusals,
         }
     }
 
@@ -102,6 +111,15 @@ impl AppState {
     pub fn with_snp(mut self, snp: crate::tee::snp::SnpService) -> Self {
         self.snp = Some(Arc::new(snp));
         self
+    }
+
+    /// The fleet challenge key (read, or created once, from the store).
+    pub async fn challenge_key(
+        &self,
+    ) -> Result<&crate::decision::nonce::ChallengeKey, crate::decision::DecisionError> {
+        self.challenge_key
+            .get_or_try_init(|| crate::decision::nonce::load_key(self))
+            .await
     }
 
     pub fn now(&self) -> i64 {

@@ -148,7 +148,8 @@ fn read_leaves(db: &Path) -> Vec<Leaf> {
 }
 
 /// Index of the first leaf of `kind` at or after `from` that is alone in
-/// its entry (a nonce: one leaf per decision, so checkpoints bracket it).
+/// its entry (an enrollment: one leaf per decision, so checkpoints bracket
+/// it).
 fn find(p: &Produced, kind: &str, from: usize) -> i64 {
     let i = (from..p.leaves.len())
         .find(|i| p.leaves[*i].decision.kind() == kind)
@@ -163,11 +164,11 @@ fn copy(p: &Produced, name: &str) -> (tempfile::TempDir, PathBuf) {
     (d, to)
 }
 
-fn altered_nonce_leaf(p: &Produced, k: i64) -> Vec<u8> {
+fn altered_enrollment_leaf(p: &Produced, k: i64) -> Vec<u8> {
     let mut leaf = p.leaves[usize::try_from(k).unwrap()].clone();
     match &mut leaf.decision {
-        Decision::NonceIssued { nonce_digest, .. } => nonce_digest[0] ^= 1,
-        other => panic!("not a nonce leaf: {other:?}"),
+        Decision::Enrollment { ak_name, .. } => ak_name[0] ^= 1,
+        other => panic!("not an enrollment leaf: {other:?}"),
     }
     leaf.encode()
 }
@@ -192,13 +193,16 @@ fn every_tamper_is_detected_at_the_right_index() {
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["report"]["trusted_size"], p.trusted_size);
 
-    let k = find(&p, "nonce_issued", 3);
+    let k = find(&p, "enrollment", 1);
 
     // 1. A leaf edited in place (stored hash left alone): named exactly.
     let (_d, db) = copy(&p, "edit.db");
     sqlite(&db).exec(
         "UPDATE audit_leaves SET leaf = $1 WHERE idx = $2",
-        &[SqlValue::Blob(altered_nonce_leaf(&p, k)), SqlValue::Int(k)],
+        &[
+            SqlValue::Blob(altered_enrollment_leaf(&p, k)),
+            SqlValue::Int(k),
+        ],
     );
     let j = expect(verify_db(&db, &p.keys, &[]), "leaf_hash_mismatch");
     assert_eq!(j["first_bad_index"], k);
@@ -206,7 +210,7 @@ fn every_tamper_is_detected_at_the_right_index() {
     // 2. A leaf edited together with its stored hash: the first checkpoint
     //    over it no longer matches; checkpoints after each batch bracket it.
     let (_d, db) = copy(&p, "edit2.db");
-    let new = altered_nonce_leaf(&p, k);
+    let new = altered_enrollment_leaf(&p, k);
     sqlite(&db).exec(
         "UPDATE audit_leaves SET leaf = $1, leaf_hash = $2 WHERE idx = $3",
         &[
@@ -293,13 +297,13 @@ fn every_tamper_is_detected_at_the_right_index() {
 #[test]
 fn a_forked_log_is_caught_by_a_client_holding_an_older_checkpoint() {
     let p = produce();
-    let k = find(&p, "nonce_issued", 3);
+    let k = find(&p, "enrollment", 1);
     assert!(u64::try_from(k).unwrap() < p.trusted_size);
     // The operator (who holds the real checkpoint key) rewrites leaf k and
     // re-signs every checkpoint from there: the log is consistent in itself.
     let (_d, db) = copy(&p, "fork.db");
     let s = sqlite(&db);
-    let new = altered_nonce_leaf(&p, k);
+    let new = altered_enrollment_leaf(&p, k);
     s.exec(
         "UPDATE audit_leaves SET leaf = $1, leaf_hash = $2 WHERE idx = $3",
         &[

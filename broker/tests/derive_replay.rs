@@ -110,22 +110,11 @@ async fn parent(b: &Broker, holder: &SigningKey) -> (Vec<u8>, Vec<u8>) {
     let minted = token::mint(&claims, &b.st.signing_key).unwrap();
     let now = b.st.now();
     let nonce = [b"nonce-".as_slice(), &claims.cti].concat();
-    b.st.audit
-        .append(
-            StateChange::Nonce {
-                nonce: nonce.clone(),
-                host_id: HOST.into(),
-                expires_at: now + 60,
-            },
-            Vec::new(),
-        )
-        .await
-        .unwrap();
     let status = b.st.store.host(HOST).await.unwrap().unwrap().status;
     let change = AppraisalChange {
         nonce: NonceUse {
-            nonce,
-            host_id: HOST.into(),
+            digest: nonce,
+            expires_at: now + 60,
             at: now,
         },
         expect: Expect {

@@ -440,23 +440,34 @@ async fn attest_token_and_verify_through_a_local_kds() {
         kinds,
         [
             "policy_activated",
-            "nonce_issued",
             "enrollment",
             "appraisal",
             "host_state_changed",
-            "nonce_issued",
             "appraisal",
             "token_minted"
         ]
     );
-    let Decision::Enrollment { host, accepted, .. } = &decisions[2] else {
-        panic!("{:?}", decisions[2]);
+    let Decision::Enrollment { host, accepted, .. } = &decisions[1] else {
+        panic!("{:?}", decisions[1]);
     };
     assert!(*accepted && *host == host_id);
+    // Issuing the challenge was not logged; the appraisal that consumed it
+    // records its digest (finding 3).
+    let Decision::Appraisal { nonce_digest, .. } = &decisions[2] else {
+        panic!("{:?}", decisions[2]);
+    };
+    assert_eq!(
+        nonce_digest.as_deref(),
+        Some(
+            verifier_lib::crypto::HashAlg::Sha256
+                .digest(&nonce)
+                .as_slice()
+        )
+    );
     let index = verified.claims.audit_index.unwrap();
-    assert_eq!(index, rows[7].index);
-    let Decision::TokenMinted { cti, .. } = &decisions[7] else {
-        panic!("{:?}", decisions[7]);
+    assert_eq!(index, rows[5].index);
+    let Decision::TokenMinted { cti, .. } = &decisions[5] else {
+        panic!("{:?}", decisions[5]);
     };
     assert_eq!(*cti, hex::encode(&verified.claims.cti));
 

@@ -33,6 +33,7 @@ pub fn all_decisions() -> Vec<Decision> {
             verdict: Verdict::Fail,
             failures: vec!["pcr 7 mismatch".into(), "ima: unknown file".into()],
             tpm_clock: None,
+            nonce_digest: None,
         },
         Decision::Appraisal {
             host: "h".into(),
@@ -47,6 +48,7 @@ pub fn all_decisions() -> Vec<Decision> {
                 clock: u64::MAX,
                 transition: "rebooted".into(),
             }),
+            nonce_digest: Some(vec![9; 32]),
         },
         Decision::TokenMinted {
             cti: "t1".into(),

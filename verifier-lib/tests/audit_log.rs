@@ -23,6 +23,7 @@ fn decision(i: u64, salt: &str) -> Decision {
             verdict: Verdict::Pass,
             failures: vec![],
             tpm_clock: None,
+            nonce_digest: None,
         },
         2 => Decision::TokenMinted {
             cti: format!("t{i}{salt}"),

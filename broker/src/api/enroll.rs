@@ -12,8 +12,10 @@
 //! A host's id is derived from its EK key ([`EkIdentity`]), so every
 //! encoding of one EK is one host.
 
-use axum::extract::State;
-use axum::Json;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::{Extension, Json};
 use verifier_lib::api::{
     EnrollFinishRequest, EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse,
 };
@@ -30,38 +32,19 @@ use crate::state::AppState;
 use crate::store::audit::StateChange;
 use crate::store::{revocation_names, EnrollmentProblem, EnrollmentRecord, HostRecord, HostStatus};
 
-/// A host's id: derived from its EK key ([`EkIdentity::host_id`]), so it
-/// is stable across re-enrollments, the same for every encoding of the EK
-/// public area, and cannot be chosen by the host.
-pub fn host_id_for(ek_public: &Public) -> String {
-    EkIdentity::of_key(&ek_public.key).host_id()
-}
-
-/// `POST /v1/enroll/start`. A refusal of a request whose EK public area
-/// parses (so it names a host) is logged as a refused `enrollment`.
+/// `POST /v1/enroll/start`. Refusals cost no write of their own: they are
+/// counted per source and logged as one summary leaf per window
+/// (`crate::audit::refusals`).
 pub async fn start(
     State(st): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(req): ApiJson<EnrollStartRequest>,
 ) -> Result<Json<EnrollStartResponse>, ApiError> {
     match start_checked(&st, &req).await {
         Ok(r) => Ok(r),
         Err(e) if e.status.is_client_error() => {
-            if let Ok(ek) = Public::parse(&req.ek_public) {
-                let ak_name = Public::parse(&req.ak_public)
-                    .map(|a| a.name())
-                    .unwrap_or_default();
-                let cert_digest =
-                    (!req.ek_cert.is_empty()).then(|| HashAlg::Sha256.digest(&req.ek_cert));
-                let leaf = audit_log::enrollment(
-                    &host_id_for(&ek),
-                    false,
-                    cert_digest,
-                    ak_name,
-                    Some(e.code),
-                    st.now(),
-                );
-                audit_log::log_refusal(&st.audit, leaf).await;
-            }
+            let source = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+            st.refusals.record(source, e.code, st.now());
             Err(e)
         }
         Err(e) => Err(e),
@@ -88,6 +71,9 @@ async fn start_checked(
         .map_err(|e| ApiError::forbidden("ek_public_mismatch", format!("ek_public: {e}")))?;
     check_ek_template(&ek_public)
         .map_err(|e| ApiError::forbidden("ek_template_mismatch", format!("ek_public: {e}")))?;
+    // The host id derives from the EK key ([`EkIdentity::host_id`]): stable
+    // across re-enrollments, the same for every encoding of the EK public
+    // area, and not chosen by the host.
     let host_id = identity.host_id();
     let revoked_host = st
         .store

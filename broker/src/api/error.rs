@@ -129,10 +129,10 @@ fn refused(r: ChangeRefused) -> ApiError {
 
 fn nonce(p: NonceProblem) -> ApiError {
     let (code, message) = match p {
-        NonceProblem::Unknown => ("nonce_unknown", "nonce was not issued by this broker"),
-        NonceProblem::IssuedToAnotherHost => {
-            ("nonce_other_host", "nonce was issued to another host")
-        }
+        NonceProblem::Unknown => (
+            "nonce_unknown",
+            "nonce was not issued by this broker to this host",
+        ),
         NonceProblem::Expired => ("nonce_expired", "nonce expired"),
         NonceProblem::AlreadyUsed => ("nonce_reused", "nonce was already used"),
     };
@@ -169,6 +169,9 @@ impl From<DecisionError> for ApiError {
             ),
             DecisionError::SnpNotAllowed { reason } => {
                 ApiError::forbidden("snp_not_allowed", reason)
+            }
+            DecisionError::KdsBusy { reason } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "kds_busy", reason)
             }
             DecisionError::Store(e) => ApiError::internal("storage_error", e),
             DecisionError::Mint(e) => ApiError::internal("token_mint_failed", e),

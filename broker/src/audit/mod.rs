@@ -16,6 +16,7 @@
 pub mod key;
 pub mod leaves;
 pub mod policy;
+pub mod refusals;
 pub mod source;
 mod writer;
 

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 mod governance;
 mod limits;
 mod operators;
+mod retention;
 
 pub use governance::{HostsConfig, LineageConfig, StatusConfig};
 pub use limits::LimitsConfig;
 pub use operators::{Operator, OperatorToken, OperatorsConfig, UNAUTHENTICATED};
+pub use retention::RetentionConfig;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -37,6 +39,7 @@ pub struct Config {
     pub lineage: LineageConfig,
     pub operators: OperatorsConfig,
     pub limits: LimitsConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,6 +128,16 @@ pub struct SnpConfig {
     /// `<dir>/<product>/cert_chain.pem`, `crl.der`, `vcek/<hwid-hex>-<tcb-hex>.der`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_dir: Option<PathBuf>,
+    /// A 4xx answer from KDS (no such chip or TCB) is remembered this many
+    /// seconds: the same URL is not fetched again meanwhile.
+    pub kds_negative_cache_secs: u64,
+    /// Sustained KDS fetches per minute, for all requests together.
+    pub kds_fetches_per_min: u32,
+    /// KDS fetches allowed in a burst above the sustained rate.
+    pub kds_fetch_burst: u32,
+    /// Most KDS fetches running at once. Beyond any of these bounds the
+    /// request is refused with `503 kds_busy`.
+    pub kds_max_in_flight: usize,
 }
 
 impl Default for SnpConfig {
@@ -137,6 +150,10 @@ impl Default for SnpConfig {
             cert_cache_ttl_secs: 7 * 86_400,
             crl_refresh_margin_secs: 3600,
             offline_dir: None,
+            kds_negative_cache_secs: 3600,
+            kds_fetches_per_min: 60,
+            kds_fetch_burst: 20,
+            kds_max_in_flight: 4,
         }
     }
 }
@@ -178,6 +195,10 @@ pub struct AuditConfig {
     pub checkpoint_min_leaves: u64,
     /// Most decisions committed in one transaction (group commit).
     pub max_batch: usize,
+    /// Unauthenticated refusals (`enroll/start`) from one source within
+    /// this many seconds are logged as one summary leaf when the window
+    /// closes (or at shutdown).
+    pub refusal_window_secs: u64,
 }
 
 impl Default for AuditConfig {
@@ -187,6 +208,7 @@ impl Default for AuditConfig {
             checkpoint_interval_secs: 10,
             checkpoint_min_leaves: 256,
             max_batch: 256,
+            refusal_window_secs: 60,
         }
     }
 }
@@ -356,6 +378,18 @@ impl Config {
         governance::validate(&self.hosts, &self.status, &self.lineage)?;
         self.operators.validate()?;
         limits::validate(&self.limits)?;
+        retention::validate(&self.retention)?;
+        let kds_bounds: [(&'static str, bool); 3] = [
+            ("snp.kds_fetches_per_min", self.snp.kds_fetches_per_min >= 1),
+            ("snp.kds_fetch_burst", self.snp.kds_fetch_burst >= 1),
+            ("snp.kds_max_in_flight", self.snp.kds_max_in_flight >= 1),
+        ];
+        if let Some((field, _)) = kds_bounds.into_iter().find(|(_, ok)| !ok) {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "server.body_limit_bytes",

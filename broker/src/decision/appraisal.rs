@@ -60,6 +60,8 @@ async fn tpm_pass(
     evidence: &TpmEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
+    // The cheap check first: a challenge this fleet issued to this host.
+    let nonce_use = super::nonce::verify(st, nonce, host_id).await?;
     // Read: one snapshot of the host, its clock baseline and IMA cursor.
     let prior = st
         .store
@@ -111,7 +113,7 @@ async fn tpm_pass(
         st,
         Applying {
             decision,
-            nonce,
+            nonce: nonce_use,
             policy,
             register: None,
             ima_state,
@@ -156,6 +158,8 @@ async fn snp_pass(
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
     let snp = st.snp.as_deref().ok_or(DecisionError::SnpUnavailable)?;
+    // The cheap check first (before any certificate fetch).
+    let nonce_use = super::nonce::verify(st, nonce, host_id).await?;
     // Read.
     let status = st.store.host(host_id).await?.map(|h| h.status);
     refuse_revoked(host_id, status)?;
@@ -163,7 +167,10 @@ async fn snp_pass(
     // Decide (fetching certificates and CRLs the report needs first).
     let (appraisal, assembled) = snp
         .appraise(&policy, host_id, evidence, expected_report_data, st.now())
-        .await;
+        .await
+        .map_err(|e| DecisionError::KdsBusy {
+            reason: e.to_string(),
+        })?;
     let endorsement_digest = assembled.as_ref().map(|a| HashAlg::Sha256.digest(&a.leaf));
     let mut parts: Vec<&[u8]> = vec![
         evidence.report.as_slice(),
@@ -211,7 +218,7 @@ async fn snp_pass(
         st,
         Applying {
             decision,
-            nonce,
+            nonce: nonce_use,
             policy,
             register,
             ima_state: None,
@@ -279,9 +286,10 @@ impl MintPlan {
     }
 }
 
-struct Applying<'a> {
+struct Applying {
     decision: Decision,
-    nonce: &'a [u8],
+    /// The authenticated challenge, consumed when the decision applies.
+    nonce: NonceUse,
     policy: Arc<Policy>,
     register: Option<SnpHostRecord>,
     ima_state: Option<ImaState>,
@@ -294,7 +302,7 @@ struct Applying<'a> {
 /// Applies an appraisal decision as one state change (minting its token
 /// inside the audit writer, so the token carries the index of its own
 /// `token_minted` leaf and exists only if everything commits).
-async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError> {
+async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     let Applying {
         decision: d,
         nonce,
@@ -328,11 +336,7 @@ async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError>
         _ => None,
     };
     let change = AppraisalChange {
-        nonce: NonceUse {
-            nonce: nonce.to_vec(),
-            host_id: host_id.clone(),
-            at: now,
-        },
+        nonce: NonceUse { at: now, ..nonce },
         expect: Expect {
             status: d.previous,
             clock: expect_clock,
@@ -351,6 +355,12 @@ async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError>
         _ => None,
     };
     let mut leaves = d.leaves.clone();
+    // The appraisal leaf records the nonce it consumed.
+    for leaf in &mut leaves {
+        if let verifier_lib::audit::Decision::Appraisal { nonce_digest, .. } = &mut leaf.decision {
+            *nonce_digest = Some(change.nonce.digest.clone());
+        }
+    }
     let (key, issuer) = (Arc::clone(&st.signing_key), st.config.tokens.issuer.clone());
     let policy_for_mint = Arc::clone(&policy);
     let (_, minted) = st

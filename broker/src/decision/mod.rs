@@ -72,6 +72,10 @@ pub enum DecisionError {
     /// The policy gives the host's group no SEV-SNP rules.
     #[error("{reason}")]
     SnpNotAllowed { reason: String },
+    /// KDS fetches are at their bound (`[snp]` KDS limits); nothing was
+    /// decided.
+    #[error("{reason}")]
+    KdsBusy { reason: String },
 }
 
 impl From<AppendError> for DecisionError {

@@ -92,6 +92,8 @@ pub struct Registration<'a> {
 /// challenge) and register the key; it must be certified in the boot the
 /// host's last appraisal saw, while the host is trusted and fresh.
 pub async fn register(st: &AppState, r: Registration<'_>) -> Result<RequestKeyRecord, SignedError> {
+    // The cheap check first: a challenge this fleet issued to this host.
+    let nonce_use = super::nonce::verify(st, r.nonce, r.host_id).await?;
     // Read: one snapshot of the host and its clock baseline.
     let prior =
         st.store
@@ -145,9 +147,8 @@ pub async fn register(st: &AppState, r: Registration<'_>) -> Result<RequestKeyRe
     let change = StateChange::RequestKey {
         key: record.clone(),
         nonce: NonceUse {
-            nonce: r.nonce.to_vec(),
-            host_id: host.id.clone(),
             at: now,
+            ..nonce_use
         },
     };
     st.audit
@@ -192,6 +193,8 @@ pub async fn token(st: &AppState, req: SignedRequest<'_>) -> Result<SignedToken,
 }
 
 async fn token_pass(st: &AppState, req: SignedRequest<'_>) -> Result<SignedToken, SignedError> {
+    // The cheap check first: a challenge this fleet issued to this host.
+    let nonce_use = super::nonce::verify(st, req.nonce, req.host_id).await?;
     // Read.
     let host = host(st, req.host_id).await?;
     let key = st
@@ -276,9 +279,8 @@ async fn token_pass(st: &AppState, req: SignedRequest<'_>) -> Result<SignedToken
                     key_name: key.key_name.clone(),
                     fresh_since,
                     nonce: NonceUse {
-                        nonce: nonce.clone(),
-                        host_id: host_id.clone(),
                         at: now,
+                        ..nonce_use.clone()
                     },
                 },
                 leaves: vec![leaf],

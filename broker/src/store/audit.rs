@@ -27,12 +27,6 @@ use super::{
 pub enum StateChange {
     /// A refusal that changes no state: only the leaves are written.
     Nothing,
-    /// A challenge nonce was issued.
-    Nonce {
-        nonce: Vec<u8>,
-        host_id: String,
-        expires_at: i64,
-    },
     /// A host was enrolled (created or replaced).
     Host(HostRecord),
     /// An appraisal decision (TPM or SEV-SNP), applied only while the
@@ -93,12 +87,14 @@ pub enum StateChange {
     },
 }
 
-/// A challenge nonce a decision consumes: issued to `host_id`, unused and
-/// unexpired at `at`.
+/// A challenge nonce a decision consumes, already authenticated (its MAC,
+/// host binding and expiry checked by `crate::decision::nonce::verify`):
+/// applied only if unexpired at `at` and not used before (recorded by its
+/// SHA-256 until `expires_at`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonceUse {
-    pub nonce: Vec<u8>,
-    pub host_id: String,
+    pub digest: Vec<u8>,
+    pub expires_at: i64,
     pub at: i64,
 }
 

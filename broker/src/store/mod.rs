@@ -12,6 +12,7 @@ pub mod audit;
 mod governance;
 mod ima_cursor;
 mod request_key;
+mod retention;
 mod revoked_identity;
 mod snp;
 mod sqlite;
@@ -22,6 +23,7 @@ mod write_tx;
 pub use governance::{stale_reason, HostEvent, TokenState};
 pub use ima_cursor::ImaCursorRecord;
 pub use request_key::RequestKeyRecord;
+pub use retention::{RetentionCutoffs, RetentionReport};
 pub use revoked_identity::revocation_names;
 pub use snp::SnpHostRecord;
 pub use write_tx::{TokenRoot, WriteTransaction, WriteTx};
@@ -108,8 +110,9 @@ pub struct TokenRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NonceProblem {
+    /// Not a challenge this broker fleet issued to this host (malformed, or
+    /// its MAC does not verify for the host id).
     Unknown,
-    IssuedToAnotherHost,
     Expired,
     AlreadyUsed,
 }
@@ -145,6 +148,23 @@ pub enum StoreError {
 #[async_trait]
 pub trait StateStore: Send + Sync + Debug {
     async fn insert_enrollment(&self, rec: &EnrollmentRecord) -> Result<(), StoreError>;
+
+    /// The fleet secret `name`: the stored one, or `candidate` stored now
+    /// when there is none (the first broker to ask creates it; every broker
+    /// on this store then shares it).
+    async fn fleet_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: i64,
+    ) -> Result<Vec<u8>, StoreError>;
+
+    /// Delete what retention lets go (see [`RetentionCutoffs`]); audit
+    /// leaves are never deleted.
+    async fn delete_expired(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<RetentionReport, StoreError>;
 
     /// Atomically take a pending enrollment (it can be answered once).
     async fn take_enrollment(
@@ -297,7 +317,8 @@ impl Deref for Store {
 pub struct Counts {
     pub hosts: i64,
     pub enrollments: i64,
-    pub nonces: i64,
+    /// Used challenge nonces still recorded (until they expire).
+    pub used_nonces: i64,
     pub appraisals: i64,
     pub tokens: i64,
 }

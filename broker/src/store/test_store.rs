@@ -30,8 +30,8 @@ pub(crate) async fn apply(s: &Store, change: StateChange) -> Result<u64, ChangeR
     }
 }
 
-/// Apply an appraisal decision taken on the host's current status: a nonce
-/// is issued for it first, then consumed by the appraisal.
+/// Apply an appraisal decision taken on the host's current status, with a
+/// nonce of its own.
 pub(crate) async fn appraise(
     s: &Store,
     appraisal: AppraisalRecord,
@@ -40,20 +40,11 @@ pub(crate) async fn appraise(
     ima_cursor: Option<ImaCursorRecord>,
 ) -> Result<u64, ChangeRefused> {
     let nonce = format!("{}-{}", appraisal.host_id, appraisal.at).into_bytes();
-    apply(
-        s,
-        StateChange::Nonce {
-            nonce: nonce.clone(),
-            host_id: appraisal.host_id.clone(),
-            expires_at: appraisal.at + 60,
-        },
-    )
-    .await?;
     let current = s.host(&appraisal.host_id).await.unwrap().map(|h| h.status);
     let change = AppraisalChange {
         nonce: NonceUse {
-            nonce,
-            host_id: appraisal.host_id.clone(),
+            digest: nonce,
+            expires_at: appraisal.at + 60,
             at: appraisal.at,
         },
         expect: Expect {

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use verifier_lib::host_clock::ClockState;
 
 use super::{
-    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, NonceProblem, RequestKeyRecord,
-    SnpHostRecord, StoreError, TokenRecord, TokenState,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord, TokenState,
 };
 
 /// Where a token subtree starts (every token derived from these follows).
@@ -73,21 +73,13 @@ pub trait WriteTx: Send {
     /// Record an SNP host's registration unless it is already registered.
     async fn insert_snp_host_if_absent(&mut self, rec: &SnpHostRecord) -> Result<(), StoreError>;
 
-    async fn insert_nonce(
+    /// Record a used challenge nonce by digest until it expires; `false`
+    /// when it was already recorded (the nonce is being replayed).
+    async fn insert_used_nonce(
         &mut self,
-        nonce: &[u8],
-        host_id: &str,
+        digest: &[u8],
         expires_at: i64,
-    ) -> Result<(), StoreError>;
-
-    /// Mark a nonce used, once, if it was issued to `host_id` and is
-    /// unexpired at `now`; otherwise say why not.
-    async fn consume_nonce(
-        &mut self,
-        nonce: &[u8],
-        host_id: &str,
-        now: i64,
-    ) -> Result<Result<(), NonceProblem>, StoreError>;
+    ) -> Result<bool, StoreError>;
 
     async fn insert_appraisal(&mut self, appraisal: &AppraisalRecord) -> Result<(), StoreError>;
 

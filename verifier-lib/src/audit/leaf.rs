@@ -115,6 +115,10 @@ pub enum Decision {
         /// when the quote's clock was refused, or for other evidence).
         #[serde(skip_serializing_if = "Option::is_none")]
         tpm_clock: Option<ClockBaseline>,
+        /// SHA-256 of the challenge nonce the appraisal consumed (issuing a
+        /// challenge is not logged; its use is, here).
+        #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex_opt")]
+        nonce_digest: Option<Vec<u8>>,
     },
     /// An execution token was minted.
     TokenMinted {
@@ -275,8 +279,10 @@ impl Decision {
                 verdict,
                 failures,
                 tpm_clock,
+                nonce_digest,
             } => m
                 .opt_put("tpm_clock", tpm_clock.as_ref().map(ClockBaseline::to_value))
+                .opt_bytes("nonce_digest", nonce_digest.as_deref())
                 .text("host", host)
                 .bytes("evidence_digest", evidence_digest)
                 .text("policy_id", policy_id)
@@ -566,6 +572,7 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
                 .take_opt("tpm_clock")
                 .map(ClockBaseline::from_value)
                 .transpose()?;
+            let nonce_digest = f.opt_bytes("nonce_digest")?;
             Decision::Appraisal {
                 host,
                 evidence_digest,
@@ -574,6 +581,7 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
                 verdict,
                 failures,
                 tpm_clock,
+                nonce_digest,
             }
         }
         "token_minted" => Decision::TokenMinted {

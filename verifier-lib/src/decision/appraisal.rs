@@ -276,6 +276,8 @@ fn leaves(
                 clock: c.state.clock,
                 transition: c.transition.as_str().to_owned(),
             }),
+            // Set by the broker, which knows the nonce the decision consumes.
+            nonce_digest: None,
         },
     ));
     if let (Some(reason), Some(to)) = (d.status_reason, d.status) {

@@ -74,14 +74,6 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
 ) -> Result<Applied, StoreError> {
     match change {
         StateChange::Nothing => Ok(Ok(0)),
-        StateChange::Nonce {
-            nonce,
-            host_id,
-            expires_at,
-        } => {
-            tx.insert_nonce(nonce, host_id, *expires_at).await?;
-            Ok(Ok(0))
-        }
         StateChange::Host(h) => {
             // A revoked TPM does not come back: neither under its host id
             // nor under another encoding of its EK or with its certificate.
@@ -177,12 +169,20 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
     }
 }
 
-/// Consume the decision's nonce.
+/// Consume the decision's (authenticated) nonce: unexpired, and recorded
+/// as used in this transaction unless it already was.
 async fn consume<T: WriteTx + ?Sized>(
     tx: &mut T,
     n: &NonceUse,
 ) -> Result<Result<(), NonceProblem>, StoreError> {
-    tx.consume_nonce(&n.nonce, &n.host_id, n.at).await
+    if n.at >= n.expires_at {
+        return Ok(Err(NonceProblem::Expired));
+    }
+    if tx.insert_used_nonce(&n.digest, n.expires_at).await? {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(NonceProblem::AlreadyUsed))
+    }
 }
 
 /// The host is trusted with a passing appraisal at or after `since`.

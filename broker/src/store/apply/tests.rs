@@ -251,12 +251,6 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
 
     let (_d, s) = store().await;
     assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
-    let nonce = |n: &[u8]| StateChange::Nonce {
-        nonce: n.to_vec(),
-        host_id: "h".into(),
-        expires_at: 1000,
-    };
-    apply(&s, nonce(b"n1")).await.unwrap();
     let st = |reset, clock| ClockState {
         reset_count: reset,
         restart_count: 0,
@@ -265,8 +259,8 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
     let change = |expect: Option<HostStatus>, clock: Option<ClockState>, n: &[u8]| {
         StateChange::Appraisal(Box::new(AppraisalChange {
             nonce: NonceUse {
-                nonce: n.to_vec(),
-                host_id: "h".into(),
+                digest: n.to_vec(),
+                expires_at: 1000,
                 at: 10,
             },
             expect: Expect {
@@ -328,7 +322,6 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
         Err(ChangeRefused::Nonce(NonceProblem::AlreadyUsed))
     );
     // A revocation between read and apply refuses the token.
-    apply(&s, nonce(b"n2")).await.unwrap();
     apply(
         &s,
         StateChange::RevokeHost {

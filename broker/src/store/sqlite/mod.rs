@@ -13,11 +13,12 @@ use verifier_lib::host_clock::ClockState;
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
     revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord,
-    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord, StateStore,
-    StoreError, TokenRecord, TokenState, WriteTransaction,
+    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, RetentionCutoffs, RetentionReport,
+    SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;
+mod retention;
 mod rows;
 mod write_tx;
 
@@ -76,6 +77,22 @@ impl StateStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn fleet_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: i64,
+    ) -> Result<Vec<u8>, StoreError> {
+        retention::fleet_secret(&self.pool, name, candidate, now).await
+    }
+
+    async fn delete_expired(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<RetentionReport, StoreError> {
+        retention::delete_expired(&self.pool, cutoffs).await
     }
 
     async fn take_enrollment(
@@ -275,7 +292,7 @@ impl StateStore for SqliteStore {
     async fn counts(&self) -> Result<Counts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM hosts) AS hosts, (SELECT COUNT(*) FROM enrollments) AS enrollments,
-                    (SELECT COUNT(*) FROM nonces) AS nonces, (SELECT COUNT(*) FROM appraisals) AS appraisals,
+                    (SELECT COUNT(*) FROM used_nonces) AS used_nonces, (SELECT COUNT(*) FROM appraisals) AS appraisals,
                     (SELECT COUNT(*) FROM tokens) AS tokens",
         )
         .fetch_one(&self.pool)
@@ -283,7 +300,7 @@ impl StateStore for SqliteStore {
         Ok(Counts {
             hosts: row.try_get("hosts")?,
             enrollments: row.try_get("enrollments")?,
-            nonces: row.try_get("nonces")?,
+            used_nonces: row.try_get("used_nonces")?,
             appraisals: row.try_get("appraisals")?,
             tokens: row.try_get("tokens")?,
         })
@@ -301,9 +318,21 @@ mod tests {
     use verifier_lib::appraisal::ImaState;
     use verifier_lib::ima::ImaCursor;
 
-    use crate::store::audit::StateChange;
-    use crate::store::test_store::{apply, appraise, store};
+    use crate::store::test_store::{appraise, store};
     use crate::store::*;
+
+    pub(super) fn enrollment(id: &str, expires_at: i64) -> EnrollmentRecord {
+        EnrollmentRecord {
+            id: id.into(),
+            host_id: "h".into(),
+            ek_public: vec![1],
+            ek_cert_digest: vec![2],
+            ak_public: vec![3],
+            ak_name: vec![4],
+            secret_digest: vec![5],
+            expires_at,
+        }
+    }
 
     #[tokio::test]
     async fn unknown_scheme_is_unsupported() {
@@ -329,65 +358,16 @@ mod tests {
         ));
         assert!(!dir.path().join("absent.db").exists());
         let (d, s) = store().await;
-        apply(
-            &s,
-            StateChange::Nonce {
-                nonce: b"n".to_vec(),
-                host_id: "h".into(),
-                expires_at: 9,
-            },
-        )
-        .await
-        .unwrap();
+        s.insert_enrollment(&enrollment("e1", 50)).await.unwrap();
         let url = format!("sqlite://{}", d.path().join("t.db").display());
         let stored = Store::open_as_stored(&url).await.unwrap();
-        assert_eq!(stored.counts().await.unwrap().nonces, 1);
-    }
-
-    #[tokio::test]
-    async fn nonces_are_single_use_bound_and_expiring() {
-        let (_d, s) = store().await;
-        let nonce = StateChange::Nonce {
-            nonce: b"n1".to_vec(),
-            host_id: "h1".into(),
-            expires_at: 100,
-        };
-        assert_eq!(apply(&s, nonce).await, Ok(0));
-        // Nonces are consumed only inside a decision's write transaction.
-        let mut tx = s.begin_write().await.unwrap();
-        assert_eq!(
-            tx.consume_nonce(b"n1", "h2", 10).await.unwrap(),
-            Err(NonceProblem::IssuedToAnotherHost)
-        );
-        assert_eq!(
-            tx.consume_nonce(b"n1", "h1", 100).await.unwrap(),
-            Err(NonceProblem::Expired)
-        );
-        assert_eq!(tx.consume_nonce(b"n1", "h1", 10).await.unwrap(), Ok(()));
-        assert_eq!(
-            tx.consume_nonce(b"n1", "h1", 10).await.unwrap(),
-            Err(NonceProblem::AlreadyUsed)
-        );
-        assert_eq!(
-            tx.consume_nonce(b"zz", "h1", 10).await.unwrap(),
-            Err(NonceProblem::Unknown)
-        );
-        tx.commit().await.unwrap();
+        assert_eq!(stored.counts().await.unwrap().enrollments, 1);
     }
 
     #[tokio::test]
     async fn enrollment_answered_once() {
         let (_d, s) = store().await;
-        let rec = EnrollmentRecord {
-            id: "e1".into(),
-            host_id: "h".into(),
-            ek_public: vec![1],
-            ek_cert_digest: vec![2],
-            ak_public: vec![3],
-            ak_name: vec![4],
-            secret_digest: vec![5],
-            expires_at: 50,
-        };
+        let rec = enrollment("e1", 50);
         s.insert_enrollment(&rec).await.unwrap();
         assert_eq!(s.take_enrollment("e1", 10).await.unwrap(), Ok(rec));
         assert_eq!(

@@ -8,8 +8,8 @@ use verifier_lib::host_clock::ClockState;
 use verifier_lib::ima::ImaCursor;
 
 use crate::store::{
-    HostEvent, HostRecord, ImaCursorRecord, NonceProblem, RequestKeyRecord, SnpHostRecord,
-    StoreError, TokenRecord, TokenState,
+    HostEvent, HostRecord, ImaCursorRecord, RequestKeyRecord, SnpHostRecord, StoreError,
+    TokenRecord, TokenState,
 };
 
 fn int<T: TryFrom<i64>>(what: &'static str, v: i64) -> Result<T, StoreError> {
@@ -204,40 +204,6 @@ pub(super) async fn ima_cursor(
         },
         policy_hash: r.try_get("policy_hash")?,
         updated_at: r.try_get("updated_at")?,
-    }))
-}
-
-/// Mark a nonce used, once, if it was issued to `host_id` and is unexpired
-/// at `now`; otherwise say why not.
-pub(super) async fn consume_nonce(
-    conn: &mut SqliteConnection,
-    nonce: &[u8],
-    host_id: &str,
-    now: i64,
-) -> Result<Result<(), NonceProblem>, StoreError> {
-    let done = sqlx::query(
-        "UPDATE nonces SET used = 1 WHERE nonce = $1 AND host_id = $2 AND used = 0 AND expires_at > $3",
-    )
-    .bind(nonce)
-    .bind(host_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 1 {
-        return Ok(Ok(()));
-    }
-    // Classify the refusal for the client.
-    let row = sqlx::query("SELECT host_id, expires_at, used FROM nonces WHERE nonce = $1")
-        .bind(nonce)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(Err(match row {
-        None => NonceProblem::Unknown,
-        Some(r) if r.try_get::<String, _>("host_id")? != host_id => {
-            NonceProblem::IssuedToAnotherHost
-        }
-        Some(r) if r.try_get::<i64, _>("used")? != 0 => NonceProblem::AlreadyUsed,
-        Some(_) => NonceProblem::Expired,
     }))
 }
 

@@ -9,8 +9,8 @@ use verifier_lib::host_clock::ClockState;
 use super::rows::{self, clock_to_db};
 use crate::store::audit::to_i64;
 use crate::store::{
-    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, NonceProblem, RequestKeyRecord,
-    SnpHostRecord, StoreError, TokenRecord, TokenRoot, TokenState, WriteTransaction, WriteTx,
+    AppraisalRecord, HostRecord, HostStatus, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord, TokenRoot, TokenState, WriteTransaction, WriteTx,
 };
 
 /// A write transaction (`Transaction`) or a savepoint inside one
@@ -141,28 +141,19 @@ where
         Ok(())
     }
 
-    async fn insert_nonce(
+    async fn insert_used_nonce(
         &mut self,
-        nonce: &[u8],
-        host_id: &str,
+        digest: &[u8],
         expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO nonces (nonce, host_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(nonce)
-            .bind(host_id)
-            .bind(expires_at)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn consume_nonce(
-        &mut self,
-        nonce: &[u8],
-        host_id: &str,
-        now: i64,
-    ) -> Result<Result<(), NonceProblem>, StoreError> {
-        rows::consume_nonce(&mut self.0, nonce, host_id, now).await
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO used_nonces (digest, expires_at) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(expires_at)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_appraisal(&mut self, a: &AppraisalRecord) -> Result<(), StoreError> {

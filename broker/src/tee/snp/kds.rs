@@ -16,9 +16,20 @@
 //! ```
 //!
 //! `<tcb>` is the report's REPORTED_TCB as 16 hex digits (its u64 value).
+//!
+//! Fetches are bounded, because a forged report names any chip id it likes:
+//! a 4xx answer is remembered for `snp.kds_negative_cache_secs` (the same
+//! URL is not asked again meanwhile), fetches draw from one token bucket
+//! (`snp.kds_fetches_per_min`, burst `snp.kds_fetch_burst`) and at most
+//! `snp.kds_max_in_flight` run at once. Beyond the bound the caller gets
+//! [`KdsError::Busy`] and the request fails closed (`503 kds_busy`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Semaphore;
 
 use verifier_lib::snp::{Crl, Product, SignerKind, SnpError, TcbParts, TcbVersion};
 
@@ -51,6 +62,91 @@ pub enum KdsError {
     },
     #[error("CRL: {0}")]
     Crl(SnpError),
+    #[error("{what}: KDS fetches are at their bound ({reason}); try again later")]
+    Busy { what: String, reason: BusyReason },
+}
+
+/// Which bound a refused fetch hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusyReason {
+    /// `snp.kds_fetches_per_min` / `snp.kds_fetch_burst` spent.
+    RateLimited,
+    /// `snp.kds_max_in_flight` fetches already running.
+    InFlight,
+}
+
+impl std::fmt::Display for BusyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BusyReason::RateLimited => "rate limited",
+            BusyReason::InFlight => "too many in flight",
+        })
+    }
+}
+
+/// Most negative answers remembered at once (beyond it, expired ones are
+/// dropped; if none expired, the answer is not remembered — the rate limit
+/// still bounds fetches).
+const MAX_NEGATIVE: usize = 65_536;
+
+/// The shared bounds on KDS fetches (one per broker, shared by clones).
+#[derive(Debug)]
+struct FetchBounds {
+    /// URL path → (HTTP status, remembered until).
+    negative: Mutex<HashMap<String, (u16, Instant)>>,
+    negative_ttl: Duration,
+    /// (tokens, last refill).
+    bucket: Mutex<(f64, Instant)>,
+    per_sec: f64,
+    burst: f64,
+    in_flight: Arc<Semaphore>,
+}
+
+impl FetchBounds {
+    fn new(cfg: &SnpConfig) -> Self {
+        let burst = f64::from(cfg.kds_fetch_burst.max(1));
+        Self {
+            negative: Mutex::new(HashMap::new()),
+            negative_ttl: Duration::from_secs(cfg.kds_negative_cache_secs),
+            bucket: Mutex::new((burst, Instant::now())),
+            per_sec: f64::from(cfg.kds_fetches_per_min.max(1)) / 60.0,
+            burst,
+            in_flight: Arc::new(Semaphore::new(cfg.kds_max_in_flight.max(1))),
+        }
+    }
+
+    /// A remembered negative answer for `path`, if still current.
+    fn negative(&self, path: &str, now: Instant) -> Option<u16> {
+        let map = self.negative.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(path)
+            .filter(|(_, until)| now < *until)
+            .map(|(status, _)| *status)
+    }
+
+    fn remember_negative(&self, path: &str, status: u16, now: Instant) {
+        let mut map = self.negative.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_NEGATIVE {
+            map.retain(|_, (_, until)| now < *until);
+        }
+        if map.len() < MAX_NEGATIVE {
+            map.insert(path.to_owned(), (status, now + self.negative_ttl));
+        }
+    }
+
+    /// Take one token from the bucket.
+    fn take_token(&self, now: Instant) -> bool {
+        let mut b = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let elapsed = now.saturating_duration_since(b.1).as_secs_f64();
+        b.0 = (b.0 + elapsed * self.per_sec).min(self.burst);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The ASK/ASVK and the ARK as KDS serves them (DER).
@@ -72,6 +168,7 @@ pub struct CurrentCrl {
 pub struct KdsClient {
     cfg: SnpConfig,
     http: reqwest::Client,
+    bounds: Arc<FetchBounds>,
 }
 
 fn product_name(p: Product) -> &'static str {
@@ -169,6 +266,7 @@ impl KdsClient {
         Ok(Self {
             cfg: cfg.clone(),
             http,
+            bounds: Arc::new(FetchBounds::new(cfg)),
         })
     }
 
@@ -196,13 +294,39 @@ impl KdsClient {
         }
     }
 
-    async fn fetch(&self, path_and_query: &str, what: &str) -> Result<Vec<u8>, KdsError> {
+    /// Fetch from KDS within the bounds. `cache_negative`: remember a 4xx
+    /// answer (for VCEKs, whose URLs a forged report chooses; not for the
+    /// few per-product chains and CRLs, whose absence is an outage).
+    async fn fetch(
+        &self,
+        path_and_query: &str,
+        what: &str,
+        cache_negative: bool,
+    ) -> Result<Vec<u8>, KdsError> {
         if !self.cfg.kds_fetch {
             return Err(KdsError::NotAvailable {
                 what: what.to_owned(),
             });
         }
         let url = format!("{}{path_and_query}", self.cfg.kds_url.trim_end_matches('/'));
+        let now = Instant::now();
+        if let Some(status) = self.bounds.negative(path_and_query, now) {
+            tracing::debug!(%url, status, "KDS negative answer remembered; not fetched");
+            return Err(KdsError::Status { url, status });
+        }
+        let busy = |reason| {
+            tracing::warn!(%url, %reason, "KDS fetch refused: at its bound");
+            KdsError::Busy {
+                what: what.to_owned(),
+                reason,
+            }
+        };
+        let _permit = Arc::clone(&self.bounds.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| busy(BusyReason::InFlight))?;
+        if !self.bounds.take_token(now) {
+            return Err(busy(BusyReason::RateLimited));
+        }
         tracing::debug!(%url, "KDS fetch");
         let resp = self
             .http
@@ -214,10 +338,13 @@ impl KdsClient {
                 source,
             })?;
         if !resp.status().is_success() {
-            return Err(KdsError::Status {
-                url,
-                status: resp.status().as_u16(),
-            });
+            let status = resp.status().as_u16();
+            // "No such chip / TCB" is an answer; server errors are not.
+            if cache_negative && resp.status().is_client_error() {
+                self.bounds
+                    .remember_negative(path_and_query, status, Instant::now());
+            }
+            return Err(KdsError::Status { url, status });
         }
         let body = resp
             .bytes()
@@ -228,7 +355,13 @@ impl KdsClient {
 
     /// A certificate-like file: bundle, then a fresh cache entry, then KDS
     /// (cached), then a stale cache entry.
-    async fn file(&self, rel: &Path, url: &str, what: &str) -> Result<Vec<u8>, KdsError> {
+    async fn file(
+        &self,
+        rel: &Path,
+        url: &str,
+        what: &str,
+        cache_negative: bool,
+    ) -> Result<Vec<u8>, KdsError> {
         if let Some(p) = self.bundle_file(rel) {
             if let Some(b) = read_optional(&p)? {
                 return Ok(b);
@@ -242,7 +375,7 @@ impl KdsClient {
                 return Ok(b.clone());
             }
         }
-        match self.fetch(url, what).await {
+        match self.fetch(url, what, cache_negative).await {
             Ok(b) => {
                 self.write_cache(rel, &b);
                 Ok(b)
@@ -272,7 +405,7 @@ impl KdsClient {
             product_name(product)
         );
         let what = format!("{product:?} {signer:?} cert_chain");
-        let bytes = self.file(&rel, &url, &what).await?;
+        let bytes = self.file(&rel, &url, &what, false).await?;
         parse_chain(&what, &bytes)
     }
 
@@ -286,7 +419,7 @@ impl KdsClient {
         let rel = vcek_path(product, hwid, reported_tcb);
         let url = vcek_url_path(product, hwid, &reported_tcb.parts(product));
         let what = format!("{product:?} VCEK {}", hex::encode(hwid));
-        self.file(&rel, &url, &what).await
+        self.file(&rel, &url, &what, true).await
     }
 
     /// A CRL for `product`/`signer` that is current at `now`: the bundle's
@@ -334,7 +467,7 @@ impl KdsClient {
             product_name(product)
         );
         let what = format!("{product:?} {signer:?} CRL");
-        let fetched = match self.fetch(&url, &what).await {
+        let fetched = match self.fetch(&url, &what, false).await {
             Ok(der) => match parse(der) {
                 Ok(c) if current(&c) => {
                     self.write_cache(&rel, &c.der);
@@ -370,6 +503,34 @@ impl KdsClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finding3_fetch_bounds_hold() {
+        let cfg = SnpConfig {
+            kds_fetches_per_min: 60,
+            kds_fetch_burst: 2,
+            kds_max_in_flight: 1,
+            kds_negative_cache_secs: 10,
+            ..SnpConfig::default()
+        };
+        let b = FetchBounds::new(&cfg);
+        let t0 = Instant::now();
+        assert!(b.take_token(t0) && b.take_token(t0));
+        assert!(!b.take_token(t0));
+        // One per second refills.
+        assert!(b.take_token(t0 + Duration::from_secs(1)));
+        let held = Arc::clone(&b.in_flight).try_acquire_owned().unwrap();
+        assert!(Arc::clone(&b.in_flight).try_acquire_owned().is_err());
+        drop(held);
+        assert!(Arc::clone(&b.in_flight).try_acquire_owned().is_ok());
+        b.remember_negative("/vcek/x", 404, t0);
+        assert_eq!(
+            b.negative("/vcek/x", t0 + Duration::from_secs(9)),
+            Some(404)
+        );
+        assert_eq!(b.negative("/vcek/x", t0 + Duration::from_secs(10)), None);
+        assert_eq!(b.negative("/vcek/y", t0), None);
+    }
 
     #[test]
     fn urls_and_layout() {

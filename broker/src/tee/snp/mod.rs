@@ -69,6 +69,9 @@ pub enum AssembleError {
     Vcek(KdsError),
     #[error("certificate chain: {0}")]
     Chain(KdsError),
+    /// KDS fetches are at their bound: not a verdict on the evidence.
+    #[error("{0}")]
+    KdsBusy(KdsError),
 }
 
 fn pem_or_der(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -136,7 +139,10 @@ impl SnpService {
                 self.kds
                     .vcek(product, hwid, report.reported_tcb)
                     .await
-                    .map_err(AssembleError::Vcek)?
+                    .map_err(|e| match e {
+                        KdsError::Busy { .. } => AssembleError::KdsBusy(e),
+                        e => AssembleError::Vcek(e),
+                    })?
             }
         };
         let intermediate = match select_intermediate(&leaf, &evidence.chain) {
@@ -152,6 +158,7 @@ impl SnpService {
         };
         let (crl, crl_problem) = match self.kds.crl(product, signer, now).await {
             Ok(c) => (Some(c.crl), None),
+            Err(e @ KdsError::Busy { .. }) => return Err(AssembleError::KdsBusy(e)),
             Err(e) => {
                 tracing::warn!(error = %e, ?product, "no current SEV-SNP CRL");
                 (None, Some(e.to_string()))
@@ -167,6 +174,8 @@ impl SnpService {
     }
 
     /// Assemble and appraise: REPORT_DATA must equal `expected_report_data`.
+    /// `Err` only when KDS fetches are at their bound (the request fails
+    /// closed without a verdict: `kds_busy`).
     pub async fn appraise(
         &self,
         policy: &Policy,
@@ -174,8 +183,8 @@ impl SnpService {
         evidence: &SnpEvidence,
         expected_report_data: &[u8; 64],
         now: i64,
-    ) -> (SnpAppraisal, Option<Assembled>) {
-        match self.assemble(evidence, now).await {
+    ) -> Result<(SnpAppraisal, Option<Assembled>), KdsError> {
+        Ok(match self.assemble(evidence, now).await {
             Ok(a) => {
                 let ev = SnpEvidenceRef {
                     report: &a.report,
@@ -193,8 +202,9 @@ impl SnpService {
                 );
                 (appraisal, Some(a))
             }
+            Err(AssembleError::KdsBusy(e)) => return Err(e),
             Err(e) => (unassembled(policy, host_id, &e), None),
-        }
+        })
     }
 }
 
