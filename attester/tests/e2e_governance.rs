@@ -20,7 +20,7 @@ use verifier_lib::api::governance::{DeriveRequest, DeriveResponse, RevocationRes
 use verifier_lib::api::HostView;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::host_clock::ClockState;
-use verifier_lib::policy::Failure;
+use verifier_lib::policy::public::PublicFailure as Failure;
 use verifier_lib::pop::Window;
 use verifier_lib::token::{
     Audience, Expectations, KeySet, SigningKey, TokenVerifier, VerifiedToken,

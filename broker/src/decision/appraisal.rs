@@ -407,7 +407,7 @@ async fn apply(st: &AppState, a: Applying<'_>) -> Result<Outcome, DecisionError>
         policy_id: policy.id.clone(),
         policy_hash: policy.hash_hex(),
         appraised_at: now,
-        failures: d.failures.clone(),
+        failures: verifier_lib::policy::public::PublicFailure::all(&d.failures),
     };
     match d.token {
         Some(Err(denial)) => Err(DecisionError::Denied {
