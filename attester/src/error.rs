@@ -105,7 +105,8 @@ pub fn denial_reasons(e: &CommandError) -> String {
             let parts: Vec<String> = failures
                 .iter()
                 .filter_map(|f| {
-                    serde_json::from_value::<verifier_lib::policy::Failure>(f.clone()).ok()
+                    serde_json::from_value::<verifier_lib::policy::public::PublicFailure>(f.clone())
+                        .ok()
                 })
                 .map(|f| f.to_string())
                 .collect();

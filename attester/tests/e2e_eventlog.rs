@@ -15,12 +15,13 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::{extend_log, fresh_pcrs, reproducible_logs, vectors, Host};
-use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
+use swtpm_tests::broker::{BrokerOptions, TestBroker};
 use verifier_lib::api::PolicyLearnRequest;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::eventlog::{event_type, EventLog};
 use verifier_lib::ima::ImaLog;
-use verifier_lib::policy::{Failure, Policy};
+use verifier_lib::policy::public::PublicFailure as Failure;
+use verifier_lib::policy::Policy;
 use writ_attester::commands;
 use writ_attester::logs::LogSources;
 use writ_attester::tpm::AkAlg;
@@ -57,10 +58,13 @@ fn activate(broker: TestBroker, host: &mut Host, policy: &str, roots: &[u8]) -> 
     broker
 }
 
+/// A broker for enrolling the host before its policy is learned: the
+/// bootstrap policy says explicitly that it constrains nothing.
 fn start_broker(roots: Vec<u8>) -> TestBroker {
-    let pcrs = std::collections::BTreeMap::new();
     TestBroker::start(BrokerOptions {
-        policy: policy_toml("bootstrap", &pcrs, &[]),
+        policy: "id = \"bootstrap\"\n[[groups]]\nname = \"default\"\nhosts = [\"*\"]\n\
+                 dangerous_accept_any_measurements = true\n"
+            .to_owned(),
         ek_roots_pem: roots,
         bundled_manufacturers: false,
     })

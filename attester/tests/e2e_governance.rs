@@ -20,7 +20,7 @@ use verifier_lib::api::governance::{DeriveRequest, DeriveResponse, RevocationRes
 use verifier_lib::api::HostView;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::host_clock::ClockState;
-use verifier_lib::policy::Failure;
+use verifier_lib::policy::public::PublicFailure as Failure;
 use verifier_lib::pop::Window;
 use verifier_lib::token::{
     Audience, Expectations, KeySet, SigningKey, TokenVerifier, VerifiedToken,
@@ -577,12 +577,19 @@ fn operator_revoke_and_reinstate() {
     );
 }
 
-/// The decoded decisions of the broker's whole audit log, in order.
+/// The decoded decisions of the broker's whole audit log, in order (leaf
+/// contents are for operators).
 fn audit_decisions(broker: &TestBroker) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     loop {
         let url = format!("{}/v1/audit/entries?start={}", broker.url(), out.len());
-        let page: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
+        let page: serde_json::Value = reqwest::blocking::Client::new()
+            .get(url)
+            .bearer_auth(swtpm_tests::broker::OPERATOR_TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let entries = page["entries"].as_array().unwrap();
         assert!(!entries.is_empty() || out.len() as u64 == page["tree_size"].as_u64().unwrap());
         out.extend(entries.iter().map(|e| e["decoded"]["decision"].clone()));

@@ -103,6 +103,7 @@ fn start(c: &TestChain, program_digest: [u8; 32], crl_revokes_vcek: bool) -> Run
             "id = \"attester-snp\"\n[[groups]]\nname = \"snp\"\nhosts = [\"*\"]\n[groups.snp]\n\
              allowed_measurements = [\"{}\"]\ndangerous_allow_extra_root = true\n\
              allowed_host_data = [\"{}\"]\n\
+             [groups.snp.min_reported_tcb]\nsnp = 23\n\
              [[workloads]]\nname = \"true\"\ndigests = [\"{}\"]\n",
             hex::encode([0xab; 48]),
             hex::encode([0u8; 32]),

@@ -9,7 +9,7 @@ use support::{broker_for, fresh_pcrs, stderr, Host, Workload};
 use verifier_lib::api::{
     AppraisalResponse, AttestRequest, EnrollFinishRequest, EnrollStartRequest, EnrollStartResponse,
 };
-use verifier_lib::policy::Failure;
+use verifier_lib::policy::public::PublicFailure as Failure;
 use verifier_lib::token::{Audience, Expectations, TokenError, TokenVerifier};
 use writ_attester::client::ClientError;
 use writ_attester::commands::{self, CommandError};
@@ -103,8 +103,41 @@ fn pcr_extended_after_reference_denies_attest_and_run() {
     assert_eq!(view.status, "failed");
     assert!(matches!(
         view.last_failure.as_deref(),
-        Some([Failure::PcrNotAllowed { pcr: 16, .. }])
+        Some([verifier_lib::policy::Failure::PcrNotAllowed { pcr: 16, .. }])
     ));
+}
+
+/// Issue #12 finding 6: a denied host learns the rule that failed and its
+/// own PCR value, never the values the policy allows, neither in the
+/// appraisal (`/v1/attest`) nor in a refused token's details (`/v1/tokens`).
+#[test]
+fn finding6_denied_responses_hide_allowed_pcr_values() {
+    let (pcrs, roots) = fresh_pcrs();
+    let allowed16 = hex::encode(&pcrs[&16]);
+    let w = Workload::new("leak");
+    let broker = broker_for(&pcrs, &[("hello", w.digest)], roots);
+    let host = Host::new(&broker.url());
+    commands::enroll(&host.settings, AkAlg::EccP256).unwrap();
+    host.extend_pcr16();
+    let a = commands::attest(&host.settings).unwrap();
+    assert_eq!(a.verdict, "contraindicated");
+    let body = serde_json::to_string(&a).unwrap();
+    assert!(body.contains("\"rule\":\"pcr_not_allowed\""), "{body}");
+    assert!(body.contains("\"pcr\":16"), "{body}");
+    assert!(
+        !body.contains(&allowed16),
+        "allowed PCR 16 value leaked: {body}"
+    );
+
+    let out = w.run_on(&host, "hello");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("PCR 16"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains(&allowed16),
+        "allowed PCR 16 value leaked: {}",
+        stderr(&out)
+    );
+    assert!(!w.ran());
 }
 
 fn post_attest(

@@ -3,10 +3,8 @@
 //! checkpoints, logged refusals, and group commit under concurrent appends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
-use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
+use swtpm_tests::broker::{BrokerOptions, TestBroker, OPERATOR_TOKEN};
 use verifier_lib::audit::{
     open_checkpoint, verify_consistency, verify_inclusion, Decision, Hash, Leaf,
 };
@@ -14,7 +12,10 @@ use writ_broker::store::audit::StateChange;
 
 fn broker() -> TestBroker {
     TestBroker::start(BrokerOptions {
-        policy: policy_toml("api-1", &BTreeMap::new(), &[]),
+        // The log's API is under test, not appraisal: no measurement rules.
+        policy: "id = \"api-1\"\n[[groups]]\nname = \"default\"\nhosts = [\"*\"]\n\
+                 dangerous_accept_any_measurements = true\n"
+            .to_owned(),
         ek_roots_pem: Vec::new(),
         bundled_manufacturers: false,
     })
@@ -29,6 +30,16 @@ fn get(b: &TestBroker, path: &str) -> (u16, String) {
 fn get_json(b: &TestBroker, path: &str) -> (u16, serde_json::Value) {
     let (s, t) = get(b, path);
     (s, serde_json::from_str(&t).unwrap())
+}
+
+/// GET as an operator: leaf contents included.
+fn get_json_operator(b: &TestBroker, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}{path}", b.url()))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
 }
 
 fn hashes(v: &serde_json::Value) -> Vec<Hash> {
@@ -111,7 +122,7 @@ fn refusals_are_logged_and_proofs_verify_against_signed_checkpoints() {
     // Coalesced (finding 3): nothing is logged until the source's refusal
     // window closes, then one summary leaf.
     let refusals = |b: &TestBroker| -> Vec<serde_json::Value> {
-        let (_, e) = get_json(b, "/v1/audit/entries?start=0");
+        let (_, e) = get_json_operator(b, "/v1/audit/entries?start=0");
         e["entries"]
             .as_array()
             .unwrap()
@@ -196,7 +207,7 @@ fn refusals_are_logged_and_proofs_verify_against_signed_checkpoints() {
 
     // Inclusion of one appended leaf, looked up by its hash.
     let idx = indexes[17];
-    let (_, e) = get_json(
+    let (_, e) = get_json_operator(
         &b,
         &format!("/v1/audit/entries?start={idx}&end={}", idx + 1),
     );
@@ -292,6 +303,119 @@ fn checkpoints_come_in_bounded_pages() {
         .iter()
         .map(|c| c["note"].as_str().unwrap().to_owned())
         .collect();
-    let fetched = writ_broker::audit::source::from_url(&b.url(), None).unwrap();
+    let fetched = writ_broker::audit::source::from_url(&b.url(), None, None).unwrap();
     assert_eq!(fetched.checkpoints, notes);
+}
+
+/// Issue #12 finding 6: the public `/v1/audit/entries` serves leaf hashes
+/// and a summary (kind, time, host, verdict), never the policy values,
+/// operator names or revocation reasons inside the leaves; an operator gets
+/// the leaves; the log stays verifiable from the public hashes alone.
+#[test]
+fn finding6_public_audit_entries_hide_leaf_contents() {
+    let b = broker();
+    let allowed_pcr = hex::encode([0x5e; 32]);
+    let failure = verifier_lib::policy::Failure::PcrNotAllowed {
+        bank: verifier_lib::crypto::HashAlg::Sha256,
+        pcr: 7,
+        actual: hex::encode([0x11; 32]),
+        allowed: vec![allowed_pcr.clone()],
+    };
+    let leaves = vec![
+        Leaf::new(
+            100,
+            Decision::Appraisal {
+                host: "host-a".into(),
+                evidence_digest: vec![1; 32],
+                policy_id: "secret-policy-id".into(),
+                policy_hash: vec![2; 32],
+                verdict: verifier_lib::audit::Verdict::Fail,
+                failures: vec![serde_json::to_string(&failure).unwrap()],
+                tpm_clock: None,
+                nonce_digest: None,
+            },
+        ),
+        Leaf::new(
+            101,
+            Decision::HostRevoked {
+                host: "host-a".into(),
+                reason: "stolen-laptop-reason".into(),
+            },
+        ),
+        Leaf::new(
+            102,
+            Decision::OperatorAction {
+                who: "alice-operator".into(),
+                what: "revoke host-a".into(),
+            },
+        ),
+    ];
+    let audit = b.audit.clone();
+    b.block_on(async {
+        audit.append(StateChange::Nothing, leaves).await.unwrap();
+        audit.checkpoint_now().await.unwrap();
+    });
+    let secrets = [
+        allowed_pcr.as_str(),
+        "secret-policy-id",
+        "stolen-laptop-reason",
+        "alice-operator",
+    ];
+
+    let (s, public) = get(&b, "/v1/audit/entries?start=0");
+    assert_eq!(s, 200, "{public}");
+    for secret in secrets {
+        assert!(!public.contains(secret), "{secret} leaked: {public}");
+    }
+    let public: serde_json::Value = serde_json::from_str(&public).unwrap();
+    assert_eq!(public["full"], false);
+    let entries = public["entries"].as_array().unwrap();
+    let appraisal = entries
+        .iter()
+        .find(|e| e["summary"]["kind"] == "appraisal")
+        .unwrap();
+    assert_eq!(appraisal["summary"]["host"], "host-a");
+    assert_eq!(appraisal["summary"]["verdict"], "fail");
+    assert_eq!(appraisal["summary"]["time"], 100);
+    assert_eq!(appraisal["leaf_hash"].as_str().unwrap().len(), 64);
+    assert!(entries
+        .iter()
+        .all(|e| e.get("leaf").is_none() && e.get("decoded").is_none()));
+
+    let (s, full) = get_json_operator(&b, "/v1/audit/entries?start=0");
+    assert_eq!(s, 200, "{full}");
+    assert_eq!(full["full"], true);
+    let text = full.to_string();
+    for secret in secrets {
+        assert!(text.contains(secret), "operator view lacks {secret}");
+    }
+    // A token that does not authenticate is refused, not served the public form.
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/audit/entries?start=0", b.url()))
+        .bearer_auth("not-a-token")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // Outsiders verify the log from the public hashes; operators from leaves.
+    let vkey = get(&b, "/v1/audit/key").1;
+    let public = writ_broker::audit::source::from_url(&b.url(), None, None).unwrap();
+    assert!(public.hashes_only);
+    let hashes: Vec<Hash> = public.rows.iter().map(|r| r.2.unwrap()).collect();
+    let report =
+        verifier_lib::audit::verify_log_hashes(&hashes, &public.checkpoints, vkey.trim(), None)
+            .unwrap();
+    assert_eq!(report.tree_size, u64::try_from(hashes.len()).unwrap());
+    let full = writ_broker::audit::source::from_url(&b.url(), None, Some(OPERATOR_TOKEN)).unwrap();
+    assert!(!full.hashes_only);
+    let rows: Vec<verifier_lib::audit::LogRow<'_>> = full
+        .rows
+        .iter()
+        .map(|(index, leaf, stored)| verifier_lib::audit::LogRow {
+            index: *index,
+            leaf,
+            stored_hash: *stored,
+        })
+        .collect();
+    verifier_lib::audit::verify_log_rows(&rows, &full.checkpoints, vkey.trim(), None).unwrap();
 }

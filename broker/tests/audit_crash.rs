@@ -99,7 +99,7 @@ fn every_token_a_client_received_survives_kill_9_in_the_log() {
     let mut minted: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut start = 0u64;
     loop {
-        let (status, page) = broker.get_json(&format!("/v1/audit/entries?start={start}"));
+        let (status, page) = broker.get_json_operator(&format!("/v1/audit/entries?start={start}"));
         assert_eq!(status, 200, "{page}");
         let entries = page["entries"].as_array().unwrap();
         for e in entries {

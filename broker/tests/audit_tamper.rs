@@ -82,7 +82,7 @@ fn produce() -> Produced {
                 .unwrap()
         })
         .collect();
-    let (_, entries) = broker.get_json(&format!(
+    let (_, entries) = broker.get_json_operator(&format!(
         "/v1/audit/entries?start={index}&end={}",
         index + 1
     ));
@@ -106,7 +106,7 @@ fn produce() -> Produced {
     let mut reloaded = false;
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let (_, e) = broker.get_json("/v1/audit/entries?start=0");
+        let (_, e) = broker.get_json_operator("/v1/audit/entries?start=0");
         reloaded = e["entries"]
             .as_array()
             .unwrap()

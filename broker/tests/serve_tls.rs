@@ -84,7 +84,9 @@ fn start(dir: &Path, key: &str) -> (Broker, u16) {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join("policy.toml"),
-        "id = \"tls-test\"\n\n[[groups]]\nname = \"default\"\nhosts = [\"*\"]\npcr_bank = \"sha256\"\n[groups.pcrs]\n",
+        // TLS is under test, not appraisal: the group says it constrains nothing.
+        "id = \"tls-test\"\n\n[[groups]]\nname = \"default\"\nhosts = [\"*\"]\n\
+         dangerous_accept_any_measurements = true\n",
     )
     .unwrap();
     let cfg = format!(

@@ -613,14 +613,16 @@ async fn every_deny_case() {
     // No [groups.snp]: no challenge at all.
     let no_snp = start_broker(
         &c,
-        setup(
+        setup(format!(
             "id = \"tpm-only\"
 [[groups]]
 name = \"g\"
 hosts = [\"*\"]
-"
-            .to_owned(),
-        ),
+[groups.pcrs]
+7 = [\"{}\"]
+",
+            hex::encode([0u8; 32])
+        )),
     )
     .await;
     let (s, v) = no_snp

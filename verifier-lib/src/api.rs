@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub mod governance;
 pub mod request_key;
 
+use crate::policy::public::PublicFailure;
 use crate::policy::Failure;
 use crate::tpm::PcrValues;
 
@@ -162,8 +163,9 @@ pub struct AppraisalResponse {
     pub policy_id: String,
     pub policy_hash: String,
     pub appraised_at: i64,
-    /// Every failing rule (empty when affirming).
-    pub failures: Vec<Failure>,
+    /// Every failing rule (empty when affirming), as clients see it: the
+    /// rule and the evidence's own values, never the policy's.
+    pub failures: Vec<PublicFailure>,
 }
 
 /// `POST /v1/tokens`: a token for one workload, backed by a quote whose

@@ -35,7 +35,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::crypto::HashAlg;
 
 pub mod boot;
+mod failure;
 pub mod learn;
+pub mod public;
+
+pub use failure::{EvidenceStage, Failure};
 
 /// Hard ceiling for any token lifetime, whatever a policy says (15 minutes).
 pub const HARD_MAX_TOKEN_LIFETIME_SECS: u32 = 900;
@@ -92,321 +96,13 @@ pub enum PolicyError {
     },
     #[error("group {group}: ima.keys: {reason}")]
     BadImaKey { group: String, reason: String },
-}
-
-/// Which check rejected evidence before the policy looked at it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum EvidenceStage {
-    /// The host's stored attestation key could not be parsed.
-    AkPublic,
-    /// The quote (signature, nonce, PCR digest).
-    Quote,
-    /// The TCG event log (parse or replay).
-    Eventlog,
-    /// The IMA measurement list.
-    Ima,
-    /// The SEV-SNP evidence bundle (certificates, fetch).
-    SnpEvidence,
-    /// The SEV-SNP report (chain, signature, REPORT_DATA).
-    SnpReport,
-    /// The SEV-SNP report does not identify the claimed host.
-    SnpHost,
-}
-
-impl EvidenceStage {
-    /// The stage's stable name (as in JSON).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EvidenceStage::AkPublic => "ak_public",
-            EvidenceStage::Quote => "quote",
-            EvidenceStage::Eventlog => "eventlog",
-            EvidenceStage::Ima => "ima",
-            EvidenceStage::SnpEvidence => "snp_evidence",
-            EvidenceStage::SnpReport => "snp_report",
-            EvidenceStage::SnpHost => "snp_host",
-        }
-    }
-}
-
-impl std::fmt::Display for EvidenceStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One way a host's evidence or request failed the policy. An appraisal
-/// reports every failure, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "rule", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Failure {
-    /// No host group of the policy covers this host.
-    NoGroupForHost { host: String },
-    /// The quote does not contain a PCR the policy constrains.
-    PcrMissing { bank: HashAlg, pcr: u8 },
-    /// A PCR holds a value the policy does not allow.
-    PcrNotAllowed {
-        bank: HashAlg,
-        pcr: u8,
-        actual: String,
-        allowed: Vec<String>,
-    },
-    /// The workload name is not in the policy (or not for this host's group).
-    WorkloadUnknown { workload: String, group: String },
-    /// The workload's digest is not one the policy allows.
-    WorkloadDigestNotAllowed {
-        workload: String,
-        actual: String,
-        allowed: Vec<String>,
-    },
-    /// The evidence itself was rejected before policy (signature, nonce, chain…).
-    EvidenceRejected {
-        stage: EvidenceStage,
-        reason: String,
-    },
-    /// The host's group has no `[groups.snp]` policy: SNP evidence is refused.
-    SnpPolicyMissing { group: String },
-    /// A verified SEV-SNP report broke a rule of the group's SNP policy.
-    SnpPolicyViolated {
-        snp_rule: crate::snp::SnpRule,
-        expected: String,
-        actual: String,
-    },
-    /// The group's policy needs a log (`eventlog` or `ima`) the host did not send.
-    LogMissing { log: String },
-    /// Replaying the event log does not give the quoted value of this PCR.
-    EventLogPcrMismatch {
-        bank: HashAlg,
-        pcr: u8,
-        replayed: Option<String>,
-        quoted: String,
-    },
-    /// The event log extends a PCR the quote does not cover, so its events
-    /// cannot be checked.
-    EventLogPcrNotQuoted { pcr: u8, event_index: usize },
-    /// The Secure Boot state is not the required one (`actual: None`: the log
-    /// does not measure the `SecureBoot` variable).
-    SecureBootNotAllowed {
-        expected: bool,
-        actual: Option<bool>,
-        event_index: Option<usize>,
-    },
-    /// A boot component (`kind`: `boot_app`, `kernel`, `initrd`) whose digest
-    /// is not in the allowed list.
-    BootDigestNotAllowed {
-        kind: String,
-        event_index: usize,
-        digest: String,
-        name: Option<String>,
-    },
-    /// A boot component whose digest is forbidden.
-    BootDigestForbidden {
-        kind: String,
-        event_index: usize,
-        digest: String,
-        name: Option<String>,
-    },
-    /// A kernel command line matching no rule (`cmdline: None`: none measured).
-    CmdlineNotAllowed {
-        event_index: Option<usize>,
-        cmdline: Option<String>,
-    },
-    /// A required dbx entry is absent (`event_index` of the dbx measurement, if any).
-    DbxEntryMissing {
-        entry: String,
-        event_index: Option<usize>,
-    },
-    /// PCR 10 replayed over the IMA entries `[entries_from, entries_to)` from
-    /// the stored cursor differs from the quoted value.
-    ImaPcrMismatch {
-        bank: HashAlg,
-        replayed: String,
-        quoted: String,
-        entries_from: u64,
-        entries_to: u64,
-    },
-    /// The IMA list does not continue the stored cursor and the TPM did not
-    /// reset or restart since (same boot): the list shrank or was rewritten.
-    ImaContinuityBroken { cursor_entries: u64, reason: String },
-    /// An IMA entry whose digest is on the deny list.
-    ImaEntryDenied {
-        entry_index: u64,
-        path: String,
-        digest: String,
-    },
-    /// An IMA entry neither allowed, excluded nor validly signed.
-    ImaEntryNotAllowed {
-        entry_index: u64,
-        path: String,
-        digest: Option<String>,
-        reason: String,
-    },
-    /// An IMA violation entry (time-of-measure/time-of-use or open-writers).
-    ImaViolation { entry_index: u64, path: String },
-    /// The boot_aggregate entry does not match the event log's PCRs.
-    ImaBootAggregateMismatch { entry_index: u64, reason: String },
-    /// The TPM clock went backwards within one boot (replayed or rolled-back state).
-    TpmClockRollback {
-        previous: u64,
-        current: u64,
-        reset_count: u64,
-    },
-    /// A TPM counter (`reset_count` or `restart_count`) decreased.
-    TpmCounterRollback {
-        counter: String,
-        previous: u64,
-        current: u64,
-    },
-    /// The host rebooted and the policy requires a new boot log, which was absent.
-    RebootWithoutBootLog {
-        previous_reset_count: u64,
-        current_reset_count: u64,
-    },
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::NoGroupForHost { host } => write!(f, "no policy group covers host {host}"),
-            Failure::PcrMissing { bank, pcr } => {
-                write!(f, "PCR {pcr} ({bank}) missing from the quote")
-            }
-            Failure::PcrNotAllowed {
-                bank, pcr, actual, ..
-            } => {
-                write!(f, "PCR {pcr} ({bank}) = {actual} is not an allowed value")
-            }
-            Failure::WorkloadUnknown { workload, group } => {
-                write!(f, "workload {workload} is not allowed for group {group}")
-            }
-            Failure::WorkloadDigestNotAllowed {
-                workload, actual, ..
-            } => {
-                write!(f, "workload {workload} digest {actual} is not allowed")
-            }
-            Failure::EvidenceRejected { stage, reason } => write!(f, "{stage}: {reason}"),
-            Failure::SnpPolicyMissing { group } => {
-                write!(f, "group {group} has no SEV-SNP policy")
-            }
-            Failure::SnpPolicyViolated {
-                snp_rule,
-                expected,
-                actual,
-            } => write!(
-                f,
-                "SEV-SNP rule {snp_rule:?}: expected {expected}, got {actual}"
-            ),
-            Failure::LogMissing { log } => write!(f, "policy requires the {log} log"),
-            Failure::EventLogPcrMismatch {
-                bank,
-                pcr,
-                replayed,
-                quoted,
-            } => write!(
-                f,
-                "event log replay of PCR {pcr} ({bank}) = {} differs from quoted {quoted}",
-                replayed.as_deref().unwrap_or("(no digests in this bank)")
-            ),
-            Failure::EventLogPcrNotQuoted { pcr, event_index } => write!(
-                f,
-                "event {event_index} extends PCR {pcr}, which the quote does not cover"
-            ),
-            Failure::SecureBootNotAllowed {
-                expected, actual, ..
-            } => write!(
-                f,
-                "Secure Boot is {}, policy requires {}",
-                match actual {
-                    Some(true) => "enabled",
-                    Some(false) => "disabled",
-                    None => "not measured",
-                },
-                if *expected { "enabled" } else { "disabled" }
-            ),
-            Failure::BootDigestNotAllowed {
-                kind,
-                event_index,
-                digest,
-                ..
-            } => write!(
-                f,
-                "{kind} {digest} (event {event_index}) is not an allowed digest"
-            ),
-            Failure::BootDigestForbidden {
-                kind,
-                event_index,
-                digest,
-                ..
-            } => write!(f, "{kind} {digest} (event {event_index}) is forbidden"),
-            Failure::CmdlineNotAllowed {
-                event_index,
-                cmdline,
-            } => match (event_index, cmdline) {
-                (Some(i), Some(c)) => {
-                    write!(f, "kernel command line {c:?} (event {i}) is not allowed")
-                }
-                _ => write!(f, "no kernel command line measured; policy requires one"),
-            },
-            Failure::DbxEntryMissing { entry, .. } => {
-                write!(f, "required dbx entry {entry} is missing")
-            }
-            Failure::ImaPcrMismatch {
-                bank,
-                replayed,
-                quoted,
-                entries_from,
-                entries_to,
-            } => write!(
-                f,
-                "IMA entries {entries_from}..{entries_to} replay PCR 10 ({bank}) to {replayed}, quoted {quoted}"
-            ),
-            Failure::ImaContinuityBroken {
-                cursor_entries,
-                reason,
-            } => write!(
-                f,
-                "IMA list does not continue the {cursor_entries} entries already appraised in this boot: {reason}"
-            ),
-            Failure::ImaEntryDenied {
-                entry_index,
-                path,
-                digest,
-            } => write!(f, "IMA entry {entry_index} {path} has denied digest {digest}"),
-            Failure::ImaEntryNotAllowed {
-                entry_index,
-                path,
-                reason,
-                ..
-            } => write!(f, "IMA entry {entry_index} {path} is not allowed: {reason}"),
-            Failure::ImaViolation { entry_index, path } => {
-                write!(f, "IMA entry {entry_index} {path} is a measurement violation")
-            }
-            Failure::ImaBootAggregateMismatch {
-                entry_index,
-                reason,
-            } => write!(f, "IMA boot_aggregate (entry {entry_index}): {reason}"),
-            Failure::TpmClockRollback {
-                previous, current, ..
-            } => write!(
-                f,
-                "TPM clock went backwards within one boot ({previous} -> {current} ms)"
-            ),
-            Failure::TpmCounterRollback {
-                counter,
-                previous,
-                current,
-            } => write!(f, "TPM {counter} decreased ({previous} -> {current})"),
-            Failure::RebootWithoutBootLog {
-                previous_reset_count,
-                current_reset_count,
-            } => write!(
-                f,
-                "host rebooted (reset count {previous_reset_count} -> {current_reset_count}) without a new boot log"
-            ),
-        }
-    }
+    /// The group constrains no measurement (no `pcrs`, `boot`, `ima` or
+    /// `[groups.snp]`): it would affirm any genuine quote.
+    #[error("group {group} constrains no measurement (no pcrs, boot, ima or snp rules); add rules, or set dangerous_accept_any_measurements = true to accept any genuine evidence")]
+    NoMeasurementRules { group: String },
+    /// The group's `[groups.snp]` sets no TCB minimum.
+    #[error("group {group}: snp: no TCB floor (every min_*_tcb component unset or 0); set one, or dangerous_accept_any_tcb = true")]
+    SnpNoTcbFloor { group: String },
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -438,6 +134,9 @@ struct RawGroup {
     boot: Option<boot::RawBootRules>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ima: Option<boot::RawImaRules>,
+    /// Accept a group with no measurement rules (insecure).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dangerous_accept_any_measurements: bool,
 }
 
 fn default_bank() -> HashAlg {
@@ -496,6 +195,9 @@ pub struct HostGroup {
     pub boot: Option<boot::BootRules>,
     /// `[groups.ima]`: IMA rules; the IMA list is required.
     pub ima: Option<boot::ImaRules>,
+    /// The group may have no TPM measurement rules: any genuine quote
+    /// passes (insecure; refused at load unless set).
+    pub dangerous_accept_any_measurements: bool,
 }
 
 impl HostGroup {
@@ -516,8 +218,21 @@ impl HostGroup {
         vec![(self.pcr_bank, pcrs.into_iter().collect())]
     }
 
-    /// Every PCR failure of `quoted` against this group.
+    /// Whether the group constrains a TPM quote at all (`pcrs`, `boot` or
+    /// `ima`).
+    pub fn has_tpm_measurement_rules(&self) -> bool {
+        !self.pcrs.is_empty() || self.boot.is_some() || self.ima.is_some()
+    }
+
+    /// Every PCR failure of `quoted` against this group. A group without
+    /// TPM measurement rules refuses every quote unless it says
+    /// `dangerous_accept_any_measurements`.
     pub fn appraise_pcrs(&self, quoted: &PcrMap) -> Vec<Failure> {
+        if !self.has_tpm_measurement_rules() && !self.dangerous_accept_any_measurements {
+            return vec![Failure::NoMeasurementRules {
+                group: self.name.clone(),
+            }];
+        }
         let bank = quoted.get(&self.pcr_bank);
         self.pcrs
             .iter()
@@ -653,7 +368,7 @@ impl Policy {
                 .as_ref()
                 .map(|i| boot::ima_rules(&g.name, i))
                 .transpose()?;
-            groups.push(HostGroup {
+            let group = HostGroup {
                 name: g.name,
                 hosts: g.hosts,
                 pcr_bank: g.pcr_bank,
@@ -661,7 +376,10 @@ impl Policy {
                 snp: g.snp,
                 boot: boot_rules,
                 ima: ima_rules,
-            });
+                dangerous_accept_any_measurements: g.dangerous_accept_any_measurements,
+            };
+            check_measurement_rules(&group)?;
+            groups.push(group);
         }
 
         let mut wnames = BTreeSet::new();
@@ -759,6 +477,26 @@ impl Policy {
     }
 }
 
+/// A group must constrain what it affirms: TPM rules (`pcrs`, `boot`,
+/// `ima`) or an SEV-SNP table, unless it says
+/// `dangerous_accept_any_measurements`; an SEV-SNP table needs a TCB floor
+/// unless it says `dangerous_accept_any_tcb`.
+fn check_measurement_rules(g: &HostGroup) -> Result<(), PolicyError> {
+    if !g.has_tpm_measurement_rules() && g.snp.is_none() && !g.dangerous_accept_any_measurements {
+        return Err(PolicyError::NoMeasurementRules {
+            group: g.name.clone(),
+        });
+    }
+    if let Some(snp) = &g.snp {
+        if !snp.has_tcb_floor() && !snp.dangerous_accept_any_tcb {
+            return Err(PolicyError::SnpNoTcbFloor {
+                group: g.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_lifetime(field: &str, actual: u32, max: u32) -> Result<(), PolicyError> {
     if actual == 0 {
         return Err(PolicyError::LifetimeZero {
@@ -776,136 +514,4 @@ fn check_lifetime(field: &str, actual: u32, max: u32) -> Result<(), PolicyError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn z(n: u8) -> String {
-        hex::encode([n; 32])
-    }
-
-    fn doc() -> String {
-        format!(
-            r#"
-id = "t1"
-[[groups]]
-name = "g"
-hosts = ["*"]
-[groups.pcrs]
-0 = ["{a}"]
-7 = ["{a}", "{b}"]
-
-[[workloads]]
-name = "hello"
-digests = ["{c}"]
-"#,
-            a = z(1),
-            b = z(2),
-            c = z(3)
-        )
-    }
-
-    #[test]
-    fn parses_and_appraises_every_failure() {
-        let p = Policy::parse_toml(&doc()).unwrap();
-        assert_eq!(p.id, "t1");
-        assert_eq!(p.hash, HashAlg::Sha256.digest(doc().as_bytes()));
-        let g = p.group_for("any-host").unwrap();
-        assert_eq!(g.pcr_selection(), vec![(HashAlg::Sha256, vec![0, 7])]);
-
-        let mut quoted = PcrMap::new();
-        quoted
-            .entry(HashAlg::Sha256)
-            .or_default()
-            .insert(0, vec![1; 32]);
-        quoted
-            .entry(HashAlg::Sha256)
-            .or_default()
-            .insert(7, vec![2; 32]);
-        assert!(g.appraise_pcrs(&quoted).is_empty());
-
-        quoted
-            .entry(HashAlg::Sha256)
-            .or_default()
-            .insert(0, vec![9; 32]);
-        quoted.entry(HashAlg::Sha256).or_default().remove(&7);
-        let f = g.appraise_pcrs(&quoted);
-        assert_eq!(f.len(), 2, "{f:?}");
-        assert!(matches!(f[0], Failure::PcrNotAllowed { pcr: 0, .. }));
-        assert_eq!(
-            f[1],
-            Failure::PcrMissing {
-                bank: HashAlg::Sha256,
-                pcr: 7
-            }
-        );
-    }
-
-    #[test]
-    fn workload_rules() {
-        let p = Policy::parse_toml(&doc()).unwrap();
-        let g = p.group_for("h").unwrap();
-        assert_eq!(
-            p.check_workload(g, "hello", &[3; 32])
-                .unwrap()
-                .lifetime_secs,
-            300
-        );
-        assert!(matches!(
-            p.check_workload(g, "hello", &[4; 32]),
-            Err(Failure::WorkloadDigestNotAllowed { .. })
-        ));
-        assert!(matches!(
-            p.check_workload(g, "other", &[3; 32]),
-            Err(Failure::WorkloadUnknown { .. })
-        ));
-    }
-
-    #[test]
-    fn rejects_bad_documents() {
-        let bad_len = doc().replace(&z(1), "abcd");
-        assert!(matches!(
-            Policy::parse_toml(&bad_len),
-            Err(PolicyError::BadPcrValue { pcr: 0, .. })
-        ));
-        let bad_idx = doc().replace("7 = [", "24 = [");
-        assert!(matches!(
-            Policy::parse_toml(&bad_idx),
-            Err(PolicyError::BadPcrIndex { .. })
-        ));
-        let long = format!("{}\n[tokens]\nmax_lifetime_secs = 901\n", doc());
-        assert!(matches!(
-            Policy::parse_toml(&long),
-            Err(PolicyError::LifetimeTooLong {
-                max: 900,
-                actual: 901,
-                ..
-            })
-        ));
-        let unknown = format!("{}\nsurprise = 1\n", doc());
-        assert!(matches!(
-            Policy::parse_toml(&unknown),
-            Err(PolicyError::Syntax { .. })
-        ));
-        let dup = format!("{}\n[[workloads]]\nname = \"hello\"\ndigests = []\n", doc());
-        assert!(matches!(
-            Policy::parse_toml(&dup),
-            Err(PolicyError::Duplicate {
-                what: "workload",
-                ..
-            })
-        ));
-        assert_eq!(Policy::parse_toml("id = \"\""), Err(PolicyError::EmptyId));
-    }
-
-    #[test]
-    fn no_group_is_a_failure() {
-        let p = Policy::parse_toml(&doc().replace("[\"*\"]", "[\"only-this\"]")).unwrap();
-        assert_eq!(
-            p.group_for("other").unwrap_err(),
-            Failure::NoGroupForHost {
-                host: "other".into()
-            }
-        );
-        assert!(p.group_for("only-this").is_ok());
-    }
-}
+mod tests;

@@ -85,7 +85,7 @@ fn every_failing_rule_is_reported() {
     });
     let p = SnpPolicy {
         min_guest_svn: Some(3),
-        max_vmpl: Some(0),
+        max_vmpl: 0,
         ..passing()
     };
     let got = appraise(&v, &p);
@@ -263,6 +263,17 @@ fn debug_migration_smt_socket() {
     assert!(appraise(&clean, &strict).is_empty());
 }
 
+/// Issue #12 finding 7: with `max_vmpl` unset only VMPL 0 passes.
+#[test]
+fn finding7_default_max_vmpl_refuses_vmpl_1() {
+    assert_eq!(SnpPolicy::default().max_vmpl, 0);
+    let from_toml: SnpPolicy = toml::from_str("dangerous_any_measurement = true").unwrap();
+    assert_eq!(from_toml.max_vmpl, 0);
+    let vmpl1 = verified(|s| s.vmpl = 1);
+    assert_eq!(rules(&vmpl1, &passing()), vec![SnpRule::Vmpl]);
+    assert!(rules(&verified(|s| s.vmpl = 0), &passing()).is_empty());
+}
+
 #[test]
 fn vmpl_product_signer_masking() {
     let v = verified(|s| s.vmpl = 1);
@@ -270,7 +281,7 @@ fn vmpl_product_signer_masking() {
         rules(
             &v,
             &SnpPolicy {
-                max_vmpl: Some(0),
+                max_vmpl: 0,
                 ..passing()
             }
         ),
@@ -279,13 +290,14 @@ fn vmpl_product_signer_masking() {
     assert!(appraise(
         &v,
         &SnpPolicy {
-            max_vmpl: Some(1),
+            max_vmpl: 1,
             ..passing()
         }
     )
     .is_empty());
     let products = SnpPolicy {
         allowed_products: vec![Product::Genoa, Product::Turin],
+        max_vmpl: 1,
         ..passing()
     };
     assert_eq!(rules(&v, &products), vec![SnpRule::Product]);

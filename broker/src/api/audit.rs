@@ -1,18 +1,19 @@
 //! `/v1/audit/*`: the signed Merkle log of decisions, for anyone to check
-//! offline (docs/audit.md). Query parameters are parsed strictly: unknown,
+//! offline (docs/audit.md): checkpoints, proofs and leaf hashes are public;
+//! leaf contents are for operators. Query parameters are parsed strictly: unknown,
 //! duplicate or malformed parameters are refused with `invalid_query`.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 use verifier_lib::api::b64;
-use verifier_lib::audit::{Hash, Leaf};
+use verifier_lib::audit::{Decision, Hash, Leaf, Verdict};
 
-use super::ApiError;
+use super::{operator, ApiError};
 use crate::state::AppState;
 
 /// Most entries one `/v1/audit/entries` answer carries.
@@ -165,15 +166,59 @@ pub async fn checkpoints(
     }))
 }
 
+/// What anyone may read of a leaf: the decision's kind and time, the host
+/// it is about and the verdict of an appraisal. Policy values, failure
+/// details, operator names and revocation reasons stay in the leaf, for
+/// operators (issue #12, finding 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeafSummary {
+    pub time: i64,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+impl LeafSummary {
+    pub fn of(leaf: &Leaf) -> LeafSummary {
+        let (kind, host, verdict) = match &leaf.decision {
+            Decision::Enrollment { host, .. } => ("enrollment", Some(host), None),
+            Decision::NonceIssued { host, .. } => ("nonce_issued", Some(host), None),
+            Decision::Appraisal { host, verdict, .. } => ("appraisal", Some(host), Some(*verdict)),
+            Decision::TokenMinted { .. } => ("token_minted", None, None),
+            Decision::TokenRevoked { .. } => ("token_revoked", None, None),
+            Decision::HostRevoked { host, .. } => ("host_revoked", Some(host), None),
+            Decision::WorkloadRevoked { .. } => ("workload_revoked", None, None),
+            Decision::RequestKeyCertified { host, .. } => {
+                ("request_key_certified", Some(host), None)
+            }
+            Decision::HostStateChanged { host, .. } => ("host_state_changed", Some(host), None),
+            Decision::PolicyActivated { .. } => ("policy_activated", None, None),
+            Decision::OperatorAction { .. } => ("operator_action", None, None),
+        };
+        LeafSummary {
+            time: leaf.time,
+            kind,
+            host: host.cloned(),
+            verdict,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct EntryItem {
     pub index: u64,
-    /// The encoded leaf (deterministic CBOR), base64url.
-    #[serde(with = "b64")]
-    pub leaf: Vec<u8>,
     /// SHA-256(0x00 ‖ leaf) as stored, hex.
     pub leaf_hash: String,
-    /// The leaf decoded, for reading (null if it does not decode).
+    /// The public summary (null if the leaf does not decode).
+    pub summary: Option<LeafSummary>,
+    /// Operators only: the encoded leaf (deterministic CBOR), base64url.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<Vec<u8>>,
+    /// Operators only: the leaf decoded, for reading (null if it does not
+    /// decode).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub decoded: Option<Leaf>,
 }
 
@@ -181,15 +226,31 @@ pub struct EntryItem {
 pub struct EntryList {
     /// Committed leaves when the answer was made.
     pub tree_size: u64,
+    /// `true` when the answer carries leaf contents (`leaf`, `decoded`):
+    /// an authenticated operator asked.
+    pub full: bool,
     pub entries: Vec<EntryItem>,
 }
 
 /// `GET /v1/audit/entries?start=A&end=B`: leaves `A..B` (at most
-/// [`MAX_ENTRIES`]; `end` is clamped to the log's size).
+/// [`MAX_ENTRIES`]; `end` is clamped to the log's size). Anyone gets each
+/// leaf's hash and [`LeafSummary`]; with an operator's
+/// `Authorization: Bearer` token, also the leaf itself. A token that does
+/// not authenticate is refused (401), not served the public form.
 pub async fn entries(
     State(st): State<AppState>,
+    headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Json<EntryList>, ApiError> {
+    let full = if headers.contains_key(header::AUTHORIZATION)
+        || st.config.operators.dangerous_unauthenticated
+    {
+        let operator = operator::authenticate(&st, &headers)?;
+        tracing::debug!(operator = %operator.name, "audit entries with leaf contents");
+        true
+    } else {
+        false
+    };
     let p = Params::parse(q.as_deref(), &["start", "end"])?;
     let start = p.u64("start")?.unwrap_or(0);
     let size = st.audit.view().tree.len();
@@ -207,13 +268,18 @@ pub async fn entries(
     let rows = st.store.audit_leaves(start, end).await?;
     Ok(Json(EntryList {
         tree_size: size,
+        full,
         entries: rows
             .into_iter()
-            .map(|r| EntryItem {
-                index: r.index,
-                decoded: Leaf::decode(&r.leaf).ok(),
-                leaf_hash: hex::encode(&r.leaf_hash),
-                leaf: r.leaf,
+            .map(|r| {
+                let decoded = Leaf::decode(&r.leaf).ok();
+                EntryItem {
+                    index: r.index,
+                    leaf_hash: hex::encode(&r.leaf_hash),
+                    summary: decoded.as_ref().map(LeafSummary::of),
+                    leaf: full.then_some(r.leaf),
+                    decoded: decoded.filter(|_| full),
+                }
             })
             .collect(),
     }))

@@ -9,6 +9,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use verifier_lib::api::AppraisalResponse;
+use verifier_lib::decision::Denial;
+use verifier_lib::policy::public::PublicFailure;
+
 use crate::audit::AppendError;
 use crate::decision::DecisionError;
 use crate::store::audit::{ChangeRefused, EntryError};
@@ -139,20 +143,50 @@ fn nonce(p: NonceProblem) -> ApiError {
     ApiError::forbidden(code, message)
 }
 
+/// A denial as the client sees it: the code, the rules that failed and the
+/// client's own values, never what the policy allows. The full denial goes
+/// to the broker's log (and its audit leaf).
+fn denied(denial: &Denial, appraisal: Option<&AppraisalResponse>) -> ApiError {
+    tracing::info!(code = denial.code(), %denial, "request denied");
+    let failures: Vec<PublicFailure> = match denial {
+        Denial::Appraisal { failures } => PublicFailure::all(failures),
+        Denial::Workload { failure } => vec![PublicFailure::from(failure)],
+        _ => Vec::new(),
+    };
+    let message = match (denial, failures.first()) {
+        (Denial::Appraisal { .. } | Denial::Workload { .. }, Some(f)) => format!("denied: {f}"),
+        (Denial::Appraisal { .. } | Denial::Workload { .. }, None) => "denied".to_owned(),
+        _ => denial.to_string(),
+    };
+    let err = ApiError::forbidden(denial.code(), message);
+    let details = match appraisal {
+        // An appraisal response carries only public failures already; a
+        // workload refusal adds its rule.
+        Some(a) => {
+            let mut a = a.clone();
+            for f in failures {
+                if !a.failures.contains(&f) {
+                    a.failures.push(f);
+                }
+            }
+            serde_json::to_value(&a).ok()
+        }
+        None if !failures.is_empty() => Some(json!({ "failures": failures })),
+        None => None,
+    };
+    match details {
+        Some(d) => err.with_details(d),
+        None => err,
+    }
+}
+
 impl From<DecisionError> for ApiError {
     fn from(e: DecisionError) -> Self {
         match e {
             DecisionError::UnknownHost { host } => {
                 ApiError::not_found("unknown_host", format!("no enrolled host {host}"))
             }
-            DecisionError::Denied { denial, appraisal } => {
-                let err = ApiError::forbidden(denial.code(), denial.to_string());
-                match appraisal {
-                    Some(a) => err
-                        .with_details(serde_json::to_value(&*a).unwrap_or(serde_json::Value::Null)),
-                    None => err,
-                }
-            }
+            DecisionError::Denied { denial, appraisal } => denied(&denial, appraisal.as_deref()),
             DecisionError::Nonce(p) => nonce(p),
             DecisionError::Refused(r) => refused(r),
             DecisionError::Conflict { attempts } => ApiError::new(

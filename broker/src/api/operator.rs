@@ -2,7 +2,7 @@
 //! against `[operators]` (see `crate::config::OperatorsConfig`).
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -20,33 +20,37 @@ pub async fn require(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let ops = &st.config.operators;
-    let operator = if ops.dangerous_unauthenticated {
-        Operator {
-            name: UNAUTHENTICATED.to_owned(),
-        }
-    } else {
-        if ops.tokens.is_empty() {
-            return Err(unauthorized(
-                "operator_auth_not_configured",
-                "no operator is configured ([operators] tokens); operator endpoints are closed",
-            ));
-        }
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                unauthorized(
-                    "operator_unauthorized",
-                    "Authorization: Bearer <operator token> required",
-                )
-            })?;
-        ops.authenticate(presented)
-            .ok_or_else(|| unauthorized("operator_unauthorized", "unknown operator token"))?
-    };
+    let operator = authenticate(&st, req.headers())?;
     req.extensions_mut().insert(operator);
     Ok(next.run(req).await)
+}
+
+/// The operator presenting `Authorization: Bearer` in `headers` (anyone
+/// under `operators.dangerous_unauthenticated`), or why not.
+pub fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Operator, ApiError> {
+    let ops = &st.config.operators;
+    if ops.dangerous_unauthenticated {
+        return Ok(Operator {
+            name: UNAUTHENTICATED.to_owned(),
+        });
+    }
+    if ops.tokens.is_empty() {
+        return Err(unauthorized(
+            "operator_auth_not_configured",
+            "no operator is configured ([operators] tokens); operator endpoints are closed",
+        ));
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            unauthorized(
+                "operator_unauthorized",
+                "Authorization: Bearer <operator token> required",
+            )
+        })?;
+    ops.authenticate(presented)
+        .ok_or_else(|| unauthorized("operator_unauthorized", "unknown operator token"))
 }

@@ -21,6 +21,9 @@ pub struct LogData {
     pub checkpoints: Vec<String>,
     /// The verifier key the source itself published, if any (`--url`).
     pub published_vkey: Option<String>,
+    /// The source published leaf hashes only (`--url` without an operator
+    /// token): `rows` carry empty leaves and the published hashes.
+    pub hashes_only: bool,
 }
 
 /// Why a log could not be read (exit 2: unusable input).
@@ -95,8 +98,9 @@ struct EntryList {
 #[derive(Deserialize)]
 struct EntryItem {
     index: u64,
-    #[serde(with = "b64")]
-    leaf: Vec<u8>,
+    /// Absent in the public form (no operator token).
+    #[serde(with = "b64::option", default)]
+    leaf: Option<Vec<u8>>,
     leaf_hash: String,
 }
 
@@ -115,7 +119,13 @@ struct CheckpointItem {
 
 /// Downloads the whole log from a broker: checkpoints first, then every
 /// entry up to the size the broker reports.
-pub fn from_url(base: &str, ca_cert: Option<&Path>) -> Result<LogData, SourceError> {
+/// With `operator_token` the entries carry their leaves; without it only
+/// their hashes ([`LogData::hashes_only`]).
+pub fn from_url(
+    base: &str,
+    ca_cert: Option<&Path>,
+    operator_token: Option<&str>,
+) -> Result<LogData, SourceError> {
     let base = base.trim_end_matches('/');
     let mut b = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -141,7 +151,11 @@ pub fn from_url(base: &str, ca_cert: Option<&Path>) -> Result<LogData, SourceErr
             url: url.clone(),
             message,
         };
-        let resp = http.get(&url).send().map_err(|e| err(e.to_string()))?;
+        let mut req = http.get(&url);
+        if let Some(t) = operator_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().map_err(|e| err(e.to_string()))?;
         let status = resp.status();
         let body = resp.text().map_err(|e| err(e.to_string()))?;
         if !status.is_success() {
@@ -195,7 +209,13 @@ pub fn from_url(base: &str, ca_cert: Option<&Path>) -> Result<LogData, SourceErr
         for e in page.entries {
             let mut h = [0u8; 32];
             let stored = hex::decode_to_slice(&e.leaf_hash, &mut h).ok().map(|_| h);
-            data.rows.push((e.index, e.leaf, stored));
+            match e.leaf {
+                Some(leaf) => data.rows.push((e.index, leaf, stored)),
+                None => {
+                    data.hashes_only = true;
+                    data.rows.push((e.index, Vec::new(), stored));
+                }
+            }
         }
         start = start.saturating_add(n);
         if n == 0 || start >= page.tree_size {

@@ -417,7 +417,7 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
         policy_id: policy.id.clone(),
         policy_hash: policy.hash_hex(),
         appraised_at: now,
-        failures: d.failures.clone(),
+        failures: verifier_lib::policy::public::PublicFailure::all(&d.failures),
     };
     match d.token {
         Some(Err(denial)) => Err(DecisionError::Denied {

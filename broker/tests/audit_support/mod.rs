@@ -17,6 +17,9 @@ pub const BROKER: &str = env!("CARGO_BIN_EXE_writ-broker");
 pub const ORIGIN: &str = "writ-test/audit";
 pub const POLICY_PCRS: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 
+/// The operator token every [`BrokerProc`] accepts.
+pub const OPERATOR_TOKEN: &str = "writ-audit-test-operator";
+
 /// A `writ-broker serve` process. Killed (SIGKILL) on drop.
 pub struct BrokerProc {
     pub dir: PathBuf,
@@ -37,11 +40,13 @@ impl BrokerProc {
         let cfg = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nurl = \"sqlite://{db}\"\n[keys]\ndir = \"{keys}\"\n\
              [policy]\nfile = \"{policy}\"\nreload_interval_secs = 1\n[trust]\nbundled_manufacturers = false\nek_roots = [\"{roots}\"]\n\
-             [audit]\norigin = \"{ORIGIN}\"\n{audit_extra}\n",
+             [audit]\norigin = \"{ORIGIN}\"\n{audit_extra}\n\
+             [[operators.tokens]]\nname = \"audit-test\"\nsha256 = \"{op}\"\n",
             db = dir.join("writ.db").display(),
             keys = dir.join("keys").display(),
             policy = dir.join("policy.toml").display(),
             roots = dir.join("ek-roots.pem").display(),
+            op = hex::encode(HashAlg::Sha256.digest(OPERATOR_TOKEN.as_bytes())),
         );
         std::fs::write(dir.join("broker.toml"), cfg).unwrap();
         let log = std::fs::OpenOptions::new()
@@ -111,6 +116,20 @@ impl BrokerProc {
         (
             s,
             serde_json::from_str(&t).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// GET as an operator (`Authorization: Bearer` [`OPERATOR_TOKEN`]).
+    pub fn get_json_operator(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .unwrap();
+        let s = r.status().as_u16();
+        (
+            s,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(serde_json::Value::Null),
         )
     }
 

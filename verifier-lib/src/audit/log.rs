@@ -183,12 +183,41 @@ pub fn verify_log_rows(
         })?;
         tree.push(h);
     }
+    verify_tree(&tree, checkpoints, &vk, trusted)
+}
+
+/// Audits a log known only by its leaf hashes in order (what
+/// `/v1/audit/entries` publishes without operator credentials): every
+/// signed checkpoint's root and the consistency between successive ones,
+/// and that the log extends `trusted`. Leaf contents are not checked.
+pub fn verify_log_hashes(
+    leaf_hashes: &[Hash],
+    checkpoints: &[String],
+    vkey: &str,
+    trusted: Option<&str>,
+) -> Result<LogReport, LogError> {
+    let vk = VerifierKey::parse(vkey).map_err(LogError::VerifierKey)?;
+    verify_tree(
+        &MerkleTree::from_leaf_hashes(leaf_hashes),
+        checkpoints,
+        &vk,
+        trusted,
+    )
+}
+
+/// Checks 2 and 3 of [`verify_log_rows`] on a recomputed tree.
+fn verify_tree(
+    tree: &MerkleTree,
+    checkpoints: &[String],
+    vk: &VerifierKey,
+    trusted: Option<&str>,
+) -> Result<LogReport, LogError> {
     let log_size = tree.len();
 
     let mut origin: Option<String> = None;
     let mut previous: Option<(usize, Checkpoint)> = None;
     for (i, note) in checkpoints.iter().enumerate() {
-        let cp = open_checkpoint_with(note, &vk).map_err(|source| LogError::CheckpointInvalid {
+        let cp = open_checkpoint_with(note, vk).map_err(|source| LogError::CheckpointInvalid {
             checkpoint: i,
             source,
         })?;
@@ -238,7 +267,7 @@ pub fn verify_log_rows(
 
     let mut trusted_size = None;
     if let Some(note) = trusted {
-        let cp = open_checkpoint_with(note, &vk).map_err(LogError::TrustedInvalid)?;
+        let cp = open_checkpoint_with(note, vk).map_err(LogError::TrustedInvalid)?;
         if let Some(o) = &origin {
             if *o != cp.origin {
                 return Err(LogError::TrustedInvalid(AuditError::OriginMismatch {

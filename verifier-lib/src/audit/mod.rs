@@ -68,7 +68,7 @@ pub use self::checkpoint::{
     CheckpointSigner, VerifierKey,
 };
 pub use self::leaf::{ClockBaseline, Decision, Leaf, Verdict, LEAF_SCHEMA, MAX_LEAF_LEN};
-pub use self::log::{verify_log, verify_log_rows, LogError, LogReport, LogRow};
+pub use self::log::{verify_log, verify_log_hashes, verify_log_rows, LogError, LogReport, LogRow};
 pub use self::proof::{consistency_proof, inclusion_proof, verify_consistency, verify_inclusion};
 pub use self::tree::{empty_root, leaf_hash, node_hash, root, Hash, MerkleTree};
 

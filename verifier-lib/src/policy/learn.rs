@@ -74,6 +74,7 @@ pub fn learn(input: &LearnInput<'_>) -> Result<String, LearnError> {
         boot: None,
         ima: None,
         snp: None,
+        dangerous_accept_any_measurements: false,
     };
     if let Some(bytes) = input.eventlog {
         let log = EventLog::parse(bytes)?;

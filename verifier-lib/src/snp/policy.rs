@@ -31,7 +31,10 @@ pub struct MinFirmwareVersion {
 /// means no HOST_DATA is accepted unless `dangerous_any_host_data` is set
 /// (HOST_DATA is chosen by the hypervisor, so "anything" must be said
 /// explicitly; a policy saying neither is refused at load, see
-/// [`SnpPolicy::check_host_data_rule`]). The other allow-lists
+/// [`SnpPolicy::check_host_data_rule`]). A policy group's SNP table must set
+/// a TCB floor (some `min_*_tcb` component above 0) unless it says
+/// `dangerous_accept_any_tcb`, and only VMPL 0 is accepted unless
+/// `max_vmpl` says otherwise. The other allow-lists
 /// (`allowed_id_key_digests`, `allowed_author_key_digests`,
 /// `allowed_products`) accept anything when empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,8 +92,8 @@ pub struct SnpPolicy {
     pub require_smt_disabled: bool,
     /// Require the guest policy's SINGLE_SOCKET bit.
     pub require_single_socket: bool,
-    /// Highest acceptable VMPL (unset = any).
-    pub max_vmpl: Option<u32>,
+    /// Highest acceptable VMPL (default 0; 3 accepts every VMPL).
+    pub max_vmpl: u32,
     pub allowed_products: Vec<Product>,
     /// Reject VLEK-signed reports.
     pub require_vcek: bool,
@@ -104,6 +107,8 @@ pub struct SnpPolicy {
     pub dangerous_allow_unchecked_revocation: bool,
     /// Accept a chain ending in a dangerous extra root (tests only).
     pub dangerous_allow_extra_root: bool,
+    /// Load without a TCB floor (insecure: firmware with known flaws passes).
+    pub dangerous_accept_any_tcb: bool,
 }
 
 impl Default for SnpPolicy {
@@ -128,7 +133,7 @@ impl Default for SnpPolicy {
             allow_migration_agent: false,
             require_smt_disabled: false,
             require_single_socket: false,
-            max_vmpl: None,
+            max_vmpl: 0,
             allowed_products: Vec::new(),
             require_vcek: false,
             allow_masked_chip_id: false,
@@ -136,7 +141,26 @@ impl Default for SnpPolicy {
             require_author_key: false,
             dangerous_allow_unchecked_revocation: false,
             dangerous_allow_extra_root: false,
+            dangerous_accept_any_tcb: false,
         }
+    }
+}
+
+impl SnpPolicy {
+    /// Whether some `min_*_tcb` component is above 0: a firmware floor.
+    pub fn has_tcb_floor(&self) -> bool {
+        [
+            &self.min_reported_tcb,
+            &self.min_committed_tcb,
+            &self.min_launch_tcb,
+            &self.min_current_tcb,
+        ]
+        .iter()
+        .any(|m| {
+            [m.fmc, m.bootloader, m.tee, m.snp, m.microcode]
+                .iter()
+                .any(|c| c.is_some_and(|v| v > 0))
+        })
     }
 }
 
@@ -396,10 +420,12 @@ pub fn appraise(verified: &VerifiedReport, policy: &SnpPolicy) -> Vec<SnpPolicyV
             "single_socket=false",
         );
     }
-    if let Some(max) = policy.max_vmpl {
-        if r.vmpl > max {
-            f.fail(SnpRule::Vmpl, format!("<= {max}"), r.vmpl.to_string());
-        }
+    if r.vmpl > policy.max_vmpl {
+        f.fail(
+            SnpRule::Vmpl,
+            format!("<= {}", policy.max_vmpl),
+            r.vmpl.to_string(),
+        );
     }
     if !policy.allowed_products.is_empty() && !policy.allowed_products.contains(&verified.product) {
         f.fail(
