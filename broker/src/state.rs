@@ -37,8 +37,9 @@ pub struct AppState {
     pub governance: Arc<crate::governance::Governance>,
     /// Unauthenticated refusals, coalesced per source and window.
     pub refusals: Arc<crate::audit::refusals::RefusalLog>,
-    /// The fleet challenge key, loaded from the store at first use.
-    challenge_key: Arc<tokio::sync::OnceCell<crate::decision::nonce::ChallengeKey>>,
+    /// The fleet challenge key, read (or created once) from the store on
+    /// first use (`crate::decision::nonce`).
+    pub(crate) challenge_key: Arc<tokio::sync::OnceCell<crate::decision::challenge::ChallengeKey>>,
 }
 
 impl AppState {
@@ -111,15 +112,6 @@ impl AppState {
     pub fn with_snp(mut self, snp: crate::tee::snp::SnpService) -> Self {
         self.snp = Some(Arc::new(snp));
         self
-    }
-
-    /// The fleet challenge key (read, or created once, from the store).
-    pub async fn challenge_key(
-        &self,
-    ) -> Result<&crate::decision::nonce::ChallengeKey, crate::decision::DecisionError> {
-        self.challenge_key
-            .get_or_try_init(|| crate::decision::nonce::load_key(self))
-            .await
     }
 
     pub fn now(&self) -> i64 {

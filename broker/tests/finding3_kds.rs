@@ -50,10 +50,11 @@ async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
     let c = chain(Product::Genoa);
     let (kds_url, hits) = start_kds().await;
     let dir = tempfile::tempdir().unwrap();
+    // Host data and TCB are not what this test is about: it says so.
     let policy = format!(
         "id = \"kds\"\n[[groups]]\nname = \"snp\"\nhosts = [\"*\"]\n[groups.snp]\n\
          allowed_measurements = [\"{}\"]\ndangerous_allow_extra_root = true\n\
-         [groups.snp.min_reported_tcb]\nsnp = 0\n",
+         dangerous_any_host_data = true\ndangerous_accept_any_tcb = true\n",
         hex::encode([0xab; 48])
     );
     std::fs::write(dir.path().join("policy.toml"), policy).unwrap();

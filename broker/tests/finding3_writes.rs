@@ -124,3 +124,72 @@ async fn finding3_challenges_write_nothing() {
     assert_eq!(leaves(&st).await, before_leaves);
     assert_eq!(st.store.counts().await.unwrap(), before);
 }
+
+/// Forged evidence under a valid challenge for a real host: each attempt is
+/// refused (no token, the host untouched) but writes no appraisal row and no
+/// leaf of its own; the attempts from one source become one summary leaf per
+/// window, so a flood of forged quotes cannot grow the log.
+#[tokio::test]
+async fn finding3_forged_evidence_flood_writes_one_leaf_per_window() {
+    use writ_broker::store::audit::StateChange;
+    use writ_broker::store::{HostRecord, HostStatus};
+    let (_dir, app, st, clock) = broker().await;
+    st.audit
+        .append(
+            StateChange::Host(HostRecord {
+                id: "host-1".into(),
+                status: HostStatus::Trusted,
+                ek_public: vec![1],
+                ek_cert_digest: vec![2],
+                ak_public: vec![3],
+                ak_name: vec![4],
+                enrolled_at: st.now() - 100,
+                last_attested_at: None,
+                last_failure: None,
+                policy_id: None,
+            }),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let before_leaves = leaves(&st).await;
+    let before = st.store.counts().await.unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let nonce = writ_broker::decision::nonce::issue(&st, "host-1")
+        .await
+        .unwrap()
+        .nonce;
+    for i in 0..200u32 {
+        let body = serde_json::json!({
+            "host_id": "host-1",
+            "nonce": b64(&nonce),
+            "evidence": {
+                "attest": b64(format!("not a quote {i}").as_bytes()),
+                "signature": b64(b"not a signature"),
+                "pcrs": {"sha256": {"0": "00".repeat(32)}},
+            },
+        });
+        let req = Request::post("/v1/attest")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["verdict"], "contraindicated", "{v}");
+        assert_eq!(v["host_status"], "trusted", "{v}");
+    }
+    assert_eq!(leaves(&st).await, before_leaves);
+    assert_eq!(st.store.counts().await.unwrap(), before);
+    assert_eq!(
+        st.store.host("host-1").await.unwrap().unwrap().status,
+        HostStatus::Trusted
+    );
+    clock.advance(61);
+    st.refusals.flush(&st.audit, st.now(), false).await;
+    assert_eq!(leaves(&st).await, before_leaves + 1);
+}

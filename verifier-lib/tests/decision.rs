@@ -339,6 +339,9 @@ fn forged_quote_does_not_touch_the_clock() {
     let d = run(prior(Some(HostStatus::Trusted)), e, None);
     assert!(d.clock.is_none() && d.clock_refused.is_none());
     assert_eq!(d.status, Some(HostStatus::Trusted));
+    // Finding 3: nothing moved, so the broker may coalesce it.
+    assert!(!d.evidence_authentic && !d.status_changed() && !d.advance_ima_cursor);
+    assert!(run(prior(Some(HostStatus::Trusted)), fail(), None).evidence_authentic);
 }
 
 #[test]

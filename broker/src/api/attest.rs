@@ -12,6 +12,7 @@ use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::VerifyingKey;
 
 use super::json::ApiJson;
+use super::source::Source;
 use super::ApiError;
 use crate::decision::appraisal::{self, TokenAsk};
 use crate::decision::{nonce, DecisionError};
@@ -70,10 +71,12 @@ pub async fn challenge(
 /// `POST /v1/attest`: appraise a quote; the host's status follows.
 pub async fn attest(
     State(st): State<AppState>,
+    Source(source): Source,
     ApiJson(req): ApiJson<AttestRequest>,
 ) -> Result<Json<AppraisalResponse>, ApiError> {
     let outcome = appraisal::tpm(
         &st,
+        source,
         &req.host_id,
         &req.nonce,
         &req.nonce,
@@ -88,6 +91,7 @@ pub async fn attest(
 /// everything passes, mint an execution token for the workload.
 pub async fn token(
     State(st): State<AppState>,
+    Source(source): Source,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let cnf = request_fields(&req.workload_digest, req.cnf.as_deref())?;
@@ -100,6 +104,7 @@ pub async fn token(
     let expected = binding.quote_nonce(&req.nonce);
     let outcome = appraisal::tpm(
         &st,
+        source,
         &req.host_id,
         &req.nonce,
         &expected,

@@ -12,10 +12,8 @@
 //! A host's id is derived from its EK key ([`EkIdentity`]), so every
 //! encoding of one EK is one host.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
-use axum::{Extension, Json};
+use axum::extract::State;
+use axum::Json;
 use verifier_lib::api::{
     EnrollFinishRequest, EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse,
 };
@@ -25,6 +23,7 @@ use verifier_lib::ekcert::{self, EkIdentity};
 use verifier_lib::tpm::{check_ek_template, Public};
 
 use super::json::ApiJson;
+use super::source::Source;
 use super::ApiError;
 use crate::audit::leaves as audit_log;
 use crate::decision::nonce::random_bytes;
@@ -37,13 +36,12 @@ use crate::store::{revocation_names, EnrollmentProblem, EnrollmentRecord, HostRe
 /// (`crate::audit::refusals`).
 pub async fn start(
     State(st): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Source(source): Source,
     ApiJson(req): ApiJson<EnrollStartRequest>,
 ) -> Result<Json<EnrollStartResponse>, ApiError> {
     match start_checked(&st, &req).await {
         Ok(r) => Ok(r),
         Err(e) if e.status.is_client_error() => {
-            let source = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
             st.refusals.record(source, e.code, st.now());
             Err(e)
         }

@@ -15,6 +15,7 @@ mod policy_learn;
 pub mod request_key;
 mod revoke;
 mod snp;
+mod source;
 mod status;
 
 use std::time::Duration;

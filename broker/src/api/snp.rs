@@ -15,6 +15,7 @@ use verifier_lib::snp_appraisal::is_snp_host_id;
 
 use super::attest::{request_fields, token_response};
 use super::json::ApiJson;
+use super::source::Source;
 use super::ApiError;
 use crate::decision::appraisal::{self, TokenAsk};
 use crate::decision::{nonce, DecisionError};
@@ -83,6 +84,7 @@ pub async fn challenge(
 /// SHA-512(nonce ‖ attester_key).
 pub async fn attest(
     State(st): State<AppState>,
+    Source(source): Source,
     ApiJson(req): ApiJson<SnpAttestRequest>,
 ) -> Result<Json<AppraisalResponse>, ApiError> {
     check_host_id(&req.host_id)?;
@@ -90,6 +92,7 @@ pub async fn attest(
     let expected = expected_report_data(&req.nonce, key);
     let outcome = appraisal::snp(
         &st,
+        source,
         &req.host_id,
         &req.nonce,
         &expected,
@@ -104,6 +107,7 @@ pub async fn attest(
 /// (REPORT_DATA = SHA-512(nonce ‖ canonical request)) and mint a token.
 pub async fn token(
     State(st): State<AppState>,
+    Source(source): Source,
     ApiJson(req): ApiJson<SnpTokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let cnf = request_fields(&req.workload_digest, req.cnf.as_deref())?;
@@ -117,6 +121,7 @@ pub async fn token(
     let expected = binding.snp_report_data(&req.nonce);
     let outcome = appraisal::snp(
         &st,
+        source,
         &req.host_id,
         &req.nonce,
         &expected,

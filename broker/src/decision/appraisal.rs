@@ -1,6 +1,7 @@
 //! Appraisals of TPM quotes and SEV-SNP reports, with or without a token
 //! request: read → decide (`verifier_lib::decision::decide`) → apply.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use verifier_lib::api::{AppraisalResponse, SnpEvidence, TpmEvidence};
@@ -43,17 +44,30 @@ pub struct Outcome {
 /// itself, or its binding to a token request).
 pub async fn tpm(
     st: &AppState,
+    source: Option<IpAddr>,
     host_id: &str,
     nonce: &[u8],
     expected_nonce: &[u8],
     evidence: &TpmEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
-    with_retry(|| tpm_pass(st, host_id, nonce, expected_nonce, evidence, ask.clone())).await
+    with_retry(|| {
+        tpm_pass(
+            st,
+            source,
+            host_id,
+            nonce,
+            expected_nonce,
+            evidence,
+            ask.clone(),
+        )
+    })
+    .await
 }
 
 async fn tpm_pass(
     st: &AppState,
+    source: Option<IpAddr>,
     host_id: &str,
     nonce: &[u8],
     expected_nonce: &[u8],
@@ -119,6 +133,7 @@ async fn tpm_pass(
             ima_state,
             expect_clock: clock,
             mint: MintPlan::for_request(nonce, ask, submod),
+            source,
             now,
         },
     )
@@ -130,6 +145,7 @@ async fn tpm_pass(
 /// appraisal.
 pub async fn snp(
     st: &AppState,
+    source: Option<IpAddr>,
     host_id: &str,
     nonce: &[u8],
     expected_report_data: &[u8; 64],
@@ -139,6 +155,7 @@ pub async fn snp(
     with_retry(|| {
         snp_pass(
             st,
+            source,
             host_id,
             nonce,
             expected_report_data,
@@ -151,6 +168,7 @@ pub async fn snp(
 
 async fn snp_pass(
     st: &AppState,
+    source: Option<IpAddr>,
     host_id: &str,
     nonce: &[u8],
     expected_report_data: &[u8; 64],
@@ -224,6 +242,7 @@ async fn snp_pass(
             ima_state: None,
             expect_clock: None,
             mint: MintPlan::for_request(nonce, ask, submod),
+            source,
             now,
         },
     )
@@ -296,6 +315,8 @@ struct Applying {
     /// The clock baseline the decision was taken on.
     expect_clock: Option<verifier_lib::host_clock::ClockState>,
     mint: Option<MintPlan>,
+    /// Where the request came from (for coalescing refusals).
+    source: Option<IpAddr>,
     now: i64,
 }
 
@@ -311,9 +332,20 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
         ima_state,
         expect_clock,
         mint,
+        source,
         now,
     } = a;
     let host_id = d.host_id.clone();
+    if !d.evidence_authentic {
+        // Evidence that did not authenticate changes nothing: no row, no
+        // leaf of its own, the challenge not consumed; one summary leaf per
+        // source and window (finding 3: forged evidence cannot grow the log).
+        st.refusals.record(source, "evidence_unauthenticated", now);
+        for f in &d.failures {
+            tracing::warn!(%host_id, failure = %f, "unauthenticated evidence refused");
+        }
+        return answer(d, &policy, now, None);
+    }
     let record = AppraisalRecord {
         host_id: host_id.clone(),
         at: now,
@@ -410,8 +442,18 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     for f in &d.failures {
         tracing::warn!(%host_id, failure = %f, "appraisal failure");
     }
+    answer(d, &policy, now, minted)
+}
+
+/// What the client is told about an applied (or coalesced) decision.
+fn answer(
+    d: Decision,
+    policy: &Policy,
+    now: i64,
+    minted: Option<Minted>,
+) -> Result<Outcome, DecisionError> {
     let response = AppraisalResponse {
-        host_id: host_id.clone(),
+        host_id: d.host_id.clone(),
         verdict: d.verdict.as_str().to_owned(),
         host_status: d.status_name().to_owned(),
         policy_id: policy.id.clone(),

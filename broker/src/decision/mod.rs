@@ -18,6 +18,7 @@
 //! the API layer maps to responses.
 
 pub mod appraisal;
+pub mod challenge;
 pub mod derive;
 pub mod nonce;
 pub mod operator;

@@ -111,6 +111,11 @@ pub struct Decision {
     pub token: Option<Result<Grant, Denial>>,
     /// The leaves to log, in order, before the token's own leaf.
     pub leaves: Vec<Leaf>,
+    /// Whether the evidence authenticated (signature, nonce, key chain). A
+    /// decision on evidence that did not changes nothing about the host, so
+    /// a broker need not record it one row and leaf at a time: it coalesces
+    /// such refusals per source, and forged evidence cannot grow its log.
+    pub evidence_authentic: bool,
 }
 
 impl Decision {
@@ -221,6 +226,7 @@ pub fn decide(input: Input<'_>) -> Decision {
         advance_ima_cursor: verdict == Verdict::Affirming && !revoked,
         token,
         leaves: Vec::new(),
+        evidence_authentic: appraised.authentic,
     };
     if decision.status_changed() {
         decision.status_reason = reason;

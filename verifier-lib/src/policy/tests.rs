@@ -160,7 +160,7 @@ fn finding7_group_without_rules_loads_with_dangerous_flag() {
 }
 
 fn snp_group(snp: &str) -> String {
-    format!("id = \"t\"\n[[groups]]\nname = \"tee\"\nhosts = [\"*\"]\n[groups.snp]\ndangerous_any_measurement = true\n{snp}")
+    format!("id = \"t\"\n[[groups]]\nname = \"tee\"\nhosts = [\"*\"]\n[groups.snp]\ndangerous_any_measurement = true\ndangerous_any_host_data = true\n{snp}")
 }
 
 /// Issue #12 finding 7: an SEV-SNP table with no TCB floor is refused.
