@@ -430,7 +430,8 @@ fn finding1_policy_without_host_data_rule_is_refused_at_load() {
     let doc = |snp: &str| {
         format!(
             "id = \"p\"\n[[groups]]\nname = \"guests\"\nhosts = [\"*\"]\n[groups.snp]\n\
-             allowed_measurements = [\"{}\"]\n{snp}",
+             allowed_measurements = [\"{}\"]\n{snp}\
+             [groups.snp.min_reported_tcb]\nsnp = 8\n",
             hex::encode([0xab; 48])
         )
     };
