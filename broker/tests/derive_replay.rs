@@ -34,6 +34,7 @@ struct Broker {
     _dir: tempfile::TempDir,
     app: axum::Router,
     st: AppState,
+    clock: OffsetClock,
 }
 
 async fn broker(per_key: usize) -> Broker {
@@ -44,7 +45,8 @@ async fn broker(per_key: usize) -> Broker {
     cfg.keys.dir = dir.path().join("keys");
     cfg.policy.file = dir.path().join("policy.toml");
     cfg.lineage.replay_cache_entries_per_key = per_key;
-    let st = writ_broker::server::build_state(cfg, Arc::new(OffsetClock::default()))
+    let clock = OffsetClock::default();
+    let st = writ_broker::server::build_state(cfg, Arc::new(clock.clone()))
         .await
         .unwrap();
     st.audit
@@ -69,6 +71,7 @@ async fn broker(per_key: usize) -> Broker {
         _dir: dir,
         app: writ_broker::app(st.clone()),
         st,
+        clock,
     }
 }
 
@@ -298,4 +301,32 @@ async fn a_proof_for_an_unknown_or_revoked_parent_is_refused_unrecorded() {
         (StatusCode::UNAUTHORIZED, "pop_replay_key_full"),
         "{v}"
     );
+}
+
+/// A parent past its `exp` (beyond the leeway) derives nothing: 401
+/// `token_invalid`, and its proof is not recorded.
+#[tokio::test]
+async fn an_expired_parent_derives_nothing_unrecorded() {
+    let b = broker(4).await;
+    let holder = SigningKey::generate().unwrap();
+    let (live, _) = parent(&b, &holder).await;
+    let before = b.st.store.counts().await.unwrap();
+    // claims() sets exp = now + 600; the leeway is tokens.leeway_secs.
+    b.clock
+        .advance(600 + b.st.config.tokens.leeway_secs.max(0) + 1);
+    let (s, v) = call(&b, request(&b, &live, &holder, [7; 16])).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNAUTHORIZED, "token_invalid"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired"),
+        "{v}"
+    );
+    assert_eq!(cached(&b, &holder), 0);
+    assert_eq!(b.st.store.counts().await.unwrap(), before);
 }

@@ -45,10 +45,12 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-#[tokio::test]
-async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
-    let c = chain(Product::Genoa);
-    let (kds_url, hits) = start_kds().await;
+/// A broker with an SNP policy for the test chain, fetching from `kds_url`;
+/// its address.
+async fn snp_broker(
+    c: &TestChain,
+    kds_url: String,
+) -> (tempfile::TempDir, String, writ_broker::state::AppState) {
     let dir = tempfile::tempdir().unwrap();
     // Host data and TCB are not what this test is about: it says so.
     let policy = format!(
@@ -81,6 +83,14 @@ async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    (dir, url, st)
+}
+
+#[tokio::test]
+async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
+    let c = chain(Product::Genoa);
+    let (kds_url, hits) = start_kds().await;
+    let (_dir, url, _st) = snp_broker(&c, kds_url).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         let req = http.post(format!("{url}{path}")).json(&body);
@@ -148,4 +158,55 @@ async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
         assert_eq!(v["verdict"], "contraindicated", "{v}");
     }
     assert_eq!(hits.load(Ordering::SeqCst), BURST as usize);
+}
+
+/// KDS does not answer (nothing listens at its URL) and the guest sent no
+/// certificates: the report cannot be checked, so nothing is trusted — a
+/// contraindicated appraisal, no registration, and no token.
+#[tokio::test]
+async fn kds_unreachable_fails_closed() {
+    let c = chain(Product::Genoa);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kds_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (_dir, url, st) = snp_broker(&c, kds_url).await;
+    let http = reqwest::Client::new();
+    let mut spec = report_spec(&c);
+    spec.measurement = [0xab; 48];
+    let host_id = snp_host_id(&AttestationReport::parse(&signed_report(&spec)).unwrap()).unwrap();
+    let v: Value = http
+        .post(format!("{url}/v1/snp/challenge"))
+        .json(&json!({ "host_id": host_id }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v["nonce"].as_str().unwrap())
+        .unwrap();
+    spec.report_data = expected_report_data(&nonce, b"k");
+    let r = http
+        .post(format!("{url}/v1/snp/attest"))
+        .json(&json!({
+            "host_id": host_id,
+            "nonce": b64(&nonce),
+            "attester_key": b64(b"k"),
+            "evidence": SnpEvidence { report: signed_report(&spec), vcek: None, chain: Vec::new() },
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["verdict"], "contraindicated", "{v}");
+    assert_eq!(v["host_status"], "unregistered", "{v}");
+    assert!(
+        v["failures"].to_string().to_lowercase().contains("vcek"),
+        "the failure names the missing VCEK: {v}"
+    );
+    let counts = st.store.counts().await.unwrap();
+    assert_eq!((counts.hosts, counts.tokens), (0, 0));
 }
