@@ -19,6 +19,8 @@ mod snp;
 mod sqlite;
 #[cfg(test)]
 mod test_store;
+#[cfg(test)]
+mod tests;
 mod write_tx;
 
 pub use governance::{stale_reason, HostEvent, TokenState};

@@ -332,3 +332,6 @@ impl StateStore for PgStore {
         Ok(Box::new(PgTx(tx)))
     }
 }
+
+#[cfg(test)]
+mod tests;
