@@ -12,6 +12,10 @@
 //! test process are stopped and removed by the next one (see
 //! [`sweep_stale_servers`]).
 
+mod backend;
+
+pub use backend::{Backend, TestStorage};
+
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

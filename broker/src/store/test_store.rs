@@ -1,76 +1,42 @@
-//! Unit-test helpers: a fresh store on either backend, state changes
-//! applied the way the audit writer applies them (here with no leaves), and
-//! [`on_each_backend!`], which runs one suite of store tests against every
-//! backend (PostgreSQL: a throw-away server from `pg_harness`).
+//! Unit-test helpers: a fresh store on either backend (PostgreSQL: a
+//! database on a throw-away server from `pg_harness`), and state changes
+//! applied the way the audit writer applies them (here with no leaves).
+//! `pg_harness::on_each_backend!` runs a suite against every backend.
+
+use pg_harness::TestStorage;
 
 use super::audit::{
     AppraisalChange, ChangeRefused, Entry, EntryError, Expect, NonceUse, PrepareEntry, StateChange,
 };
 use super::{AppraisalRecord, HostStatus, ImaCursorRecord, Store, TokenRecord};
 
-/// The backends a store test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub(crate) use pg_harness::{on_each_backend, Backend};
 
-/// What keeps a test store alive: its file's directory, or its database on
-/// a throw-away server.
+/// What keeps a test store alive: its file's directory and its location.
 #[derive(Debug)]
-pub(crate) enum TestDb {
-    File(tempfile::TempDir),
-    Server(pg_harness::PgDatabase),
+pub(crate) struct TestDb {
+    _dir: tempfile::TempDir,
+    pub(crate) storage: TestStorage,
 }
 
 impl TestDb {
     /// The storage URL of the store.
     pub(crate) fn url(&self) -> String {
-        match self {
-            TestDb::File(dir) => format!("sqlite://{}", dir.path().join("t.db").display()),
-            TestDb::Server(db) => db.url(),
-        }
+        self.storage.url().to_owned()
     }
 }
 
 /// A fresh, empty store on `backend` (kept alive by the [`TestDb`]).
 pub(crate) async fn store(backend: Backend) -> (TestDb, Store) {
-    let db = match backend {
-        Backend::Sqlite => TestDb::File(tempfile::tempdir().unwrap()),
-        Backend::Postgres => TestDb::Server(
-            tokio::task::spawn_blocking(pg_harness::database)
-                .await
-                .unwrap()
-                .unwrap(),
-        ),
-    };
-    let store = Store::open(&db.url()).await.unwrap();
-    (db, store)
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let storage = tokio::task::spawn_blocking(move || backend.storage(&path, "t"))
+        .await
+        .unwrap()
+        .unwrap();
+    let store = Store::open(storage.url()).await.unwrap();
+    (TestDb { _dir: dir, storage }, store)
 }
-
-/// Runs each listed `async fn NAME(backend: Backend)` as a test per backend:
-/// `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_each_backend {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test($crate::store::test_store::Backend::Sqlite).await
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test($crate::store::test_store::Backend::Postgres).await
-                }
-            )+
-        }
-    };
-}
-pub(crate) use on_each_backend;
 
 /// Apply one state change through `append_audit_batch`: tokens revoked, or
 /// the refusal.

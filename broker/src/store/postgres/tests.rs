@@ -16,9 +16,8 @@ use crate::store::test_store::{apply, store, Backend, TestDb};
 use crate::store::tests::enrollment;
 use crate::store::*;
 
-/// `n` more stores on the database of `db`, opened at once.
-async fn brokers(db: &TestDb, n: usize) -> Vec<Store> {
-    let url = db.url();
+/// `n` more stores on the database at `url`, opened at once.
+async fn brokers_at(url: &str, n: usize) -> Vec<Store> {
     join_all((0..n).map(|_| Store::open(&url)))
         .await
         .into_iter()
@@ -26,15 +25,18 @@ async fn brokers(db: &TestDb, n: usize) -> Vec<Store> {
         .collect()
 }
 
+async fn brokers(db: &TestDb, n: usize) -> Vec<Store> {
+    brokers_at(&db.url(), n).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_starts_migrate_once() {
-    let db = TestDb::Server(
-        tokio::task::spawn_blocking(pg_harness::database)
-            .await
-            .unwrap()
-            .unwrap(),
-    );
-    let stores = brokers(&db, 4).await;
+    // A fresh database no broker has migrated yet.
+    let db = tokio::task::spawn_blocking(pg_harness::database)
+        .await
+        .unwrap()
+        .unwrap();
+    let stores = brokers_at(&db.url(), 4).await;
     let pool = PgPool::connect(&db.url()).await.unwrap();
     let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
         .fetch_one(&pool)
@@ -65,10 +67,7 @@ async fn open_as_stored_neither_creates_nor_migrates_and_only_reads() {
     ));
     assert_eq!(s.counts().await.unwrap().enrollments, 1);
     // An empty database is not migrated by reading it.
-    let TestDb::Server(server_db) = &db else {
-        unreachable!("a postgres test store")
-    };
-    let empty = server_db.sibling().unwrap();
+    let empty = db.storage.database().unwrap().sibling().unwrap();
     let stored = Store::open_as_stored(&empty.url()).await.unwrap();
     assert!(matches!(stored.counts().await, Err(StoreError::Database(_))));
 }
