@@ -19,7 +19,7 @@ const OPERATOR: &str = "router-test-operator-token";
 /// A broker's files (keys, policy) and its store; both live as long as this.
 struct Fixture {
     dir: tempfile::TempDir,
-    _storage: TestStorage,
+    storage: TestStorage,
 }
 
 async fn router(backend: Backend) -> (Fixture, axum::Router, writ_broker::state::AppState) {
@@ -53,7 +53,7 @@ async fn router_with(
         .unwrap();
     let fixture = Fixture {
         dir,
-        _storage: storage,
+        storage,
     };
     (fixture, writ_broker::app(state.clone()), state)
 }
@@ -247,7 +247,42 @@ async fn token_key_survives_restart_and_is_private(backend: Backend) {
     ));
 }
 
+/// `writ-broker audit verify --db` reads the store a broker wrote, whichever
+/// backend: a SQLite file or a PostgreSQL URL.
+async fn audit_verify_reads_the_store(backend: Backend) {
+    let (fx, app, state) = router(backend).await;
+    let (s, b) = call(
+        &app,
+        Request::post("/v1/workloads/w/revoke")
+            .header("authorization", format!("Bearer {OPERATOR}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let cp = state.audit.checkpoint_now().await.unwrap().unwrap();
+    assert!(cp.size >= 1);
+    let url = fx.storage.url().to_owned();
+    let db = url.strip_prefix("sqlite://").unwrap_or(&url).to_owned();
+    let keys = fx.dir.path().join("keys");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_writ-broker"))
+            .args(["audit", "verify", "--db", &db, "--keys-dir"])
+            .arg(keys)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["report"]["tree_size"], cp.size, "{report}");
+    assert_eq!(report["report"]["unsigned_leaves"], 0, "{report}");
+}
+
 on_each_backend!(
+    audit_verify_reads_the_store,
     errors_have_stable_codes_and_change_nothing,
     key_set_lists_the_signing_key,
     operator_endpoints_need_an_operator_token,
