@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use pg_harness::{on_each_backend, Backend, TestStorage};
 use http_body_util::BodyExt;
+use pg_harness::{on_each_backend, Backend, TestStorage};
 use tower::ServiceExt;
 use verifier_lib::token::KeySet;
 use writ_broker::clock::OffsetClock;
@@ -51,10 +51,7 @@ async fn router_with(
     let state = writ_broker::server::build_state(cfg, Arc::new(OffsetClock::default()))
         .await
         .unwrap();
-    let fixture = Fixture {
-        dir,
-        storage,
-    };
+    let fixture = Fixture { dir, storage };
     (fixture, writ_broker::app(state.clone()), state)
 }
 

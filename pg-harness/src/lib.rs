@@ -98,14 +98,23 @@ impl PgServer {
             run_as,
         };
         if let Some(user) = run_as {
-            run("chown server dir", Command::new("chown").arg(user).arg(&server.dir))?;
+            run(
+                "chown server dir",
+                Command::new("chown").arg(user).arg(&server.dir),
+            )?;
         }
         let data = server.data_dir();
         let mut initdb = server.command("initdb");
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
             .arg("--no-sync");
         run("initdb", &mut initdb)?;
         // A port that was free a moment ago can be taken before the server
@@ -385,8 +394,13 @@ fn ensure_server_user() -> Result<(), PgHarnessError> {
         return Ok(());
     }
     let mut add = Command::new("useradd");
-    add.args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"])
-        .arg(SERVER_USER);
+    add.args([
+        "--system",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+    ])
+    .arg(SERVER_USER);
     match run("useradd", &mut add) {
         // Another test process may have created it meanwhile.
         Err(_) if exists() => Ok(()),

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use writ_broker::clock::OffsetClock;
-use writ_broker::config::Config;
 pub use pg_harness::Backend;
 use pg_harness::TestStorage;
+use writ_broker::clock::OffsetClock;
+use writ_broker::config::Config;
 use writ_broker::store::Store;
 
 /// The operator bearer token every test broker accepts (operator

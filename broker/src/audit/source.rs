@@ -109,7 +109,11 @@ fn without_password(url: &str) -> String {
     match rest[..authority_end].rsplit_once('@') {
         Some((user_info, host)) => {
             let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
-            let masked = if user.len() < user_info.len() { ":***" } else { "" };
+            let masked = if user.len() < user_info.len() {
+                ":***"
+            } else {
+                ""
+            };
             format!("{scheme}://{user}{masked}@{host}{}", &rest[authority_end..])
         }
         None => url.to_owned(),

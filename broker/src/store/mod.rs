@@ -11,10 +11,10 @@ pub mod apply;
 pub mod audit;
 mod governance;
 mod ima_cursor;
+mod postgres;
 mod request_key;
 mod retention;
 mod revoked_identity;
-mod postgres;
 mod snp;
 mod sqlite;
 #[cfg(test)]

@@ -66,7 +66,6 @@ async fn enrollment_answered_once(backend: Backend) {
     );
 }
 
-
 async fn ima_cursor_roundtrip_and_replace(backend: Backend) {
     let (_d, s) = store(backend).await;
     assert_eq!(s.ima_cursor("h").await.unwrap(), None);
@@ -108,14 +107,12 @@ async fn ima_cursor_roundtrip_and_replace(backend: Backend) {
     assert_eq!(s.ima_cursor("h").await.unwrap(), Some(rec));
 }
 
-
 async fn fleet_secret_is_created_once(backend: Backend) {
     let (_d, s) = store(backend).await;
     assert_eq!(s.fleet_secret("k", b"first", 1).await.unwrap(), b"first");
     assert_eq!(s.fleet_secret("k", b"second", 2).await.unwrap(), b"first");
     assert_eq!(s.fleet_secret("other", b"x", 2).await.unwrap(), b"x");
 }
-
 
 /// Finding 3: expired used nonces, expired or answered enrollments and
 /// old appraisals (not a host's latest) go; the rest stays.

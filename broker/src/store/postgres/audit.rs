@@ -125,10 +125,7 @@ pub(super) async fn leaves(
         .collect()
 }
 
-pub(super) async fn insert_checkpoint(
-    pool: &PgPool,
-    cp: &CheckpointRow,
-) -> Result<(), StoreError> {
+pub(super) async fn insert_checkpoint(pool: &PgPool, cp: &CheckpointRow) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO audit_checkpoints (size, note, created_at) VALUES ($1, $2, $3)")
         .bind(to_i64("size", cp.size)?)
         .bind(&cp.note)
@@ -156,9 +153,7 @@ pub(super) async fn checkpoints(
 }
 
 /// The most recently issued checkpoint.
-pub(super) async fn latest_checkpoint(
-    pool: &PgPool,
-) -> Result<Option<CheckpointRow>, StoreError> {
+pub(super) async fn latest_checkpoint(pool: &PgPool) -> Result<Option<CheckpointRow>, StoreError> {
     let row = sqlx::query(
         "SELECT size, note, created_at FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
     )

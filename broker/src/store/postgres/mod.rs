@@ -64,8 +64,8 @@ impl PgStore {
     /// An existing database: not created, not migrated, one connection,
     /// and every transaction read only.
     pub async fn open_as_stored(url: &str) -> Result<Self, StoreError> {
-        let opts = PgConnectOptions::from_str(url)?
-            .options([("default_transaction_read_only", "on")]);
+        let opts =
+            PgConnectOptions::from_str(url)?.options([("default_transaction_read_only", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(opts)

@@ -41,12 +41,11 @@ pub(super) async fn delete_expired(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    let enrollments =
-        sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1 OR consumed")
-            .bind(c.now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+    let enrollments = sqlx::query("DELETE FROM enrollments WHERE expires_at <= $1 OR consumed")
+        .bind(c.now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     let appraisals = sqlx::query(
         "DELETE FROM appraisals WHERE at < $1
            AND id NOT IN (SELECT MAX(id) FROM appraisals GROUP BY host_id)",
@@ -63,4 +62,3 @@ pub(super) async fn delete_expired(
         appraisals,
     })
 }
-

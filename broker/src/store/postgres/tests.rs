@@ -69,7 +69,10 @@ async fn open_as_stored_neither_creates_nor_migrates_and_only_reads() {
     // An empty database is not migrated by reading it.
     let empty = db.storage.database().unwrap().sibling().unwrap();
     let stored = Store::open_as_stored(&empty.url()).await.unwrap();
-    assert!(matches!(stored.counts().await, Err(StoreError::Database(_))));
+    assert!(matches!(
+        stored.counts().await,
+        Err(StoreError::Database(_))
+    ));
 }
 
 fn appraisal_with_nonce(host: &str, nonce: &[u8], at: i64) -> StateChange {
