@@ -18,7 +18,7 @@ use crate::store::*;
 
 /// `n` more stores on the database at `url`, opened at once.
 async fn brokers_at(url: &str, n: usize) -> Vec<Store> {
-    join_all((0..n).map(|_| Store::open(&url)))
+    join_all((0..n).map(|_| Store::open(url)))
         .await
         .into_iter()
         .map(Result::unwrap)
