@@ -182,3 +182,105 @@ async fn audit_appends_from_several_brokers_never_share_an_index() {
     assert_eq!(indexes, (0..180).collect::<Vec<u64>>());
     assert!(firsts.iter().all(|f| f % 2 == 0));
 }
+
+fn token(cti: u8, host: &str) -> TokenRecord {
+    TokenRecord {
+        cti: vec![cti; 16],
+        host_id: host.into(),
+        workload: "w".into(),
+        workload_digest: vec![0; 32],
+        iat: 100,
+        exp: 1000,
+        policy_id: "p".into(),
+        token_digest: vec![cti; 32],
+    }
+}
+
+/// Tokens derived through one broker while another revokes their host:
+/// each is refused, or recorded before the revocation and revoked by it.
+/// None is live afterwards (the re-checks hold across brokers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derivations_racing_a_revocation_on_another_broker_leave_no_live_token() {
+    let (db, _s) = store(Backend::Postgres).await;
+    let stores = brokers(&db, 2).await;
+    let (a, b) = (&stores[0], &stores[1]);
+    for round in 0..5u8 {
+        let host = format!("h{round}");
+        let parent = round.wrapping_mul(50);
+        apply(
+            a,
+            StateChange::Host(HostRecord {
+                id: host.clone(),
+                status: HostStatus::Enrolled,
+                ek_public: vec![round],
+                ek_cert_digest: vec![round],
+                ak_public: vec![round],
+                ak_name: vec![round],
+                enrolled_at: 1,
+                last_attested_at: None,
+                last_failure: None,
+                policy_id: None,
+            }),
+        )
+        .await
+        .unwrap();
+        crate::store::test_store::appraise(
+            a,
+            AppraisalRecord {
+                host_id: host.clone(),
+                at: 100,
+                verdict: "affirming".into(),
+                policy_id: "p".into(),
+                policy_hash: "h".into(),
+                evidence_digest: vec![0; 32],
+                failures: "[]".into(),
+            },
+            HostStatus::Trusted,
+            Some(token(parent, &host)),
+            None,
+        )
+        .await
+        .unwrap();
+        let derive = async {
+            let mut outcomes = Vec::new();
+            for child in 1..=20u8 {
+                let change = StateChange::DerivedToken {
+                    token: token(parent + child, &host),
+                    parent_cti: vec![parent; 16],
+                    host_fresh_since: 0,
+                };
+                outcomes.push((parent + child, apply(b, change).await));
+            }
+            outcomes
+        };
+        let revoke = apply(
+            a,
+            StateChange::RevokeHost {
+                host_id: host.clone(),
+                reason: "test".into(),
+                at: 200,
+            },
+        );
+        let (outcomes, revoked) = tokio::join!(derive, revoke);
+        let revoked = revoked.unwrap();
+        let minted: Vec<u8> = outcomes
+            .iter()
+            .filter(|(_, o)| o.is_ok())
+            .map(|(c, _)| *c)
+            .collect();
+        // The parent and every child recorded before the revocation.
+        assert_eq!(revoked, 1 + minted.len() as u64, "round {round}");
+        for (cti, outcome) in &outcomes {
+            match outcome {
+                Ok(_) => assert!(a.token_state(&[*cti; 16]).await.unwrap().unwrap().revoked),
+                Err(r) => assert!(
+                    matches!(
+                        r,
+                        ChangeRefused::ParentRevoked | ChangeRefused::HostNotFresh
+                    ),
+                    "{r:?}"
+                ),
+            }
+        }
+    }
+}
