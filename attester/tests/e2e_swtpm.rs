@@ -5,7 +5,8 @@
 
 mod support;
 
-use support::{broker_for, fresh_pcrs, stderr, Host, Workload};
+use support::{broker_for, broker_on, fresh_pcrs, stderr, Host, Workload};
+use swtpm_tests::broker::Backend;
 use verifier_lib::api::{
     AppraisalResponse, AttestRequest, EnrollFinishRequest, EnrollStartRequest, EnrollStartResponse,
 };
@@ -22,10 +23,10 @@ fn refused_code(e: &CommandError) -> &str {
     }
 }
 
-fn happy_path(ak: AkAlg) {
+fn happy_path(ak: AkAlg, backend: Backend) {
     let (pcrs, roots) = fresh_pcrs();
     let w = Workload::new("hello");
-    let broker = broker_for(&pcrs, &[("hello", w.digest)], roots);
+    let broker = broker_on(backend, &pcrs, &[("hello", w.digest)], roots);
     let host = Host::new(&broker.url());
 
     let done = commands::enroll(&host.settings, ak).unwrap();
@@ -57,12 +58,18 @@ fn happy_path(ak: AkAlg) {
 
 #[test]
 fn happy_path_ecc_ak() {
-    happy_path(AkAlg::EccP256);
+    happy_path(AkAlg::EccP256, Backend::Sqlite);
 }
 
 #[test]
 fn happy_path_rsa_ak() {
-    happy_path(AkAlg::Rsa2048);
+    happy_path(AkAlg::Rsa2048, Backend::Sqlite);
+}
+
+/// The same path with the broker's store on PostgreSQL.
+#[test]
+fn happy_path_ecc_ak_on_postgres() {
+    happy_path(AkAlg::EccP256, Backend::Postgres);
 }
 
 #[test]

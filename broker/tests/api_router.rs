@@ -1,4 +1,5 @@
-//! Handlers through the router, without sockets (`tower::ServiceExt::oneshot`).
+//! Handlers through the router, without sockets (`tower::ServiceExt::oneshot`),
+//! on every storage backend (SQLite and a throw-away PostgreSQL).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use pg_harness::{on_each_backend, Backend, TestStorage};
 use tower::ServiceExt;
 use verifier_lib::token::KeySet;
 use writ_broker::clock::OffsetClock;
@@ -14,12 +16,14 @@ use writ_broker::config::Config;
 /// The operator token the test broker accepts (its SHA-256 is configured).
 const OPERATOR: &str = "router-test-operator-token";
 
-async fn router() -> (
-    tempfile::TempDir,
-    axum::Router,
-    writ_broker::state::AppState,
-) {
-    router_with(|cfg| {
+/// A broker's files (keys, policy) and its store; both live as long as this.
+struct Fixture {
+    dir: tempfile::TempDir,
+    storage: TestStorage,
+}
+
+async fn router(backend: Backend) -> (Fixture, axum::Router, writ_broker::state::AppState) {
+    router_with(backend, |cfg| {
         cfg.operators.tokens = vec![writ_broker::config::OperatorToken {
             name: "ops".into(),
             sha256: hex::encode(verifier_lib::crypto::HashAlg::Sha256.digest(OPERATOR.as_bytes())),
@@ -29,23 +33,26 @@ async fn router() -> (
 }
 
 async fn router_with(
+    backend: Backend,
     tweak: impl FnOnce(&mut Config),
-) -> (
-    tempfile::TempDir,
-    axum::Router,
-    writ_broker::state::AppState,
-) {
+) -> (Fixture, axum::Router, writ_broker::state::AppState) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policy.toml"), "id = \"t\"\n").unwrap();
+    let path = dir.path().to_owned();
+    let storage = tokio::task::spawn_blocking(move || backend.storage(&path, "w"))
+        .await
+        .unwrap()
+        .unwrap();
     let mut cfg = Config::default();
-    cfg.storage.url = format!("sqlite://{}", dir.path().join("w.db").display());
+    cfg.storage.url = storage.url().to_owned();
     cfg.keys.dir = dir.path().join("keys");
     cfg.policy.file = dir.path().join("policy.toml");
     tweak(&mut cfg);
     let state = writ_broker::server::build_state(cfg, Arc::new(OffsetClock::default()))
         .await
         .unwrap();
-    (dir, writ_broker::app(state.clone()), state)
+    let fixture = Fixture { dir, storage };
+    (fixture, writ_broker::app(state.clone()), state)
 }
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
@@ -81,9 +88,8 @@ fn code(body: &[u8]) -> String {
     v["error"]["code"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn errors_have_stable_codes_and_change_nothing() {
-    let (_d, app, state) = router().await;
+async fn errors_have_stable_codes_and_change_nothing(backend: Backend) {
+    let (_d, app, state) = router(backend).await;
     let before = state.store.counts().await.unwrap();
     let (s, b) = call(&app, post("/v1/challenge", "{")).await;
     assert_eq!(
@@ -108,9 +114,8 @@ async fn errors_have_stable_codes_and_change_nothing() {
     assert_eq!(state.store.counts().await.unwrap(), before);
 }
 
-#[tokio::test]
-async fn key_set_lists_the_signing_key() {
-    let (_d, app, state) = router().await;
+async fn key_set_lists_the_signing_key(backend: Backend) {
+    let (_d, app, state) = router(backend).await;
     let (s, b) = call(&app, Request::get("/v1/keys").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::OK);
     let keys = KeySet::from_cose_key_set(&b).unwrap();
@@ -130,9 +135,8 @@ async fn key_set_lists_the_signing_key() {
 
 /// Operator endpoints need a configured operator's bearer token; with none
 /// configured they are closed. Public endpoints need nothing.
-#[tokio::test]
-async fn operator_endpoints_need_an_operator_token() {
-    let (_d, app, state) = router().await;
+async fn operator_endpoints_need_an_operator_token(backend: Backend) {
+    let (_d, app, state) = router(backend).await;
     let before = state.store.counts().await.unwrap();
     let bare = |m: &str, p: &str| {
         Request::builder()
@@ -207,7 +211,7 @@ async fn operator_endpoints_need_an_operator_token() {
         verifier_lib::audit::Decision::OperatorAction { who, what } if who == "ops" && what == "revoke workload w")));
 
     // No operator configured: closed.
-    let (_d2, closed, _) = router_with(|_| {}).await;
+    let (_d2, closed, _) = router_with(backend, |_| {}).await;
     let (s, b) = call(
         &closed,
         with("GET", "/v1/hosts", &format!("Bearer {OPERATOR}")),
@@ -219,11 +223,11 @@ async fn operator_endpoints_need_an_operator_token() {
     );
 }
 
-#[tokio::test]
-async fn token_key_survives_restart_and_is_private() {
+async fn token_key_survives_restart_and_is_private(backend: Backend) {
     use std::os::unix::fs::PermissionsExt;
-    let (dir, _app, state) = router().await;
-    let path = dir
+    let (fx, _app, state) = router(backend).await;
+    let path = fx
+        .dir
         .path()
         .join("keys")
         .join(writ_broker::keys::TOKEN_KEY_FILE);
@@ -231,11 +235,53 @@ async fn token_key_survives_restart_and_is_private() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let again = writ_broker::keys::load_or_generate(&dir.path().join("keys")).unwrap();
+    let again = writ_broker::keys::load_or_generate(&fx.dir.path().join("keys")).unwrap();
     assert_eq!(again.kid(), state.signing_key.kid());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(matches!(
-        writ_broker::keys::load_or_generate(&dir.path().join("keys")),
+        writ_broker::keys::load_or_generate(&fx.dir.path().join("keys")),
         Err(writ_broker::keys::KeyError::Permissions { .. })
     ));
 }
+
+/// `writ-broker audit verify --db` reads the store a broker wrote, whichever
+/// backend: a SQLite file or a PostgreSQL URL.
+async fn audit_verify_reads_the_store(backend: Backend) {
+    let (fx, app, state) = router(backend).await;
+    let (s, b) = call(
+        &app,
+        Request::post("/v1/workloads/w/revoke")
+            .header("authorization", format!("Bearer {OPERATOR}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let cp = state.audit.checkpoint_now().await.unwrap().unwrap();
+    assert!(cp.size >= 1);
+    let url = fx.storage.url().to_owned();
+    let db = url.strip_prefix("sqlite://").unwrap_or(&url).to_owned();
+    let keys = fx.dir.path().join("keys");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_writ-broker"))
+            .args(["audit", "verify", "--db", &db, "--keys-dir"])
+            .arg(keys)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["report"]["tree_size"], cp.size, "{report}");
+    assert_eq!(report["report"]["unsigned_leaves"], 0, "{report}");
+}
+
+on_each_backend!(
+    audit_verify_reads_the_store,
+    errors_have_stable_codes_and_change_nothing,
+    key_set_lists_the_signing_key,
+    operator_endpoints_need_an_operator_token,
+    token_key_survives_restart_and_is_private,
+);

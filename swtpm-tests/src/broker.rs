@@ -1,6 +1,7 @@
 //! An in-process broker on an ephemeral loopback port, for end-to-end tests:
-//! the real `writ-broker` state, storage (SQLite in a temp dir), policy file
-//! and router, served over real HTTP. Its clock can be moved.
+//! the real `writ-broker` state, storage (SQLite in a temp dir, or a
+//! database on a throw-away PostgreSQL with [`TestBroker::start_on`]),
+//! policy file and router, served over real HTTP. Its clock can be moved.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+pub use pg_harness::Backend;
+use pg_harness::TestStorage;
 use writ_broker::clock::OffsetClock;
 use writ_broker::config::Config;
 use writ_broker::store::Store;
@@ -38,6 +41,9 @@ pub struct TestBroker {
     pub clock: OffsetClock,
     pub policy_path: PathBuf,
     dir: Option<tempfile::TempDir>,
+    /// The store when it is not the default SQLite file in `dir` (kept
+    /// alive, and reused by a restart).
+    storage: Option<TestStorage>,
     runtime: tokio::runtime::Handle,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -48,6 +54,21 @@ impl TestBroker {
     pub fn start(opts: BrokerOptions) -> Result<TestBroker, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         Self::start_in(dir, opts)
+    }
+
+    /// Start a broker with its own state directory, its store on `backend`.
+    pub fn start_on(backend: Backend, opts: BrokerOptions) -> Result<TestBroker, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let storage = backend
+            .storage(dir.path(), "writ")
+            .map_err(|e| format!("storage: {e}"))?;
+        Self::start_at(
+            dir,
+            Some(storage),
+            opts,
+            |_| {},
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
     }
 
     /// Start a broker on an existing state directory (a restart keeps the
@@ -63,7 +84,13 @@ impl TestBroker {
         opts: BrokerOptions,
         tweak: impl FnOnce(&mut Config),
     ) -> Result<TestBroker, String> {
-        Self::start_at(dir, opts, tweak, SocketAddr::from(([127, 0, 0, 1], 0)))
+        Self::start_at(
+            dir,
+            None,
+            opts,
+            tweak,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
     }
 
     /// Stop this broker, stay down for `downtime`, and start it again on the
@@ -78,12 +105,14 @@ impl TestBroker {
         let addr = self.addr;
         self.halt();
         let dir = self.dir.take().ok_or("no state directory")?;
+        let storage = self.storage.take();
         std::thread::sleep(downtime);
-        Self::start_at(dir, opts, tweak, addr)
+        Self::start_at(dir, storage, opts, tweak, addr)
     }
 
     fn start_at(
         dir: tempfile::TempDir,
+        storage: Option<TestStorage>,
         opts: BrokerOptions,
         tweak: impl FnOnce(&mut Config),
         bind: SocketAddr,
@@ -93,7 +122,10 @@ impl TestBroker {
         let roots = dir.path().join("ek-roots.pem");
         std::fs::write(&roots, &opts.ek_roots_pem).map_err(|e| format!("roots: {e}"))?;
         let mut cfg = Config::default();
-        cfg.storage.url = format!("sqlite://{}", dir.path().join("writ.db").display());
+        cfg.storage.url = match &storage {
+            Some(s) => s.url().to_owned(),
+            None => format!("sqlite://{}", dir.path().join("writ.db").display()),
+        };
         cfg.keys.dir = dir.path().join("keys");
         cfg.policy.file = policy_path.clone();
         cfg.trust.bundled_manufacturers = opts.bundled_manufacturers;
@@ -178,6 +210,7 @@ impl TestBroker {
             clock,
             policy_path,
             dir: Some(dir),
+            storage,
             runtime,
             shutdown: Some(stop_tx),
             thread: Some(thread),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use swtpm_tests::broker::{policy_toml, BrokerOptions, TestBroker};
+use swtpm_tests::broker::{policy_toml, Backend, BrokerOptions, TestBroker};
 use swtpm_tests::Swtpm;
 use verifier_lib::api::{ChallengeRequest, ChallengeResponse, TpmEvidence};
 use verifier_lib::crypto::HashAlg;
@@ -194,11 +194,24 @@ pub fn broker_for(
     workloads: &[(&str, [u8; 32])],
     ek_roots_pem: Vec<u8>,
 ) -> TestBroker {
-    TestBroker::start(BrokerOptions {
-        policy: policy_toml("e2e-1", host_pcrs, workloads),
-        ek_roots_pem,
-        bundled_manufacturers: false,
-    })
+    broker_on(Backend::Sqlite, host_pcrs, workloads, ek_roots_pem)
+}
+
+/// [`broker_for`] with its store on `backend`.
+pub fn broker_on(
+    backend: Backend,
+    host_pcrs: &BTreeMap<u8, Vec<u8>>,
+    workloads: &[(&str, [u8; 32])],
+    ek_roots_pem: Vec<u8>,
+) -> TestBroker {
+    TestBroker::start_on(
+        backend,
+        BrokerOptions {
+            policy: policy_toml("e2e-1", host_pcrs, workloads),
+            ek_roots_pem,
+            bundled_manufacturers: false,
+        },
+    )
     .unwrap()
 }
 

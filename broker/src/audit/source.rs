@@ -1,6 +1,6 @@
-//! Where `writ-broker audit` reads a log from: a broker's SQLite file
-//! (read through the store as stored, no migration) or a broker's
-//! `/v1/audit` API.
+//! Where `writ-broker audit` reads a log from: a broker's store (its SQLite
+//! file or its PostgreSQL URL, read through the store as stored: no
+//! migration, read only) or a broker's `/v1/audit` API.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,13 +45,21 @@ pub enum SourceError {
     Corrupt { what: &'static str },
 }
 
-/// Reads every leaf row and checkpoint from a broker's SQLite file.
+/// Reads every leaf row and checkpoint from a broker's store: a SQLite
+/// file, or a `postgres://` URL.
 pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
+    let server_url = path
+        .to_str()
+        .filter(|p| Store::is_server_url(p))
+        .map(str::to_owned);
     let db = |source| SourceError::Database {
-        path: path.to_owned(),
+        path: match &server_url {
+            Some(url) => PathBuf::from(without_password(url)),
+            None => path.to_owned(),
+        },
         source,
     };
-    if !path.exists() {
+    if server_url.is_none() && !path.exists() {
         return Err(SourceError::File {
             path: path.to_owned(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -62,9 +70,11 @@ pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
         .build()
         .map_err(SourceError::Runtime)?;
     rt.block_on(async {
-        let store = Store::open_as_stored(&format!("sqlite://{}", path.display()))
-            .await
-            .map_err(db)?;
+        let url = match &server_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", path.display()),
+        };
+        let store = Store::open_as_stored(&url).await.map_err(db)?;
         // Every index a stored row can have (SQLite integers are signed).
         let rows = store
             .audit_leaves(0, i64::MAX.unsigned_abs())
@@ -87,6 +97,27 @@ pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
             .collect();
         Ok(data)
     })
+}
+
+/// `url` with the password of its user info (if any) replaced by `***`,
+/// for error messages.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            let masked = if user.len() < user_info.len() {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{masked}@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -238,4 +269,22 @@ pub fn vkey_from(
     let text =
         std::fs::read_to_string(&path).map_err(|source| SourceError::File { path, source })?;
     Ok(Some(text.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn error_messages_do_not_show_database_passwords() {
+        assert_eq!(
+            without_password("postgres://writ:s3cret@db.example:5432/writ"),
+            "postgres://writ:***@db.example:5432/writ"
+        );
+        assert_eq!(
+            without_password("postgres://writ@db/writ"),
+            "postgres://writ@db/writ"
+        );
+        assert_eq!(without_password("postgres://db/w@x"), "postgres://db/w@x");
+    }
 }

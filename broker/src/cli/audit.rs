@@ -23,7 +23,8 @@ pub struct LogArgs {
     /// Broker base URL (downloads /v1/audit/*).
     #[arg(long, conflicts_with = "db", required_unless_present = "db")]
     pub url: Option<String>,
-    /// A broker's SQLite database file.
+    /// A broker's store, read only: its SQLite database file, or its
+    /// PostgreSQL URL (`postgres://USER@HOST/DB`).
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Checkpoint verifier key file (signed-note vkey).

@@ -1,8 +1,8 @@
 //! Broker state: hosts, pending enrollments, nonces, appraisals and tokens.
 //!
 //! Handlers talk to [`Store`] only: a handle over a [`StateStore`] backend.
-//! Each backend is one folder (`sqlite/` today; a PostgreSQL backend for
-//! several brokers on one database becomes another). Backends implement
+//! Each backend is one folder: `sqlite/` (embedded, the default) and
+//! `postgres/` (several brokers on one database). Backends implement
 //! reads and small write primitives ([`WriteTx`]); the rules that decide
 //! what a state change does live above them, in [`apply`]. Every state
 //! change that records a decision happens in one transaction.
@@ -11,6 +11,7 @@ pub mod apply;
 pub mod audit;
 mod governance;
 mod ima_cursor;
+mod postgres;
 mod request_key;
 mod retention;
 mod revoked_identity;
@@ -18,6 +19,8 @@ mod snp;
 mod sqlite;
 #[cfg(test)]
 mod test_store;
+#[cfg(test)]
+mod tests;
 mod write_tx;
 
 pub use governance::{stale_reason, HostEvent, TokenState};
@@ -133,7 +136,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported storage url {url:?}: expected sqlite://PATH")]
+    #[error("unsupported storage url {url:?}: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl { url: String },
     #[error("corrupt row: {what} = {value:?}")]
     Corrupt { what: &'static str, value: String },
@@ -276,31 +279,51 @@ pub trait StateStore: Send + Sync + Debug {
 #[derive(Debug, Clone)]
 pub struct Store(Arc<dyn StateStore>);
 
-impl Store {
-    /// Open (creating if needed) the store named by `url` and apply
-    /// migrations. The scheme picks the backend.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+/// The backend a storage URL names, by its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend, StoreError> {
         if url.starts_with("sqlite:") {
-            Ok(Store(Arc::new(sqlite::SqliteStore::open(url).await?)))
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
         } else {
             Err(StoreError::UnsupportedUrl {
                 url: url.to_owned(),
             })
         }
     }
+}
+
+impl Store {
+    /// Open (creating if needed) the store named by `url` and apply
+    /// migrations. The scheme picks the backend: `sqlite:` or
+    /// `postgres://`/`postgresql://` (the database must exist).
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Ok(Store(match Backend::of(url)? {
+            Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url).await?),
+            Backend::Postgres => Arc::new(postgres::PgStore::open(url).await?),
+        }))
+    }
 
     /// Open an existing store as stored: nothing is created and no
     /// migration runs (`writ-broker audit verify` reads a log untouched).
     pub async fn open_as_stored(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("sqlite:") {
-            Ok(Store(Arc::new(
-                sqlite::SqliteStore::open_as_stored(url).await?,
-            )))
-        } else {
-            Err(StoreError::UnsupportedUrl {
-                url: url.to_owned(),
-            })
-        }
+        Ok(Store(match Backend::of(url)? {
+            Backend::Sqlite => Arc::new(sqlite::SqliteStore::open_as_stored(url).await?),
+            Backend::Postgres => Arc::new(postgres::PgStore::open_as_stored(url).await?),
+        }))
+    }
+
+    /// Whether `url` names a store in a database server rather than a file
+    /// (`postgres://`).
+    pub fn is_server_url(url: &str) -> bool {
+        matches!(Backend::of(url), Ok(Backend::Postgres))
     }
 }
 

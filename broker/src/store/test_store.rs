@@ -1,16 +1,41 @@
-//! Unit-test helpers: a fresh SQLite store, and state changes applied the
-//! way the audit writer applies them (here with no leaves).
+//! Unit-test helpers: a fresh store on either backend (PostgreSQL: a
+//! database on a throw-away server from `pg_harness`), and state changes
+//! applied the way the audit writer applies them (here with no leaves).
+//! `pg_harness::on_each_backend!` runs a suite against every backend.
+
+use pg_harness::TestStorage;
 
 use super::audit::{
     AppraisalChange, ChangeRefused, Entry, EntryError, Expect, NonceUse, PrepareEntry, StateChange,
 };
 use super::{AppraisalRecord, HostStatus, ImaCursorRecord, Store, TokenRecord};
 
-/// A store in a fresh temporary directory (kept alive by the `TempDir`).
-pub(crate) async fn store() -> (tempfile::TempDir, Store) {
+pub(crate) use pg_harness::{on_each_backend, Backend};
+
+/// What keeps a test store alive: its file's directory and its location.
+#[derive(Debug)]
+pub(crate) struct TestDb {
+    _dir: tempfile::TempDir,
+    pub(crate) storage: TestStorage,
+}
+
+impl TestDb {
+    /// The storage URL of the store.
+    pub(crate) fn url(&self) -> String {
+        self.storage.url().to_owned()
+    }
+}
+
+/// A fresh, empty store on `backend` (kept alive by the [`TestDb`]).
+pub(crate) async fn store(backend: Backend) -> (TestDb, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    (dir, Store::open(&url).await.unwrap())
+    let path = dir.path().to_owned();
+    let storage = tokio::task::spawn_blocking(move || backend.storage(&path, "t"))
+        .await
+        .unwrap()
+        .unwrap();
+    let store = Store::open(storage.url()).await.unwrap();
+    (TestDb { _dir: dir, storage }, store)
 }
 
 /// Apply one state change through `append_audit_batch`: tokens revoked, or

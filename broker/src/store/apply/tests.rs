@@ -1,9 +1,9 @@
-//! The rules of `store::apply`, run through the SQLite backend.
+//! The rules of `store::apply`, run through every backend.
 
 use verifier_lib::host_clock::ClockState;
 
 use crate::store::audit::{ChangeRefused, StateChange};
-use crate::store::test_store::{apply, appraise, store};
+use crate::store::test_store::{apply, appraise, on_each_backend, store, Backend};
 use crate::store::*;
 
 fn derived(t: TokenRecord, parent: u8) -> StateChange {
@@ -63,9 +63,8 @@ fn appraisal(host: &str, at: i64, verdict: &str) -> AppraisalRecord {
     }
 }
 
-#[tokio::test]
-async fn revocation_cascades_to_descendants_and_blocks_new_children() {
-    let (_d, s) = store().await;
+async fn revocation_cascades_to_descendants_and_blocks_new_children(backend: Backend) {
+    let (_d, s) = store(backend).await;
     assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
     appraise(
         &s,
@@ -104,9 +103,8 @@ async fn revocation_cascades_to_descendants_and_blocks_new_children() {
     assert_eq!(s.revoked_ctis(850).await.unwrap().1.len(), 1);
 }
 
-#[tokio::test]
-async fn failing_appraisal_and_staleness_revoke_host_tokens() {
-    let (_d, s) = store().await;
+async fn failing_appraisal_and_staleness_revoke_host_tokens(backend: Backend) {
+    let (_d, s) = store(backend).await;
     for h in ["a", "b"] {
         assert_eq!(apply(&s, StateChange::Host(host(h))).await, Ok(0));
     }
@@ -174,9 +172,8 @@ async fn failing_appraisal_and_staleness_revoke_host_tokens() {
     assert_eq!(kinds, vec!["stale", "tokens_revoked"]);
 }
 
-#[tokio::test]
-async fn revoke_reinstate_and_clock_baseline() {
-    let (_d, s) = store().await;
+async fn revoke_reinstate_and_clock_baseline(backend: Backend) {
+    let (_d, s) = store(backend).await;
     assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
     let st = |reset, clock| ClockState {
         reset_count: reset,
@@ -243,13 +240,12 @@ async fn revoke_reinstate_and_clock_baseline() {
 /// nonce unused, the host's status and clock baseline as read. A refused
 /// change writes nothing, not even the nonce's consumption, so the decision
 /// can be taken again.
-#[tokio::test]
-async fn appraisal_preconditions_are_rechecked_in_the_transaction() {
+async fn appraisal_preconditions_are_rechecked_in_the_transaction(backend: Backend) {
     use crate::store::audit::{AppraisalChange, Expect, NonceUse};
     use verifier_lib::decision::ClockUpdate;
     use verifier_lib::host_clock::ClockTransition;
 
-    let (_d, s) = store().await;
+    let (_d, s) = store(backend).await;
     assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
     let st = |reset, clock| ClockState {
         reset_count: reset,
@@ -367,9 +363,8 @@ fn revoke_host(id: &str) -> StateChange {
     }
 }
 
-#[tokio::test]
-async fn finding1_revoked_tpm_is_refused_under_any_host_id_until_reinstated() {
-    let (_d, s) = store().await;
+async fn finding1_revoked_tpm_is_refused_under_any_host_id_until_reinstated(backend: Backend) {
+    let (_d, s) = store(backend).await;
     apply(&s, StateChange::Host(tpm_host("a", l1_ek(7, 0), 1)))
         .await
         .unwrap();
@@ -414,9 +409,8 @@ async fn finding1_revoked_tpm_is_refused_under_any_host_id_until_reinstated() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn finding1_hosts_revoked_before_identities_are_backfilled() {
-    let (_d, s) = store().await;
+async fn finding1_hosts_revoked_before_identities_are_backfilled(backend: Backend) {
+    let (_d, s) = store(backend).await;
     apply(&s, StateChange::Host(tpm_host("old", l1_ek(7, 0), 1)))
         .await
         .unwrap();
@@ -436,3 +430,12 @@ async fn finding1_hosts_revoked_before_identities_are_backfilled() {
     );
     assert_eq!(s.backfill_revoked_identities(21).await.unwrap(), 0);
 }
+
+on_each_backend!(
+    revocation_cascades_to_descendants_and_blocks_new_children,
+    failing_appraisal_and_staleness_revoke_host_tokens,
+    revoke_reinstate_and_clock_baseline,
+    appraisal_preconditions_are_rechecked_in_the_transaction,
+    finding1_revoked_tpm_is_refused_under_any_host_id_until_reinstated,
+    finding1_hosts_revoked_before_identities_are_backfilled,
+);

@@ -315,38 +315,9 @@ impl StateStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use verifier_lib::appraisal::ImaState;
-    use verifier_lib::ima::ImaCursor;
-
-    use crate::store::test_store::{appraise, store};
+    use crate::store::test_store::{store, Backend};
+    use crate::store::tests::enrollment;
     use crate::store::*;
-
-    pub(super) fn enrollment(id: &str, expires_at: i64) -> EnrollmentRecord {
-        EnrollmentRecord {
-            id: id.into(),
-            host_id: "h".into(),
-            ek_public: vec![1],
-            ek_cert_digest: vec![2],
-            ak_public: vec![3],
-            ak_name: vec![4],
-            secret_digest: vec![5],
-            expires_at,
-        }
-    }
-
-    #[tokio::test]
-    async fn unknown_scheme_is_unsupported() {
-        let url = "postgres://localhost/writ";
-        for err in [
-            Store::open(url).await.unwrap_err(),
-            Store::open_as_stored(url).await.unwrap_err(),
-        ] {
-            assert!(
-                matches!(&err, StoreError::UnsupportedUrl { url } if url == "postgres://localhost/writ"),
-                "{err}"
-            );
-        }
-    }
 
     #[tokio::test]
     async fn open_as_stored_neither_creates_nor_migrates() {
@@ -357,68 +328,9 @@ mod tests {
             Err(StoreError::Database(_))
         ));
         assert!(!dir.path().join("absent.db").exists());
-        let (d, s) = store().await;
+        let (d, s) = store(Backend::Sqlite).await;
         s.insert_enrollment(&enrollment("e1", 50)).await.unwrap();
-        let url = format!("sqlite://{}", d.path().join("t.db").display());
-        let stored = Store::open_as_stored(&url).await.unwrap();
+        let stored = Store::open_as_stored(&d.url()).await.unwrap();
         assert_eq!(stored.counts().await.unwrap().enrollments, 1);
-    }
-
-    #[tokio::test]
-    async fn enrollment_answered_once() {
-        let (_d, s) = store().await;
-        let rec = enrollment("e1", 50);
-        s.insert_enrollment(&rec).await.unwrap();
-        assert_eq!(s.take_enrollment("e1", 10).await.unwrap(), Ok(rec));
-        assert_eq!(
-            s.take_enrollment("e1", 10).await.unwrap(),
-            Err(EnrollmentProblem::AlreadyAnswered)
-        );
-        assert_eq!(
-            s.take_enrollment("nope", 10).await.unwrap(),
-            Err(EnrollmentProblem::Unknown)
-        );
-    }
-
-    #[tokio::test]
-    async fn ima_cursor_roundtrip_and_replace() {
-        let (_d, s) = store().await;
-        assert_eq!(s.ima_cursor("h").await.unwrap(), None);
-        let mut rec = ImaCursorRecord {
-            host_id: "h".into(),
-            state: ImaState {
-                cursor: ImaCursor {
-                    entries: 7,
-                    pcr10_sha1: vec![1; 20],
-                    pcr10_sha256: vec![2; 32],
-                },
-                reset_count: 3,
-                restart_count: u32::MAX,
-            },
-            policy_hash: "ab".into(),
-            updated_at: 10,
-        };
-        let appraised = |rec: &ImaCursorRecord| AppraisalRecord {
-            host_id: "h".into(),
-            at: rec.updated_at,
-            verdict: "affirming".into(),
-            policy_id: "p".into(),
-            policy_hash: rec.policy_hash.clone(),
-            evidence_digest: vec![0; 32],
-            failures: "[]".into(),
-        };
-        let trusted = HostStatus::Trusted;
-        assert_eq!(
-            appraise(&s, appraised(&rec), trusted, None, Some(rec.clone())).await,
-            Ok(0)
-        );
-        assert_eq!(s.ima_cursor("h").await.unwrap(), Some(rec.clone()));
-        rec.state.cursor.entries = 9;
-        rec.updated_at += 1;
-        assert_eq!(
-            appraise(&s, appraised(&rec), trusted, None, Some(rec.clone())).await,
-            Ok(0)
-        );
-        assert_eq!(s.ima_cursor("h").await.unwrap(), Some(rec));
     }
 }

@@ -1,0 +1,171 @@
+//! PostgreSQL side of the audit log: batched appends in one write
+//! transaction (group commit, one savepoint per entry), leaf and checkpoint
+//! reads. An append locks the log head row first, so appends (and with
+//! them the decisions they apply) are serialized across every broker on
+//! the database and no two can write the same leaf index.
+
+use sqlx::{Acquire as _, PgConnection, PgPool, Row};
+use verifier_lib::audit::Hash;
+
+use super::PgTx;
+use crate::store::apply::write_entry;
+use crate::store::audit::{
+    to_i64, to_u64, Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry,
+};
+use crate::store::StoreError;
+
+/// Appends a batch of entries in ONE transaction (group commit); each
+/// entry is applied by [`write_entry`] inside its own savepoint, so a
+/// refused entry rolls back alone. The outer error means nothing was
+/// committed; otherwise each entry has its own outcome, in order.
+pub(super) async fn append_batch(
+    pool: &PgPool,
+    batch: Vec<PrepareEntry>,
+) -> Result<Vec<Result<Appended, EntryError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // The log head lock first, so the next index read below cannot go stale
+    // before this transaction commits.
+    lock_log_head(&mut tx).await?;
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut next = to_u64("audit_leaves.idx", next)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for prepare in batch {
+        let entry = match prepare(next) {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        let mut sp = PgTx((&mut *tx).begin().await?);
+        match write_entry(&mut sp, next, &entry).await {
+            Ok(Ok((hashes, tokens_revoked))) => {
+                sp.0.commit().await?;
+                let first_index = next;
+                next = next.saturating_add(u64::try_from(hashes.len()).unwrap_or(u64::MAX));
+                out.push(Ok(Appended {
+                    first_index,
+                    leaf_hashes: hashes,
+                    tokens_revoked,
+                }));
+            }
+            Ok(Err(e)) => {
+                sp.0.rollback().await?;
+                out.push(Err(e));
+            }
+            Err(e) => {
+                sp.0.rollback().await?;
+                out.push(Err(EntryError::Store(e)));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Take the log head row lock, held until the transaction ends: the one
+/// writer of the log at a time, whichever broker it runs in.
+pub(super) async fn lock_log_head(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT id FROM audit_log_head WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Leaf hashes with index `>= from`, in index order, at most `limit`.
+pub(super) async fn leaf_hashes(
+    pool: &PgPool,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<(u64, Hash)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT idx, leaf_hash FROM audit_leaves WHERE idx >= $1 ORDER BY idx LIMIT $2",
+    )
+    .bind(to_i64("from", from)?)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let idx = to_u64("audit_leaves.idx", r.try_get("idx")?)?;
+            let h: Vec<u8> = r.try_get("leaf_hash")?;
+            let h: Hash = h.try_into().map_err(|v: Vec<u8>| StoreError::Corrupt {
+                what: "audit_leaves.leaf_hash",
+                value: hex::encode(v),
+            })?;
+            Ok((idx, h))
+        })
+        .collect()
+}
+
+/// Leaf rows with `start <= index < end`, in index order.
+pub(super) async fn leaves(
+    pool: &PgPool,
+    start: u64,
+    end: u64,
+) -> Result<Vec<LeafRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT idx, leaf, leaf_hash, time FROM audit_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(to_i64("start", start)?)
+    .bind(to_i64("end", end)?)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LeafRow {
+                index: to_u64("audit_leaves.idx", r.try_get("idx")?)?,
+                leaf: r.try_get("leaf")?,
+                leaf_hash: r.try_get("leaf_hash")?,
+                time: r.try_get("time")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn insert_checkpoint(pool: &PgPool, cp: &CheckpointRow) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_checkpoints (size, note, created_at) VALUES ($1, $2, $3)")
+        .bind(to_i64("size", cp.size)?)
+        .bind(&cp.note)
+        .bind(cp.created_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Checkpoints with size `>= from_size`, in issue order.
+pub(super) async fn checkpoints(
+    pool: &PgPool,
+    from_size: u64,
+    limit: u64,
+) -> Result<Vec<CheckpointRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT size, note, created_at FROM audit_checkpoints WHERE size >= $1 ORDER BY id LIMIT $2",
+    )
+    .bind(to_i64("from_size", from_size)?)
+    // Beyond i64::MAX is "all of them".
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(checkpoint_from_row).collect()
+}
+
+/// The most recently issued checkpoint.
+pub(super) async fn latest_checkpoint(pool: &PgPool) -> Result<Option<CheckpointRow>, StoreError> {
+    let row = sqlx::query(
+        "SELECT size, note, created_at FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+fn checkpoint_from_row(r: &sqlx::postgres::PgRow) -> Result<CheckpointRow, StoreError> {
+    Ok(CheckpointRow {
+        size: to_u64("audit_checkpoints.size", r.try_get("size")?)?,
+        note: r.try_get("note")?,
+        created_at: r.try_get("created_at")?,
+    })
+}

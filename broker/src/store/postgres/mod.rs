@@ -1,0 +1,337 @@
+//! The PostgreSQL backend, for several brokers on one database. Everything
+//! that speaks SQL to PostgreSQL lives in this folder; the rules of state
+//! changes are applied above it (`store::apply`) through
+//! [`write_tx::PgTx`].
+//!
+//! Concurrency across brokers (READ COMMITTED transactions):
+//! - every decision is applied by an audit append, which first locks the
+//!   log head row (`audit::lock_log_head`): appends, and the precondition
+//!   re-checks inside them, run one at a time across all brokers;
+//! - inside a write transaction the rows the rules re-check (host, clock
+//!   baseline, token, request key) are read `FOR UPDATE`, so a re-check
+//!   holds until commit even for a writer that does not take the log head;
+//! - a used nonce's primary key is its single use (`ON CONFLICT DO
+//!   NOTHING`, then rows affected); an enrollment is taken by one
+//!   conditional `UPDATE ... RETURNING`; a fleet secret is inserted once
+//!   (`ON CONFLICT DO NOTHING`) and read back.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use verifier_lib::audit::Hash;
+use verifier_lib::host_clock::ClockState;
+
+use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
+use super::{
+    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord,
+    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, RetentionCutoffs, RetentionReport,
+    SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState, WriteTransaction,
+};
+
+mod audit;
+mod retention;
+mod rows;
+mod write_tx;
+
+use rows::RowLock;
+use write_tx::PgTx;
+
+/// Runs under PostgreSQL's advisory lock: brokers starting at once on one
+/// database migrate it once.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per broker.
+const POOL_SIZE: u32 = 16;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// An existing database: not created, not migrated, one connection,
+    /// and every transaction read only.
+    pub async fn open_as_stored(url: &str) -> Result<Self, StoreError> {
+        let opts =
+            PgConnectOptions::from_str(url)?.options([("default_transaction_read_only", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl StateStore for PgStore {
+    async fn insert_enrollment(&self, r: &EnrollmentRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollments (id, host_id, ek_public, ek_cert_digest, ak_public, ak_name, secret_digest, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.host_id)
+        .bind(&r.ek_public)
+        .bind(&r.ek_cert_digest)
+        .bind(&r.ak_public)
+        .bind(&r.ak_name)
+        .bind(&r.secret_digest)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fleet_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+        now: i64,
+    ) -> Result<Vec<u8>, StoreError> {
+        retention::fleet_secret(&self.pool, name, candidate, now).await
+    }
+
+    async fn delete_expired(
+        &self,
+        cutoffs: &RetentionCutoffs,
+    ) -> Result<RetentionReport, StoreError> {
+        retention::delete_expired(&self.pool, cutoffs).await
+    }
+
+    async fn take_enrollment(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Result<EnrollmentRecord, EnrollmentProblem>, StoreError> {
+        // Consumed whatever the outcome, by one conditional update: one
+        // answer per challenge, whichever broker it reaches.
+        let row = sqlx::query(
+            "UPDATE enrollments SET consumed = TRUE WHERE id = $1 AND NOT consumed
+             RETURNING id, host_id, ek_public, ek_cert_digest, ak_public, ak_name, secret_digest, expires_at",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            let known: Option<String> =
+                sqlx::query_scalar("SELECT id FROM enrollments WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Ok(Err(match known {
+                Some(_) => EnrollmentProblem::AlreadyAnswered,
+                None => EnrollmentProblem::Unknown,
+            }));
+        };
+        let rec = EnrollmentRecord {
+            id: row.try_get("id")?,
+            host_id: row.try_get("host_id")?,
+            ek_public: row.try_get("ek_public")?,
+            ek_cert_digest: row.try_get("ek_cert_digest")?,
+            ak_public: row.try_get("ak_public")?,
+            ak_name: row.try_get("ak_name")?,
+            secret_digest: row.try_get("secret_digest")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        if rec.expires_at <= now {
+            return Ok(Err(EnrollmentProblem::Expired));
+        }
+        Ok(Ok(rec))
+    }
+
+    async fn host(&self, id: &str) -> Result<Option<HostRecord>, StoreError> {
+        rows::host(&mut *self.pool.acquire().await?, id, RowLock::None).await
+    }
+
+    async fn host_state(&self, id: &str) -> Result<Option<HostState>, StoreError> {
+        // One snapshot for the three reads.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let Some(host) = rows::host(&mut tx, id, RowLock::None).await? else {
+            return Ok(None);
+        };
+        let clock = rows::host_clock(&mut tx, id, RowLock::None).await?;
+        let ima_cursor = rows::ima_cursor(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Some(HostState {
+            host,
+            clock,
+            ima_cursor,
+        }))
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        rows::hosts(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn token(&self, cti: &[u8]) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.token_state(cti).await?.map(|t| t.record))
+    }
+
+    async fn token_state(&self, cti: &[u8]) -> Result<Option<TokenState>, StoreError> {
+        rows::token(&mut *self.pool.acquire().await?, cti, RowLock::None).await
+    }
+
+    async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError> {
+        rows::host_clock(&mut *self.pool.acquire().await?, host_id, RowLock::None).await
+    }
+
+    async fn set_host_clock(
+        &self,
+        host_id: &str,
+        clock: Option<ClockState>,
+    ) -> Result<(), StoreError> {
+        write_tx::set_host_clock(&mut *self.pool.acquire().await?, host_id, clock).await
+    }
+
+    async fn stale_candidates(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "SELECT id FROM hosts WHERE status = 'trusted'
+               AND (last_attested_at IS NULL OR last_attested_at < $1) ORDER BY id",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id").map_err(StoreError::from))
+        .collect()
+    }
+
+    async fn status_version(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let v = rows::status_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(v)
+    }
+
+    async fn revoked_ctis(&self, cutoff: i64) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        // The version and the list from one snapshot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let v = rows::status_version(&mut tx).await?;
+        let rows = sqlx::query("SELECT cti FROM tokens WHERE revoked AND exp > $1")
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let ctis = rows
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>("cti"))
+            .collect::<Result<_, _>>()?;
+        Ok((v, ctis))
+    }
+
+    async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
+        rows::host_events(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError> {
+        rows::request_key(&mut *self.pool.acquire().await?, host_id, RowLock::None).await
+    }
+
+    async fn revoked_identity(&self, names: &[String]) -> Result<Option<String>, StoreError> {
+        rows::revoked_identity(&mut *self.pool.acquire().await?, names).await
+    }
+
+    async fn backfill_revoked_identities(&self, at: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let revoked: Vec<HostRecord> = rows::hosts(&mut tx)
+            .await?
+            .into_iter()
+            .filter(|h| h.status == HostStatus::Revoked)
+            .collect();
+        let mut added = 0;
+        for host in &revoked {
+            let names = revocation_names(host);
+            added += rows::insert_revoked_identities(&mut tx, &names, &host.id, at).await?;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn snp_host(&self, id: &str) -> Result<Option<SnpHostRecord>, StoreError> {
+        rows::snp_host(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn ima_cursor(&self, host_id: &str) -> Result<Option<ImaCursorRecord>, StoreError> {
+        rows::ima_cursor(&mut *self.pool.acquire().await?, host_id).await
+    }
+
+    async fn append_audit_batch(
+        &self,
+        batch: Vec<PrepareEntry>,
+    ) -> Result<Vec<Result<Appended, EntryError>>, StoreError> {
+        audit::append_batch(&self.pool, batch).await
+    }
+
+    async fn audit_leaf_hashes(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
+        audit::leaf_hashes(&self.pool, from, limit).await
+    }
+
+    async fn audit_leaves(&self, start: u64, end: u64) -> Result<Vec<LeafRow>, StoreError> {
+        audit::leaves(&self.pool, start, end).await
+    }
+
+    async fn insert_audit_checkpoint(&self, cp: &CheckpointRow) -> Result<(), StoreError> {
+        audit::insert_checkpoint(&self.pool, cp).await
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+        limit: u64,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
+        audit::checkpoints(&self.pool, from_size, limit).await
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        audit::latest_checkpoint(&self.pool).await
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM hosts) AS hosts, (SELECT COUNT(*) FROM enrollments) AS enrollments,
+                    (SELECT COUNT(*) FROM used_nonces) AS used_nonces, (SELECT COUNT(*) FROM appraisals) AS appraisals,
+                    (SELECT COUNT(*) FROM tokens) AS tokens",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            hosts: row.try_get("hosts")?,
+            enrollments: row.try_get("enrollments")?,
+            used_nonces: row.try_get("used_nonces")?,
+            appraisals: row.try_get("appraisals")?,
+            tokens: row.try_get("tokens")?,
+        })
+    }
+    async fn begin_write(&self) -> Result<Box<dyn WriteTransaction>, StoreError> {
+        // The write lock the trait promises is the log head, as for an
+        // audit append: what the transaction reads cannot go stale.
+        let mut tx = self.pool.begin().await?;
+        audit::lock_log_head(&mut tx).await?;
+        Ok(Box::new(PgTx(tx)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,278 @@
+//! PostgreSQL reads, on one connection (the pool's or a write
+//! transaction's), and the mapping of rows to records. Reads made inside a
+//! write transaction lock the rows the apply rules re-check
+//! ([`RowLock::ForUpdate`]), so a concurrent decision on another broker
+//! waits for this one to commit instead of acting on what it read before.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use verifier_lib::appraisal::ImaState;
+use verifier_lib::host_clock::ClockState;
+use verifier_lib::ima::ImaCursor;
+
+use crate::store::{
+    HostEvent, HostRecord, ImaCursorRecord, RequestKeyRecord, SnpHostRecord, StoreError,
+    TokenRecord, TokenState,
+};
+
+/// Whether a read takes a row lock held to the end of its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RowLock {
+    /// A plain read (snapshot of committed rows).
+    None,
+    /// `SELECT ... FOR UPDATE`: the row stays as read until commit.
+    ForUpdate,
+}
+
+impl RowLock {
+    fn suffix(self) -> &'static str {
+        match self {
+            RowLock::None => "",
+            RowLock::ForUpdate => " FOR UPDATE",
+        }
+    }
+}
+
+pub(super) fn int<T: TryFrom<i64>>(what: &'static str, v: i64) -> Result<T, StoreError> {
+    T::try_from(v).map_err(|_| StoreError::Corrupt {
+        what,
+        value: v.to_string(),
+    })
+}
+
+/// A TPM clock as stored (BIGINT is signed).
+pub(super) fn clock_to_db(c: u64) -> i64 {
+    i64::try_from(c).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn host(
+    conn: &mut PgConnection,
+    id: &str,
+    lock: RowLock,
+) -> Result<Option<HostRecord>, StoreError> {
+    let sql = format!("SELECT * FROM hosts WHERE id = $1{}", lock.suffix());
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| host_from_row(&r)).transpose()
+}
+
+pub(super) async fn hosts(conn: &mut PgConnection) -> Result<Vec<HostRecord>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM hosts ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(host_from_row).collect()
+}
+
+fn host_from_row(r: &PgRow) -> Result<HostRecord, StoreError> {
+    Ok(HostRecord {
+        id: r.try_get("id")?,
+        status: crate::store::parse_status(&r.try_get::<String, _>("status")?)?,
+        ek_public: r.try_get("ek_public")?,
+        ek_cert_digest: r.try_get("ek_cert_digest")?,
+        ak_public: r.try_get("ak_public")?,
+        ak_name: r.try_get("ak_name")?,
+        enrolled_at: r.try_get("enrolled_at")?,
+        last_attested_at: r.try_get("last_attested_at")?,
+        last_failure: r.try_get("last_failure")?,
+        policy_id: r.try_get("policy_id")?,
+    })
+}
+
+pub(super) async fn host_clock(
+    conn: &mut PgConnection,
+    host_id: &str,
+    lock: RowLock,
+) -> Result<Option<ClockState>, StoreError> {
+    let sql = format!(
+        "SELECT tpm_reset_count, tpm_restart_count, tpm_clock FROM hosts WHERE id = $1{}",
+        lock.suffix()
+    );
+    let row = sqlx::query(&sql)
+        .bind(host_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let reset: Option<i64> = r.try_get("tpm_reset_count")?;
+    let restart: Option<i64> = r.try_get("tpm_restart_count")?;
+    let clock: Option<i64> = r.try_get("tpm_clock")?;
+    Ok(match (reset, restart, clock) {
+        (Some(a), Some(b), Some(c)) => Some(ClockState {
+            reset_count: int("hosts.tpm_reset_count", a)?,
+            restart_count: int("hosts.tpm_restart_count", b)?,
+            clock: int("hosts.tpm_clock", c)?,
+        }),
+        _ => None,
+    })
+}
+
+pub(super) async fn token(
+    conn: &mut PgConnection,
+    cti: &[u8],
+    lock: RowLock,
+) -> Result<Option<TokenState>, StoreError> {
+    let sql = format!("SELECT * FROM tokens WHERE cti = $1{}", lock.suffix());
+    let row = sqlx::query(&sql)
+        .bind(cti)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| {
+        Ok(TokenState {
+            record: TokenRecord {
+                cti: r.try_get("cti")?,
+                host_id: r.try_get("host_id")?,
+                workload: r.try_get("workload")?,
+                workload_digest: r.try_get("workload_digest")?,
+                iat: r.try_get("iat")?,
+                exp: r.try_get("exp")?,
+                policy_id: r.try_get("policy_id")?,
+                token_digest: r.try_get("token_digest")?,
+            },
+            parent_cti: r.try_get("parent_cti")?,
+            revoked: r.try_get("revoked")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn status_version(conn: &mut PgConnection) -> Result<u64, StoreError> {
+    let v: i64 = sqlx::query("SELECT version FROM status_list_state WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("version")?;
+    int("status_list_state.version", v)
+}
+
+pub(super) async fn host_events(
+    conn: &mut PgConnection,
+    host_id: &str,
+) -> Result<Vec<HostEvent>, StoreError> {
+    let rows =
+        sqlx::query("SELECT at, kind, detail FROM host_events WHERE host_id = $1 ORDER BY id")
+            .bind(host_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(HostEvent {
+                at: r.try_get("at")?,
+                kind: r.try_get("kind")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn request_key(
+    conn: &mut PgConnection,
+    host_id: &str,
+    lock: RowLock,
+) -> Result<Option<RequestKeyRecord>, StoreError> {
+    let sql = format!(
+        "SELECT * FROM request_keys WHERE host_id = $1{}",
+        lock.suffix()
+    );
+    let row = sqlx::query(&sql)
+        .bind(host_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| {
+        Ok(RequestKeyRecord {
+            host_id: r.try_get("host_id")?,
+            key_name: r.try_get("key_name")?,
+            key_public: r.try_get("key_public")?,
+            reset_count: int("request_keys.reset_count", r.try_get("reset_count")?)?,
+            restart_count: int("request_keys.restart_count", r.try_get("restart_count")?)?,
+            certified_at: r.try_get("certified_at")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn snp_host(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<SnpHostRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT s.*, h.ek_cert_digest FROM snp_hosts s JOIN hosts h ON h.id = s.host_id WHERE s.host_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| {
+        Ok(SnpHostRecord {
+            host_id: r.try_get("host_id")?,
+            chip_id: r.try_get("chip_id")?,
+            measurement: r.try_get("measurement")?,
+            host_data: r.try_get("host_data")?,
+            product: r.try_get("product")?,
+            signer: r.try_get("signer")?,
+            signer_cert_digest: r.try_get("ek_cert_digest")?,
+            registered_at: r.try_get("registered_at")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn ima_cursor(
+    conn: &mut PgConnection,
+    host_id: &str,
+) -> Result<Option<ImaCursorRecord>, StoreError> {
+    let row = sqlx::query("SELECT * FROM ima_cursors WHERE host_id = $1")
+        .bind(host_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(ImaCursorRecord {
+        host_id: r.try_get("host_id")?,
+        state: ImaState {
+            cursor: ImaCursor {
+                entries: int("ima_cursors.entries", r.try_get("entries")?)?,
+                pcr10_sha1: r.try_get("pcr10_sha1")?,
+                pcr10_sha256: r.try_get("pcr10_sha256")?,
+            },
+            reset_count: int("ima_cursors.reset_count", r.try_get("reset_count")?)?,
+            restart_count: int("ima_cursors.restart_count", r.try_get("restart_count")?)?,
+        },
+        policy_hash: r.try_get("policy_hash")?,
+        updated_at: r.try_get("updated_at")?,
+    }))
+}
+
+/// The host under whose revocation one of `names` is recorded.
+pub(super) async fn revoked_identity(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<Option<String>, StoreError> {
+    let host: Option<String> = sqlx::query_scalar(
+        "SELECT host_id FROM revoked_identities WHERE name = ANY($1) ORDER BY array_position($1, name) LIMIT 1",
+    )
+    .bind(names)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(host)
+}
+
+/// Record `names` as revoked with `host_id`; returns how many were new.
+pub(super) async fn insert_revoked_identities(
+    conn: &mut PgConnection,
+    names: &[String],
+    host_id: &str,
+    at: i64,
+) -> Result<u64, StoreError> {
+    let mut added = 0;
+    for name in names {
+        added += sqlx::query(
+            "INSERT INTO revoked_identities (name, host_id, revoked_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(host_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(added)
+}
