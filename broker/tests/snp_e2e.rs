@@ -630,6 +630,11 @@ hosts = [\"*\"]
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "snp_not_allowed");
+    // The client is not told the policy's group names (finding 6).
+    assert!(
+        !v.to_string().contains("group g") && !v.to_string().contains("[groups.snp]"),
+        "{v}"
+    );
 
     // The CRL from KDS lists the test VCEK.
     kds.set_crl(Some(test_crl(&[&c.leaf_serial], 86_400)));

@@ -202,7 +202,13 @@ impl From<DecisionError> for ApiError {
                 "this broker does not appraise SEV-SNP evidence",
             ),
             DecisionError::SnpNotAllowed { reason } => {
-                ApiError::forbidden("snp_not_allowed", reason)
+                // The reason names policy groups: it is for the broker log,
+                // not for the client (finding 6).
+                tracing::warn!(%reason, "SEV-SNP challenge refused");
+                ApiError::forbidden(
+                    "snp_not_allowed",
+                    "no policy group admits SEV-SNP evidence for this host",
+                )
             }
             DecisionError::KdsBusy { reason } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "kds_busy", reason)
