@@ -5,11 +5,11 @@
 //! connection cap) live in `crate::server`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -132,11 +132,7 @@ pub async fn rate_limit(
     req: Request,
     next: Next,
 ) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if let Some(ip) = peer {
+    if let Some(ip) = super::source::Source::of(req.extensions()) {
         if let Err(wait) = limiter.check(ip, Instant::now()) {
             let secs = wait.as_secs().saturating_add(1);
             tracing::debug!(%ip, retry_after = secs, "rate limited");

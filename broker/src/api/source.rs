@@ -11,15 +11,19 @@ use axum::http::request::Parts;
 #[derive(Debug, Clone, Copy)]
 pub struct Source(pub Option<IpAddr>);
 
+impl Source {
+    /// The peer address recorded in a request's extensions, if any.
+    pub fn of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Source {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-        ))
+        Ok(Source(Source::of(&parts.extensions)))
     }
 }
