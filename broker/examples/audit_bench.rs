@@ -36,7 +36,7 @@ async fn open(dir: &std::path::Path, max_batch: usize) -> (Store, AuditLog) {
         ..AuditConfig::default()
     };
     let signer = CheckpointSigner::generate("bench/audit").unwrap();
-    let log = AuditLog::start(store.clone(), Arc::new(SystemClock), signer, &cfg)
+    let log = AuditLog::start(store.clone(), Arc::new(SystemClock), signer, &cfg, "bench")
         .await
         .unwrap();
     (store, log)

@@ -72,6 +72,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         Arc::clone(&clock),
         checkpoint_key,
         &config.audit,
+        &config.broker.name_or_host(),
     )
     .await?;
     crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;

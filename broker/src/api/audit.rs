@@ -94,9 +94,58 @@ fn text(body: String) -> axum::response::Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-/// `GET /v1/audit/key`: the checkpoint verifier key (signed-note vkey).
+/// `GET /v1/audit/key`: this broker's checkpoint verifier key
+/// (signed-note vkey).
 pub async fn key(State(st): State<AppState>) -> axum::response::Response {
     text(format!("{}\n", st.audit.vkey()))
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditKeyItem {
+    /// `<key name>+<8 hex key hash>`: what a checkpoint's signature line names.
+    pub key_id: String,
+    pub vkey: String,
+    /// The broker holding the key (`broker.name`).
+    pub broker: String,
+    pub added_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditKeyList {
+    /// The key of the broker answering.
+    pub this_broker: String,
+    pub keys: Vec<AuditKeyItem>,
+}
+
+/// `GET /v1/audit/keys`: every checkpoint verifier key published in the
+/// store by the brokers sharing this log (each checkpoint verifies under
+/// the key its note names). Fetched from a broker, the set proves that
+/// checkpoints are consistent with each other, not who signed them: pin
+/// the keys out of band for that (`audit verify --trusted-keys`).
+pub async fn keys(State(st): State<AppState>) -> Result<Json<AuditKeyList>, ApiError> {
+    let keys = st.store.audit_keys().await?;
+    Ok(Json(AuditKeyList {
+        this_broker: st.audit.key_id().to_owned(),
+        keys: keys
+            .into_iter()
+            .map(|k| AuditKeyItem {
+                key_id: k.key_id,
+                vkey: k.vkey,
+                broker: k.broker,
+                added_at: k.added_at,
+                retired_at: k.retired_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Loads what other brokers appended when a reader asks for leaf or size
+/// `wanted` beyond this broker's tree.
+async fn cover(st: &AppState, wanted: u64) -> Result<(), ApiError> {
+    st.audit.size_covering(wanted).await?;
+    Ok(())
 }
 
 /// `GET /v1/audit/checkpoint`: the newest signed checkpoint (a C2SP note).
@@ -120,6 +169,8 @@ pub async fn checkpoint(State(st): State<AppState>) -> Result<axum::response::Re
 pub struct CheckpointItem {
     pub size: u64,
     pub created_at: i64,
+    /// The signing key (see `/v1/audit/keys`).
+    pub key_id: String,
     pub note: String,
 }
 
@@ -132,9 +183,11 @@ pub struct CheckpointList {
 
 /// `GET /v1/audit/checkpoints?from_size=N&limit=M`: the first `M` (default
 /// [`DEFAULT_CHECKPOINTS`], at most [`MAX_CHECKPOINTS`]) checkpoints with
-/// size >= N, in issue order, and where the next page starts. A log signs a
-/// checkpoint only when it grew, so sizes strictly increase and the next
-/// page starts one past the last size returned.
+/// size >= N, in issue order, and where the next page starts. Checkpoints
+/// are stored under the log's write lock, so their sizes never decrease in
+/// issue order; several brokers may each sign the same size, so a page
+/// does not end inside a run of equal sizes (unless the whole page is one
+/// run) and the next page starts at the first size it left out.
 pub async fn checkpoints(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
@@ -149,16 +202,30 @@ pub async fn checkpoints(
     // One more than asked tells whether there is a next page.
     let mut rows = st.store.audit_checkpoints(from, limit + 1).await?;
     let more = u64::try_from(rows.len()).unwrap_or(u64::MAX) > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_from_size = more
-        .then(|| rows.last().map(|r| r.size.saturating_add(1)))
-        .flatten();
+    let next_from_size = if more {
+        let first_left_out = rows
+            .get(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|r| r.size);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let first_size = rows.first().map(|r| r.size);
+        match first_left_out {
+            // The page would split a run of equal sizes: end it before the run.
+            Some(s) if first_size.is_some_and(|f| f < s) => {
+                rows.retain(|r| r.size < s);
+                Some(s)
+            }
+            _ => rows.last().map(|r| r.size.saturating_add(1)),
+        }
+    } else {
+        None
+    };
     Ok(Json(CheckpointList {
         checkpoints: rows
             .into_iter()
             .map(|r| CheckpointItem {
                 size: r.size,
                 created_at: r.created_at,
+                key_id: r.key_id,
                 note: r.note,
             })
             .collect(),
@@ -253,6 +320,7 @@ pub async fn entries(
     };
     let p = Params::parse(q.as_deref(), &["start", "end"])?;
     let start = p.u64("start")?.unwrap_or(0);
+    cover(&st, start).await?;
     let size = st.audit.view().tree.len();
     let end = p.u64("end")?;
     if let Some(end) = end.filter(|e| start >= *e) {
@@ -315,6 +383,10 @@ pub async fn inclusion(
     RawQuery(q): RawQuery,
 ) -> Result<Json<InclusionProof>, ApiError> {
     let p = Params::parse(q.as_deref(), &["index", "leaf_hash", "tree_size"])?;
+    let wanted = p.u64("index")?.max(p.u64("tree_size")?.map(|s| s.saturating_sub(1)));
+    if let Some(w) = wanted {
+        cover(&st, w).await?;
+    }
     let tree_size = proof_size(&st, p.u64("tree_size")?)?;
     let v = st.audit.view();
     let index = match (p.u64("index")?, p.hash("leaf_hash")?) {
@@ -376,6 +448,9 @@ pub async fn consistency(
     let from = p
         .u64("from")?
         .ok_or_else(|| invalid_query("from is required".into()))?;
+    if let Some(to) = p.u64("to")? {
+        cover(&st, to.saturating_sub(1)).await?;
+    }
     let to = proof_size(&st, p.u64("to")?)?;
     if from > to {
         return Err(invalid_range(format!("from {from} is larger than to {to}")));

@@ -73,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/keys/jwks", get(keys::jwks))
         .route("/v1/keys/endorsements", get(keys::endorsements))
         .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/keys", get(audit::keys))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/v1/audit/entries", get(audit::entries))

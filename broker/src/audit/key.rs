@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use private_file::PrivateFileError;
-use verifier_lib::audit::{AuditError, CheckpointSigner};
+use verifier_lib::audit::{AuditError, CheckpointSigner, VerifierKey};
 
 /// Private key file inside the keys directory.
 pub const CHECKPOINT_KEY_FILE: &str = "checkpoint-key.pk8";
@@ -103,6 +105,11 @@ fn load(path: &Path, origin: &str) -> Result<Option<CheckpointSigner>, Checkpoin
 
 /// The default log origin: `writ-broker/<hostname>`.
 pub fn default_origin() -> String {
+    format!("writ-broker/{}", host_name())
+}
+
+/// The default broker name (`broker.name`): the host name, or `localhost`.
+pub fn host_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();
@@ -112,10 +119,37 @@ pub fn default_origin() -> String {
         .filter(|c| !c.is_whitespace() && !c.is_control() && *c != '+')
         .collect();
     if host.is_empty() {
-        "writ-broker/localhost".to_owned()
+        "localhost".to_owned()
     } else {
-        format!("writ-broker/{host}")
+        host
     }
+}
+
+/// The key id of a verifier key: `<key name>+<8 hex key hash>`, the part of
+/// the vkey a signed note names (its signature line carries the name and
+/// starts with the key hash). `None` if `vkey` does not parse.
+pub fn key_id_of_vkey(vkey: &str) -> Option<String> {
+    VerifierKey::parse(vkey.trim())
+        .ok()
+        .map(|vk| format!("{}+{}", vk.name, hex::encode(vk.key_hash)))
+}
+
+/// The key ids named by a signed note's signature lines, in order (read
+/// without verifying anything: which key to verify the note with).
+pub fn key_ids_of_note(note: &str) -> Vec<String> {
+    let Some(split) = note.rfind("\n\n") else {
+        return Vec::new();
+    };
+    note.get(split + 2..)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, b64) = line.strip_prefix("\u{2014} ")?.split_once(' ')?;
+            let blob = B64.decode(b64).ok()?;
+            let hash = blob.get(..4)?;
+            Some(format!("{name}+{}", hex::encode(hash)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -135,5 +169,21 @@ mod tests {
         assert_eq!(signer.vkey(), again.vkey());
         let vkey = std::fs::read_to_string(t.path().join(CHECKPOINT_VKEY_FILE)).unwrap();
         assert_eq!(vkey, format!("{}\n", signer.vkey()));
+    }
+
+    #[test]
+    fn a_note_names_the_key_id_of_the_vkey_that_signed_it() {
+        let signer = CheckpointSigner::generate("writ-broker/test").unwrap();
+        let other = CheckpointSigner::generate("writ-broker/test").unwrap();
+        let cp = verifier_lib::audit::Checkpoint::new("writ-broker/test", 3, [7u8; 32]);
+        let note = verifier_lib::audit::sign_checkpoint(&signer, &cp).unwrap();
+        let id = key_id_of_vkey(&signer.vkey()).unwrap();
+        assert_eq!(key_ids_of_note(&note), vec![id.clone()]);
+        // Same name, another key: another id (the key hash differs).
+        assert_ne!(key_id_of_vkey(&other.vkey()).unwrap(), id);
+        assert!(id.starts_with("writ-broker/test+"));
+        assert_eq!(id.len(), "writ-broker/test+".len() + 8);
+        assert!(key_ids_of_note("no signature").is_empty());
+        assert_eq!(key_id_of_vkey("not a vkey"), None);
     }
 }

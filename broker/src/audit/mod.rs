@@ -12,8 +12,19 @@
 //! `audit.checkpoint_interval_secs` when the log grew, and right after a
 //! batch once `audit.checkpoint_min_leaves` leaves were appended since the
 //! last one. All checkpoints are kept in the store.
+//!
+//! Several brokers may append to one log (PostgreSQL): the store serializes
+//! their appends, and each writer keeps its tree equal to a prefix of the
+//! stored log. Before placing its own leaves it loads the ones other brokers
+//! committed below them; every `audit.follow_interval_ms` (and when a reader
+//! asks for an index beyond it) it loads what they appended since. It signs
+//! a checkpoint only under the log's write lock, after loading the last
+//! stored leaves, so the signed size and root are those of the stored rows.
+//! Each broker signs with its own key, published in the store's key table
+//! (`audit_keys`) at start; each checkpoint row names the key that signed it.
 
 pub mod key;
+pub mod key_set;
 pub mod leaves;
 pub mod policy;
 pub mod refusals;
@@ -27,7 +38,9 @@ use verifier_lib::audit::{open_checkpoint, CheckpointSigner, Leaf, MerkleTree};
 
 use crate::clock::Clock;
 use crate::config::AuditConfig;
-use crate::store::audit::{Appended, CheckpointRow, Entry, EntryError, PrepareEntry, StateChange};
+use crate::store::audit::{
+    Appended, AuditKeyRecord, CheckpointRow, Entry, EntryError, PrepareEntry, StateChange,
+};
 use crate::store::{Store, StoreError};
 
 /// Rows fetched per query when loading the tree at start-up.
@@ -61,6 +74,12 @@ pub enum AuditStartError {
     IndexGap { expected: u64, actual: u64 },
     #[error("audit log: the newest checkpoint does not match the stored log ({reason}); run `writ-broker audit verify`")]
     CheckpointMismatch { reason: String },
+    #[error("audit log: its checkpoints have origin {actual:?} but this broker's is {expected:?}; every broker on one database needs the same audit.origin")]
+    OriginMismatch { expected: String, actual: String },
+    #[error("audit log: the newest checkpoint is signed by key {key_id}, which is not published in the store's audit key table")]
+    UnknownKey { key_id: String },
+    #[error("audit log: the checkpoint key's verifier key does not parse")]
+    KeyId,
 }
 
 /// What readers (the API) see: the tree of committed leaves and the newest
@@ -79,6 +98,8 @@ enum Msg {
     Checkpoint {
         reply: oneshot::Sender<Result<Option<CheckpointRow>, String>>,
     },
+    /// Load the leaves other brokers appended; answers the tree size.
+    Follow { reply: oneshot::Sender<u64> },
 }
 
 struct Inner {
@@ -86,6 +107,7 @@ struct Inner {
     view: Arc<RwLock<View>>,
     origin: String,
     vkey: String,
+    key_id: String,
 }
 
 /// Handle to the audit log (cheap to clone).
@@ -104,39 +126,70 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Opens the log (loading the tree and checking it against the newest
-    /// checkpoint) and starts the writer task on the current runtime.
+    /// checkpoint, whichever broker signed it), publishes this broker's
+    /// checkpoint verifier key in the store under `broker` (its name), and
+    /// starts the writer task on the current runtime.
     pub async fn start(
         store: Store,
         clock: Arc<dyn Clock>,
         signer: CheckpointSigner,
         config: &AuditConfig,
+        broker: &str,
     ) -> Result<AuditLog, AuditStartError> {
         let tree = load_tree(&store).await?;
-        let latest = store.latest_audit_checkpoint().await?;
-        if let Some(cp) = &latest {
-            check_checkpoint(&tree, cp, &signer.vkey())?;
-        }
-        tracing::info!(size = tree.len(), origin = %signer.name(), "audit log opened");
         let origin = signer.name().to_owned();
         let vkey = signer.vkey();
+        let key_id = key::key_id_of_vkey(&vkey).ok_or(AuditStartError::KeyId)?;
+        store
+            .register_audit_key(&AuditKeyRecord {
+                key_id: key_id.clone(),
+                vkey: vkey.clone(),
+                broker: broker.to_owned(),
+                added_at: clock.now(),
+                retired_at: None,
+            })
+            .await?;
+        if let Some(newest) = store.latest_audit_checkpoint().await? {
+            let keys = store.audit_keys().await?;
+            let signed_by = keys
+                .iter()
+                .find(|k| k.key_id == newest.key_id)
+                .ok_or_else(|| AuditStartError::UnknownKey {
+                    key_id: newest.key_id.clone(),
+                })?;
+            check_checkpoint(&tree, &newest, &signed_by.vkey, &origin)?;
+        }
+        // This broker's own newest checkpoint (what it serves and proves to).
+        let latest = store
+            .latest_audit_checkpoint_of(&key_id)
+            .await?
+            .filter(|c| c.key_id == key_id);
+        if let Some(cp) = &latest {
+            check_checkpoint(&tree, cp, &vkey, &origin)?;
+        }
+        tracing::info!(size = tree.len(), origin = %origin, key_id = %key_id, broker, "audit log opened");
         let view = Arc::new(RwLock::new(View { tree, latest }));
         let (tx, rx) = mpsc::channel(QUEUE);
         let w = writer::Writer {
             store,
             clock,
-            signer,
+            signer: Arc::new(signer),
+            key_id: key_id.clone(),
             view: Arc::clone(&view),
             max_batch: config.max_batch,
             min_leaves: config.checkpoint_min_leaves,
         };
         let interval = std::time::Duration::from_secs(config.checkpoint_interval_secs.max(1));
-        tokio::spawn(writer::run(w, rx, interval));
+        let follow = (config.follow_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(config.follow_interval_ms));
+        tokio::spawn(writer::run(w, rx, interval, follow));
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 queue: tx,
                 view,
                 origin,
                 vkey,
+                key_id,
             }),
         })
     }
@@ -149,6 +202,35 @@ impl AuditLog {
     /// The checkpoint verifier key (signed-note vkey text).
     pub fn vkey(&self) -> &str {
         &self.inner.vkey
+    }
+
+    /// The checkpoint key's id (`<key name>+<8 hex key hash>`), as named by
+    /// the notes it signs and in the store's key table.
+    pub fn key_id(&self) -> &str {
+        &self.inner.key_id
+    }
+
+    /// Loads the leaves other brokers appended since the last catch-up;
+    /// returns the tree's size after it.
+    pub async fn follow(&self) -> Result<u64, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Msg::Follow { reply })
+            .await
+            .map_err(|_| AppendError::WriterGone)?;
+        answer.await.map_err(|_| AppendError::WriterGone)
+    }
+
+    /// The tree size, after catching up with the stored log first when
+    /// `wanted` is not below it (a reader asks for a leaf or size another
+    /// broker may have appended).
+    pub async fn size_covering(&self, wanted: u64) -> Result<u64, AppendError> {
+        let size = self.view().tree.len();
+        if wanted < size {
+            return Ok(size);
+        }
+        self.follow().await
     }
 
     /// Read access to the committed tree and newest checkpoint. Keep the
@@ -265,9 +347,16 @@ fn check_checkpoint(
     tree: &MerkleTree,
     cp: &CheckpointRow,
     vkey: &str,
+    origin: &str,
 ) -> Result<(), AuditStartError> {
     let mismatch = |reason: String| AuditStartError::CheckpointMismatch { reason };
     let parsed = open_checkpoint(&cp.note, vkey).map_err(|e| mismatch(e.to_string()))?;
+    if parsed.origin != origin {
+        return Err(AuditStartError::OriginMismatch {
+            expected: origin.to_owned(),
+            actual: parsed.origin,
+        });
+    }
     if parsed.size != cp.size {
         return Err(mismatch(format!(
             "row size {} but note size {}",

@@ -21,6 +21,12 @@ pub struct LogData {
     pub checkpoints: Vec<String>,
     /// The verifier key the source itself published, if any (`--url`).
     pub published_vkey: Option<String>,
+    /// Every checkpoint verifier key the source published: the store's
+    /// audit key table (`--db`) or `/v1/audit/keys` (`--url`).
+    pub published_keys: Vec<String>,
+    /// Why the published keys could not be read (a store from before the
+    /// key table, a broker without `/v1/audit/keys`).
+    pub published_keys_error: Option<String>,
     /// The source published leaf hashes only (`--url` without an operator
     /// token): `rows` carry empty leaves and the published hashes.
     pub hashes_only: bool,
@@ -95,6 +101,10 @@ pub fn from_db(path: &Path) -> Result<LogData, SourceError> {
             .into_iter()
             .map(|c| c.note)
             .collect();
+        match store.audit_keys().await {
+            Ok(keys) => data.published_keys = keys.into_iter().map(|k| k.vkey).collect(),
+            Err(e) => data.published_keys_error = Some(e.to_string()),
+        }
         Ok(data)
     })
 }
@@ -146,6 +156,16 @@ struct CheckpointList {
 #[derive(Deserialize)]
 struct CheckpointItem {
     note: String,
+}
+
+#[derive(Deserialize)]
+struct KeyList {
+    keys: Vec<KeyItem>,
+}
+
+#[derive(Deserialize)]
+struct KeyItem {
+    vkey: String,
 }
 
 /// Downloads the whole log from a broker: checkpoints first, then every
@@ -204,6 +224,16 @@ pub fn from_url(
         published_vkey: Some(get("/v1/audit/key")?.trim().to_owned()),
         ..LogData::default()
     };
+    // Every broker's key; a broker from before the key table has only its own.
+    match get("/v1/audit/keys").and_then(|body| {
+        serde_json::from_str::<KeyList>(&body).map_err(|e| SourceError::Http {
+            url: format!("{base}/v1/audit/keys"),
+            message: format!("bad JSON: {e}"),
+        })
+    }) {
+        Ok(list) => data.published_keys = list.keys.into_iter().map(|k| k.vkey).collect(),
+        Err(e) => data.published_keys_error = Some(e.to_string()),
+    }
     // Checkpoints come in pages; each names where the next one starts.
     let mut from_size = Some(0u64);
     while let Some(from) = from_size {
@@ -254,6 +284,21 @@ pub fn from_url(
         }
     }
     Ok(data)
+}
+
+/// The verifier keys of a `--trusted-keys FILE`: one vkey per line (blank
+/// lines and `#` comments skipped).
+pub fn trusted_keys_from(file: &Path) -> Result<Vec<String>, SourceError> {
+    let text = std::fs::read_to_string(file).map_err(|source| SourceError::File {
+        path: file.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// The verifier key from `--vkey FILE` or `--keys-dir DIR`.

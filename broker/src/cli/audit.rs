@@ -11,10 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use verifier_lib::audit::{
-    verify_log_hashes, verify_log_rows, Checkpoint, Decision, Leaf, LogError, LogRow,
-};
+use verifier_lib::audit::{verify_log_rows, Checkpoint, Decision, Leaf, LogError, LogRow, MerkleTree};
 
+use crate::audit::key_set::{verify_checkpoints, KeySet};
 use crate::audit::source::{self, LogData, SourceError};
 
 /// Where the log comes from, and which key must have signed it.
@@ -33,6 +32,13 @@ pub struct LogArgs {
     /// The broker's keys directory (reads checkpoint-key.vkey).
     #[arg(long)]
     pub keys_dir: Option<PathBuf>,
+    /// The checkpoint verifier keys to trust, one vkey per line (several
+    /// brokers on one database each sign with their own key): every
+    /// checkpoint must verify under the key its note names, from this set.
+    /// Without it (and without --vkey/--keys-dir) the keys the store or
+    /// broker publishes are used, which proves consistency, not authenticity.
+    #[arg(long)]
+    pub trusted_keys: Option<PathBuf>,
     /// Extra trusted CA (PEM) for --url over HTTPS.
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
@@ -93,12 +99,17 @@ fn unusable(e: impl std::fmt::Display) -> (Value, u8) {
     )
 }
 
-/// Loaded log with the key to check it against.
+/// Loaded log with the keys to check it against.
 struct Loaded {
     data: LogData,
-    vkey: String,
-    vkey_source: &'static str,
+    keys: KeySet,
+    key_source: &'static str,
 }
+
+/// What verify says when it trusts the keys its input published.
+const PUBLISHED_KEYS_WARNING: &str = "the verifier keys were read from the log's own source: \
+     they prove the checkpoints consistent with the log, not who signed them; \
+     give --trusted-keys (or --vkey) with keys obtained out of band";
 
 fn load(log: &LogArgs) -> Result<Loaded, SourceError> {
     let data = match (&log.url, &log.db) {
@@ -123,27 +134,86 @@ fn load(log: &LogArgs) -> Result<Loaded, SourceError> {
         }
     };
     let given = source::vkey_from(log.vkey.as_deref(), log.keys_dir.as_deref())?;
-    let (vkey, vkey_source) = match (given, &data.published_vkey) {
-        (Some(k), _) => (k, "given"),
-        // Trust on first use: say so in the output.
-        (None, Some(k)) => (k.clone(), "published_by_broker"),
-        (None, None) => {
-            return Err(SourceError::Corrupt {
-                what: "arguments: --db needs --vkey or --keys-dir",
-            })
+    let trusted = log
+        .trusted_keys
+        .as_deref()
+        .map(source::trusted_keys_from)
+        .transpose()?;
+    let (vkeys, key_source): (Vec<String>, &'static str) = match (trusted, given) {
+        (Some(mut list), given) => {
+            list.extend(given);
+            (list, "trusted_keys")
         }
+        (None, Some(k)) => (vec![k], "given"),
+        // Trust on first use: say so in the output.
+        (None, None) if !data.published_keys.is_empty() => (
+            data.published_keys.clone(),
+            if log.url.is_some() {
+                "published_by_broker"
+            } else {
+                "published_in_store"
+            },
+        ),
+        (None, None) => match &data.published_vkey {
+            Some(k) => (vec![k.clone()], "published_by_broker"),
+            None => {
+                return Err(SourceError::Corrupt {
+                    what: "arguments: the store publishes no checkpoint keys; give --trusted-keys, --vkey or --keys-dir",
+                })
+            }
+        },
     };
+    let keys = KeySet::parse(vkeys.iter().map(String::as_str)).map_err(|_| SourceError::Corrupt {
+        what: "verifier keys: a key does not parse as a signed-note vkey",
+    })?;
+    if keys.is_empty() {
+        return Err(SourceError::Corrupt {
+            what: "verifier keys: none given",
+        });
+    }
     Ok(Loaded {
         data,
-        vkey,
-        vkey_source,
+        keys,
+        key_source,
     })
 }
 
 fn verify(loaded: &Loaded, trusted: Option<&str>) -> Result<Value, (Value, u8)> {
-    if loaded.data.hashes_only {
-        return verify_hashes(loaded, trusted);
+    let (tree, contents_checked) = if loaded.data.hashes_only {
+        (hash_tree(loaded)?, false)
+    } else {
+        (row_tree(loaded)?, true)
+    };
+    match verify_checkpoints(&tree, &loaded.data.checkpoints, &loaded.keys, trusted) {
+        Ok((report, uses)) => {
+            let mut out = json!({
+                "ok": true,
+                "key_source": loaded.key_source,
+                "keys": uses,
+                "leaf_contents_checked": contents_checked,
+                "report": report,
+            });
+            if let Some(obj) = out.as_object_mut() {
+                // One key: as before several keys existed.
+                if let [vkey] = loaded.keys.vkeys().as_slice() {
+                    obj.insert("vkey".into(), json!(vkey));
+                    obj.insert("vkey_source".into(), json!(loaded.key_source));
+                } else {
+                    obj.insert("vkeys".into(), json!(loaded.keys.vkeys()));
+                }
+                if loaded.key_source.starts_with("published") {
+                    obj.insert("warning".into(), json!(PUBLISHED_KEYS_WARNING));
+                }
+            }
+            Ok(out)
+        }
+        Err(e) => Err((describe(&e, &loaded.data.checkpoints), 1)),
     }
+}
+
+/// The tree of the stored rows, after checking each row: its index, its
+/// stored hash and that its leaf decodes.
+fn row_tree(loaded: &Loaded) -> Result<MerkleTree, (Value, u8)> {
     let rows: Vec<LogRow<'_>> = loaded
         .data
         .rows
@@ -154,22 +224,23 @@ fn verify(loaded: &Loaded, trusted: Option<&str>) -> Result<Value, (Value, u8)> 
             stored_hash: *stored,
         })
         .collect();
-    match verify_log_rows(&rows, &loaded.data.checkpoints, &loaded.vkey, trusted) {
-        Ok(report) => Ok(json!({
-            "ok": true,
-            "vkey": loaded.vkey,
-            "vkey_source": loaded.vkey_source,
-            "leaf_contents_checked": true,
-            "report": report,
-        })),
-        Err(LogError::VerifierKey(e)) => Err(unusable(format!("verifier key: {e}"))),
-        Err(e) => Err((describe(&e, &loaded.data.checkpoints), 1)),
+    let any_key = loaded.keys.vkeys().into_iter().next().unwrap_or_default();
+    // The row checks only: no checkpoints here (they are checked per key).
+    match verify_log_rows(&rows, &[], &any_key, None) {
+        Ok(_) => {}
+        Err(LogError::VerifierKey(e)) => return Err(unusable(format!("verifier key: {e}"))),
+        Err(e) => return Err((describe(&e, &loaded.data.checkpoints), 1)),
     }
+    let hashes: Vec<_> = rows
+        .iter()
+        .map(|r| verifier_lib::audit::leaf_hash(r.leaf))
+        .collect();
+    Ok(MerkleTree::from_leaf_hashes(&hashes))
 }
 
 /// The public form of a log: leaf hashes only. Checkpoints, their roots and
 /// their consistency are checked; what the leaves say is not.
-fn verify_hashes(loaded: &Loaded, trusted: Option<&str>) -> Result<Value, (Value, u8)> {
+fn hash_tree(loaded: &Loaded) -> Result<MerkleTree, (Value, u8)> {
     let mut hashes = Vec::with_capacity(loaded.data.rows.len());
     for (pos, (index, _, stored)) in loaded.data.rows.iter().enumerate() {
         let expected = u64::try_from(pos).unwrap_or(u64::MAX);
@@ -187,17 +258,7 @@ fn verify_hashes(loaded: &Loaded, trusted: Option<&str>) -> Result<Value, (Value
         };
         hashes.push(*h);
     }
-    match verify_log_hashes(&hashes, &loaded.data.checkpoints, &loaded.vkey, trusted) {
-        Ok(report) => Ok(json!({
-            "ok": true,
-            "vkey": loaded.vkey,
-            "vkey_source": loaded.vkey_source,
-            "leaf_contents_checked": false,
-            "report": report,
-        })),
-        Err(LogError::VerifierKey(e)) => Err(unusable(format!("verifier key: {e}"))),
-        Err(e) => Err((describe(&e, &loaded.data.checkpoints), 1)),
-    }
+    Ok(MerkleTree::from_leaf_hashes(&hashes))
 }
 
 fn verify_cmd(log: &LogArgs, trusted: Option<&Path>) -> (Value, u8) {

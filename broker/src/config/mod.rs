@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub broker: BrokerConfig,
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub keys: KeysConfig,
@@ -40,6 +41,26 @@ pub struct Config {
     pub operators: OperatorsConfig,
     pub limits: LimitsConfig,
     pub retention: RetentionConfig,
+}
+
+/// This broker among several on one database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// The broker's name, recorded with its checkpoint key in the store's
+    /// audit key table. Empty: the host name.
+    pub name: String,
+}
+
+impl BrokerConfig {
+    /// `name`, or the host name when it is empty.
+    pub fn name_or_host(&self) -> String {
+        if self.name.is_empty() {
+            crate::audit::key::host_name()
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,6 +220,11 @@ pub struct AuditConfig {
     /// this many seconds are logged as one summary leaf when the window
     /// closes (or at shutdown).
     pub refusal_window_secs: u64,
+    /// Load the leaves other brokers on the same database appended this
+    /// often (milliseconds), so proofs and checkpoints cover them; 0: only
+    /// when a batch commits, a checkpoint is signed or a reader asks beyond
+    /// the tree.
+    pub follow_interval_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -209,6 +235,7 @@ impl Default for AuditConfig {
             checkpoint_min_leaves: 256,
             max_batch: 256,
             refusal_window_secs: 60,
+            follow_interval_ms: 500,
         }
     }
 }

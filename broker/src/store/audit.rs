@@ -216,6 +216,59 @@ pub struct CheckpointRow {
     pub size: u64,
     pub note: String,
     pub created_at: i64,
+    /// The signing key's id (`<key name>+<8 hex key hash>`), as stored, or
+    /// read from the note's first signature line for rows stored before the
+    /// column existed (empty if the note names none).
+    pub key_id: String,
+}
+
+impl CheckpointRow {
+    /// `key_id` as stored, or the one the note names.
+    pub(crate) fn key_id_or_from_note(stored: Option<String>, note: &str) -> String {
+        stored.unwrap_or_else(|| {
+            crate::audit::key::key_ids_of_note(note)
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// A broker's checkpoint verifier key, published in the store so that every
+/// checkpoint of a log shared by several brokers can be checked under the
+/// key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKeyRecord {
+    /// `<key name>+<8 hex key hash>`, as named by the notes it signs.
+    pub key_id: String,
+    /// The signed-note verifier key text.
+    pub vkey: String,
+    /// The broker that holds the key (`broker.name`).
+    pub broker: String,
+    pub added_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// Signs a checkpoint inside the store's write transaction (see
+/// [`crate::store::StateStore::sign_audit_checkpoint`]): given the leaf
+/// hashes committed at or beyond the index it asked from, it brings its tree
+/// to the database's size and returns the checkpoint to store (or `None`
+/// when there is nothing new to sign). Runs under the log's write lock, so
+/// it must be quick and must not block.
+pub type SignCheckpoint =
+    Box<dyn FnOnce(Vec<(u64, Hash)>) -> Result<Option<CheckpointRow>, CheckpointError> + Send>;
+
+/// Why no checkpoint was signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing the checkpoint: {0}")]
+    Sign(#[source] verifier_lib::audit::AuditError),
+    /// The stored log does not continue the in-memory tree where expected.
+    #[error("the stored log has index {actual} where the tree expects {expected}")]
+    NotContiguous { expected: u64, actual: u64 },
 }
 
 pub(crate) fn to_u64(what: &'static str, v: i64) -> Result<u64, StoreError> {

@@ -265,6 +265,29 @@ pub trait StateStore: Send + Sync + Debug {
     /// The most recently issued checkpoint.
     async fn latest_audit_checkpoint(&self) -> Result<Option<audit::CheckpointRow>, StoreError>;
 
+    /// The newest checkpoint signed by the key `key_id`, or the newest one
+    /// stored before checkpoints named their key (check its `key_id`).
+    async fn latest_audit_checkpoint_of(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<audit::CheckpointRow>, StoreError>;
+
+    /// Sign and store a checkpoint under the log's write lock (no append
+    /// commits meanwhile): `sign` gets the leaf hashes stored from index
+    /// `from` on; see [`audit::SignCheckpoint`].
+    async fn sign_audit_checkpoint(
+        &self,
+        from: u64,
+        sign: audit::SignCheckpoint,
+    ) -> Result<Option<audit::CheckpointRow>, audit::CheckpointError>;
+
+    /// Publish a broker's checkpoint verifier key (a key id already
+    /// published is left as it is).
+    async fn register_audit_key(&self, key: &audit::AuditKeyRecord) -> Result<(), StoreError>;
+
+    /// Every published checkpoint verifier key, oldest first.
+    async fn audit_keys(&self) -> Result<Vec<audit::AuditKeyRecord>, StoreError>;
+
     /// Count of rows per table, for tests and metrics.
     async fn counts(&self) -> Result<Counts, StoreError>;
 

@@ -308,6 +308,32 @@ impl StateStore for PgStore {
         audit::latest_checkpoint(&self.pool).await
     }
 
+    async fn latest_audit_checkpoint_of(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<CheckpointRow>, StoreError> {
+        audit::latest_checkpoint_of(&self.pool, key_id).await
+    }
+
+    async fn sign_audit_checkpoint(
+        &self,
+        from: u64,
+        sign: crate::store::audit::SignCheckpoint,
+    ) -> Result<Option<CheckpointRow>, crate::store::audit::CheckpointError> {
+        audit::sign_checkpoint(&self.pool, from, sign).await
+    }
+
+    async fn register_audit_key(
+        &self,
+        key: &crate::store::audit::AuditKeyRecord,
+    ) -> Result<(), StoreError> {
+        audit::register_key(&self.pool, key).await
+    }
+
+    async fn audit_keys(&self) -> Result<Vec<crate::store::audit::AuditKeyRecord>, StoreError> {
+        audit::keys(&self.pool).await
+    }
+
     async fn counts(&self) -> Result<Counts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM hosts) AS hosts, (SELECT COUNT(*) FROM enrollments) AS enrollments,
