@@ -58,6 +58,15 @@ impl TestBroker {
 
     /// Start a broker with its own state directory, its store on `backend`.
     pub fn start_on(backend: Backend, opts: BrokerOptions) -> Result<TestBroker, String> {
+        Self::start_on_configured(backend, opts, |_| {})
+    }
+
+    /// [`Self::start_on`], its configuration adjusted by `tweak` first.
+    pub fn start_on_configured(
+        backend: Backend,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestBroker, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let storage = backend
             .storage(dir.path(), "writ")
@@ -66,7 +75,49 @@ impl TestBroker {
             dir,
             Some(storage),
             opts,
-            |_| {},
+            tweak,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    }
+
+    /// Start another broker of `first`'s fleet: its own state directory and
+    /// checkpoint key, but `first`'s database (PostgreSQL) and a copy of its
+    /// token signing key, as several brokers on one database run
+    /// (docs/operations.md). `tweak` adjusts its configuration (e.g.
+    /// `broker.name`).
+    pub fn start_joining(
+        first: &TestBroker,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestBroker, String> {
+        let storage = first
+            .storage
+            .clone()
+            .ok_or("the first broker's store is its own SQLite file")?;
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let keys = dir.path().join("keys");
+        std::fs::create_dir_all(&keys).map_err(|e| format!("keys dir: {e}"))?;
+        let token_key = writ_broker::keys::TOKEN_KEY_FILE;
+        let src = first.dir().join("keys").join(token_key);
+        let pem = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // Owner-only, as the broker requires of its key files.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(keys.join(token_key))
+                .map_err(|e| format!("token key copy: {e}"))?;
+            f.write_all(&pem)
+                .map_err(|e| format!("token key copy: {e}"))?;
+        }
+        Self::start_at(
+            dir,
+            Some(storage),
+            opts,
+            tweak,
             SocketAddr::from(([127, 0, 0, 1], 0)),
         )
     }
@@ -215,6 +266,14 @@ impl TestBroker {
             shutdown: Some(stop_tx),
             thread: Some(thread),
         })
+    }
+
+    /// The broker's `storage.url` (a `postgres://` URL, or `sqlite://PATH`).
+    pub fn storage_url(&self) -> String {
+        match &self.storage {
+            Some(s) => s.url().to_owned(),
+            None => format!("sqlite://{}", self.dir().join("writ.db").display()),
+        }
     }
 
     /// Base URL, e.g. `http://127.0.0.1:40123`.

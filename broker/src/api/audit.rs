@@ -383,7 +383,9 @@ pub async fn inclusion(
     RawQuery(q): RawQuery,
 ) -> Result<Json<InclusionProof>, ApiError> {
     let p = Params::parse(q.as_deref(), &["index", "leaf_hash", "tree_size"])?;
-    let wanted = p.u64("index")?.max(p.u64("tree_size")?.map(|s| s.saturating_sub(1)));
+    let wanted = p
+        .u64("index")?
+        .max(p.u64("tree_size")?.map(|s| s.saturating_sub(1)));
     if let Some(w) = wanted {
         cover(&st, w).await?;
     }

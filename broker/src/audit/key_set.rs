@@ -226,8 +226,11 @@ mod tests {
         let a = CheckpointSigner::generate("writ-broker/log").unwrap();
         let b = CheckpointSigner::generate("writ-broker/log").unwrap();
         let sign = |s: &CheckpointSigner, n: u64| {
-            sign_checkpoint(s, &Checkpoint::new("writ-broker/log", n, t.root_at(n).unwrap()))
-                .unwrap()
+            sign_checkpoint(
+                s,
+                &Checkpoint::new("writ-broker/log", n, t.root_at(n).unwrap()),
+            )
+            .unwrap()
         };
         let notes = vec![sign(&a, 2), sign(&b, 4), sign(&b, 4), sign(&a, 6)];
         let both = KeySet::parse([a.vkey().as_str(), b.vkey().as_str()]).unwrap();

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use verifier_lib::audit::{verify_log_rows, Checkpoint, Decision, Leaf, LogError, LogRow, MerkleTree};
+use verifier_lib::audit::{
+    verify_log_rows, Checkpoint, Decision, Leaf, LogError, LogRow, MerkleTree,
+};
 
 use crate::audit::key_set::{verify_checkpoints, KeySet};
 use crate::audit::source::{self, LogData, SourceError};
@@ -163,9 +165,10 @@ fn load(log: &LogArgs) -> Result<Loaded, SourceError> {
             }
         },
     };
-    let keys = KeySet::parse(vkeys.iter().map(String::as_str)).map_err(|_| SourceError::Corrupt {
-        what: "verifier keys: a key does not parse as a signed-note vkey",
-    })?;
+    let keys =
+        KeySet::parse(vkeys.iter().map(String::as_str)).map_err(|_| SourceError::Corrupt {
+            what: "verifier keys: a key does not parse as a signed-note vkey",
+        })?;
     if keys.is_empty() {
         return Err(SourceError::Corrupt {
             what: "verifier keys: none given",

@@ -226,7 +226,10 @@ pub(super) async fn sign_checkpoint(
 
 /// Publishes a checkpoint verifier key (kept as first published when its id
 /// is already there).
-pub(super) async fn register_key(pool: &SqlitePool, key: &AuditKeyRecord) -> Result<(), StoreError> {
+pub(super) async fn register_key(
+    pool: &SqlitePool,
+    key: &AuditKeyRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_keys (key_id, vkey, broker, added_at, retired_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key_id) DO NOTHING",
