@@ -44,7 +44,12 @@ async fn simultaneous_starts_migrate_once() {
         .unwrap()
         .try_get("n")
         .unwrap();
-    assert_eq!(applied, 1);
+    // Each migration once, however many brokers started at once.
+    assert_eq!(
+        applied,
+        i64::try_from(super::MIGRATOR.migrations.len()).unwrap()
+    );
+    assert!(applied >= 2);
     for s in &stores {
         assert_eq!(s.counts().await.unwrap().hosts, 0);
     }
