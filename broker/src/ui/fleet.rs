@@ -224,7 +224,8 @@ mod tests {
         assert_eq!(c.bars.len(), CHART_BUCKETS);
         let last = &c.bars[CHART_BUCKETS - 1];
         assert_eq!((last.ok, last.failed), (1, 1));
-        assert_eq!((last.ok_h, last.failed_h), (100, 100));
+        // The tallest bar (2 appraisals) fills the height.
+        assert_eq!((last.ok_h, last.failed_h), (50, 50));
         assert_eq!(last.failed_y, 0);
         let before = &c.bars[CHART_BUCKETS - 2];
         assert_eq!((before.ok, before.failed), (1, 0));
