@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use verifier_lib::audit::{leaf_hash, open_checkpoint, verify_inclusion, Decision, Leaf};
+use verifier_lib::policy::Failure;
 
+use super::describe::describe;
 use super::session::SignedIn;
 use super::{html, timestamp, Layout, UiError};
 use crate::state::AppState;
@@ -46,6 +48,18 @@ pub fn decision_host(d: &Decision) -> Option<&str> {
     }
 }
 
+/// A failure as an appraisal leaf records it (the JSON of the typed
+/// failure), in words; text that is not a known failure is shown as is.
+pub fn failure_words(recorded: &str) -> String {
+    match serde_json::from_str::<Failure>(recorded) {
+        Ok(f) => {
+            let d = describe(&f);
+            format!("{}: {} (rule {})", d.subject, d.actual, d.rule)
+        }
+        Err(_) => recorded.to_owned(),
+    }
+}
+
 /// A decision in one line.
 pub fn summary(d: &Decision) -> String {
     match d {
@@ -62,7 +76,14 @@ pub fn summary(d: &Decision) -> String {
         } => {
             let verdict = match verdict {
                 verifier_lib::audit::Verdict::Pass => "pass".to_owned(),
-                verifier_lib::audit::Verdict::Fail => format!("fail: {}", failures.join("; ")),
+                verifier_lib::audit::Verdict::Fail => format!(
+                    "fail: {}",
+                    failures
+                        .iter()
+                        .map(|f| failure_words(f))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
             };
             format!("appraisal of {host} under policy {policy_id}: {verdict}")
         }
@@ -245,4 +266,19 @@ pub async fn leaf(
         json,
         proof,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_words;
+
+    #[test]
+    fn recorded_failures_read_as_words() {
+        let recorded = r#"{"rule":"pcr_not_allowed","bank":"sha256","pcr":16,"actual":"ab","allowed":["00"]}"#;
+        assert_eq!(
+            failure_words(recorded),
+            "PCR 16 (sha256): ab (rule groups.pcrs.16)"
+        );
+        assert_eq!(failure_words("free text"), "free text");
+    }
 }
