@@ -68,8 +68,9 @@ impl Drop for Browser {
 
 impl Browser {
     fn start() -> Browser {
-        let driver_bin = on_path(&["chromedriver"])
-            .expect("chromedriver not found on PATH: install chromium-driver (deploy/install-deps.sh)");
+        let driver_bin = on_path(&["chromedriver"]).expect(
+            "chromedriver not found on PATH: install chromium-driver (deploy/install-deps.sh)",
+        );
         let chromium = on_path(&["chromium", "chromium-browser"])
             .expect("chromium not found on PATH: install chromium (deploy/install-deps.sh)");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -342,7 +343,10 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
     // The audit log: the revocation's leaf, with a verified inclusion proof.
     b.click(&b.find("link text", "Audit"));
     let t = b.wait_for_text("Leaves, newest first", Duration::from_secs(10));
-    assert!(t.contains(&format!("host {host_id} revoked: PCR 16 changed")), "{t}");
+    assert!(
+        t.contains(&format!("host {host_id} revoked: PCR 16 changed")),
+        "{t}"
+    );
     b.screenshot("10-audit");
     b.click(&b.css("table tbody a"));
     let t = b.wait_for_text("Inclusion proof", Duration::from_secs(10));

@@ -64,7 +64,10 @@ pub fn failure_words(recorded: &str) -> String {
 pub fn summary(d: &Decision) -> String {
     match d {
         Decision::Enrollment { host, accepted, .. } => {
-            format!("enrollment of {host} {}", if *accepted { "accepted" } else { "refused" })
+            format!(
+                "enrollment of {host} {}",
+                if *accepted { "accepted" } else { "refused" }
+            )
         }
         Decision::NonceIssued { host, .. } => format!("challenge issued to {host}"),
         Decision::Appraisal {
@@ -274,7 +277,8 @@ mod tests {
 
     #[test]
     fn recorded_failures_read_as_words() {
-        let recorded = r#"{"rule":"pcr_not_allowed","bank":"sha256","pcr":16,"actual":"ab","allowed":["00"]}"#;
+        let recorded =
+            r#"{"rule":"pcr_not_allowed","bank":"sha256","pcr":16,"actual":"ab","allowed":["00"]}"#;
         assert_eq!(
             failure_words(recorded),
             "PCR 16 (sha256): ab (rule groups.pcrs.16)"

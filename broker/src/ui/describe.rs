@@ -407,7 +407,10 @@ mod tests {
             event_index: None,
         });
         assert_eq!(d.subject, "Secure Boot (the event log)");
-        assert_eq!((d.expected.as_str(), d.actual.as_str()), ("enabled", "not measured"));
+        assert_eq!(
+            (d.expected.as_str(), d.actual.as_str()),
+            ("enabled", "not measured")
+        );
         let d = describe(&Failure::EvidenceRejected {
             stage: EvidenceStage::Quote,
             reason: "bad signature".into(),

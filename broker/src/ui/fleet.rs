@@ -186,9 +186,7 @@ pub async fn overview(State(st): State<AppState>, who: SignedIn) -> Result<Respo
         .await?
         .iter()
         .filter_map(|(_, leaf)| match &leaf.decision {
-            Decision::Appraisal { verdict, .. } => {
-                Some((leaf.time, *verdict == Verdict::Fail))
-            }
+            Decision::Appraisal { verdict, .. } => Some((leaf.time, *verdict == Verdict::Fail)),
             _ => None,
         })
         .collect();

@@ -209,10 +209,7 @@ impl IntoResponse for SignInRequired {
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = SignInRequired;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        st: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
         let sessions = parts
             .extensions
             .get::<Arc<Sessions>>()

@@ -10,7 +10,7 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::session::{
-    self, cookie, random_id, same_secret, set_cookie, SignedIn, Sessions, LOGIN_COOKIE,
+    self, cookie, random_id, same_secret, set_cookie, Sessions, SignedIn, LOGIN_COOKIE,
     LOGIN_TTL_SECS, SESSION_COOKIE, SESSION_TTL_SECS,
 };
 use super::UiError;
@@ -87,7 +87,11 @@ pub async fn submit(
         Ok(op) => op,
         Err(e) => {
             tracing::warn!(error = %e, "dashboard sign-in refused");
-            return login_page(&st, StatusCode::UNAUTHORIZED, Some(format!("Sign-in refused: {e}.")));
+            return login_page(
+                &st,
+                StatusCode::UNAUTHORIZED,
+                Some(format!("Sign-in refused: {e}.")),
+            );
         }
     };
     let (id, s) = sessions

@@ -148,7 +148,10 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_refuses_bad_tokens() {
             "writ_ui_login={csrf}; HttpOnly; SameSite=Strict; Path=/ui; Max-Age=600"
         )]
     );
-    assert!(html.contains("<label for=\"token\">"), "labelled token field");
+    assert!(
+        html.contains("<label for=\"token\">"),
+        "labelled token field"
+    );
     let login = format!("writ_ui_login={csrf}");
     // A wrong token: refused, no session.
     let (r, html) = send(
@@ -158,7 +161,9 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_refuses_bad_tokens() {
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(html.contains("unknown operator token"));
-    assert!(set_cookies(&r).iter().all(|c| !c.starts_with(SESSION_COOKIE)));
+    assert!(set_cookies(&r)
+        .iter()
+        .all(|c| !c.starts_with(SESSION_COOKIE)));
 
     let (cookie, page) = sign_in(&f).await;
     assert!(page.contains("Signed in as <strong>alice</strong>"));
@@ -179,7 +184,10 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_refuses_bad_tokens() {
             && c.ends_with("; HttpOnly; SameSite=Strict; Path=/ui; Max-Age=28800")),
         "{c:?}"
     );
-    assert!(c.iter().all(|c| !c.contains("Secure")), "plain HTTP: no Secure");
+    assert!(
+        c.iter().all(|c| !c.contains("Secure")),
+        "plain HTTP: no Secure"
+    );
     assert!(cookie.len() > SESSION_COOKIE.len() + 60);
 }
 
@@ -198,7 +206,9 @@ async fn sign_in_without_the_form_cookie_is_refused() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(set_cookies(&r).iter().all(|c| !c.starts_with(SESSION_COOKIE)));
+    assert!(set_cookies(&r)
+        .iter()
+        .all(|c| !c.starts_with(SESSION_COOKIE)));
 }
 
 #[tokio::test]
@@ -220,7 +230,11 @@ async fn actions_without_the_session_csrf_token_are_refused() {
         let (r, _) = send(&f.app, post(path, &cookie, "reason=x")).await;
         assert!(r.status().is_client_error(), "{path}: no token at all");
     }
-    assert_eq!(f.state.audit.view().tree.len(), before, "nothing was logged");
+    assert_eq!(
+        f.state.audit.view().tree.len(),
+        before,
+        "nothing was logged"
+    );
     // The session survived the forged sign-out; the real one ends it.
     let (r, _) = send(&f.app, get("/ui/tokens", Some(&cookie))).await;
     assert_eq!(r.status(), StatusCode::OK);

@@ -167,7 +167,11 @@ mod tests {
             .map(|s| match s {
                 Step::Open => "[".to_owned(),
                 Step::Close => "]".to_owned(),
-                Step::Start(t) => format!("{}{}", &t.cti[..2], if t.state == "revoked" { "r" } else { "" }),
+                Step::Start(t) => format!(
+                    "{}{}",
+                    &t.cti[..2],
+                    if t.state == "revoked" { "r" } else { "" }
+                ),
                 Step::End => ".".to_owned(),
             })
             .collect()
@@ -184,10 +188,7 @@ mod tests {
             token(1, None, false),
             token(9, Some(8), false),
         ];
-        assert_eq!(
-            shape(&lineage(&tokens, 50)),
-            "[02.01[03[04r.].].09.]"
-        );
+        assert_eq!(shape(&lineage(&tokens, 50)), "[02.01[03[04r.].].09.]");
         assert_eq!(TokenRow::of(&tokens[3], 100).state, "expired");
         assert_eq!(shape(&lineage(&[], 50)), "[]");
     }
