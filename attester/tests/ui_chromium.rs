@@ -26,6 +26,8 @@ use writ_attester::tpm::AkAlg;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// WebDriver's Enter key.
 const ENTER: &str = "\u{E007}";
+/// WebDriver's Tab key.
+const TAB: &str = "\u{E004}";
 
 /// An executable on `PATH`.
 fn on_path(names: &[&str]) -> Option<PathBuf> {
@@ -202,6 +204,20 @@ impl Browser {
         );
     }
 
+    /// Press `key` on the focused element; returns the text of the element
+    /// that has the focus then.
+    fn press_on_focused(&self, key: &str) -> String {
+        let active = self.call(reqwest::Method::GET, "/element/active", None);
+        let active = active[ELEMENT].as_str().unwrap().to_owned();
+        self.type_into(&active, key);
+        let now = self.call(reqwest::Method::GET, "/element/active", None);
+        let now = now[ELEMENT].as_str().unwrap().to_owned();
+        self.call(reqwest::Method::GET, &format!("/element/{now}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// The page's text, `None` while a page is loading.
     fn try_text(&self) -> Option<String> {
         let body = self
@@ -275,6 +291,12 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
     assert!(t.contains(&host_id), "{t}");
     assert!(t.contains("1\ntrusted"), "one trusted host: {t}");
     b.screenshot("02-fleet-trusted");
+    // Keyboard navigation: Tab reaches the skip link, then the navigation's
+    // real links, in order.
+    b.goto(&ui);
+    b.wait_for_text("Hosts by status", Duration::from_secs(10));
+    let focus: Vec<String> = (0..3).map(|_| b.press_on_focused(TAB)).collect();
+    assert_eq!(focus, ["Skip to content", "Fleet", "Tokens"], "tab order");
 
     // The host page: trusted, two active tokens.
     b.click(&b.find("link text", &host_id));
