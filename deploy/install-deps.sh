@@ -2,8 +2,10 @@
 # Installs the system packages Writ needs on Debian 12 (run as root, or with sudo available).
 # postgresql-15: the tests start throw-away PostgreSQL servers from its
 # programs (pg-harness); a broker itself needs it only for a postgres:// store.
+# chromium, chromium-driver and fonts-dejavu-core: the dashboard test
+# (attester/tests/ui_chromium.rs) drives a headless Chromium over WebDriver.
 set -euo pipefail
-PKGS=(swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools pkg-config openssl sqlite3 postgresql-15 ca-certificates)
+PKGS=(swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools pkg-config openssl sqlite3 postgresql-15 ca-certificates chromium chromium-driver fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/status", get(status::status))
         .merge(costly)
         .merge(operator)
+        .merge(crate::ui::router())
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         // Every route above gets the whole-request timeout; the stream
         // below is bounded by its slots and `status.stream_max_secs`.

@@ -191,6 +191,14 @@ pub trait StateStore: Send + Sync + Debug {
     /// A token with its lineage parent and revocation state.
     async fn token_state(&self, cti: &[u8]) -> Result<Option<TokenState>, StoreError>;
 
+    /// At most `limit` tokens with their lineage parent and revocation
+    /// state, newest first (`host`: only that host's).
+    async fn recent_tokens(
+        &self,
+        host: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenState>, StoreError>;
+
     /// The host's clock baseline, if any.
     async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError>;
 

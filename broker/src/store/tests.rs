@@ -190,7 +190,80 @@ async fn finding3_retention_deletes_expired_and_old_rows(backend: Backend) {
     );
 }
 
+fn host(id: &str) -> HostRecord {
+    HostRecord {
+        id: id.into(),
+        status: HostStatus::Enrolled,
+        ek_public: id.as_bytes().to_vec(),
+        ek_cert_digest: vec![],
+        ak_public: vec![3],
+        ak_name: id.as_bytes().to_vec(),
+        enrolled_at: 1,
+        last_attested_at: None,
+        last_failure: None,
+        policy_id: None,
+    }
+}
+
+fn token(host: &str, n: u8, iat: i64) -> TokenRecord {
+    TokenRecord {
+        cti: vec![n; 16],
+        host_id: host.into(),
+        workload: "w".into(),
+        workload_digest: vec![7; 32],
+        iat,
+        exp: iat + 600,
+        policy_id: "p".into(),
+        token_digest: vec![n; 32],
+    }
+}
+
+/// The dashboard's token listing: newest first, bounded, by host, with the
+/// revocation state.
+async fn recent_tokens_newest_first_by_host(backend: Backend) {
+    let (_d, s) = store(backend).await;
+    for h in ["a", "b"] {
+        apply(&s, StateChange::Host(host(h))).await.unwrap();
+    }
+    for (h, n, at) in [("a", 1, 10), ("b", 2, 20), ("a", 3, 30)] {
+        appraise(
+            &s,
+            appraisal(h, at),
+            HostStatus::Trusted,
+            Some(token(h, n, at)),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    apply(
+        &s,
+        StateChange::RevokeToken {
+            cti: vec![1; 16],
+            reason: "test".into(),
+            at: 40,
+        },
+    )
+    .await
+    .unwrap();
+    let all = s.recent_tokens(None, 10).await.unwrap();
+    let seen: Vec<(u8, bool, Option<Vec<u8>>)> = all
+        .iter()
+        .map(|t| (t.record.cti[0], t.revoked, t.parent_cti.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(3, false, None), (2, false, None), (1, true, None)]
+    );
+    assert_eq!(all[1].record, token("b", 2, 20));
+    let a = s.recent_tokens(Some("a"), 1).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].record, token("a", 3, 30));
+    assert!(s.recent_tokens(Some("c"), 10).await.unwrap().is_empty());
+}
+
 on_each_backend!(
+    recent_tokens_newest_first_by_host,
     enrollment_answered_once,
     ima_cursor_roundtrip_and_replace,
     fleet_secret_is_created_once,

@@ -186,6 +186,14 @@ impl StateStore for PgStore {
         rows::token(&mut *self.pool.acquire().await?, cti, RowLock::None).await
     }
 
+    async fn recent_tokens(
+        &self,
+        host: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenState>, StoreError> {
+        rows::recent_tokens(&mut *self.pool.acquire().await?, host, limit).await
+    }
+
     async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError> {
         rows::host_clock(&mut *self.pool.acquire().await?, host_id, RowLock::None).await
     }

@@ -89,23 +89,42 @@ pub(super) async fn token(
         .bind(cti)
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(|r| {
-        Ok(TokenState {
-            record: TokenRecord {
-                cti: r.try_get("cti")?,
-                host_id: r.try_get("host_id")?,
-                workload: r.try_get("workload")?,
-                workload_digest: r.try_get("workload_digest")?,
-                iat: r.try_get("iat")?,
-                exp: r.try_get("exp")?,
-                policy_id: r.try_get("policy_id")?,
-                token_digest: r.try_get("token_digest")?,
-            },
-            parent_cti: r.try_get("parent_cti")?,
-            revoked: r.try_get::<i64, _>("revoked")? != 0,
-        })
+    row.map(|r| token_row(&r)).transpose()
+}
+
+fn token_row(r: &SqliteRow) -> Result<TokenState, StoreError> {
+    Ok(TokenState {
+        record: TokenRecord {
+            cti: r.try_get("cti")?,
+            host_id: r.try_get("host_id")?,
+            workload: r.try_get("workload")?,
+            workload_digest: r.try_get("workload_digest")?,
+            iat: r.try_get("iat")?,
+            exp: r.try_get("exp")?,
+            policy_id: r.try_get("policy_id")?,
+            token_digest: r.try_get("token_digest")?,
+        },
+        parent_cti: r.try_get("parent_cti")?,
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
     })
-    .transpose()
+}
+
+pub(super) async fn recent_tokens(
+    conn: &mut SqliteConnection,
+    host: Option<&str>,
+    limit: u32,
+) -> Result<Vec<TokenState>, StoreError> {
+    sqlx::query(
+        "SELECT * FROM tokens WHERE ($1 IS NULL OR host_id = $1)
+         ORDER BY iat DESC, cti LIMIT $2",
+    )
+    .bind(host)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(token_row)
+    .collect()
 }
 
 pub(super) async fn status_version(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
