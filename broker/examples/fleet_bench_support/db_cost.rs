@@ -284,7 +284,8 @@ impl DbCost {
         let used = self.self_cpu + self.server_cpu.unwrap_or_default();
         let mut out = vec![format!(
             "CPU: {:.0} µs in this process (brokers, clients, KDS{}), of which {:.0} µs the \
-             guests' report signing{}; {:.0}% of {} cores busy over the window",
+             guests' report signing{}; these used {:.0}% of the {} cores over the window \
+             (the rest was idle or other work on the machine)",
             us(self.self_cpu),
             if self.pg.is_none() { ", SQLite" } else { "" },
             us(self.signing),
