@@ -2,8 +2,9 @@
 # Installs the system packages Writ needs on Debian 12 (run as root, or with sudo available).
 # postgresql-15: the tests start throw-away PostgreSQL servers from its
 # programs (pg-harness); a broker itself needs it only for a postgres:// store.
+# python3-cbor2: an independent decoder of the status lists in verifier-lib's tests.
 set -euo pipefail
-PKGS=(swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools pkg-config openssl sqlite3 postgresql-15 ca-certificates)
+PKGS=(swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools pkg-config openssl sqlite3 postgresql-15 ca-certificates python3 python3-cbor2)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

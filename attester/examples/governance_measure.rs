@@ -216,6 +216,7 @@ fn gate_overhead(rt: &tokio::runtime::Runtime) {
         scope: vec![],
         audit_index: None,
         offline_ok: false,
+        status: None,
     };
     let token = verifier_lib::token::mint(&claims, &broker_key).unwrap();
     let state = GateState::new(gate_config(keys), gate::system_now()).unwrap();

@@ -103,6 +103,7 @@ fn claims(b: &Broker, holder: &SigningKey) -> Claims {
         scope: Vec::new(),
         audit_index: None,
         offline_ok: false,
+        status: None,
     }
 }
 

@@ -87,6 +87,7 @@ fn token(key: &SigningKey, holder: &SigningKey, issuer: &str, now: i64, cti: u8)
         scope: Vec::new(),
         audit_index: None,
         offline_ok: false,
+        status: None,
     };
     mint(&claims, key).unwrap()
 }

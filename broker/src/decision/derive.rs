@@ -114,6 +114,7 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
         audit_index: None,
         // Never wider than the parent (checked by `check_narrower`).
         offline_ok: parent.claims.offline_ok,
+        status: None,
     };
     lineage::check_narrower(&parent.claims, &child).map_err(DeriveError::Lineage)?;
     let parent_cti = parent.claims.cti.clone();

@@ -76,6 +76,7 @@ impl Keys {
             scope: Vec::new(),
             audit_index: None,
             offline_ok: false,
+            status: None,
         }
     }
 

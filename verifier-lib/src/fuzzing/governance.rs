@@ -54,6 +54,7 @@ pub fn pop_proof(data: &[u8]) {
             scope: Vec::new(),
             audit_index: None,
             offline_ok: false,
+            status: None,
         },
         kid: key.kid(),
         digest: vec![0; 32],
