@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/v1/status", get(status::status))
+        .route("/v1/status/lists/{epoch}", get(status::status_list))
         .merge(costly)
         .merge(operator)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
