@@ -2,16 +2,25 @@
 //! possession).
 
 use crate::pop::{self, ReplayCache, ReplayLimits, RequestContext, Window};
-use crate::status::{self, StatusList};
-use crate::token::{KeySet, VerifiedToken};
+use crate::status::{self, ListCheck, StatusList};
+use crate::token::{KeySet, StatusRef, VerifiedToken};
 
 use super::token::{token_fuzz_signing_key, TOKEN_FUZZ_ISSUER, TOKEN_FUZZ_NOW};
 
 /// Decode and verify arbitrary bytes as a signed status list (and as a bare
-/// payload); look a cti up in whatever decodes.
+/// payload, with a 1 MiB decompression cap); look an index up in whatever
+/// decodes.
 pub fn status_list(data: &[u8]) {
-    if let Ok(l) = StatusList::from_cbor_bytes(data) {
-        let _ = l.is_revoked(&[0u8; 16]);
+    let probe = |l: &StatusList, idx: u64| {
+        let r = StatusRef {
+            idx,
+            uri: l.uri.clone(),
+        };
+        let _ = l.status_of(Some(&r));
+    };
+    if let Ok(l) = StatusList::from_cbor_bytes(data, 1 << 20) {
+        probe(&l, 0);
+        probe(&l, u64::MAX);
     }
     let Some(key) = token_fuzz_signing_key() else {
         return;
@@ -19,8 +28,8 @@ pub fn status_list(data: &[u8]) {
     let Ok(keys) = KeySet::new(vec![key.verifying_key()]) else {
         return;
     };
-    if let Ok(l) = status::verify(data, &keys, TOKEN_FUZZ_ISSUER, TOKEN_FUZZ_NOW, 30) {
-        let _ = l.is_revoked(data.get(..16).unwrap_or_default());
+    if let Ok(l) = status::verify(data, &keys, ListCheck::at(TOKEN_FUZZ_NOW, 30)) {
+        probe(&l, data.len() as u64);
     }
 }
 
