@@ -144,10 +144,13 @@ fn open_marked(bytes: &[u8]) -> Result<(Opened<'_>, Marks), TokenError> {
         Some(RegisteredLabel::Assigned(a)) => Some(format!("{a:?}")),
         None => None,
     };
-    let typ = h.rest.iter().find_map(|(label, value)| match (label, value) {
-        (coset::Label::Int(TYP_LABEL), ciborium::value::Value::Text(t)) => Some(t.clone()),
-        _ => None,
-    });
+    let typ = h
+        .rest
+        .iter()
+        .find_map(|(label, value)| match (label, value) {
+            (coset::Label::Int(TYP_LABEL), ciborium::value::Value::Text(t)) => Some(t.clone()),
+            _ => None,
+        });
     let kid = if h.key_id.is_empty() {
         None
     } else {

@@ -272,8 +272,8 @@ async fn token_pass(st: &AppState, req: SignedRequest<'_>) -> Result<SignedToken
                 ),
             }
             .claims(mint::new_cti().map_err(EntryError::Mint)?, Some(index));
-            let m = mint::sign(&claims, &signing_key, &policy.id, &slot)
-                .map_err(EntryError::Mint)?;
+            let m =
+                mint::sign(&claims, &signing_key, &policy.id, &slot).map_err(EntryError::Mint)?;
             let leaf = crate::audit::leaves::token_minted(&m.record, None, now);
             let entry = Entry {
                 change: StateChange::SignedToken {

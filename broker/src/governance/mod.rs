@@ -193,11 +193,7 @@ impl Governance {
         let ttl = config.status.ttl_secs;
         let resign_after = config.status.resign_secs.min(ttl / 2).max(1);
         let version = store.status_version().await?;
-        let cached = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&epoch).cloned());
+        let cached = self.cache.lock().ok().and_then(|c| c.get(&epoch).cloned());
         if let Some(p) = cached {
             if p.version == version
                 && now < p.issued_at.saturating_add(resign_after)

@@ -16,8 +16,8 @@ mod request_key;
 mod retention;
 mod revoked_identity;
 mod snp;
-pub mod status_list;
 mod sqlite;
+pub mod status_list;
 #[cfg(test)]
 mod test_store;
 #[cfg(test)]

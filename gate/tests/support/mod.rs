@@ -7,8 +7,8 @@ use std::sync::Arc;
 use verifier_lib::pop::Window;
 use verifier_lib::status::{Bits, StatusArray, StatusList, INVALID};
 use verifier_lib::token::{
-    mint, Appraisal, Claims, EarStatus, Expectations, KeySet, SigningKey, StatusRef,
-    TokenVerifier, PROFILE,
+    mint, Appraisal, Claims, EarStatus, Expectations, KeySet, SigningKey, StatusRef, TokenVerifier,
+    PROFILE,
 };
 use writ_gate::{GateConfig, Now};
 

@@ -166,10 +166,7 @@ impl StatusList {
         let uri = as_text(required(m.take(SUB), "status/sub")?, "status/sub")?;
         let issued_at = as_i64(required(m.take(IAT), "status/iat")?, "status/iat")?;
         let expires_at = as_i64(required(m.take(EXP), "status/exp")?, "status/exp")?;
-        let ttl = m
-            .take(TTL)
-            .map(|v| as_u64(v, "status/ttl"))
-            .transpose()?;
+        let ttl = m.take(TTL).map(|v| as_u64(v, "status/ttl")).transpose()?;
         let version = m
             .take(WRIT_STATUS_VERSION)
             .map(|v| as_u64(v, "status/writ.version"))

@@ -172,7 +172,10 @@ fn refuses_expired_future_wrong_key_tampering_and_tokens() {
         Err(StatusError::Envelope(TokenError::UnknownKey { .. }))
     ));
     let mut bad = signed.clone();
-    let pos = bad.windows(URI.len()).position(|w| w == URI.as_bytes()).unwrap();
+    let pos = bad
+        .windows(URI.len())
+        .position(|w| w == URI.as_bytes())
+        .unwrap();
     bad[pos] ^= 1;
     assert_eq!(
         verify(&bad, &set, ListCheck::at(200, 0)),
@@ -197,7 +200,9 @@ fn refuses_expired_future_wrong_key_tampering_and_tokens() {
 #[test]
 fn the_decompression_cap_is_the_callers() {
     let (k, set) = keys();
-    let signed = list(StatusArray::new(Bits::One, 8 * 4096)).sign(&k).unwrap();
+    let signed = list(StatusArray::new(Bits::One, 8 * 4096))
+        .sign(&k)
+        .unwrap();
     let check = ListCheck {
         max_decompressed: 1024,
         ..ListCheck::at(200, 0)
@@ -245,7 +250,9 @@ print(claims[2], claims[6], claims[4], claims[65534], len(raw), ' '.join(map(str
         .arg(script)
         .arg(&path)
         .output()
-        .unwrap_or_else(|e| panic!("{python} is required (deploy/install-deps.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{python} is required (deploy/install-deps.sh installs it): {e}")
+        });
     assert!(
         out.status.success(),
         "python3 + cbor2 could not decode the list (install python3-cbor2): {}",

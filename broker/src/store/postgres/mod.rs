@@ -25,9 +25,10 @@ use verifier_lib::host_clock::ClockState;
 
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
-    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord,
-    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, RetentionCutoffs, RetentionReport,
-    SnpHostRecord, StateStore, StatusEpoch, StatusSlot, EpochPlan, EpochStatuses, StoreError, TokenRecord, TokenState, WriteTransaction,
+    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, EpochPlan, EpochStatuses,
+    HostEvent, HostRecord, HostState, HostStatus, ImaCursorRecord, RequestKeyRecord,
+    RetentionCutoffs, RetentionReport, SnpHostRecord, StateStore, StatusEpoch, StatusSlot,
+    StoreError, TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;

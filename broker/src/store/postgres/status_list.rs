@@ -2,7 +2,7 @@
 //! shared with PostgreSQL). The allocator row is locked by its `UPDATE` until commit, so brokers take slots one at a time.
 
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use crate::store::status_list::{
     to_i64, ALLOCATE_SQL, CURRENT_EPOCH_SQL, EPOCH_SQL, FIRST_EPOCH_SQL, LIVE_EPOCHS_SQL,

@@ -193,6 +193,7 @@ fn token(cti: u8, host: &str) -> TokenRecord {
         exp: 1000,
         policy_id: "p".into(),
         token_digest: vec![cti; 32],
+        status: None,
     }
 }
 

@@ -100,10 +100,7 @@ pub(super) async fn token(
                 exp: r.try_get("exp")?,
                 policy_id: r.try_get("policy_id")?,
                 token_digest: r.try_get("token_digest")?,
-                status: status_slot(
-                    r.try_get("status_epoch")?,
-                    r.try_get("status_idx")?,
-                )?,
+                status: status_slot(r.try_get("status_epoch")?, r.try_get("status_idx")?)?,
             },
             parent_cti: r.try_get("parent_cti")?,
             revoked: r.try_get::<i64, _>("revoked")? != 0,

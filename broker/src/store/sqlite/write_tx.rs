@@ -180,8 +180,14 @@ where
     ) -> Result<(), StoreError> {
         let (slot_epoch, slot_idx) = match t.status {
             Some(s) => (
-                Some(crate::store::status_list::to_i64("tokens.status_epoch", s.epoch)?),
-                Some(crate::store::status_list::to_i64("tokens.status_idx", s.idx)?),
+                Some(crate::store::status_list::to_i64(
+                    "tokens.status_epoch",
+                    s.epoch,
+                )?),
+                Some(crate::store::status_list::to_i64(
+                    "tokens.status_idx",
+                    s.idx,
+                )?),
             ),
             None => (None, None),
         };
