@@ -71,6 +71,48 @@ impl TestBroker {
         )
     }
 
+    /// Start a second broker on this one's store (a fleet of two on one
+    /// PostgreSQL database): its own state directory and token key,
+    /// configured by `tweak`.
+    pub fn start_beside(
+        &self,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestBroker, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let storage = self
+            .storage
+            .clone()
+            .ok_or("start_beside needs a broker started with start_on")?;
+        Self::start_at(
+            dir,
+            Some(storage),
+            opts,
+            tweak,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    }
+
+    /// Start a broker with its own state directory, its store on `backend`,
+    /// configured by `tweak`.
+    pub fn start_on_configured(
+        backend: Backend,
+        opts: BrokerOptions,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestBroker, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let storage = backend
+            .storage(dir.path(), "writ")
+            .map_err(|e| format!("storage: {e}"))?;
+        Self::start_at(
+            dir,
+            Some(storage),
+            opts,
+            tweak,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    }
+
     /// Start a broker on an existing state directory (a restart keeps the
     /// database and the token key).
     pub fn start_in(dir: tempfile::TempDir, opts: BrokerOptions) -> Result<TestBroker, String> {
