@@ -38,7 +38,7 @@ async fn current(st: &AppState) -> Result<std::sync::Arc<Published>, ApiError> {
 /// If-None-Match.
 pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let p = current(&st).await?;
-    Ok(respond(&p, &headers)?)
+    respond(&p, &headers)
 }
 
 /// `GET /v1/status/lists/{epoch}`: a live epoch's signed list (the URI
@@ -60,7 +60,7 @@ pub async fn status_list(
                 format!("no live status list for epoch {epoch}"),
             )
         })?;
-    Ok(respond(&p, &headers)?)
+    respond(&p, &headers)
 }
 
 fn respond(p: &Published, headers: &HeaderMap) -> Result<Response, ApiError> {

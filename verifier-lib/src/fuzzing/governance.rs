@@ -96,13 +96,16 @@ mod tests {
     #[test]
     fn entry_points_take_valid_truncated_and_garbage_input() {
         let key = token_fuzz_signing_key().unwrap();
-        let list = StatusList::new(
-            TOKEN_FUZZ_ISSUER,
-            1,
-            TOKEN_FUZZ_NOW,
-            TOKEN_FUZZ_NOW + 60,
-            [[1u8; 16]],
-        )
+        let mut statuses = status::StatusArray::new(status::Bits::One, 64);
+        statuses.set(1, status::INVALID).unwrap();
+        let list = StatusList {
+            uri: "https://writ.example/v1/status/lists/1".into(),
+            version: 1,
+            issued_at: TOKEN_FUZZ_NOW,
+            expires_at: TOKEN_FUZZ_NOW + 60,
+            ttl: Some(10),
+            statuses,
+        }
         .sign(&key)
         .unwrap();
         let ctx = RequestContext {
