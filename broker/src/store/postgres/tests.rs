@@ -44,7 +44,10 @@ async fn simultaneous_starts_migrate_once() {
         .unwrap()
         .try_get("n")
         .unwrap();
-    assert_eq!(applied, 1);
+    // Each migration once (a count independent of how many there are).
+    let migrations = i64::try_from(super::MIGRATOR.iter().count()).unwrap();
+    assert!(migrations >= 2, "{migrations}");
+    assert_eq!(applied, migrations);
     for s in &stores {
         assert_eq!(s.counts().await.unwrap().hosts, 0);
     }
