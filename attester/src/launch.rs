@@ -134,7 +134,13 @@ pub fn prepare(
     if bound != Some(key.kid()) {
         return Err(LaunchError::CnfMismatch);
     }
-    revocation::ensure_not_revoked(&broker, &keys, &s.issuer, &verified.claims.cti, now())?;
+    revocation::ensure_not_revoked(
+        &broker,
+        &keys,
+        verified.claims.status.as_ref(),
+        &verified.claims.cti,
+        now(),
+    )?;
     let name = format!(
         "{}-{}.pem",
         workload.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),

@@ -1,6 +1,7 @@
-//! [`StatusFollower`]: keeps a gate's revocation status list current by
-//! polling `/v1/status` (ETag / 304) and, optionally, following the
-//! `/v1/status/stream` server-sent events. Only a verified list moves the
+//! [`StatusFollower`]: keeps a gate's Token Status Lists current by polling
+//! `/v1/status` (the current epoch, ETag / 304) and every other held list
+//! (`/v1/status/lists/{epoch}`), and, optionally, following the
+//! `/v1/status/stream` server-sent events (one per live list). Only a verified list moves the
 //! gate's freshness (its signed `issued_at` / `expires_at`); a `304` or a
 //! keep-alive is unauthenticated and refreshes nothing.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use verifier_lib::api::governance::StatusEvent;
-use verifier_lib::status;
+use verifier_lib::status::{self, ListCheck};
 
 use crate::state::GateState;
 
@@ -57,21 +58,57 @@ impl StatusFollower {
             if let Err(e) = self.poll_once(&http, &gate, &mut etag).await {
                 tracing::warn!(error = %e, "status poll failed");
             }
+            if let Err(e) = self.poll_held(&http, &gate).await {
+                tracing::warn!(error = %e, "status poll of held lists failed");
+            }
             tokio::time::sleep(self.poll_interval).await;
         }
     }
 
     fn verify_and_install(&self, gate: &GateState, bytes: &[u8]) -> Result<(), String> {
         let v = &gate.config().verifier;
-        let list = status::verify(
-            bytes,
-            v.keys(),
-            &v.expectations().issuer,
-            gate.now(),
-            self.leeway_secs,
-        )
-        .map_err(|e| e.to_string())?;
+        let list = status::verify(bytes, v.keys(), ListCheck::at(gate.now(), self.leeway_secs))
+            .map_err(|e| e.to_string())?;
         gate.install(list);
+        Ok(())
+    }
+
+    /// The path of a list URI on this follower's broker: every broker of a
+    /// fleet serves every list, under the same path.
+    fn list_path(uri: &str) -> Option<&str> {
+        uri.find("/v1/status/lists/").and_then(|i| uri.get(i..))
+    }
+
+    /// Refresh every held list by its own path; forget an expired one the
+    /// broker no longer serves (retired: its tokens all expired).
+    async fn poll_held(&self, http: &reqwest::Client, gate: &GateState) -> Result<(), String> {
+        for uri in gate.held_uris() {
+            let Some(path) = Self::list_path(&uri) else {
+                continue;
+            };
+            let resp = http
+                .get(format!("{}{path}", self.broker))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                // Retired (or not served under this path): forgotten once
+                // its own signed lifetime is over.
+                if gate
+                    .held(&uri)
+                    .is_some_and(|held| gate.now() >= held.expires_at)
+                {
+                    gate.retire(&uri);
+                }
+                continue;
+            }
+            if !resp.status().is_success() {
+                return Err(format!("HTTP {} for {path}", resp.status()));
+            }
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            self.verify_and_install(gate, &bytes)?;
+        }
         Ok(())
     }
 
@@ -106,6 +143,29 @@ impl StatusFollower {
         self.verify_and_install(gate, &bytes)?;
         *etag = new_etag;
         Ok(())
+    }
+
+    /// Fetch and install the list at `path` on the broker.
+    async fn fetch_path(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        path: &str,
+    ) -> Result<(), String> {
+        if !path.starts_with("/v1/status") {
+            return Err(format!("status event names an unexpected path {path:?}"));
+        }
+        let resp = http
+            .get(format!("{}{path}", self.broker))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {} for {path}", resp.status()));
+        }
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        self.verify_and_install(gate, &bytes)
     }
 
     async fn follow_stream(&self, http: &reqwest::Client, gate: &GateState) {
@@ -168,20 +228,17 @@ impl StatusFollower {
             tracing::warn!("unreadable status event");
             return;
         };
-        // Nothing newer than the held list (same version, not signed later).
-        if gate.status_version() == Some(ev.version)
-            && gate
-                .status_issued_at()
-                .is_some_and(|held| ev.issued_at <= held)
+        // Nothing newer than the held list of that URI (same version, not
+        // signed later).
+        if gate
+            .held(&ev.uri)
+            .is_some_and(|held| held.version == ev.version && ev.issued_at <= held.issued_at)
         {
             return;
         }
         let result = match &ev.list {
             Some(bytes) => self.verify_and_install(gate, bytes),
-            None => {
-                let mut none = None;
-                self.poll_once(http, gate, &mut none).await
-            }
+            None => self.fetch_path(http, gate, &ev.url).await,
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "status event list rejected");

@@ -80,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/v1/status", get(status::status))
+        .route("/v1/status/lists/{epoch}", get(status::status_list))
         .merge(costly)
         .merge(operator)
         .merge(crate::ui::router())

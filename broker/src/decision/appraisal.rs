@@ -395,12 +395,16 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     }
     let (key, issuer) = (Arc::clone(&st.signing_key), st.config.tokens.issuer.clone());
     let policy_for_mint = Arc::clone(&policy);
+    let slot = match grant {
+        Some(_) => Some(crate::governance::Governance::allocate(&st.store, &st.config, now).await?),
+        None => None,
+    };
     let (_, minted) = st
         .audit
         .commit_with(move |index| {
             let mut change = change;
-            let minted = match grant {
-                Some((grant, plan)) => {
+            let minted = match (grant, &slot) {
+                (Some((grant, plan)), Some(slot)) => {
                     // The token's leaf follows the decision's own.
                     let at = index.saturating_add(leaves.len() as u64);
                     let verifier_id = mint::verifier_id();
@@ -416,13 +420,13 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
                         submod: plan.submod,
                     }
                     .claims(mint::new_cti().map_err(EntryError::Mint)?, Some(at));
-                    let m =
-                        mint::sign(&claims, &key, &policy_for_mint.id).map_err(EntryError::Mint)?;
+                    let m = mint::sign(&claims, &key, &policy_for_mint.id, slot)
+                        .map_err(EntryError::Mint)?;
                     leaves.push(crate::audit::leaves::token_minted(&m.record, None, now));
                     change.token = Some(m.record.clone());
                     Some(m)
                 }
-                None => None,
+                _ => None,
             };
             Ok((
                 Entry {

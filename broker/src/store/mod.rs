@@ -17,6 +17,7 @@ mod retention;
 mod revoked_identity;
 mod snp;
 mod sqlite;
+pub mod status_list;
 #[cfg(test)]
 mod test_store;
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use request_key::RequestKeyRecord;
 pub use retention::{RetentionCutoffs, RetentionReport};
 pub use revoked_identity::revocation_names;
 pub use snp::SnpHostRecord;
+pub use status_list::{EpochPlan, EpochStatuses, StatusEpoch, StatusSlot};
 pub use write_tx::{TokenRoot, WriteTransaction, WriteTx};
 
 use std::fmt::Debug;
@@ -107,6 +109,9 @@ pub struct TokenRecord {
     pub exp: i64,
     pub policy_id: String,
     pub token_digest: Vec<u8>,
+    /// The token's entry in a status list (`None` for tokens minted before
+    /// status lists had indices).
+    pub status: Option<StatusSlot>,
 }
 
 /// Why a nonce was not accepted.
@@ -219,6 +224,39 @@ pub trait StateStore: Send + Sync + Debug {
     /// Revoked tokens that expire after `cutoff`, with the version they
     /// reflect (read in one transaction).
     async fn revoked_ctis(&self, cutoff: i64) -> Result<(u64, Vec<Vec<u8>>), StoreError>;
+
+    /// A slot for a new token: the next index of the current epoch, or
+    /// index 0 of a new epoch when the current one is full or older than
+    /// `plan.period_secs`. One row update, atomic across brokers; an index
+    /// is never handed out twice (one whose token is never minted stays
+    /// unused, status 0).
+    async fn allocate_status_slot(
+        &self,
+        plan: EpochPlan,
+        now: i64,
+    ) -> Result<StatusSlot, StoreError>;
+
+    /// The current epoch (opening the first one if there is none) and every
+    /// live epoch: the current one and those with a token expiring after
+    /// `cutoff`. Ascending.
+    async fn live_status_epochs(
+        &self,
+        plan: EpochPlan,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<(u64, Vec<StatusEpoch>), StoreError>;
+
+    /// What epoch `epoch`'s list holds, or `None` for an epoch never opened.
+    async fn epoch_statuses(&self, epoch: u64) -> Result<Option<EpochStatuses>, StoreError>;
+
+    /// Call `on_change` whenever a revocation commits, through any broker
+    /// on this store, as soon as the backend can tell (PostgreSQL:
+    /// `LISTEN/NOTIFY`). Returns `false` when the backend cannot push (the
+    /// caller polls).
+    fn spawn_status_listener(&self, on_change: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        let _ = on_change;
+        false
+    }
 
     /// A host's recorded events, oldest first.
     async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError>;

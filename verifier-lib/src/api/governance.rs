@@ -9,8 +9,8 @@ use super::b64;
 pub const AUTH_SCHEME: &str = "Writ";
 /// Header carrying the proof of possession (base64url COSE_Sign1).
 pub const POP_HEADER: &str = "writ-pop";
-/// Media type of a signed status list.
-pub const STATUS_MEDIA_TYPE: &str = "application/writ-status+cose";
+/// Media type of a signed status list (draft-ietf-oauth-status-list).
+pub const STATUS_MEDIA_TYPE: &str = "application/statuslist+cwt";
 
 /// Body of the operator revocation endpoints (optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,7 +75,9 @@ pub struct StatusEvent {
     pub expires_at: i64,
     /// Revoked tokens listed.
     pub entries: usize,
-    /// Where to fetch the list.
+    /// The list's `sub`: the URI its tokens carry.
+    pub uri: String,
+    /// Where to fetch the list on the broker that sent the event (a path).
     pub url: String,
     pub etag: String,
     /// The signed list itself, when small enough.

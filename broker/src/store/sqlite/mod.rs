@@ -12,14 +12,16 @@ use verifier_lib::host_clock::ClockState;
 
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
-    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord,
-    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, RetentionCutoffs, RetentionReport,
-    SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState, WriteTransaction,
+    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, EpochPlan, EpochStatuses,
+    HostEvent, HostRecord, HostState, HostStatus, ImaCursorRecord, RequestKeyRecord,
+    RetentionCutoffs, RetentionReport, SnpHostRecord, StateStore, StatusEpoch, StatusSlot,
+    StoreError, TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;
 mod retention;
 mod rows;
+mod status_list;
 mod write_tx;
 
 use write_tx::SqliteTx;
@@ -224,6 +226,27 @@ impl StateStore for SqliteStore {
             .map(|r| r.try_get::<Vec<u8>, _>("cti"))
             .collect::<Result<_, _>>()?;
         Ok((v, ctis))
+    }
+
+    async fn allocate_status_slot(
+        &self,
+        plan: EpochPlan,
+        now: i64,
+    ) -> Result<StatusSlot, StoreError> {
+        status_list::allocate(&self.pool, plan, now).await
+    }
+
+    async fn live_status_epochs(
+        &self,
+        plan: EpochPlan,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<(u64, Vec<StatusEpoch>), StoreError> {
+        status_list::live_epochs(&self.pool, plan, cutoff, now).await
+    }
+
+    async fn epoch_statuses(&self, epoch: u64) -> Result<Option<EpochStatuses>, StoreError> {
+        status_list::epoch_statuses(&self.pool, epoch).await
     }
 
     async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
