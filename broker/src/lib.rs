@@ -20,5 +20,6 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tee;
+pub mod telemetry;
 
 pub use api::app;

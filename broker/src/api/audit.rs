@@ -95,11 +95,23 @@ fn text(body: String) -> axum::response::Response {
 }
 
 /// `GET /v1/audit/key`: the checkpoint verifier key (signed-note vkey).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/key",
+    tag = "audit",
+    responses((status = 200, description = "The checkpoint verifier key (signed-note vkey)", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn key(State(st): State<AppState>) -> axum::response::Response {
     text(format!("{}\n", st.audit.vkey()))
 }
 
 /// `GET /v1/audit/checkpoint`: the newest signed checkpoint (a C2SP note).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoint",
+    tag = "audit",
+    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn checkpoint(State(st): State<AppState>) -> Result<axum::response::Response, ApiError> {
     let latest = st.audit.view().latest.clone();
     let latest = match latest {
@@ -135,6 +147,13 @@ pub struct CheckpointList {
 /// size >= N, in issue order, and where the next page starts. A log signs a
 /// checkpoint only when it grew, so sizes strictly increase and the next
 /// page starts one past the last size returned.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoints",
+    tag = "audit",
+    params(("from_size" = Option<u64>, Query, description = "Smallest tree size"), ("limit" = Option<u32>, Query, description = "Page size")),
+    responses((status = 200, description = "A page of checkpoints in issue order", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn checkpoints(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
@@ -237,6 +256,13 @@ pub struct EntryList {
 /// leaf's hash and [`LeafSummary`]; with an operator's
 /// `Authorization: Bearer` token, also the leaf itself. A token that does
 /// not authenticate is refused (401), not served the public form.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/entries",
+    tag = "audit",
+    params(("start" = u64, Query), ("end" = u64, Query)),
+    responses((status = 200, description = "Leaves start..end: hash and summary; the leaf itself with an operator token", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn entries(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -310,6 +336,13 @@ fn proof_size(st: &AppState, given: Option<u64>) -> Result<u64, ApiError> {
 
 /// `GET /v1/audit/proof/inclusion?index=I|leaf_hash=H[&tree_size=N]`
 /// (default size: the newest checkpoint's).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proof/inclusion",
+    tag = "audit",
+    params(("index" = Option<u64>, Query), ("leaf_hash" = Option<String>, Query), ("tree_size" = Option<u64>, Query)),
+    responses((status = 200, description = "An RFC 6962 inclusion proof", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn inclusion(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
@@ -368,6 +401,13 @@ pub struct ConsistencyProof {
 
 /// `GET /v1/audit/proof/consistency?from=A[&to=B]` (default `to`: the newest
 /// checkpoint's size).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proof/consistency",
+    tag = "audit",
+    params(("from" = u64, Query), ("to" = Option<u64>, Query)),
+    responses((status = 200, description = "An RFC 6962 consistency proof", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn consistency(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,

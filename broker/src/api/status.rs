@@ -34,6 +34,12 @@ async fn published(st: &AppState) -> Result<std::sync::Arc<Published>, ApiError>
 }
 
 /// `GET /v1/status`: the signed status list, with ETag / If-None-Match.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "status",
+    responses((status = 200, description = "The signed status list (ETag / If-None-Match)", content_type = "application/writ-status+cose"), (status = 304, description = "Not modified"), super::openapi::ApiErrors)
+)]
 pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let p = published(&st).await?;
     let etag = HeaderValue::from_str(&p.etag).map_err(|e| ApiError::internal("status_etag", e))?;
@@ -94,6 +100,12 @@ fn status_event(p: &Published, inline_max: usize) -> Event {
 /// one on every new status version.
 /// At most `limits.max_status_streams` at once (`503 stream_capacity`
 /// beyond), each closed after `status.stream_max_secs`.
+#[utoipa::path(
+    get,
+    path = "/v1/status/stream",
+    tag = "status",
+    responses((status = 200, description = "Server-Sent Events: one `status` event per status-list version", content_type = "text/event-stream"), super::openapi::ApiErrors)
+)]
 pub async fn status_stream(
     State(st): State<AppState>,
     Extension(slots): Extension<StreamSlots>,

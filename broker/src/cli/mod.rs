@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use self::audit::AuditCommand;
 use self::evidence::EvidenceCommand;
 use crate::config::Config;
+use crate::telemetry::logs::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(name = "writ-broker", version, about = "Writ attestation broker")]
@@ -31,6 +32,9 @@ enum Command {
         /// TOML configuration file (layered over defaults, under WRIT_* env vars).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Log lines as human text or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check evidence offline and print the verdict as JSON
     /// (exit 0 valid, 1 invalid, 2 unusable input).
@@ -73,8 +77,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            init_tracing();
+        Command::Serve { config, log_format } => {
+            crate::telemetry::logs::init(log_format);
             let cfg = match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -124,13 +128,4 @@ pub fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
