@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod evidence;
 pub mod keys;
+pub mod operator;
 mod operator_token;
 pub mod policy;
 
@@ -66,6 +67,36 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Hosts on a running broker: `list`, `show`, `revoke`, `reinstate`
+    /// (operator token from WRIT_OPERATOR_TOKEN or --token-file).
+    Hosts {
+        #[command(subcommand)]
+        command: operator::HostsCommand,
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Tokens on a running broker: `revoke`.
+    Tokens {
+        #[command(subcommand)]
+        command: operator::TokensCommand,
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Workloads on a running broker: `revoke`.
+    Workloads {
+        #[command(subcommand)]
+        command: operator::WorkloadsCommand,
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Fleet summary of a running broker: hosts by status, failing hosts,
+    /// readiness.
+    Status {
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Print the effective configuration (defaults + file + environment) as TOML.
     Config {
         #[arg(long)]
@@ -109,6 +140,29 @@ pub fn main() -> ExitCode {
         Command::Audit { command } => audit::run(command),
         Command::Keys { command } => keys::run(command),
         Command::OperatorToken { name } => operator_token::run(&name),
+        Command::Hosts {
+            command,
+            connection,
+        } => operator::run_hosts(&connection, command),
+        Command::Tokens {
+            command,
+            connection,
+        } => operator::run_tokens(&connection, command),
+        Command::Workloads {
+            command,
+            connection,
+        } => operator::run_workloads(&connection, command),
+        Command::Status { connection } => operator::run_status(&connection),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "writ-broker",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => match toml::to_string_pretty(&c) {

@@ -407,7 +407,7 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     }
     let (key, issuer) = (Arc::clone(&st.signing_key), st.config.tokens.issuer.clone());
     let policy_for_mint = Arc::clone(&policy);
-    let (_, minted) = st
+    let (appended, minted) = st
         .audit
         .commit_with(move |index| {
             let mut change = change;
@@ -445,6 +445,8 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
             ))
         })
         .await?;
+    st.metrics
+        .tokens_revoked("appraisal", appended.tokens_revoked);
     if d.status == Some(HostStatus::Failed) && d.previous != Some(HostStatus::Failed) {
         st.governance.poke();
     }

@@ -47,7 +47,7 @@ pub const METRIC_NAMES: &[(&str, &str, &str)] = &[
     (
         TOKENS_REVOKED,
         "counter",
-        "Tokens revoked by operator actions (descendants included)",
+        "Tokens revoked (descendants included), by cause (operator, appraisal, stale)",
     ),
     (
         HOSTS,
@@ -73,6 +73,9 @@ pub const METRIC_NAMES: &[(&str, &str, &str)] = &[
     (STATUS_AGE, "gauge", "Age of the published status list"),
     (AUDIT_SIZE, "gauge", "Leaves in the committed audit tree"),
 ];
+
+/// Why tokens are revoked (`writ_tokens_revoked_total{cause}`).
+const REVOCATION_CAUSES: [&str; 3] = ["operator", "appraisal", "stale"];
 
 /// Every host status, so that a status with no host reads 0.
 const STATUSES: [HostStatus; 5] = [
@@ -138,7 +141,14 @@ impl Metrics {
                 _ => recorder.describe_histogram(name, unit, help),
             }
         }
-        Metrics { recorder, handle }
+        let metrics = Metrics { recorder, handle };
+        // Counters read 0 before their first event (absent
+        // would look like a broker that does not export them).
+        metrics.counter(DATABASE_ERRORS, &[], 0);
+        for cause in REVOCATION_CAUSES {
+            metrics.counter(TOKENS_REVOKED, &[("cause", cause)], 0);
+        }
+        metrics
     }
 
     fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)], by: u64) {
@@ -174,9 +184,11 @@ impl Metrics {
         self.counter(TOKENS_MINTED, &[("kind", kind)], 1);
     }
 
-    /// Tokens revoked by one operator action.
-    pub fn tokens_revoked(&self, count: u64) {
-        self.counter(TOKENS_REVOKED, &[], count);
+    /// Tokens revoked by one state change; `cause`: `operator` (an
+    /// operator action), `appraisal` (a failing appraisal), `stale` (no
+    /// passing attestation in time).
+    pub fn tokens_revoked(&self, cause: &str, count: u64) {
+        self.counter(TOKENS_REVOKED, &[("cause", cause)], count);
     }
 
     /// One answered request: `route` is the matched route template
