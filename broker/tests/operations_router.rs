@@ -149,6 +149,15 @@ async fn openapi_document_and_router_agree() {
     );
 
     let paths = doc["paths"].as_object().unwrap();
+    // Operation ids are unique (OpenAPI requires it; client generators
+    // name functions after them).
+    let mut ids = BTreeSet::new();
+    for item in paths.values() {
+        for op in item.as_object().unwrap().values() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "operationId {id} is not unique");
+        }
+    }
     let mut operations = 0;
     for (path, item) in paths {
         let concrete = path
@@ -206,6 +215,26 @@ async fn openapi_document_and_router_agree() {
             paths.contains_key(&mount) || UNDOCUMENTED_MOUNTS.contains(&mount.as_str()),
             "{mount} is mounted outside `routes!` and missing from the OpenAPI document"
         );
+    }
+    // Someone else's validator, where installed (PyPI openapi-spec-validator).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &a.body).unwrap();
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(file.path())
+        .output();
+    match check {
+        Ok(out) if !String::from_utf8_lossy(&out.stderr).contains("No module named") => {
+            assert!(
+                out.status.success(),
+                "openapi-spec-validator: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        _ => eprintln!("openapi-spec-validator not installed; document not validated by it"),
     }
     // An undocumented path gets the fallback.
     let a = call(&app, get("/v1/not-an-endpoint")).await;

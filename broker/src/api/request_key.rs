@@ -37,6 +37,7 @@ impl From<SignedError> for ApiError {
 #[utoipa::path(
     post,
     path = "/v1/request-keys",
+    operation_id = "register_request_key",
     tag = "tokens",
     request_body = RequestKeyRegistration,
     responses((status = 200, description = "The registered request key", body = RequestKeyResponse), super::openapi::ApiErrors)
@@ -69,6 +70,7 @@ pub async fn register(
 #[utoipa::path(
     post,
     path = "/v1/tokens/signed",
+    operation_id = "signed_token",
     tag = "tokens",
     request_body = SignedTokenRequest,
     responses((status = 200, description = "An execution token for a request signed by the request key", body = TokenResponse), super::openapi::ApiErrors)

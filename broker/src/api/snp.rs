@@ -38,6 +38,7 @@ fn check_host_id(host_id: &str) -> Result<(), ApiError> {
 #[utoipa::path(
     post,
     path = "/v1/snp/challenge",
+    operation_id = "snp_challenge",
     tag = "sev-snp",
     request_body = ChallengeRequest,
     responses((status = 200, description = "A single-use nonce for an SNP report", body = ChallengeResponse), super::openapi::ApiErrors)
@@ -92,6 +93,7 @@ pub async fn challenge(
 #[utoipa::path(
     post,
     path = "/v1/snp/attest",
+    operation_id = "snp_attest",
     tag = "sev-snp",
     request_body = SnpAttestRequest,
     responses((status = 200, description = "The appraisal of the report", body = AppraisalResponse), super::openapi::ApiErrors)
@@ -122,6 +124,7 @@ pub async fn attest(
 #[utoipa::path(
     post,
     path = "/v1/snp/tokens",
+    operation_id = "snp_token",
     tag = "sev-snp",
     request_body = SnpTokenRequest,
     responses((status = 200, description = "An execution token for the workload", body = TokenResponse), super::openapi::ApiErrors)

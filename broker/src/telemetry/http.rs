@@ -17,6 +17,9 @@ use crate::state::AppState;
 /// The request id header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Routes whose successful requests are logged at debug level.
+const PROBES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Longest client-chosen request id kept.
 const MAX_REQUEST_ID: usize = 64;
 
@@ -71,13 +74,15 @@ pub async fn track(State(st): State<AppState>, mut req: Request, next: Next) -> 
     if let Some(code) = code {
         st.metrics.api_error(code);
     }
+    let duration_ms = seconds * 1000.0;
+    let error_code = code.unwrap_or("");
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            duration_ms = seconds * 1000.0,
-            error_code = code.unwrap_or(""),
-            "request"
-        );
+        // Probes and scrapes come every few seconds: debug, unless refused.
+        if PROBES.contains(&route.as_str()) && status < 400 {
+            tracing::debug!(status, duration_ms, error_code, "request");
+        } else {
+            tracing::info!(status, duration_ms, error_code, "request");
+        }
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
