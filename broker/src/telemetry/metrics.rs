@@ -5,6 +5,7 @@
 //! `/metrics` is scraped ([`Metrics::render`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
@@ -14,6 +15,7 @@ use verifier_lib::api::AppraisalResponse;
 
 use crate::state::AppState;
 use crate::store::HostStatus;
+use crate::tee::snp::kds::KdsStats;
 
 const APPRAISALS: &str = "writ_appraisals_total";
 const APPRAISAL_FAILURES: &str = "writ_appraisal_failures_total";
@@ -26,6 +28,8 @@ const DATABASE_ERRORS: &str = "writ_database_errors_total";
 const STATUS_VERSION: &str = "writ_status_list_version";
 const STATUS_AGE: &str = "writ_status_list_age_seconds";
 const AUDIT_SIZE: &str = "writ_audit_tree_size";
+const KDS_FETCHES: &str = "writ_kds_fetches_total";
+const KDS_CACHE_HITS: &str = "writ_kds_cache_hits_total";
 
 /// Every metric the broker exports: name, type, unit and help text.
 pub const METRIC_NAMES: &[(&str, &str, &str)] = &[
@@ -72,6 +76,8 @@ pub const METRIC_NAMES: &[(&str, &str, &str)] = &[
     ),
     (STATUS_AGE, "gauge", "Age of the published status list"),
     (AUDIT_SIZE, "gauge", "Leaves in the committed audit tree"),
+    (KDS_FETCHES, "counter", "AMD KDS requests by result (fetched, error_status, unreachable) and requests not made (busy, negative_cached)"),
+    (KDS_CACHE_HITS, "counter", "SEV-SNP certificates and CRLs served without KDS, by source (bundle, cache, stale_cache)"),
 ];
 
 /// Why tokens are revoked (`writ_tokens_revoked_total{cause}`).
@@ -214,6 +220,43 @@ impl Metrics {
         }
     }
 
+    /// Copy the KDS client's counts (all 0 without SEV-SNP).
+    fn kds(&self, st: &AppState) {
+        let read = |pick: fn(&KdsStats) -> &AtomicU64| {
+            st.snp
+                .as_ref()
+                .map_or(0, |s| pick(s.kds.stats()).load(Ordering::Relaxed))
+        };
+        let fetches: [(&str, fn(&KdsStats) -> &AtomicU64); 5] = [
+            ("fetched", |k| &k.fetched),
+            ("error_status", |k| &k.error_status),
+            ("unreachable", |k| &k.unreachable),
+            ("busy", |k| &k.busy),
+            ("negative_cached", |k| &k.negative_cached),
+        ];
+        for (result, pick) in fetches {
+            self.recorder
+                .register_counter(
+                    &Key::from_parts(KDS_FETCHES, labels(&[("result", result)])),
+                    &METADATA,
+                )
+                .absolute(read(pick));
+        }
+        let hits: [(&str, fn(&KdsStats) -> &AtomicU64); 3] = [
+            ("bundle", |k| &k.bundle_hits),
+            ("cache", |k| &k.cache_hits),
+            ("stale_cache", |k| &k.stale_cache_hits),
+        ];
+        for (source, pick) in hits {
+            self.recorder
+                .register_counter(
+                    &Key::from_parts(KDS_CACHE_HITS, labels(&[("source", source)])),
+                    &METADATA,
+                )
+                .absolute(read(pick));
+        }
+    }
+
     /// Refresh the gauges that mirror the store and render the exposition
     /// text. A gauge that cannot be read now keeps its last value, and the
     /// failure counts as a database error.
@@ -249,6 +292,7 @@ impl Metrics {
                 self.counter(DATABASE_ERRORS, &[], 1);
             }
         }
+        self.kds(st);
         let size = st.audit.view().tree.len();
         self.gauge(AUDIT_SIZE, &[], size as f64);
         self.handle.run_upkeep();
