@@ -222,38 +222,32 @@ impl Metrics {
 
     /// Copy the KDS client's counts (all 0 without SEV-SNP).
     fn kds(&self, st: &AppState) {
-        let read = |pick: fn(&KdsStats) -> &AtomicU64| {
-            st.snp
-                .as_ref()
-                .map_or(0, |s| pick(s.kds.stats()).load(Ordering::Relaxed))
-        };
-        let fetches: [(&str, fn(&KdsStats) -> &AtomicU64); 5] = [
-            ("fetched", |k| &k.fetched),
-            ("error_status", |k| &k.error_status),
-            ("unreachable", |k| &k.unreachable),
-            ("busy", |k| &k.busy),
-            ("negative_cached", |k| &k.negative_cached),
+        let none = KdsStats::default();
+        let k = st.snp.as_ref().map_or(&none, |s| s.kds.stats());
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let fetches = [
+            ("fetched", n(&k.fetched)),
+            ("error_status", n(&k.error_status)),
+            ("unreachable", n(&k.unreachable)),
+            ("busy", n(&k.busy)),
+            ("negative_cached", n(&k.negative_cached)),
         ];
-        for (result, pick) in fetches {
-            self.recorder
-                .register_counter(
-                    &Key::from_parts(KDS_FETCHES, labels(&[("result", result)])),
-                    &METADATA,
-                )
-                .absolute(read(pick));
-        }
-        let hits: [(&str, fn(&KdsStats) -> &AtomicU64); 3] = [
-            ("bundle", |k| &k.bundle_hits),
-            ("cache", |k| &k.cache_hits),
-            ("stale_cache", |k| &k.stale_cache_hits),
+        let hits = [
+            ("bundle", n(&k.bundle_hits)),
+            ("cache", n(&k.cache_hits)),
+            ("stale_cache", n(&k.stale_cache_hits)),
         ];
-        for (source, pick) in hits {
+        let series = fetches
+            .iter()
+            .map(|(result, v)| (KDS_FETCHES, ("result", *result), *v))
+            .chain(
+                hits.iter()
+                    .map(|(source, v)| (KDS_CACHE_HITS, ("source", *source), *v)),
+            );
+        for (name, label, value) in series {
             self.recorder
-                .register_counter(
-                    &Key::from_parts(KDS_CACHE_HITS, labels(&[("source", source)])),
-                    &METADATA,
-                )
-                .absolute(read(pick));
+                .register_counter(&Key::from_parts(name, labels(&[label])), &METADATA)
+                .absolute(value);
         }
     }
 
