@@ -20,6 +20,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tee;
+pub mod telemetry;
 pub mod ui;
 
 pub use api::app;

@@ -36,6 +36,12 @@ async fn current(st: &AppState) -> Result<std::sync::Arc<Published>, ApiError> {
 
 /// `GET /v1/status`: the current epoch's signed list, with ETag /
 /// If-None-Match.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "status",
+    responses((status = 200, description = "The signed status list (ETag / If-None-Match)", content_type = "application/statuslist+cwt"), (status = 304, description = "Not modified"), super::openapi::ApiErrors)
+)]
 pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let p = current(&st).await?;
     respond(&p, &headers)
@@ -44,6 +50,13 @@ pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Re
 /// `GET /v1/status/lists/{epoch}`: a live epoch's signed list (the URI
 /// tokens carry); `404 status_list_unknown` for an epoch never opened or
 /// retired.
+#[utoipa::path(
+    get,
+    path = "/v1/status/lists/{epoch}",
+    tag = "status",
+    params(("epoch" = u64, Path, description = "The list's epoch, as in the `uri` of a token's status claim")),
+    responses((status = 200, description = "The epoch's signed status list (ETag / If-None-Match)", content_type = "application/statuslist+cwt"), (status = 304, description = "Not modified"), super::openapi::ApiErrors)
+)]
 pub async fn status_list(
     State(st): State<AppState>,
     Path(epoch): Path<u64>,
@@ -123,6 +136,12 @@ fn status_event(p: &Published, inline_max: usize) -> Event {
 /// list now and again on every new status version (and re-signing).
 /// At most `limits.max_status_streams` at once (`503 stream_capacity`
 /// beyond), each closed after `status.stream_max_secs`.
+#[utoipa::path(
+    get,
+    path = "/v1/status/stream",
+    tag = "status",
+    responses((status = 200, description = "Server-Sent Events: one `status` event per status-list version", content_type = "text/event-stream"), super::openapi::ApiErrors)
+)]
 pub async fn status_stream(
     State(st): State<AppState>,
     Extension(slots): Extension<StreamSlots>,

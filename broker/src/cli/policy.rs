@@ -29,11 +29,20 @@ pub enum PolicyCommand {
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
+    /// Validate a policy file offline (exit 0 valid, 1 invalid, 2
+    /// unreadable) and print its id, hash, groups and workloads.
+    Check {
+        file: PathBuf,
+        /// Print the parsed policy as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run a policy command: the draft on stdout, exit 0; 2 on unusable input.
 pub fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
+        PolicyCommand::Check { file, json } => check(&file, json),
         PolicyCommand::Learn {
             eventlog,
             ima,
@@ -70,6 +79,43 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// `policy check FILE`.
+fn check(file: &std::path::Path, json: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("writ-broker: policy check: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match verifier_lib::policy::Policy::parse_toml(&text) {
+        Ok(p) if json => match serde_json::to_string_pretty(&p) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("writ-broker: policy check: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Ok(p) => {
+            println!("valid policy {} (sha256 {})", p.id, hex::encode(&p.hash));
+            for g in &p.groups {
+                println!("group {}: hosts {}", g.name, g.hosts.join(", "));
+            }
+            for w in &p.workloads {
+                println!("workload {}", w.name);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("writ-broker: policy check: {}: {e}", file.display());
+            ExitCode::from(1)
         }
     }
 }

@@ -39,6 +39,14 @@ pub struct Outcome {
     pub token: Option<Minted>,
 }
 
+/// Count a decided appraisal, and its token, in the broker's metrics.
+fn record(st: &AppState, kind: &str, outcome: &Outcome) {
+    st.metrics.appraisal(kind, &outcome.response);
+    if outcome.token.is_some() {
+        st.metrics.token_minted(kind);
+    }
+}
+
 /// One TPM appraisal. `nonce` is the challenge (consumed when applied);
 /// `expected_nonce` what the quote's extraData must hold (the challenge
 /// itself, or its binding to a token request).
@@ -51,7 +59,7 @@ pub async fn tpm(
     evidence: &TpmEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
-    with_retry(|| {
+    let outcome = with_retry(|| {
         tpm_pass(
             st,
             source,
@@ -62,7 +70,9 @@ pub async fn tpm(
             ask.clone(),
         )
     })
-    .await
+    .await?;
+    record(st, "tpm", &outcome);
+    Ok(outcome)
 }
 
 async fn tpm_pass(
@@ -152,7 +162,7 @@ pub async fn snp(
     evidence: &SnpEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
-    with_retry(|| {
+    let outcome = with_retry(|| {
         snp_pass(
             st,
             source,
@@ -163,7 +173,9 @@ pub async fn snp(
             ask.clone(),
         )
     })
-    .await
+    .await?;
+    record(st, "snp", &outcome);
+    Ok(outcome)
 }
 
 async fn snp_pass(
@@ -399,7 +411,7 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
         Some(_) => Some(crate::governance::Governance::allocate(&st.store, &st.config, now).await?),
         None => None,
     };
-    let (_, minted) = st
+    let (appended, minted) = st
         .audit
         .commit_with(move |index| {
             let mut change = change;
@@ -437,6 +449,8 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
             ))
         })
         .await?;
+    st.metrics
+        .tokens_revoked("appraisal", appended.tokens_revoked);
     if d.status == Some(HostStatus::Failed) && d.previous != Some(HostStatus::Failed) {
         st.governance.poke();
     }
