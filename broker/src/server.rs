@@ -10,9 +10,9 @@ pub use connections::serve_connections;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::policy::ActivationLog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::audit::policy::ActivationLog;
 use crate::policy::file::FileImportError;
 use crate::policy::{PolicyHandle, PolicyLoadError};
 use crate::state::AppState;
@@ -87,7 +87,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
             .await?;
     }
     let policy = PolicyHandle::from_store(store.clone()).await?;
-    policy.spawn_refresher(Duration::from_millis(config.policy.poll_interval_ms.max(100)));
+    policy.spawn_refresher(Duration::from_millis(
+        config.policy.poll_interval_ms.max(100),
+    ));
     let key = keys.current;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
     let mut state = AppState::new(config, store, clock, key, policy, trust, audit)

@@ -12,6 +12,7 @@ mod keys;
 pub mod limits;
 mod operator;
 mod policy_learn;
+mod policy_shadow;
 pub mod request_key;
 mod revoke;
 mod snp;
@@ -36,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     let limit = state.config.server.body_limit_bytes;
     let operator = Router::new()
         .route("/v1/policy/learn", post(policy_learn::learn))
+        .route("/v1/policy/shadow/report", get(policy_shadow::report))
         .route("/v1/hosts", get(hosts::list))
         .route("/v1/hosts/{id}", get(hosts::show))
         .route("/v1/hosts/{id}/revoke", post(revoke::revoke_host))

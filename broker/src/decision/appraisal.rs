@@ -298,7 +298,14 @@ impl SnpInput<'_> {
     async fn decide(
         &self,
         policy: &Policy,
-    ) -> Result<(Decision, verifier_lib::snp_appraisal::SnpAppraisal, Option<Vec<u8>>), DecisionError> {
+    ) -> Result<
+        (
+            Decision,
+            verifier_lib::snp_appraisal::SnpAppraisal,
+            Option<Vec<u8>>,
+        ),
+        DecisionError,
+    > {
         let (appraisal, assembled) = self
             .snp
             .appraise(

@@ -12,6 +12,8 @@ pub mod audit;
 mod governance;
 mod ima_cursor;
 pub mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod postgres;
 mod request_key;
 mod retention;
@@ -27,8 +29,7 @@ mod write_tx;
 pub use governance::{stale_reason, HostEvent, TokenState};
 pub use ima_cursor::ImaCursorRecord;
 pub use policy::{
-    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion,
-    ShadowDifference,
+    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion, ShadowDifference,
 };
 pub use request_key::RequestKeyRecord;
 pub use retention::{RetentionCutoffs, RetentionReport};

@@ -120,10 +120,7 @@ pub trait WriteTx: Send {
 
     /// The version the policy pointer `slot` names (locked until the
     /// transaction ends where the backend locks rows).
-    async fn policy_pointer(
-        &mut self,
-        slot: super::PolicySlot,
-    ) -> Result<Option<i64>, StoreError>;
+    async fn policy_pointer(&mut self, slot: super::PolicySlot) -> Result<Option<i64>, StoreError>;
 
     /// Make `version_id` the active policy version: the pointer, the
     /// version's `activated_at`, a history row naming `previous`, and the

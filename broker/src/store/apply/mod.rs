@@ -178,7 +178,8 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
                     actual,
                 }));
             }
-            tx.record_policy_activation(*version_id, actual, *at).await?;
+            tx.record_policy_activation(*version_id, actual, *at)
+                .await?;
             Ok(Ok(0))
         }
     }

@@ -2,11 +2,10 @@
 //! (see `store::policy`).
 
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgConnection};
+use sqlx::{PgConnection, Row};
 
 use crate::store::policy::{
-    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion,
-    ShadowDifference,
+    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion, ShadowDifference,
 };
 use crate::store::StoreError;
 

@@ -342,7 +342,13 @@ impl StateStore for SqliteStore {
     }
 
     async fn set_policy_shadow(&self, version: Option<i64>, at: i64) -> Result<(), StoreError> {
-        policy::set_pointer(&mut *self.pool.acquire().await?, crate::store::PolicySlot::Shadow, version, at).await
+        policy::set_pointer(
+            &mut *self.pool.acquire().await?,
+            crate::store::PolicySlot::Shadow,
+            version,
+            at,
+        )
+        .await
     }
 
     async fn policy_history(

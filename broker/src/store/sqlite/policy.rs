@@ -5,8 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use crate::store::policy::{
-    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion,
-    ShadowDifference,
+    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion, ShadowDifference,
 };
 use crate::store::StoreError;
 
