@@ -106,7 +106,10 @@ async fn activation_through_the_store_reaches_every_broker() {
             .collect::<Vec<_>>(),
         vec!["fleet-b", "fleet-a"]
     );
-    assert_eq!(history[0].previous_hash.as_deref(), Some(history[1].hash.as_str()));
+    assert_eq!(
+        history[0].previous_hash.as_deref(),
+        Some(history[1].hash.as_str())
+    );
 
     // A shadow candidate reaches every broker too, and clears.
     let candidate = dir.path().join("candidate.toml");

@@ -8,7 +8,7 @@
 //! current shadow version: which hosts the candidate would fail (or pass)
 //! and why.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use verifier_lib::decision::Decision;
 use verifier_lib::policy::Policy;
 
@@ -59,7 +59,7 @@ pub fn difference(
 }
 
 /// One host in the report: its newest difference.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostDifference {
     pub host_id: String,
     pub at: i64,
@@ -75,7 +75,7 @@ pub struct HostDifference {
 
 /// Which hosts the shadow policy decides differently, newest difference
 /// per host first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShadowReport {
     /// The active policy's hash; `None`: no active policy.
     pub active_hash: Option<String>,
