@@ -120,6 +120,8 @@ pub enum PolicyCliError {
     Runtime(std::io::Error),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("`policy learn` does not work on the store")]
+    NotAStoreCommand,
 }
 
 impl PolicyCliError {
@@ -180,11 +182,11 @@ fn read(path: &std::path::Path) -> Result<String, PolicyCliError> {
     })
 }
 
-/// The store commands; output on stdout.
+/// The store commands (every one but `learn`); output on stdout.
 pub async fn run_on_store(cmd: PolicyCommand) -> Result<(), PolicyCliError> {
     let now = SystemClock.now();
     match cmd {
-        PolicyCommand::Learn { .. } => Ok(()),
+        PolicyCommand::Learn { .. } => Err(PolicyCliError::NotAStoreCommand),
         PolicyCommand::Activate { file, store } => {
             let text = read(&file)?;
             // Validated before the store is touched.
@@ -351,37 +353,33 @@ fn run_learn(
     group: String,
     hosts: Vec<String>,
 ) -> ExitCode {
-    {
-        {
-            let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
-                p.as_ref()
-                    .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
-                    .transpose()
-            };
-            let (ev, im) = match (read(&eventlog), read(&ima)) {
-                (Ok(e), Ok(i)) => (e, i),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("writ-broker: policy learn: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let input = LearnInput {
-                id: &id,
-                group: &group,
-                hosts,
-                eventlog: ev.as_deref(),
-                ima: im.as_deref(),
-            };
-            match learn(&input) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("writ-broker: policy learn: {e}");
-                    ExitCode::from(2)
-                }
-            }
+    let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
+        p.as_ref()
+            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+            .transpose()
+    };
+    let (ev, im) = match (read(&eventlog), read(&ima)) {
+        (Ok(e), Ok(i)) => (e, i),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("writ-broker: policy learn: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let input = LearnInput {
+        id: &id,
+        group: &group,
+        hosts,
+        eventlog: ev.as_deref(),
+        ima: im.as_deref(),
+    };
+    match learn(&input) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("writ-broker: policy learn: {e}");
+            ExitCode::from(2)
         }
     }
 }
