@@ -15,7 +15,7 @@ pub mod decision;
 pub mod governance;
 pub mod keys;
 pub mod mint;
-pub mod policy_source;
+pub mod policy;
 pub mod server;
 pub mod state;
 pub mod store;

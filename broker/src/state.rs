@@ -9,7 +9,7 @@ use verifier_lib::token::{KeySet, SigningKey};
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::policy_source::PolicyHandle;
+use crate::policy::PolicyHandle;
 use crate::store::Store;
 
 /// Shared broker state.

@@ -131,6 +131,11 @@ fn refused(r: ChangeRefused) -> ApiError {
             "decision_conflict",
             "the host changed while the request was decided; try again",
         ),
+        ChangeRefused::PolicyChanged { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "policy_changed",
+            "the active policy changed while the activation was decided; try again",
+        ),
     }
 }
 

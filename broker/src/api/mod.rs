@@ -15,6 +15,7 @@ mod metrics;
 pub mod openapi;
 mod operator;
 mod policy_learn;
+mod policy_shadow;
 pub mod request_key;
 mod revoke;
 mod snp;
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
 pub fn documented(state: &AppState) -> OpenApiRouter<AppState> {
     let operator = OpenApiRouter::new()
         .routes(routes!(policy_learn::learn))
+        .routes(routes!(policy_shadow::report))
         .routes(routes!(hosts::list))
         .routes(routes!(hosts::show))
         .routes(routes!(revoke::revoke_host))

@@ -98,10 +98,23 @@ pub struct KeysConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
-    /// The policy document (TOML). Reloaded when it changes.
+    /// A policy document (TOML) to import: at start, and whenever it
+    /// changes, it is stored as a version and activated unless it already
+    /// is the active one. Empty: the store's active version is used as it
+    /// is (`writ-broker policy activate`).
     pub file: PathBuf,
     /// How often the file is checked for changes, in seconds.
     pub reload_interval_secs: u64,
+    /// How often the store's active and shadow policy pointers are polled
+    /// (activations by other brokers or offline), in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl PolicyConfig {
+    /// The file to import, when one is set.
+    pub fn import_file(&self) -> Option<&std::path::Path> {
+        (!self.file.as_os_str().is_empty()).then_some(self.file.as_path())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -273,6 +286,7 @@ impl Default for PolicyConfig {
         Self {
             file: PathBuf::from("policy.toml"),
             reload_interval_secs: 2,
+            poll_interval_ms: 2000,
         }
     }
 }

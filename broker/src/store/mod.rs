@@ -11,6 +11,9 @@ pub mod apply;
 pub mod audit;
 mod governance;
 mod ima_cursor;
+pub mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod postgres;
 mod request_key;
 mod retention;
@@ -26,6 +29,9 @@ mod write_tx;
 
 pub use governance::{stale_reason, HostEvent, TokenState};
 pub use ima_cursor::ImaCursorRecord;
+pub use policy::{
+    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion, ShadowDifference,
+};
 pub use request_key::RequestKeyRecord;
 pub use retention::{RetentionCutoffs, RetentionReport};
 pub use revoked_identity::revocation_names;
@@ -333,6 +339,55 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Every published checkpoint verifier key, oldest first.
     async fn audit_keys(&self) -> Result<Vec<audit::AuditKeyRecord>, StoreError>;
+
+    /// Store a policy version; a version with the same hash is kept as it
+    /// is and returned (importing twice is harmless).
+    async fn insert_policy_version(
+        &self,
+        version: NewPolicyVersion<'_>,
+    ) -> Result<PolicyVersion, StoreError>;
+
+    async fn policy_version(&self, id: i64) -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// The version whose document hashes to `hash` (hex).
+    async fn policy_version_by_hash(&self, hash: &str)
+        -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// The versions the active and shadow pointers name (one cheap read,
+    /// polled by every broker).
+    async fn policy_pointers(&self) -> Result<PolicyPointers, StoreError>;
+
+    /// Point the shadow slot at `version` (`None`: no shadow). Not a
+    /// decision: the shadow policy changes no verdict.
+    async fn set_policy_shadow(&self, version: Option<i64>, at: i64) -> Result<(), StoreError>;
+
+    /// At most `limit` activations, newest first.
+    async fn policy_history(&self, limit: u32) -> Result<Vec<PolicyActivation>, StoreError>;
+
+    /// Record a shadow difference (an appraisal whose verdict under the
+    /// shadow policy differs).
+    async fn insert_shadow_difference(&self, d: &ShadowDifference) -> Result<(), StoreError>;
+
+    /// At most `limit` shadow differences recorded under the shadow version
+    /// `shadow_hash`, newest first.
+    async fn shadow_differences(
+        &self,
+        shadow_hash: &str,
+        limit: u32,
+    ) -> Result<Vec<ShadowDifference>, StoreError>;
+
+    /// The version in `slot`, if any.
+    async fn policy_in(&self, slot: PolicySlot) -> Result<Option<PolicyVersion>, StoreError> {
+        let pointers = self.policy_pointers().await?;
+        let id = match slot {
+            PolicySlot::Active => pointers.active,
+            PolicySlot::Shadow => pointers.shadow,
+        };
+        match id {
+            Some(id) => self.policy_version(id).await,
+            None => Ok(None),
+        }
+    }
 
     /// Count of rows per table, for tests and metrics.
     async fn counts(&self) -> Result<Counts, StoreError>;

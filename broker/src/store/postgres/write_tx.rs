@@ -338,6 +338,22 @@ where
         Ok(())
     }
 
+    async fn policy_pointer(
+        &mut self,
+        slot: crate::store::PolicySlot,
+    ) -> Result<Option<i64>, StoreError> {
+        super::policy::pointer_for_update(&mut self.0, slot).await
+    }
+
+    async fn record_policy_activation(
+        &mut self,
+        version_id: i64,
+        previous: Option<i64>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        super::policy::record_activation(&mut self.0, version_id, previous, at).await
+    }
+
     async fn insert_audit_leaf(
         &mut self,
         index: u64,
