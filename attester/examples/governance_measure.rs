@@ -91,6 +91,7 @@ fn revocation_latency(mode: FollowMode, rt: &tokio::runtime::Runtime) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let s = Settings {
         broker: broker.url(),
+        failover: Default::default(),
         ca_cert: None,
         tcti: swtpm.tcti(),
         state_dir: dir.path().to_owned(),

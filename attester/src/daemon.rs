@@ -43,6 +43,9 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
     pub socket: PathBuf,
+    /// The fleet's broker URLs, tried in order; when set, they replace
+    /// `--broker` for enrollment, re-attestation and token requests.
+    pub brokers: Vec<String>,
     /// Re-attestation interval in seconds (≥ 2).
     pub interval_secs: u64,
     /// Random spread of each interval, in percent (0–50).
@@ -63,6 +66,7 @@ impl Default for DaemonSection {
     fn default() -> Self {
         DaemonSection {
             socket: PathBuf::from(DEFAULT_SOCKET),
+            brokers: Vec::new(),
             interval_secs: 60,
             jitter_percent: 10,
             max_backoff_secs: 60,
@@ -129,6 +133,10 @@ impl DaemonConfig {
         if !(0.1..=1.0).contains(&d.renew_fraction) {
             return Err("daemon.renew_fraction must be within 0.1..=1.0".into());
         }
+        if !d.brokers.is_empty() {
+            crate::client::parse_broker_list(&d.brokers.join(","))
+                .map_err(|e| format!("daemon.brokers: {e}"))?;
+        }
         for digest in self
             .workloads
             .iter()
@@ -178,7 +186,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(settings: Settings, config: DaemonConfig, stop: Arc<AtomicBool>) -> Arc<Self> {
+    /// `config.daemon.brokers`, when set, replaces `settings.broker`.
+    pub fn new(mut settings: Settings, config: DaemonConfig, stop: Arc<AtomicBool>) -> Arc<Self> {
+        if !config.daemon.brokers.is_empty() {
+            settings.broker = config.daemon.brokers.join(",");
+        }
         Arc::new(Daemon {
             settings,
             config,
