@@ -41,7 +41,11 @@ pub struct Settings {
 
 /// The brokers of `s`, for [`BrokerPool::run`].
 pub fn brokers(s: &Settings) -> Result<BrokerPool, CommandError> {
-    Ok(BrokerPool::new(&s.broker, s.ca_cert.as_deref(), &s.failover)?)
+    Ok(BrokerPool::new(
+        &s.broker,
+        s.ca_cert.as_deref(),
+        &s.failover,
+    )?)
 }
 
 impl BrokerOutcome for CommandError {

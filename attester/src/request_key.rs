@@ -93,9 +93,8 @@ pub fn obtain_token_signed(
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut state = AttesterState::load(&s.state_dir)?;
     let secret = secret(s, &mut state)?;
-    commands::brokers(s)?.run(|broker| {
-        signed_token_with(s, broker, &state, &secret, workload, workload_digest, cnf)
-    })
+    commands::brokers(s)?
+        .run(|broker| signed_token_with(s, broker, &state, &secret, workload, workload_digest, cnf))
 }
 
 fn signed_token_with(

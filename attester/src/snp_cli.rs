@@ -46,6 +46,14 @@ pub fn obtain_token_with(
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut guest = SevGuest::open(vmpl)?;
     commands::brokers(s)?.run(|b| {
-        snp::obtain_token_with(b, &s.state_dir, &s.issuer, workload, program, cnf, &mut guest)
+        snp::obtain_token_with(
+            b,
+            &s.state_dir,
+            &s.issuer,
+            workload,
+            program,
+            cnf,
+            &mut guest,
+        )
     })
 }

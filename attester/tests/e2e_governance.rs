@@ -191,7 +191,7 @@ fn gate_config(keys: KeySet, aud: &str, max_status_age_secs: i64) -> GateConfig 
 impl RelyingParty {
     fn follow(&self, broker: &str, mode: FollowMode, poll: Duration) {
         let f = StatusFollower {
-            broker: broker.to_owned(),
+            brokers: vec![broker.to_owned()],
             mode,
             poll_interval: poll,
             leeway_secs: 30,
