@@ -148,6 +148,27 @@ fn check_scheme(base: &str) -> Result<(), ClientError> {
     }
 }
 
+/// The HTTP client every broker client uses: timeouts of `retry`, the
+/// system roots plus `ca_pem`. Building one reads the trust store, so a
+/// [`BrokerPool`] builds one for all its brokers.
+fn http_client(
+    ca_pem: Option<&std::path::Path>,
+    retry: &RetryPolicy,
+) -> Result<reqwest::blocking::Client, ClientError> {
+    let mut b = reqwest::blocking::Client::builder()
+        .timeout(retry.request_timeout)
+        .connect_timeout(retry.connect_timeout);
+    if let Some(p) = ca_pem {
+        let pem = std::fs::read(p).map_err(|source| ClientError::CaCert {
+            path: p.display().to_string(),
+            source,
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(ClientError::Build)?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build().map_err(ClientError::Build)
+}
+
 /// A client for one broker.
 #[derive(Debug, Clone)]
 pub struct BrokerClient {
@@ -172,22 +193,17 @@ impl BrokerClient {
         retry: &RetryPolicy,
     ) -> Result<Self, ClientError> {
         check_scheme(base)?;
-        let mut b = reqwest::blocking::Client::builder()
-            .timeout(retry.request_timeout)
-            .connect_timeout(retry.connect_timeout);
-        if let Some(p) = ca_pem {
-            let pem = std::fs::read(p).map_err(|source| ClientError::CaCert {
-                path: p.display().to_string(),
-                source,
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(ClientError::Build)?;
-            b = b.add_root_certificate(cert);
-        }
-        Ok(Self {
+        Ok(Self::over(base, http_client(ca_pem, retry)?))
+    }
+
+    /// A client for `base` over an existing HTTP client (its connection
+    /// pool, trust roots and timeouts); `base` was checked.
+    fn over(base: &str, http: reqwest::blocking::Client) -> Self {
+        Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: b.build().map_err(ClientError::Build)?,
+            http,
             operator_token: None,
-        })
+        }
     }
 
     /// The broker's base URL.
@@ -415,10 +431,12 @@ impl BrokerPool {
         ca_pem: Option<&std::path::Path>,
         failover: &Failover,
     ) -> Result<Self, ClientError> {
-        let brokers = parse_broker_list(list)?
+        let urls = parse_broker_list(list)?;
+        let http = http_client(ca_pem, &failover.retry)?;
+        let brokers = urls
             .iter()
-            .map(|u| BrokerClient::with_timeouts(u, ca_pem, &failover.retry))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|u| BrokerClient::over(u, http.clone()))
+            .collect();
         Ok(BrokerPool {
             brokers,
             failover: failover.clone(),

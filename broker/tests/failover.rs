@@ -81,6 +81,13 @@ impl BrokerProcess {
 
     /// Start (or restart) the broker configured in `dir`.
     fn start(dir: &Path, port: u16) -> BrokerProcess {
+        let mut b = Self::spawn(dir, port);
+        b.wait_ready();
+        b
+    }
+
+    /// Start the process, not waiting for it to serve.
+    fn spawn(dir: &Path, port: u16) -> BrokerProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -94,13 +101,11 @@ impl BrokerProcess {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut b = BrokerProcess {
+        BrokerProcess {
             dir: dir.to_owned(),
             port,
             child: Some(child),
-        };
-        b.wait_ready();
-        b
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -308,21 +313,29 @@ fn a_broker_killed_mid_load_loses_no_decision() {
     // Continuous load: every host requests tokens, re-attesting every
     // third round, until stopped.
     let stop = Arc::new(AtomicBool::new(false));
+    // Held (shared) by each exchange, exclusively while a broker process is
+    // spawned: libtss2's swtpm TCTI opens its socket without close-on-exec,
+    // so a child spawned mid-exchange would inherit the host's TPM
+    // connection, and swtpm (one connection at a time) would never serve
+    // that host again.
+    let tpm_in_use = Arc::new(std::sync::RwLock::new(()));
     let outcomes: Vec<Arc<Mutex<Vec<Outcome>>>> = (0..HOSTS)
         .map(|_| Arc::new(Mutex::new(Vec::new())))
         .collect();
     let threads: Vec<_> = (0..HOSTS)
         .map(|h| {
-            let (host, stop, log) = (
+            let (host, stop, log, tpm_in_use) = (
                 Arc::clone(&hosts[h]),
                 Arc::clone(&stop),
                 Arc::clone(&outcomes[h]),
+                Arc::clone(&tpm_in_use),
             );
             let program = program.clone();
             std::thread::spawn(move || {
                 let mut round = 0u32;
                 while !stop.load(Ordering::SeqCst) {
                     round += 1;
+                    let exchange = tpm_in_use.read().unwrap();
                     let (what, result) = if round % 3 == 0 {
                         let r = commands::attest(&host.settings);
                         (
@@ -341,11 +354,15 @@ fn a_broker_killed_mid_load_loses_no_decision() {
                                 .map_err(|e| e.to_string()),
                         )
                     };
+                    drop(exchange);
                     log.lock().unwrap().push(Outcome {
                         at: Instant::now(),
                         what,
                         result,
                     });
+                    // Continuous, not flat out: the brokers, swtpm and
+                    // PostgreSQL share two cores.
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             })
         })
@@ -407,7 +424,11 @@ fn a_broker_killed_mid_load_loses_no_decision() {
     // The killed broker restarts on its state directory, under load, and
     // serves again: once the load stopped (a TPM serves one client), a
     // host asks it alone for a token.
-    brokers[0] = BrokerProcess::start(dirs[0].path(), ports[0]);
+    brokers[0] = {
+        let _no_exchange = tpm_in_use.write().unwrap();
+        BrokerProcess::spawn(dirs[0].path(), ports[0])
+    };
+    brokers[0].wait_ready();
     let restarted_at = Instant::now();
     println!("restarted broker 0");
     wait_until(
