@@ -567,3 +567,42 @@ pub fn run(
     let _ = std::fs::remove_file(&daemon.config.daemon.socket);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(brokers: &str) -> DaemonConfig {
+        toml::from_str(&format!("[daemon]\nbrokers = [{brokers}]\n")).unwrap()
+    }
+
+    /// `[daemon] brokers` is checked like `--broker` and, when set, is the
+    /// list the daemon enrolls, re-attests and requests tokens with.
+    #[test]
+    fn daemon_brokers_are_checked_and_replace_the_flag() {
+        assert!(config(r#""http://127.0.0.1:1", "http://broker.example""#)
+            .validate()
+            .unwrap_err()
+            .contains("daemon.brokers"));
+        assert!(DaemonConfig::default().validate().is_ok());
+        let cfg = config(r#""http://127.0.0.1:1", "http://127.0.0.2:1""#);
+        cfg.validate().unwrap();
+        let settings = Settings {
+            broker: "http://127.0.0.1:9".into(),
+            failover: crate::client::Failover::default(),
+            ca_cert: None,
+            tcti: String::new(),
+            state_dir: PathBuf::new(),
+            issuer: "writ-broker".into(),
+            logs: crate::logs::LogSources::none(),
+        };
+        let d = Daemon::new(settings.clone(), cfg, Arc::new(AtomicBool::new(true)));
+        assert_eq!(d.settings.broker, "http://127.0.0.1:1,http://127.0.0.2:1");
+        let d = Daemon::new(
+            settings,
+            DaemonConfig::default(),
+            Arc::new(AtomicBool::new(true)),
+        );
+        assert_eq!(d.settings.broker, "http://127.0.0.1:9");
+    }
+}

@@ -1214,6 +1214,10 @@ fn daemon_binary_reattests_and_survives_a_broker_restart() {
         .arg("--state-dir")
         .arg(host.state_dir.path())
         .arg("--no-logs")
+        // One try per exchange: the daemon's own backoff rides out the
+        // restart (a retry budget would absorb the 5 s outage by itself).
+        .arg("--retry-budget-ms")
+        .arg("0")
         .arg("daemon")
         .arg("--config")
         .arg(&config)
