@@ -181,3 +181,58 @@ async fn the_running_poll_sticks_to_the_broker_that_answered() {
     .unwrap();
     task.abort();
 }
+
+/// The status stream moves past a dead broker to the next one and
+/// installs the list its first event carries.
+#[tokio::test]
+async fn the_stream_moves_past_a_dead_broker() {
+    let keys = Keys::new();
+    let clock = Clock::at(T0);
+    let gate = GateState::new(keys.config(AUDIENCE, 30), clock.now()).unwrap();
+    let list = signed(4, &keys);
+    let event = verifier_lib::api::governance::StatusEvent {
+        version: 4,
+        issued_at: T0,
+        expires_at: T0 + 600,
+        entries: 1,
+        url: "/v1/status".into(),
+        etag: "\"4\"".into(),
+        list: Some(list),
+    };
+    let body = format!(
+        "event: status\ndata: {}\n\n",
+        serde_json::to_string(&event).unwrap()
+    );
+    // Only the stream: this broker's plain `/v1/status` is a 404 (an
+    // answer, so the poll does not help here).
+    let app = axum::Router::new().route(
+        "/v1/status/stream",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut f = follower(vec![dead_url(), format!("http://{addr}")]);
+    f.mode = FollowMode::Stream;
+    f.poll_interval = Duration::from_secs(3600);
+    let task = tokio::spawn(f.run(Arc::clone(&gate)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gate.status_version() != Some(4) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream list not installed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+}
