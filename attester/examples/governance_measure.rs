@@ -91,6 +91,7 @@ fn revocation_latency(mode: FollowMode, rt: &tokio::runtime::Runtime) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let s = Settings {
         broker: broker.url(),
+        failover: Default::default(),
         ca_cert: None,
         tcti: swtpm.tcti(),
         state_dir: dir.path().to_owned(),
@@ -108,7 +109,7 @@ fn revocation_latency(mode: FollowMode, rt: &tokio::runtime::Runtime) -> f64 {
         .unwrap();
     let state = GateState::new(gate_config(keys), gate::system_now()).unwrap();
     let follower = StatusFollower {
-        broker: broker.url(),
+        brokers: vec![broker.url()],
         mode,
         poll_interval: Duration::from_secs(1),
         leeway_secs: 30,

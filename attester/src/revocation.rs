@@ -5,7 +5,7 @@
 use verifier_lib::status::{self, ListCheck, StatusError, StatusList, VALID};
 use verifier_lib::token::{KeySet, StatusRef};
 
-use crate::client::{BrokerClient, ClientError};
+use crate::client::{BrokerClient, BrokerOutcome, ClientError};
 
 /// Clock skew tolerated on the list's validity, in seconds.
 pub const STATUS_LEEWAY_SECS: i64 = 30;
@@ -34,6 +34,17 @@ impl RevocationCheckError {
             RevocationCheckError::Invalid(StatusError::TokenUnlisted) => "token_unlisted",
             RevocationCheckError::Invalid(_) => "status_invalid",
             RevocationCheckError::Revoked { .. } => "token_revoked",
+        }
+    }
+}
+
+impl BrokerOutcome for RevocationCheckError {
+    fn into_broker_failure(self) -> Result<ClientError, Self> {
+        match self {
+            RevocationCheckError::Unavailable(e) => e
+                .into_broker_failure()
+                .map_err(RevocationCheckError::Unavailable),
+            other => Err(other),
         }
     }
 }

@@ -208,7 +208,7 @@ fn gate_config(keys: KeySet, aud: &str, max_status_age_secs: i64) -> GateConfig 
 impl RelyingParty {
     fn follow(&self, broker: &str, mode: FollowMode, poll: Duration) {
         let f = StatusFollower {
-            broker: broker.to_owned(),
+            brokers: vec![broker.to_owned()],
             mode,
             poll_interval: poll,
             leeway_secs: 30,
@@ -1232,6 +1232,10 @@ fn daemon_binary_reattests_and_survives_a_broker_restart() {
         .arg("--state-dir")
         .arg(host.state_dir.path())
         .arg("--no-logs")
+        // One try per exchange: the daemon's own backoff rides out the
+        // restart (a retry budget would absorb the 5 s outage by itself).
+        .arg("--retry-budget-ms")
+        .arg("0")
         .arg("daemon")
         .arg("--config")
         .arg(&config)

@@ -141,7 +141,7 @@ fn a_revocation_through_a_reaches_a_gate_following_b() {
     )
     .unwrap();
     let follower = StatusFollower {
-        broker: b.url(),
+        brokers: vec![b.url()],
         mode: FollowMode::Stream,
         poll_interval: Duration::from_secs(3600),
         leeway_secs: 5,

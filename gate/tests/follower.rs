@@ -82,7 +82,7 @@ async fn poll_installs_verified_lists_and_a_304_confirms_nothing() {
         not_modified: Arc::new(AtomicUsize::new(0)),
     };
     let follower = StatusFollower {
-        broker: serve(served.clone()).await,
+        brokers: vec![serve(served.clone()).await],
         mode: FollowMode::Poll,
         poll_interval: Duration::from_secs(1),
         leeway_secs: 30,
@@ -153,7 +153,7 @@ async fn a_server_answering_304_past_the_signed_expiry_leaves_the_gate_stale() {
         not_modified: Arc::new(AtomicUsize::new(0)),
     };
     let follower = StatusFollower {
-        broker: serve(served.clone()).await,
+        brokers: vec![serve(served.clone()).await],
         mode: FollowMode::Poll,
         poll_interval: Duration::from_secs(1),
         leeway_secs: 0,
@@ -221,7 +221,7 @@ async fn stream_keep_alives_refresh_nothing() {
         let _ = axum::serve(listener, app).await;
     });
     let follower = StatusFollower {
-        broker: format!("http://{addr}"),
+        brokers: vec![format!("http://{addr}")],
         mode: FollowMode::Stream,
         poll_interval: Duration::from_secs(3600),
         leeway_secs: 0,
