@@ -465,10 +465,24 @@ fn a_broker_killed_mid_load_loses_no_decision() {
         leaves.len()
     );
 
-    // The log over the shared database.
+    // The log over the shared database, every checkpoint under the key of
+    // the broker that signed it (each broker's vkey, collected out of band).
+    let trusted = tempfile::NamedTempFile::new().unwrap();
+    let vkeys: String = brokers
+        .iter()
+        .map(|b| {
+            std::fs::read_to_string(
+                b.keys_dir()
+                    .join(writ_broker::audit::key::CHECKPOINT_VKEY_FILE),
+            )
+            .unwrap()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(trusted.path(), vkeys).unwrap();
     let out = Command::new(BROKER)
-        .args(["audit", "verify", "--db", &db.url(), "--keys-dir"])
-        .arg(brokers[0].keys_dir())
+        .args(["audit", "verify", "--db", &db.url(), "--trusted-keys"])
+        .arg(trusted.path())
         .output()
         .unwrap();
     println!(

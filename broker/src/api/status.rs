@@ -49,7 +49,7 @@ pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Re
 
 /// `GET /v1/status/lists/{epoch}`: a live epoch's signed list (the URI
 /// tokens carry); `404 status_list_unknown` for an epoch never opened or
-/// retired.
+/// retired; `400 status_epoch_invalid` for an epoch that is not a number.
 #[utoipa::path(
     get,
     path = "/v1/status/lists/{epoch}",
@@ -59,9 +59,15 @@ pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Re
 )]
 pub async fn status_list(
     State(st): State<AppState>,
-    Path(epoch): Path<u64>,
+    Path(epoch): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let epoch: u64 = epoch.parse().map_err(|_| {
+        ApiError::bad_request(
+            "status_epoch_invalid",
+            "the status list epoch is not an unsigned integer",
+        )
+    })?;
     let p = st
         .governance
         .published_live(&st.store, &st.signing_key, &st.config, epoch, st.now())
