@@ -39,6 +39,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             broker: broker.url(),
+            failover: Default::default(),
             ca_cert: None,
             tcti: swtpm.tcti(),
             state_dir: dir.path().to_owned(),

@@ -13,8 +13,9 @@ use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::{Audience, Expectations, TokenVerifier, VerifiedToken};
 use verifier_lib::tpm::PcrValues;
 
-use crate::client::BrokerClient;
+use crate::client::{BrokerClient, BrokerOutcome, BrokerPool, ClientError, Failover};
 use crate::logs::LogSources;
+use crate::pinning::PinningError;
 use crate::state::AttesterState;
 use crate::tpm::{AkAlg, Tpm};
 
@@ -24,7 +25,11 @@ pub use crate::program::{resolve_program, Program};
 /// Common settings of every command.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The broker's base URL, or a fleet's brokers as `URL,URL,...`: every
+    /// exchange runs against one of them (see [`crate::client::BrokerPool`]).
     pub broker: String,
+    /// Retry settings over that list, and the broker that answered last.
+    pub failover: Failover,
     pub ca_cert: Option<PathBuf>,
     pub tcti: String,
     pub state_dir: PathBuf,
@@ -34,8 +39,24 @@ pub struct Settings {
     pub logs: LogSources,
 }
 
-pub(crate) fn client(s: &Settings) -> Result<BrokerClient, CommandError> {
-    Ok(BrokerClient::new(&s.broker, s.ca_cert.as_deref())?)
+/// The brokers of `s`, for [`BrokerPool::run`].
+pub fn brokers(s: &Settings) -> Result<BrokerPool, CommandError> {
+    Ok(BrokerPool::new(
+        &s.broker,
+        s.ca_cert.as_deref(),
+        &s.failover,
+    )?)
+}
+
+impl BrokerOutcome for CommandError {
+    fn into_broker_failure(self) -> Result<ClientError, Self> {
+        match self {
+            CommandError::Broker(e) | CommandError::Pinning(PinningError::Broker(e)) => {
+                e.into_broker_failure().map_err(CommandError::from)
+            }
+            other => Err(other),
+        }
+    }
 }
 
 pub(crate) fn open_tpm(s: &Settings) -> Result<Tpm, CommandError> {
@@ -52,9 +73,19 @@ pub(crate) fn open_tpm(s: &Settings) -> Result<Tpm, CommandError> {
 }
 
 /// Enroll this host: EK certificate + credential activation of a new AK.
+/// After a broker failure the whole enrollment starts again on the next
+/// broker (a new AK, a new credential challenge).
 pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, CommandError> {
-    let broker = client(s)?;
     let mut tpm = open_tpm(s)?;
+    brokers(s)?.run(|broker| enroll_with(s, broker, &mut tpm, ak_alg))
+}
+
+fn enroll_with(
+    s: &Settings,
+    broker: &BrokerClient,
+    tpm: &mut Tpm,
+    ak_alg: AkAlg,
+) -> Result<EnrollFinishResponse, CommandError> {
     let ek_alg = tpm.detect_ek_alg()?;
     let ek_cert = tpm
         .ek_certificate(ek_alg)?
@@ -62,7 +93,7 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
     let ek_chain = tpm.ek_chain_certificates()?;
     let ek = tpm.create_ek(ek_alg)?;
     let ak = tpm.create_ak(&ek, ak_alg)?;
-    let start: EnrollStartResponse = broker.post(
+    let start: Result<EnrollStartResponse, _> = broker.post(
         "/v1/enroll/start",
         &EnrollStartRequest {
             ek_cert,
@@ -70,7 +101,15 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
             ek_public: ek.public_tpm2b.clone(),
             ak_public: ak.public_tpm2b.clone(),
         },
-    )?;
+    );
+    let start = match start {
+        Ok(start) => start,
+        Err(e) => {
+            // The next broker's attempt loads its own EK.
+            tpm.flush_ek(ek)?;
+            return Err(e.into());
+        }
+    };
     let secret = tpm.activate_credential(&ek, &ak, &start.id_object, &start.encrypted_secret)?;
     tpm.flush_ek(ek)?;
     let done: EnrollFinishResponse = broker.post(
@@ -81,8 +120,9 @@ pub fn enroll(s: &Settings, ak_alg: AkAlg) -> Result<EnrollFinishResponse, Comma
         },
     )?;
     // Pin the broker's token keys now, over the connection the host just
-    // enrolled through; later key sets must chain to these.
-    crate::pinning::pin_served(&broker, &s.state_dir)?;
+    // enrolled through; later key sets must chain to these (every broker
+    // of a fleet signs with the same token key).
+    crate::pinning::pin_served(broker, &s.state_dir)?;
     AttesterState {
         host_id: done.host_id.clone(),
         ek_alg,
@@ -119,18 +159,27 @@ fn quote(
     })
 }
 
-/// Attest once and return the broker's appraisal.
+/// Attest once and return the broker's appraisal. After a broker failure
+/// the exchange starts again, from a fresh challenge, on the next broker.
 pub fn attest(s: &Settings) -> Result<AppraisalResponse, CommandError> {
     let state = AttesterState::load(&s.state_dir)?;
-    let broker = client(s)?;
     let mut tpm = open_tpm(s)?;
+    brokers(s)?.run(|broker| attest_with(s, broker, &mut tpm, &state))
+}
+
+fn attest_with(
+    s: &Settings,
+    broker: &BrokerClient,
+    tpm: &mut Tpm,
+    state: &AttesterState,
+) -> Result<AppraisalResponse, CommandError> {
     let challenge: ChallengeResponse = broker.post(
         "/v1/challenge",
         &ChallengeRequest {
             host_id: state.host_id.clone(),
         },
     )?;
-    let evidence = quote(&mut tpm, &state, &challenge, &challenge.nonce)?;
+    let evidence = quote(tpm, state, &challenge, &challenge.nonce)?;
     let evidence = crate::logs::attach(evidence, &challenge, &s.logs)?;
     let appraisal: AppraisalResponse = broker.post(
         "/v1/attest",
@@ -153,17 +202,28 @@ pub fn obtain_token(
 }
 
 /// Like [`obtain_token`], for a workload digest and an optional `cnf`
-/// COSE_Key the token is bound to (proof of possession).
+/// COSE_Key the token is bound to (proof of possession). After a broker
+/// failure the exchange starts again, from a fresh challenge and quote, on
+/// the next broker.
 pub fn obtain_token_with(
     s: &Settings,
     workload: &str,
     workload_digest: &[u8; 32],
     cnf: Option<&[u8]>,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
-    let program_digest = workload_digest;
     let state = AttesterState::load(&s.state_dir)?;
-    let broker = client(s)?;
-    let keys = crate::pinning::trusted_key_set(&broker, &s.state_dir, false)?;
+    brokers(s)?.run(|broker| token_with(s, broker, &state, workload, workload_digest, cnf))
+}
+
+fn token_with(
+    s: &Settings,
+    broker: &BrokerClient,
+    state: &AttesterState,
+    workload: &str,
+    program_digest: &[u8; 32],
+    cnf: Option<&[u8]>,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    let keys = crate::pinning::trusted_key_set(broker, &s.state_dir, false)?;
     let mut tpm = open_tpm(s)?;
     let challenge: ChallengeResponse = broker.post(
         "/v1/challenge",
@@ -179,7 +239,7 @@ pub fn obtain_token_with(
     };
     let evidence = quote(
         &mut tpm,
-        &state,
+        state,
         &challenge,
         &binding.quote_nonce(&challenge.nonce),
     )?;

@@ -43,6 +43,9 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
     pub socket: PathBuf,
+    /// The fleet's broker URLs, tried in order; when set, they replace
+    /// `--broker` for enrollment, re-attestation and token requests.
+    pub brokers: Vec<String>,
     /// Re-attestation interval in seconds (≥ 2).
     pub interval_secs: u64,
     /// Random spread of each interval, in percent (0–50).
@@ -63,6 +66,7 @@ impl Default for DaemonSection {
     fn default() -> Self {
         DaemonSection {
             socket: PathBuf::from(DEFAULT_SOCKET),
+            brokers: Vec::new(),
             interval_secs: 60,
             jitter_percent: 10,
             max_backoff_secs: 60,
@@ -129,6 +133,10 @@ impl DaemonConfig {
         if !(0.1..=1.0).contains(&d.renew_fraction) {
             return Err("daemon.renew_fraction must be within 0.1..=1.0".into());
         }
+        if !d.brokers.is_empty() {
+            crate::client::parse_broker_list(&d.brokers.join(","))
+                .map_err(|e| format!("daemon.brokers: {e}"))?;
+        }
         for digest in self
             .workloads
             .iter()
@@ -178,7 +186,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(settings: Settings, config: DaemonConfig, stop: Arc<AtomicBool>) -> Arc<Self> {
+    /// `config.daemon.brokers`, when set, replaces `settings.broker`.
+    pub fn new(mut settings: Settings, config: DaemonConfig, stop: Arc<AtomicBool>) -> Arc<Self> {
+        if !config.daemon.brokers.is_empty() {
+            settings.broker = config.daemon.brokers.join(",");
+        }
         Arc::new(Daemon {
             settings,
             config,
@@ -554,4 +566,43 @@ pub fn run(
     let _ = server.join();
     let _ = std::fs::remove_file(&daemon.config.daemon.socket);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(brokers: &str) -> DaemonConfig {
+        toml::from_str(&format!("[daemon]\nbrokers = [{brokers}]\n")).unwrap()
+    }
+
+    /// `[daemon] brokers` is checked like `--broker` and, when set, is the
+    /// list the daemon enrolls, re-attests and requests tokens with.
+    #[test]
+    fn daemon_brokers_are_checked_and_replace_the_flag() {
+        assert!(config(r#""http://127.0.0.1:1", "http://broker.example""#)
+            .validate()
+            .unwrap_err()
+            .contains("daemon.brokers"));
+        assert!(DaemonConfig::default().validate().is_ok());
+        let cfg = config(r#""http://127.0.0.1:1", "http://127.0.0.2:1""#);
+        cfg.validate().unwrap();
+        let settings = Settings {
+            broker: "http://127.0.0.1:9".into(),
+            failover: crate::client::Failover::default(),
+            ca_cert: None,
+            tcti: String::new(),
+            state_dir: PathBuf::new(),
+            issuer: "writ-broker".into(),
+            logs: crate::logs::LogSources::none(),
+        };
+        let d = Daemon::new(settings.clone(), cfg, Arc::new(AtomicBool::new(true)));
+        assert_eq!(d.settings.broker, "http://127.0.0.1:1,http://127.0.0.2:1");
+        let d = Daemon::new(
+            settings,
+            DaemonConfig::default(),
+            Arc::new(AtomicBool::new(true)),
+        );
+        assert_eq!(d.settings.broker, "http://127.0.0.1:9");
+    }
 }

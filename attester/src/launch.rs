@@ -11,7 +11,6 @@ use verifier_lib::token::{
     Audience, Expectations, SigningKey, TokenError, TokenVerifier, VerifiedToken,
 };
 
-use crate::client::BrokerClient;
 use crate::commands::{self, Settings};
 use crate::error::{denial_reasons, CommandError};
 use crate::program::Program;
@@ -86,13 +85,15 @@ pub fn prepare(
     workload_key::ensure_private_dir(&dir)?;
     let key = SigningKey::generate().map_err(KeyFileError::from)?;
     let cnf = key.verifying_key().to_cose_key_bytes()?;
-    let broker = BrokerClient::new(&s.broker, s.ca_cert.as_deref()).map_err(CommandError::from)?;
-    let keys = crate::pinning::trusted_key_set(
-        &broker,
-        &s.state_dir,
-        matches!(evidence, Evidence::Snp { .. }),
-    )
-    .map_err(CommandError::from)?;
+    let brokers = commands::brokers(s)?;
+    let keys = brokers.run(|broker| {
+        crate::pinning::trusted_key_set(
+            broker,
+            &s.state_dir,
+            matches!(evidence, Evidence::Snp { .. }),
+        )
+        .map_err(CommandError::from)
+    })?;
 
     let daemon = socket.filter(|p| p.exists());
     let (token, verified, via_daemon) = match daemon {
@@ -134,7 +135,17 @@ pub fn prepare(
     if bound != Some(key.kid()) {
         return Err(LaunchError::CnfMismatch);
     }
-    revocation::ensure_not_revoked(&broker, &keys, &s.issuer, &verified.claims.cti, now())?;
+    // Any broker's list will do: every broker of a fleet serves the one
+    // list of the shared store, signed with the shared token key.
+    brokers.run(|broker| {
+        revocation::ensure_not_revoked(
+            broker,
+            &keys,
+            verified.claims.status.as_ref(),
+            &verified.claims.cti,
+            now(),
+        )
+    })?;
     let name = format!(
         "{}-{}.pem",
         workload.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use writ_attester::commands::{self, Settings};
@@ -18,9 +19,34 @@ use writ_attester::tpm::{AkAlg, DEFAULT_TCTI};
     about = "Writ host attester and workload gate"
 )]
 struct Cli {
-    /// Broker base URL.
-    #[arg(long, env = "WRIT_BROKER", default_value = "http://127.0.0.1:8443")]
-    broker: String,
+    /// Broker base URL; repeat the flag, or separate URLs with commas, to
+    /// name every broker of a fleet (tried in order, sticking to the one
+    /// that answered last; the next one on a connection failure, timeout or
+    /// 5xx, never on a refusal).
+    #[arg(
+        long = "broker",
+        env = "WRIT_BROKER",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8443"
+    )]
+    brokers: Vec<String>,
+    /// No new broker attempt starts after this many milliseconds of one
+    /// exchange (every broker is still tried once).
+    #[arg(long, env = "WRIT_RETRY_BUDGET_MS", default_value_t = 10_000)]
+    retry_budget_ms: u64,
+    /// Pause after a round in which every broker failed, doubled each
+    /// round (jittered), in milliseconds.
+    #[arg(long, env = "WRIT_RETRY_BACKOFF_MS", default_value_t = 200)]
+    retry_backoff_ms: u64,
+    /// Longest pause between rounds, in milliseconds.
+    #[arg(long, env = "WRIT_RETRY_MAX_BACKOFF_MS", default_value_t = 2_000)]
+    retry_max_backoff_ms: u64,
+    /// Connect timeout for one broker, in milliseconds.
+    #[arg(long, env = "WRIT_BROKER_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    broker_connect_timeout_ms: u64,
+    /// Timeout of one request to one broker (answer included), in milliseconds.
+    #[arg(long, env = "WRIT_BROKER_TIMEOUT_MS", default_value_t = 15_000)]
+    broker_timeout_ms: u64,
     /// Extra CA certificate (PEM) trusted for the broker's TLS certificate.
     #[arg(long, env = "WRIT_BROKER_CA")]
     ca_cert: Option<PathBuf>,
@@ -130,8 +156,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let evidence = cli.evidence;
     let vmpl = cli.snp_vmpl;
+    let retry = writ_attester::client::RetryPolicy {
+        connect_timeout: Duration::from_millis(cli.broker_connect_timeout_ms),
+        request_timeout: Duration::from_millis(cli.broker_timeout_ms),
+        budget: Duration::from_millis(cli.retry_budget_ms),
+        initial_backoff: Duration::from_millis(cli.retry_backoff_ms),
+        max_backoff: Duration::from_millis(cli.retry_max_backoff_ms),
+    };
     let settings = Settings {
-        broker: cli.broker,
+        broker: cli.brokers.join(","),
+        failover: writ_attester::client::Failover::new(retry),
         ca_cert: cli.ca_cert,
         tcti: cli.tcti,
         state_dir: cli.state_dir,

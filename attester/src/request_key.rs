@@ -6,6 +6,8 @@
 //! `obtain_token_signed` then signs a token request with it
 //! (`POST /v1/tokens/signed`): one TPM signature, no quote, no logs — the
 //! broker accepts it only while the host's last passing appraisal is fresh.
+//! Both fail over across the broker list like the quote exchanges (the
+//! registration is in the fleet's shared store, so any broker honours it).
 
 use aws_lc_rs::rand::SecureRandom;
 use verifier_lib::api::request_key::{
@@ -15,6 +17,7 @@ use verifier_lib::api::{ChallengeRequest, ChallengeResponse, TokenResponse};
 use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::VerifiedToken;
 
+use crate::client::BrokerClient;
 use crate::commands::{self, CommandError, Settings};
 use crate::state::AttesterState;
 use crate::tpm::REQUEST_KEY_SECRET_LEN;
@@ -47,7 +50,15 @@ fn secret(s: &Settings, state: &mut AttesterState) -> Result<Vec<u8>, CommandErr
 pub fn register(s: &Settings) -> Result<RequestKeyResponse, CommandError> {
     let mut state = AttesterState::load(&s.state_dir)?;
     let secret = secret(s, &mut state)?;
-    let broker = commands::client(s)?;
+    commands::brokers(s)?.run(|broker| register_with(s, broker, &state, &secret))
+}
+
+fn register_with(
+    s: &Settings,
+    broker: &BrokerClient,
+    state: &AttesterState,
+    secret: &[u8],
+) -> Result<RequestKeyResponse, CommandError> {
     let challenge: ChallengeResponse = broker.post(
         "/v1/challenge",
         &ChallengeRequest {
@@ -56,14 +67,14 @@ pub fn register(s: &Settings) -> Result<RequestKeyResponse, CommandError> {
     )?;
     let mut tpm = commands::open_tpm(s)?;
     let ek = tpm.create_ek(state.ek_alg)?;
-    let certified = tpm.certify_request_key(&ek, &state.ak, &secret, &challenge.nonce);
+    let certified = tpm.certify_request_key(&ek, &state.ak, secret, &challenge.nonce);
     tpm.flush_ek(ek)?;
     let certified = certified?;
     drop(tpm);
     Ok(broker.post(
         "/v1/request-keys",
         &RequestKeyRegistration {
-            host_id: state.host_id,
+            host_id: state.host_id.clone(),
             nonce: challenge.nonce,
             key_public: certified.key_public,
             attest: certified.attest,
@@ -82,8 +93,20 @@ pub fn obtain_token_signed(
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut state = AttesterState::load(&s.state_dir)?;
     let secret = secret(s, &mut state)?;
-    let broker = commands::client(s)?;
-    let keys = crate::pinning::trusted_key_set(&broker, &s.state_dir, false)?;
+    commands::brokers(s)?
+        .run(|broker| signed_token_with(s, broker, &state, &secret, workload, workload_digest, cnf))
+}
+
+fn signed_token_with(
+    s: &Settings,
+    broker: &BrokerClient,
+    state: &AttesterState,
+    secret: &[u8],
+    workload: &str,
+    workload_digest: &[u8; 32],
+    cnf: Option<&[u8]>,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    let keys = crate::pinning::trusted_key_set(broker, &s.state_dir, false)?;
     let challenge: ChallengeResponse = broker.post(
         "/v1/challenge",
         &ChallengeRequest {
@@ -97,7 +120,7 @@ pub fn obtain_token_signed(
         cnf_key: cnf,
     };
     let mut tpm = crate::tpm::Tpm::open(&s.tcti)?;
-    let signed = tpm.sign_request(&secret, &binding.quote_nonce(&challenge.nonce))?;
+    let signed = tpm.sign_request(secret, &binding.quote_nonce(&challenge.nonce))?;
     drop(tpm);
     let resp: TokenResponse = broker.post(
         "/v1/tokens/signed",

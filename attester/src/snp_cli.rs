@@ -5,29 +5,24 @@
 use verifier_lib::api::AppraisalResponse;
 use verifier_lib::token::VerifiedToken;
 
-use crate::client::BrokerClient;
 use crate::commands::{self, Settings};
 use crate::error::CommandError;
 use crate::program::Program;
 use crate::snp::{self, SevGuest};
 use crate::state::AttesterState;
 
-fn broker(s: &Settings) -> Result<BrokerClient, CommandError> {
-    Ok(BrokerClient::new(&s.broker, s.ca_cert.as_deref())?)
-}
-
 /// Attest with SEV-SNP; with `both`, first with the TPM, then with an SNP
 /// report whose REPORT_DATA binds the enrolled vTPM AK (TPM2B_PUBLIC).
 pub fn attest(s: &Settings, both: bool, vmpl: u32) -> Result<Vec<AppraisalResponse>, CommandError> {
     let mut guest = SevGuest::open(vmpl)?;
-    let client = broker(s)?;
+    let brokers = commands::brokers(s)?;
     if both {
         let state = AttesterState::load(&s.state_dir)?;
         let tpm = commands::attest(s)?;
-        let snp = snp::attest(&client, &mut guest, Some(&state.ak.public_tpm2b))?;
+        let snp = brokers.run(|b| snp::attest(b, &mut guest, Some(&state.ak.public_tpm2b)))?;
         Ok(vec![tpm, snp])
     } else {
-        Ok(vec![snp::attest(&client, &mut guest, None)?])
+        Ok(vec![brokers.run(|b| snp::attest(b, &mut guest, None))?])
     }
 }
 
@@ -50,13 +45,15 @@ pub fn obtain_token_with(
     vmpl: u32,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut guest = SevGuest::open(vmpl)?;
-    snp::obtain_token_with(
-        &broker(s)?,
-        &s.state_dir,
-        &s.issuer,
-        workload,
-        program,
-        cnf,
-        &mut guest,
-    )
+    commands::brokers(s)?.run(|b| {
+        snp::obtain_token_with(
+            b,
+            &s.state_dir,
+            &s.issuer,
+            workload,
+            program,
+            cnf,
+            &mut guest,
+        )
+    })
 }

@@ -69,8 +69,16 @@ fn database_unavailable_gets_no_token() {
     assert_eq!(line.trim(), "locked");
 
     let e = commands::obtain_token(&host.settings, "hello", &program).unwrap_err();
-    match &e {
-        CommandError::Broker(ClientError::Refused { code, status, .. }) => {
+    // A 500 is a broker failure: retried within the budget, then typed as
+    // every broker (here the only one) having failed, with its last answer.
+    let last = match &e {
+        CommandError::Broker(ClientError::AllBrokersFailed { tried, .. }) if tried.len() == 1 => {
+            &*tried[0].error
+        }
+        other => panic!("expected AllBrokersFailed, got {other:?}"),
+    };
+    match last {
+        ClientError::Refused { code, status, .. } => {
             // The decision's write goes through the audit writer: a store
             // failure there is `audit_log_failed`, elsewhere `storage_error`.
             assert!(

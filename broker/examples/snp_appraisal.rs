@@ -56,6 +56,7 @@ fn mint(key: &SigningKey, v: &snp::VerifiedReport, host: &str) -> Vec<u8> {
         scope: Vec::new(),
         audit_index: None,
         offline_ok: false,
+        status: None,
     };
     token::mint(&claims, key).unwrap()
 }

@@ -15,11 +15,12 @@ pub mod decision;
 pub mod governance;
 pub mod keys;
 pub mod mint;
-pub mod policy_source;
+pub mod policy;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod tee;
+pub mod telemetry;
 pub mod ui;
 
 pub use api::app;

@@ -6,7 +6,8 @@
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::token::{self, Claims, SigningKey, TokenError, VerifyingKey};
 
-use crate::store::TokenRecord;
+use crate::store::{StatusSlot, TokenRecord};
+use verifier_lib::token::StatusRef;
 
 /// A freshly signed token and what the store records of it.
 #[derive(Debug)]
@@ -30,8 +31,18 @@ pub fn new_cti() -> Result<Vec<u8>, TokenError> {
     token::new_cti(&aws_lc_rs::rand::SystemRandom::new())
 }
 
-/// Sign `claims` with `key`; `policy_id` is recorded with the token.
-pub fn sign(claims: &Claims, key: &SigningKey, policy_id: &str) -> Result<Minted, TokenError> {
+/// Sign `claims` with `key`, in status-list slot `status` (from
+/// `Governance::allocate`, set as the token's `status` claim); `policy_id`
+/// is recorded with the token.
+pub fn sign(
+    claims: &Claims,
+    key: &SigningKey,
+    policy_id: &str,
+    status: &(StatusSlot, StatusRef),
+) -> Result<Minted, TokenError> {
+    let mut claims = claims.clone();
+    claims.status = Some(status.1.clone());
+    let claims = &claims;
     let bytes = token::mint(claims, key)?;
     Ok(Minted {
         record: TokenRecord {
@@ -43,6 +54,7 @@ pub fn sign(claims: &Claims, key: &SigningKey, policy_id: &str) -> Result<Minted
             exp: claims.exp,
             policy_id: policy_id.to_owned(),
             token_digest: HashAlg::Sha256.digest(&bytes),
+            status: Some(status.0),
         },
         token: bytes,
     })

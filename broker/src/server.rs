@@ -10,9 +10,11 @@ pub use connections::serve_connections;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::policy::ActivationLog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::policy_source::{PolicyHandle, PolicyLoadError};
+use crate::policy::file::FileImportError;
+use crate::policy::{PolicyHandle, PolicyLoadError};
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -21,6 +23,8 @@ use crate::store::{Store, StoreError};
 pub enum ServeError {
     #[error(transparent)]
     Policy(#[from] PolicyLoadError),
+    #[error(transparent)]
+    PolicyImport(#[from] FileImportError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -47,7 +51,10 @@ pub enum ServeError {
 /// Build the broker state from configuration (opens the store, loads keys,
 /// policy and trust anchors).
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServeError> {
-    let policy = PolicyHandle::load(&config.policy.file)?;
+    // Refuse an invalid policy file before anything is opened.
+    if let Some(path) = config.policy.import_file() {
+        crate::policy::file::read(path)?;
+    }
     let store = Store::open(&config.storage.url).await?;
     let backfilled = store.backfill_revoked_identities(clock.now()).await?;
     if backfilled > 0 {
@@ -75,7 +82,14 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         &config.broker.name_or_host(),
     )
     .await?;
-    crate::audit::policy::log_active(&audit, &policy, clock.as_ref()).await?;
+    if let Some(path) = config.policy.import_file() {
+        crate::policy::file::import_file(ActivationLog::Writer(&audit), &store, path, clock.now())
+            .await?;
+    }
+    let policy = PolicyHandle::from_store(store.clone()).await?;
+    policy.spawn_refresher(Duration::from_millis(
+        config.policy.poll_interval_ms.max(100),
+    ));
     let key = keys.current;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
     let mut state = AppState::new(config, store, clock, key, policy, trust, audit)
@@ -115,12 +129,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::warn!("no [operators] tokens configured: operator endpoints (hosts, revoke, reinstate, policy learn) refuse every request");
     }
     let state = build_state(config, Arc::new(SystemClock)).await?;
-    let _watcher = crate::audit::policy::spawn_watcher(
-        state.audit.clone(),
-        state.policy.clone(),
-        Arc::clone(&state.clock),
-        Duration::from_secs(state.config.policy.reload_interval_secs.max(1)),
-    );
+    let _watcher = state.config.policy.import_file().map(|path| {
+        crate::policy::file::spawn_watcher(
+            state.audit.clone(),
+            state.policy.clone(),
+            Arc::clone(&state.clock),
+            path.to_owned(),
+            Duration::from_secs(state.config.policy.reload_interval_secs.max(1)),
+        )
+    });
     let cfg = Arc::clone(&state.config);
     let app = crate::app(state.clone());
     let addr = cfg.server.listen;

@@ -9,7 +9,7 @@ use verifier_lib::token::{KeySet, SigningKey};
 use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::policy_source::PolicyHandle;
+use crate::policy::PolicyHandle;
 use crate::store::Store;
 
 /// Shared broker state.
@@ -40,6 +40,10 @@ pub struct AppState {
     /// The fleet challenge key, read (or created once) from the store on
     /// first use (`crate::decision::nonce`).
     pub(crate) challenge_key: Arc<tokio::sync::OnceCell<crate::decision::challenge::ChallengeKey>>,
+    /// This broker's Prometheus metrics (its own recorder, not a global).
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    /// The last `/readyz` result, reused for a second.
+    pub readiness: crate::api::health::ReadinessCache,
 }
 
 impl AppState {
@@ -75,6 +79,8 @@ impl AppState {
             audit,
             challenge_key: Arc::default(),
             refusals,
+            metrics: Arc::default(),
+            readiness: Default::default(),
         }
     }
 

@@ -162,6 +162,7 @@ async fn operator_endpoints_need_an_operator_token(backend: Backend) {
         ("POST", "/v1/tokens/00112233445566778899aabbccddeeff/revoke"),
         ("POST", "/v1/workloads/w/revoke"),
         ("POST", "/v1/policy/learn"),
+        ("GET", "/v1/policy/shadow/report"),
     ];
     for (m, p) in operator_routes {
         let (s, b) = call(&app, bare(m, p)).await;

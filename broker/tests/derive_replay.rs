@@ -103,6 +103,7 @@ fn claims(b: &Broker, holder: &SigningKey) -> Claims {
         scope: Vec::new(),
         audit_index: None,
         offline_ok: false,
+        status: None,
     }
 }
 
@@ -147,6 +148,7 @@ async fn parent(b: &Broker, holder: &SigningKey) -> (Vec<u8>, Vec<u8>) {
             exp: claims.exp,
             policy_id: "t".into(),
             token_digest: HashAlg::Sha256.digest(&minted),
+            status: None,
         }),
         ima_cursor: None,
     };

@@ -90,7 +90,7 @@ async fn snp_broker(
 async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
     let c = chain(Product::Genoa);
     let (kds_url, hits) = start_kds().await;
-    let (_dir, url, _st) = snp_broker(&c, kds_url).await;
+    let (_dir, url, st) = snp_broker(&c, kds_url).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         let req = http.post(format!("{url}{path}")).json(&body);
@@ -158,6 +158,22 @@ async fn finding3_forged_chip_ids_cause_bounded_kds_fetches() {
         assert_eq!(v["verdict"], "contraindicated", "{v}");
     }
     assert_eq!(hits.load(Ordering::SeqCst), BURST as usize);
+    // The metrics count the same: KDS asked BURST times (each a 404), the
+    // rest refused at the bound, the repeats answered from the remembered
+    // negative answer; every appraisal decided is counted.
+    let scrape = st.metrics.render(&st).await;
+    for line in [
+        format!("writ_kds_fetches_total{{result=\"error_status\"}} {BURST}"),
+        format!("writ_kds_fetches_total{{result=\"busy\"}} {}", 30 - BURST),
+        "writ_kds_fetches_total{result=\"negative_cached\"} 5".to_owned(),
+        "writ_kds_fetches_total{result=\"fetched\"} 0".to_owned(),
+        format!(
+            "writ_appraisals_total{{kind=\"snp\",result=\"contraindicated\"}} {}",
+            BURST + 5
+        ),
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "{line} not in\n{scrape}");
+    }
 }
 
 /// KDS does not answer (nothing listens at its URL) and the guest sent no

@@ -87,6 +87,10 @@ fn token(key: &SigningKey, holder: &SigningKey, issuer: &str, now: i64, cti: u8)
         scope: Vec::new(),
         audit_index: None,
         offline_ok: false,
+        status: Some(verifier_lib::token::StatusRef {
+            idx: u64::from(cti),
+            uri: "https://writ.example/v1/status/lists/1".into(),
+        }),
     };
     mint(&claims, key).unwrap()
 }
@@ -161,9 +165,7 @@ async fn old_tokens_verify_during_the_overlap_and_are_refused_after_retirement()
     verifier_lib::status::verify(
         &get(&app, "/v1/status").await,
         &new_only,
-        &issuer,
-        clock.now(),
-        0,
+        verifier_lib::status::ListCheck::at(clock.now(), 0),
     )
     .unwrap();
     let new_token = token(&second.signing_key, &holder, &issuer, clock.now(), 2);

@@ -22,7 +22,9 @@ async fn status(app: &axum::Router, now: i64, keys: &verifier_lib::token::KeySet
     assert_eq!(resp.status(), 200);
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let list = verifier_lib::status::verify(&bytes, keys, "writ-broker", now, 0).unwrap();
+    let list =
+        verifier_lib::status::verify(&bytes, keys, verifier_lib::status::ListCheck::at(now, 0))
+            .unwrap();
     (etag, list.issued_at)
 }
 

@@ -1,15 +1,24 @@
-//! [`StatusFollower`]: keeps a gate's revocation status list current by
-//! polling `/v1/status` (ETag / 304) and, optionally, following the
-//! `/v1/status/stream` server-sent events. Only a verified list moves the
+//! [`StatusFollower`]: keeps a gate's Token Status Lists current by polling
+//! `/v1/status` (the current epoch, ETag / 304) and every other held list
+//! (`/v1/status/lists/{epoch}`), and, optionally, following the
+//! `/v1/status/stream` server-sent events (one per live list). Only a
+//! verified list moves the
 //! gate's freshness (its signed `issued_at` / `expires_at`); a `304` or a
 //! keep-alive is unauthenticated and refreshes nothing.
+//!
+//! The follower knows every broker of a fleet: the poll and the stream each
+//! stay with the broker that answered last and move to the next one on a
+//! connection failure, a timeout or a 5xx. Any broker's list is acceptable
+//! (each is signed with the fleet's token key and verified here), and
+//! [`GateState::install`] keeps only a list newer than the held one, so
+//! switching to a broker that serves an older list never goes back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use verifier_lib::api::governance::StatusEvent;
-use verifier_lib::status;
+use verifier_lib::status::{self, ListCheck};
 
 use crate::state::GateState;
 
@@ -25,10 +34,50 @@ pub enum FollowMode {
 /// Keeps a [`GateState`]'s status list current.
 #[derive(Debug, Clone)]
 pub struct StatusFollower {
-    pub broker: String,
+    /// Base URLs of the fleet's brokers, tried in order (at least one).
+    pub brokers: Vec<String>,
     pub mode: FollowMode,
     pub poll_interval: Duration,
     pub leeway_secs: i64,
+}
+
+/// Why one fetch from one broker failed.
+#[derive(Debug)]
+enum FetchError {
+    /// The broker failed (connection, timeout, 5xx): try the next one.
+    Broker(String),
+    /// The broker answered, but not with an acceptable list.
+    Answer(String),
+}
+
+impl FetchError {
+    fn transport(e: reqwest::Error) -> Self {
+        FetchError::Broker(e.to_string())
+    }
+
+    fn status(code: StatusCode) -> Self {
+        if code.is_server_error() {
+            FetchError::Broker(format!("HTTP {code}"))
+        } else {
+            FetchError::Answer(format!("HTTP {code}"))
+        }
+    }
+}
+
+/// What a poll of one broker got.
+#[derive(Debug)]
+enum Polled {
+    /// `304`: nothing new (and nothing confirmed).
+    NotModified,
+    /// A verified list, handed to the gate; its ETag.
+    Installed { etag: Option<String> },
+}
+
+/// Which broker the poll uses, and the ETag of its last list.
+#[derive(Debug, Default)]
+struct PollCursor {
+    broker: usize,
+    etag: Option<String>,
 }
 
 impl StatusFollower {
@@ -52,10 +101,13 @@ impl StatusFollower {
                 async move { stream.follow_stream(&h, &g).await },
             ))
         });
-        let mut etag: Option<String> = None;
+        let mut cursor = PollCursor::default();
         loop {
-            if let Err(e) = self.poll_once(&http, &gate, &mut etag).await {
+            if let Err(e) = self.poll_from(&http, &gate, &mut cursor).await {
                 tracing::warn!(error = %e, "status poll failed");
+            }
+            if let Err(e) = self.poll_held(&http, &gate, cursor.broker).await {
+                tracing::warn!(error = %e, "status poll of held lists failed");
             }
             tokio::time::sleep(self.poll_interval).await;
         }
@@ -63,88 +115,278 @@ impl StatusFollower {
 
     fn verify_and_install(&self, gate: &GateState, bytes: &[u8]) -> Result<(), String> {
         let v = &gate.config().verifier;
-        let list = status::verify(
-            bytes,
-            v.keys(),
-            &v.expectations().issuer,
-            gate.now(),
-            self.leeway_secs,
-        )
-        .map_err(|e| e.to_string())?;
+        let list = status::verify(bytes, v.keys(), ListCheck::at(gate.now(), self.leeway_secs))
+            .map_err(|e| e.to_string())?;
         gate.install(list);
         Ok(())
     }
 
-    /// One conditional GET of `/v1/status`.
+    /// The path of a list URI on any broker: every broker of a fleet serves
+    /// every list, under the same path.
+    fn list_path(uri: &str) -> Option<&str> {
+        uri.find("/v1/status/lists/").and_then(|i| uri.get(i..))
+    }
+
+    /// GET `path` from the brokers, starting at `start` and moving on past
+    /// brokers that fail (connection, timeout, 5xx): the answer and the
+    /// index of the broker that gave it.
+    async fn get_from(
+        &self,
+        http: &reqwest::Client,
+        start: usize,
+        path: &str,
+    ) -> Result<(usize, reqwest::Response), String> {
+        let n = self.brokers.len();
+        let mut failures = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(url) = self.brokers.get(i) else {
+                continue;
+            };
+            match http
+                .get(format!("{url}{path}"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+            {
+                Ok(resp) if !resp.status().is_server_error() => return Ok((i, resp)),
+                Ok(resp) => failures.push(format!("{url}: HTTP {}", resp.status())),
+                Err(e) => failures.push(format!("{url}: {e}")),
+            }
+        }
+        Err(format!(
+            "every broker failed for {path}: {}",
+            failures.join("; ")
+        ))
+    }
+
+    /// Refresh every held list by its own path; forget an expired one the
+    /// brokers no longer serve (retired: its tokens all expired).
+    async fn poll_held(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        start: usize,
+    ) -> Result<(), String> {
+        for uri in gate.held_uris() {
+            let Some(path) = Self::list_path(&uri) else {
+                continue;
+            };
+            let (_, resp) = self.get_from(http, start, path).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                // Retired (or not served under this path): forgotten once
+                // its own signed lifetime is over.
+                if gate
+                    .held(&uri)
+                    .is_some_and(|held| gate.now() >= held.expires_at)
+                {
+                    gate.retire(&uri);
+                }
+                continue;
+            }
+            if !resp.status().is_success() {
+                return Err(format!("HTTP {} for {path}", resp.status()));
+            }
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            self.verify_and_install(gate, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Fetch and install the list at `path`, from the broker `start` or
+    /// the next ones should it fail.
+    async fn fetch_path(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        start: usize,
+        path: &str,
+    ) -> Result<(), String> {
+        if !path.starts_with("/v1/status") {
+            return Err(format!("status event names an unexpected path {path:?}"));
+        }
+        let (_, resp) = self.get_from(http, start, path).await?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {} for {path}", resp.status()));
+        }
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        self.verify_and_install(gate, &bytes)
+    }
+
+    /// One conditional GET of `/v1/status`, from the first broker that
+    /// answers (in list order). `etag` is the held list's ETag.
     pub async fn poll_once(
         &self,
         http: &reqwest::Client,
         gate: &GateState,
         etag: &mut Option<String>,
     ) -> Result<(), String> {
+        let mut cursor = PollCursor {
+            broker: 0,
+            etag: etag.take(),
+        };
+        let result = self.poll_from(http, gate, &mut cursor).await;
+        *etag = cursor.etag;
+        result
+    }
+
+    /// One poll, starting at `cursor.broker` and moving on past brokers
+    /// that fail; the cursor then names the broker that answered. An ETag
+    /// is only sent to the broker that gave it.
+    async fn poll_from(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        cursor: &mut PollCursor,
+    ) -> Result<(), String> {
+        let n = self.brokers.len();
+        if n == 0 {
+            return Err("no broker URL".into());
+        }
+        let mut failures = Vec::new();
+        for k in 0..n {
+            let i = (cursor.broker + k) % n;
+            let Some(url) = self.brokers.get(i) else {
+                continue;
+            };
+            let etag = if i == cursor.broker {
+                cursor.etag.as_deref()
+            } else {
+                None
+            };
+            match self.fetch_status(http, gate, url, etag).await {
+                Ok(polled) => {
+                    if i != cursor.broker {
+                        cursor.broker = i;
+                        cursor.etag = None;
+                    }
+                    if let Polled::Installed { etag } = polled {
+                        cursor.etag = etag;
+                    }
+                    return Ok(());
+                }
+                Err(FetchError::Broker(e)) => {
+                    tracing::warn!(broker = %url, error = %e, "status poll: broker failed, trying the next one");
+                    failures.push(format!("{url}: {e}"));
+                }
+                Err(FetchError::Answer(e)) => {
+                    if i != cursor.broker {
+                        cursor.broker = i;
+                        cursor.etag = None;
+                    }
+                    return Err(format!("{url}: {e}"));
+                }
+            }
+        }
+        Err(format!("every broker failed: {}", failures.join("; ")))
+    }
+
+    /// GET `/v1/status` from `broker`, conditional on `etag`.
+    async fn fetch_status(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        broker: &str,
+        etag: Option<&str>,
+    ) -> Result<Polled, FetchError> {
         let mut req = http
-            .get(format!("{}/v1/status", self.broker))
+            .get(format!("{broker}/v1/status"))
             .timeout(Duration::from_secs(10));
-        if let Some(t) = etag.as_deref() {
+        if let Some(t) = etag {
             req = req.header(header::IF_NONE_MATCH, t);
         }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let resp = req.send().await.map_err(FetchError::transport)?;
         if resp.status() == StatusCode::NOT_MODIFIED {
             // Unauthenticated: it refreshes nothing. The held list stays as
             // fresh as its signed issued_at / expires_at say.
-            return Ok(());
+            return Ok(Polled::NotModified);
         }
         if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
+            return Err(FetchError::status(resp.status()));
         }
         let new_etag = resp
             .headers()
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        self.verify_and_install(gate, &bytes)?;
-        *etag = new_etag;
-        Ok(())
+        let bytes = resp.bytes().await.map_err(FetchError::transport)?;
+        self.verify_and_install(gate, &bytes)
+            .map_err(FetchError::Answer)?;
+        Ok(Polled::Installed { etag: new_etag })
     }
 
+    /// Follow one broker's stream after the other: a broker that fails is
+    /// left for the next at once; after every broker failed in turn the
+    /// follower backs off (200 ms doubling to 10 s).
     async fn follow_stream(&self, http: &reqwest::Client, gate: &GateState) {
+        let n = self.brokers.len().max(1);
+        let mut broker = 0;
+        let mut failed_in_a_row = 0;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.stream_once(http, gate).await {
-                Ok(()) => backoff = Duration::from_millis(200),
-                Err(e) => tracing::warn!(error = %e, "status stream interrupted"),
+            match self.stream_once(http, gate, broker).await {
+                Ok(()) => {
+                    failed_in_a_row = 0;
+                    backoff = Duration::from_millis(200);
+                }
+                Err(FetchError::Broker(e)) => {
+                    tracing::warn!(broker = ?self.brokers.get(broker), error = %e, "status stream: broker failed, trying the next one");
+                    broker = (broker + 1) % n;
+                    failed_in_a_row += 1;
+                    if failed_in_a_row < n {
+                        continue;
+                    }
+                    failed_in_a_row = 0;
+                }
+                Err(FetchError::Answer(e)) => {
+                    tracing::warn!(error = %e, "status stream interrupted");
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 
-    async fn stream_once(&self, http: &reqwest::Client, gate: &GateState) -> Result<(), String> {
+    async fn stream_once(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        broker: usize,
+    ) -> Result<(), FetchError> {
+        let url = self
+            .brokers
+            .get(broker)
+            .ok_or_else(|| FetchError::Answer("no broker URL".into()))?;
         let mut resp = http
-            .get(format!("{}/v1/status/stream", self.broker))
+            .get(format!("{url}/v1/status/stream"))
             .header(header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(FetchError::transport)?;
         if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
+            return Err(FetchError::status(resp.status()));
         }
         let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = resp.chunk().await.map_err(FetchError::transport)? {
             buf.extend_from_slice(&chunk);
             if buf.len() > 8 * 1024 * 1024 {
-                return Err("stream event too large".into());
+                return Err(FetchError::Answer("stream event too large".into()));
             }
             while let Some(end) = find_event_end(&buf) {
                 let raw: Vec<u8> = buf.drain(..end).collect();
-                self.handle_event(http, gate, &raw).await;
+                self.handle_event(http, gate, broker, &raw).await;
             }
         }
         Ok(())
     }
 
-    async fn handle_event(&self, http: &reqwest::Client, gate: &GateState, raw: &[u8]) {
+    async fn handle_event(
+        &self,
+        http: &reqwest::Client,
+        gate: &GateState,
+        broker: usize,
+        raw: &[u8],
+    ) {
         let text = String::from_utf8_lossy(raw);
         let mut kind = "message";
         let mut data = String::new();
@@ -168,20 +410,19 @@ impl StatusFollower {
             tracing::warn!("unreadable status event");
             return;
         };
-        // Nothing newer than the held list (same version, not signed later).
-        if gate.status_version() == Some(ev.version)
-            && gate
-                .status_issued_at()
-                .is_some_and(|held| ev.issued_at <= held)
+        // Nothing newer than the held list of that URI (same version, not
+        // signed later).
+        if gate
+            .held(&ev.uri)
+            .is_some_and(|held| held.version == ev.version && ev.issued_at <= held.issued_at)
         {
             return;
         }
         let result = match &ev.list {
             Some(bytes) => self.verify_and_install(gate, bytes),
-            None => {
-                let mut none = None;
-                self.poll_once(http, gate, &mut none).await
-            }
+            // Fetch the list from the broker whose stream announced it (or
+            // the next one, should it fail meanwhile).
+            None => self.fetch_path(http, gate, broker, &ev.url).await,
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "status event list rejected");

@@ -22,7 +22,10 @@
 //! [`GateState::new`] refuses `Audience::Any`.
 //!
 //! [`StatusFollower`] keeps the cache fresh by polling `/v1/status`
-//! (ETag/304) and, optionally, following `/v1/status/stream` (SSE).
+//! (ETag/304) and, optionally, following `/v1/status/stream` (SSE), from
+//! a list of the fleet's brokers: it moves to the next one when a broker
+//! fails (connection, timeout, 5xx) and never installs a list older than
+//! the held one.
 //! [`request_headers`] is the client side: the two headers for a request.
 //!
 //! This crate deliberately does not depend on the attester: a service that

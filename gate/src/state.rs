@@ -2,7 +2,7 @@
 //! and its shared state ([`GateState`]): the status-list cache, the replay
 //! cache and the admission decision itself.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Body;
@@ -12,7 +12,7 @@ use base64::Engine;
 use verifier_lib::api::governance::AUTH_SCHEME;
 use verifier_lib::crypto::HashAlg;
 use verifier_lib::pop::{self, PopError, ReplayCache, ReplayLimits, RequestContext, Window};
-use verifier_lib::status::StatusList;
+use verifier_lib::status::{StatusError, StatusList, VALID};
 use verifier_lib::token::{Audience, TokenError, TokenVerifier, VerifiedToken};
 
 /// Unix seconds; injectable for tests.
@@ -84,8 +84,16 @@ pub enum GateDenial {
     PopMissing,
     #[error("{0}")]
     Pop(PopError),
-    #[error("token {cti} is revoked (status list version {version})")]
-    TokenRevoked { cti: String, version: u64 },
+    #[error("token {cti} has status {status} in {uri} (version {version})")]
+    TokenRevoked {
+        cti: String,
+        uri: String,
+        status: u8,
+        version: u64,
+    },
+    /// The token's `status` claim is missing or points outside its list.
+    #[error("token status: {0}")]
+    TokenStatus(StatusError),
     #[error("no status list signed in the last {max_age_secs} s and unexpired (newest: {age})")]
     StatusUnavailable { max_age_secs: i64, age: String },
     #[error("request body larger than {max} bytes")]
@@ -104,6 +112,8 @@ impl GateDenial {
             GateDenial::PopMissing => "pop_missing",
             GateDenial::Pop(e) => e.code(),
             GateDenial::TokenRevoked { .. } => "token_revoked",
+            GateDenial::TokenStatus(StatusError::TokenUnlisted) => "token_unlisted",
+            GateDenial::TokenStatus(_) => "token_status_invalid",
             GateDenial::StatusUnavailable { .. } => "status_unavailable",
             GateDenial::BodyTooLarge { .. } => "body_too_large",
         }
@@ -111,9 +121,9 @@ impl GateDenial {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            GateDenial::TokenRevoked { .. } | GateDenial::StatusUnavailable { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            GateDenial::TokenRevoked { .. }
+            | GateDenial::TokenStatus(_)
+            | GateDenial::StatusUnavailable { .. } => StatusCode::FORBIDDEN,
             GateDenial::TokenInvalid(TokenError::AudienceMismatch { .. }) => StatusCode::FORBIDDEN,
             GateDenial::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::UNAUTHORIZED,
@@ -135,9 +145,10 @@ impl GateDenial {
 /// The gate's shared state: configuration, status cache and replay cache.
 pub struct GateState {
     config: GateConfig,
-    /// The newest verified list; its freshness is its signed `issued_at` /
-    /// `expires_at`, never the time it was fetched or re-confirmed.
-    status: RwLock<Option<Arc<StatusList>>>,
+    /// The newest verified list of each URI (one per live epoch); its
+    /// freshness is its signed `iat` / `exp`, never the time it was
+    /// fetched or re-confirmed.
+    status: RwLock<BTreeMap<String, Arc<StatusList>>>,
     replay: Mutex<ReplayCache>,
     now: Now,
 }
@@ -166,7 +177,7 @@ impl GateState {
         }));
         Ok(Arc::new(GateState {
             config,
-            status: RwLock::new(None),
+            status: RwLock::new(BTreeMap::new()),
             replay,
             now,
         }))
@@ -181,71 +192,102 @@ impl GateState {
         (self.now)()
     }
 
-    /// Install a verified status list unless the held one is newer: a
-    /// higher version, or the same version signed later. Installing an
-    /// older signature of the held version (a replay) extends nothing.
+    /// Install a verified status list unless the held one of its URI is
+    /// newer: a higher version, or the same version signed later.
+    /// Installing an older signature (a replay) extends nothing.
     pub fn install(&self, list: StatusList) {
         if let Ok(mut s) = self.status.write() {
             let newer = s
-                .as_ref()
+                .get(&list.uri)
                 .is_none_or(|c| (list.version, list.issued_at) > (c.version, c.issued_at));
             if newer {
-                *s = Some(Arc::new(list));
+                s.insert(list.uri.clone(), Arc::new(list));
             }
         }
     }
 
-    /// Version of the held list, if any.
+    /// Forget the list of `uri` (the broker says it is retired: every token
+    /// it covered has expired).
+    pub fn retire(&self, uri: &str) {
+        if let Ok(mut s) = self.status.write() {
+            s.remove(uri);
+        }
+    }
+
+    /// URIs of the held lists.
+    pub fn held_uris(&self) -> Vec<String> {
+        self.status
+            .read()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The held list of `uri`.
+    pub fn held(&self, uri: &str) -> Option<Arc<StatusList>> {
+        self.status.read().ok().and_then(|s| s.get(uri).cloned())
+    }
+
+    /// Highest version among the held lists, if any.
     pub fn status_version(&self) -> Option<u64> {
         self.status
             .read()
             .ok()
-            .and_then(|s| s.as_ref().map(|c| c.version))
+            .and_then(|s| s.values().map(|c| c.version).max())
     }
 
-    /// Signed `issued_at` of the held list, if any.
+    /// Newest signed `iat` among the held lists, if any.
     pub fn status_issued_at(&self) -> Option<i64> {
         self.status
             .read()
             .ok()
-            .and_then(|s| s.as_ref().map(|c| c.issued_at))
+            .and_then(|s| s.values().map(|c| c.issued_at).max())
     }
 
     fn check_status(&self, token: &VerifiedToken, now: i64) -> Result<(), GateDenial> {
-        let held = self.status.read().ok().and_then(|s| s.clone());
+        let offline =
+            token.claims.offline_ok || self.config.allow_offline.contains(&token.claims.aud);
+        let Some(r) = token.claims.status.as_ref() else {
+            // Every Writ token names its list; one that does not cannot be
+            // revoked, so it is refused.
+            return Err(GateDenial::TokenStatus(StatusError::TokenUnlisted));
+        };
+        let held = self.held(&r.uri);
         let max_age = self.config.max_status_age_secs;
+        // A revoked token stays refused even when the list is old.
+        if let Some(c) = &held {
+            let status = c.status_of(Some(r)).map_err(GateDenial::TokenStatus)?;
+            if status != VALID {
+                return Err(GateDenial::TokenRevoked {
+                    cti: hex::encode(&token.claims.cti),
+                    uri: r.uri.clone(),
+                    status,
+                    version: c.version,
+                });
+            }
+        }
         // Freshness is what the broker signed: the list's own issue time
         // and expiry. Nothing unauthenticated (a 304, a keep-alive) counts.
         let fresh = held
             .as_ref()
             .filter(|c| now.saturating_sub(c.issued_at) <= max_age && now < c.expires_at);
-        // A revoked token stays refused even when the list is old.
-        if let Some(c) = &held {
-            if c.is_revoked(&token.claims.cti) {
-                return Err(GateDenial::TokenRevoked {
-                    cti: hex::encode(&token.claims.cti),
-                    version: c.version,
-                });
-            }
-        }
         // Offline acceptance: the broker's policy said so in the token, or
         // this relying party's own configuration does for the audience.
-        if fresh.is_some()
-            || token.claims.offline_ok
-            || self.config.allow_offline.contains(&token.claims.aud)
-        {
+        if fresh.is_some() || offline {
             return Ok(());
         }
         Err(GateDenial::StatusUnavailable {
             max_age_secs: max_age,
-            age: held.map_or("none".into(), |c| {
-                format!(
-                    "version {} signed {} s ago, expires at {}",
-                    c.version,
-                    now.saturating_sub(c.issued_at),
-                    c.expires_at
-                )
-            }),
+            age: held.map_or_else(
+                || format!("none for {}", r.uri),
+                |c| {
+                    format!(
+                        "version {} signed {} s ago, expires at {}",
+                        c.version,
+                        now.saturating_sub(c.issued_at),
+                        c.expires_at
+                    )
+                },
+            ),
         })
     }
 

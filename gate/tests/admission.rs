@@ -8,17 +8,16 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use support::{Clock, Keys, AUDIENCE, ISSUER, T0};
+use support::{status_list, Clock, Keys, AUDIENCE, ISSUER, T0};
 use tower::ServiceExt;
 use verifier_lib::pop::PopError;
-use verifier_lib::status::StatusList;
 use verifier_lib::token::{Expectations, TokenError, TokenVerifier, VerifiedToken};
 use writ_gate::{request_headers, GateConfigError, GateDenial, GateLayer, GateState};
 
 const BODY: &[u8] = br#"{"job":1}"#;
 
-fn list(version: u64, at: i64, revoked: &[u8]) -> StatusList {
-    StatusList::new(
+fn list(version: u64, at: i64, revoked: &[u8]) -> verifier_lib::status::StatusList {
+    status_list(
         ISSUER,
         version,
         at,
@@ -141,7 +140,7 @@ fn revocation_and_stale_status_are_refused() {
         denial,
         GateDenial::StatusUnavailable {
             max_age_secs: 30,
-            age: "none".into()
+            age: format!("none for {}", support::LIST_URI)
         }
     );
     assert_eq!(denial.status(), StatusCode::FORBIDDEN);
@@ -176,6 +175,8 @@ fn revocation_and_stale_status_are_refused() {
         denial,
         GateDenial::TokenRevoked {
             cti: hex::encode([7u8; 16]),
+            uri: support::LIST_URI.into(),
+            status: 1,
             version: 2
         }
     );
@@ -267,4 +268,44 @@ async fn the_layer_passes_admitted_requests_and_answers_refusals_as_json() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["error"]["code"], "body_too_large");
+}
+
+/// A token whose status claim is missing, names another list or points
+/// past the end of its list is refused with a typed code.
+#[test]
+fn unlisted_or_out_of_range_tokens_are_refused() {
+    let keys = Keys::new();
+    let clock = Clock::at(T0);
+    let gate = GateState::new(keys.config(AUDIENCE, 30), clock.now()).unwrap();
+    gate.install(list(1, T0, &[]));
+    let mut unlisted = keys.claims(AUDIENCE, 4);
+    unlisted.status = None;
+    let t = verifier_lib::token::mint(&unlisted, &keys.broker).unwrap();
+    assert_eq!(
+        present(&gate, &keys, &t, T0).unwrap_err().code(),
+        "token_unlisted"
+    );
+    let mut past_end = keys.claims(AUDIENCE, 5);
+    past_end.status = Some(verifier_lib::token::StatusRef {
+        idx: 256,
+        uri: support::LIST_URI.into(),
+    });
+    let t = verifier_lib::token::mint(&past_end, &keys.broker).unwrap();
+    assert_eq!(
+        present(&gate, &keys, &t, T0).unwrap_err(),
+        GateDenial::TokenStatus(verifier_lib::status::StatusError::IndexOutOfRange {
+            idx: 256,
+            len: 256
+        })
+    );
+    let mut elsewhere = keys.claims(AUDIENCE, 6);
+    elsewhere.status = Some(verifier_lib::token::StatusRef {
+        idx: 6,
+        uri: "https://other.example/v1/status/lists/1".into(),
+    });
+    let t = verifier_lib::token::mint(&elsewhere, &keys.broker).unwrap();
+    assert_eq!(
+        present(&gate, &keys, &t, T0).unwrap_err().code(),
+        "status_unavailable"
+    );
 }

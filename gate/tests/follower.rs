@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use support::{Clock, Keys, AUDIENCE, ISSUER, T0};
-use verifier_lib::status::StatusList;
+use support::{status_list, Clock, Keys, AUDIENCE, ISSUER, T0};
 use verifier_lib::token::SigningKey;
 use writ_gate::{FollowMode, GateState, StatusFollower};
 
@@ -57,7 +56,7 @@ fn signed(issuer: &str, version: u64, key: &SigningKey) -> Vec<u8> {
 
 /// A list signed at `at`, valid for 600 s.
 fn signed_at(issuer: &str, version: u64, at: i64, key: &SigningKey) -> Vec<u8> {
-    StatusList::new(issuer, version, at, at + 600, [[5u8; 16]])
+    status_list(issuer, version, at, at + 600, [[5u8; 16]])
         .sign(key)
         .unwrap()
 }
@@ -83,7 +82,7 @@ async fn poll_installs_verified_lists_and_a_304_confirms_nothing() {
         not_modified: Arc::new(AtomicUsize::new(0)),
     };
     let follower = StatusFollower {
-        broker: serve(served.clone()).await,
+        brokers: vec![serve(served.clone()).await],
         mode: FollowMode::Poll,
         poll_interval: Duration::from_secs(1),
         leeway_secs: 30,
@@ -121,7 +120,7 @@ async fn poll_installs_verified_lists_and_a_304_confirms_nothing() {
     let stranger = SigningKey::generate().unwrap();
     for (tag, body) in [
         ("\"x1\"", signed(ISSUER, 5, &stranger)),
-        ("\"x2\"", signed("someone-else", 6, &keys.broker)),
+        ("\"x2\"", signed_at(ISSUER, 6, T0 - 1000, &keys.broker)),
         ("\"x3\"", b"not a status list".to_vec()),
     ] {
         *served.body.lock().unwrap() = (tag.into(), body);
@@ -146,7 +145,7 @@ async fn a_server_answering_304_past_the_signed_expiry_leaves_the_gate_stale() {
     // A generous age bound: only the list's signed expiry (T0 + 200, before
     // the token's own expiry at T0 + 300) limits it.
     let gate = GateState::new(keys.config(AUDIENCE, 100_000), clock.now()).unwrap();
-    let short = StatusList::new(ISSUER, 1, T0, T0 + 200, [[5u8; 16]])
+    let short = status_list(ISSUER, 1, T0, T0 + 200, [[5u8; 16]])
         .sign(&keys.broker)
         .unwrap();
     let served = Served {
@@ -154,7 +153,7 @@ async fn a_server_answering_304_past_the_signed_expiry_leaves_the_gate_stale() {
         not_modified: Arc::new(AtomicUsize::new(0)),
     };
     let follower = StatusFollower {
-        broker: serve(served.clone()).await,
+        brokers: vec![serve(served.clone()).await],
         mode: FollowMode::Poll,
         poll_interval: Duration::from_secs(1),
         leeway_secs: 0,
@@ -222,7 +221,7 @@ async fn stream_keep_alives_refresh_nothing() {
         let _ = axum::serve(listener, app).await;
     });
     let follower = StatusFollower {
-        broker: format!("http://{addr}"),
+        brokers: vec![format!("http://{addr}")],
         mode: FollowMode::Stream,
         poll_interval: Duration::from_secs(3600),
         leeway_secs: 0,

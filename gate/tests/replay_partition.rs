@@ -6,16 +6,15 @@
 
 mod support;
 
-use support::{Clock, Keys, AUDIENCE, ISSUER, T0};
+use support::{status_list, Clock, Keys, AUDIENCE, ISSUER, T0};
 use verifier_lib::pop::PopError;
-use verifier_lib::status::StatusList;
 use verifier_lib::token::{mint, SigningKey};
 use writ_gate::{request_headers, GateDenial, GateState};
 
 const BODY: &[u8] = b"{}";
 
-fn list(version: u64, revoked: &[u8]) -> StatusList {
-    StatusList::new(
+fn list(version: u64, revoked: &[u8]) -> verifier_lib::status::StatusList {
+    status_list(
         ISSUER,
         version,
         T0,

@@ -69,6 +69,7 @@ fn claims(workload: &SigningKey) -> Claims {
         scope: vec!["read:secrets/db".into()],
         audit_index: Some(123_456),
         offline_ok: false,
+        status: None,
     }
 }
 

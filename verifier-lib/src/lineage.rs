@@ -246,6 +246,7 @@ mod tests {
             scope: vec![],
             audit_index: None,
             offline_ok: false,
+            status: None,
         }
     }
 

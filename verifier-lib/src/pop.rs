@@ -343,6 +343,7 @@ mod tests {
             scope: vec![],
             audit_index: None,
             offline_ok: false,
+            status: None,
         };
         let t = mint(&claims, &broker).unwrap();
         let v = VerifiedToken {

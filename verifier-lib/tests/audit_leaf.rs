@@ -83,6 +83,12 @@ pub fn all_decisions() -> Vec<Decision> {
         Decision::PolicyActivated {
             policy_id: "prod".into(),
             policy_hash: vec![6; 32],
+            previous_policy_hash: Some(vec![5; 32]),
+        },
+        Decision::PolicyActivated {
+            policy_id: "first".into(),
+            policy_hash: vec![6; 32],
+            previous_policy_hash: None,
         },
         Decision::OperatorAction {
             who: "alice".into(),
@@ -305,6 +311,7 @@ fn leaf_serializes_to_json_with_hex_digests() {
         Decision::PolicyActivated {
             policy_id: "p".into(),
             policy_hash: vec![0xab, 0xcd],
+            previous_policy_hash: None,
         },
     );
     let json = serde_json::to_value(&leaf).unwrap();

@@ -43,6 +43,7 @@ impl Host {
         let state_dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             broker: broker_url.to_owned(),
+            failover: Default::default(),
             ca_cert: None,
             tcti: swtpm.tcti(),
             state_dir: state_dir.path().to_owned(),

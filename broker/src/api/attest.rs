@@ -21,6 +21,13 @@ use crate::state::AppState;
 use crate::tee;
 
 /// `POST /v1/challenge`: a single-use nonce bound to the host.
+#[utoipa::path(
+    post,
+    path = "/v1/challenge",
+    tag = "attestation",
+    request_body = ChallengeRequest,
+    responses((status = 200, description = "A single-use nonce and what the quote must cover", body = ChallengeResponse), super::openapi::ApiErrors)
+)]
 pub async fn challenge(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<ChallengeRequest>,
@@ -69,6 +76,13 @@ pub async fn challenge(
 }
 
 /// `POST /v1/attest`: appraise a quote; the host's status follows.
+#[utoipa::path(
+    post,
+    path = "/v1/attest",
+    tag = "attestation",
+    request_body = AttestRequest,
+    responses((status = 200, description = "The appraisal; the host status follows it", body = AppraisalResponse), super::openapi::ApiErrors)
+)]
 pub async fn attest(
     State(st): State<AppState>,
     Source(source): Source,
@@ -89,6 +103,13 @@ pub async fn attest(
 
 /// `POST /v1/tokens`: appraise a quote taken for this very request and, when
 /// everything passes, mint an execution token for the workload.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    request_body = TokenRequest,
+    responses((status = 200, description = "An execution token for the workload", body = TokenResponse), super::openapi::ApiErrors)
+)]
 pub async fn token(
     State(st): State<AppState>,
     Source(source): Source,

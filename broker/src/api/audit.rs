@@ -96,11 +96,17 @@ fn text(body: String) -> axum::response::Response {
 
 /// `GET /v1/audit/key`: this broker's checkpoint verifier key
 /// (signed-note vkey).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/key",
+    tag = "audit",
+    responses((status = 200, description = "The checkpoint verifier key (signed-note vkey)", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn key(State(st): State<AppState>) -> axum::response::Response {
     text(format!("{}\n", st.audit.vkey()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditKeyItem {
     /// `<key name>+<8 hex key hash>`: what a checkpoint's signature line names.
     pub key_id: String,
@@ -112,7 +118,7 @@ pub struct AuditKeyItem {
     pub retired_at: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditKeyList {
     /// The key of the broker answering.
     pub this_broker: String,
@@ -124,6 +130,12 @@ pub struct AuditKeyList {
 /// the key its note names). Fetched from a broker, the set proves that
 /// checkpoints are consistent with each other, not who signed them: pin
 /// the keys out of band for that (`audit verify --trusted-keys`).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/keys",
+    tag = "audit",
+    responses((status = 200, description = "Every checkpoint verifier key published by the brokers sharing this log", body = AuditKeyList), super::openapi::ApiErrors)
+)]
 pub async fn keys(State(st): State<AppState>) -> Result<Json<AuditKeyList>, ApiError> {
     let keys = st.store.audit_keys().await?;
     Ok(Json(AuditKeyList {
@@ -149,6 +161,12 @@ async fn cover(st: &AppState, wanted: u64) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/audit/checkpoint`: the newest signed checkpoint (a C2SP note).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoint",
+    tag = "audit",
+    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"), super::openapi::ApiErrors)
+)]
 pub async fn checkpoint(State(st): State<AppState>) -> Result<axum::response::Response, ApiError> {
     let latest = st.audit.view().latest.clone();
     let latest = match latest {
@@ -188,6 +206,13 @@ pub struct CheckpointList {
 /// issue order; several brokers may each sign the same size, so a page
 /// does not end inside a run of equal sizes (unless the whole page is one
 /// run) and the next page starts at the first size it left out.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoints",
+    tag = "audit",
+    params(("from_size" = Option<u64>, Query, description = "Smallest tree size"), ("limit" = Option<u32>, Query, description = "Page size")),
+    responses((status = 200, description = "A page of checkpoints in issue order", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn checkpoints(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
@@ -304,6 +329,13 @@ pub struct EntryList {
 /// leaf's hash and [`LeafSummary`]; with an operator's
 /// `Authorization: Bearer` token, also the leaf itself. A token that does
 /// not authenticate is refused (401), not served the public form.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/entries",
+    tag = "audit",
+    params(("start" = u64, Query), ("end" = u64, Query)),
+    responses((status = 200, description = "Leaves start..end: hash and summary; the leaf itself with an operator token", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn entries(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -378,6 +410,13 @@ fn proof_size(st: &AppState, given: Option<u64>) -> Result<u64, ApiError> {
 
 /// `GET /v1/audit/proof/inclusion?index=I|leaf_hash=H[&tree_size=N]`
 /// (default size: the newest checkpoint's).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proof/inclusion",
+    tag = "audit",
+    params(("index" = Option<u64>, Query), ("leaf_hash" = Option<String>, Query), ("tree_size" = Option<u64>, Query)),
+    responses((status = 200, description = "An RFC 6962 inclusion proof", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn inclusion(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
@@ -442,6 +481,13 @@ pub struct ConsistencyProof {
 
 /// `GET /v1/audit/proof/consistency?from=A[&to=B]` (default `to`: the newest
 /// checkpoint's size).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proof/consistency",
+    tag = "audit",
+    params(("from" = u64, Query), ("to" = Option<u64>, Query)),
+    responses((status = 200, description = "An RFC 6962 consistency proof", content_type = "application/json"), super::openapi::ApiErrors)
+)]
 pub async fn consistency(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,

@@ -62,6 +62,13 @@ impl From<DeriveError> for ApiError {
 
 /// `POST /v1/tokens/derive`: a narrower child of a presented, key-bound,
 /// unrevoked parent token, proven by a PoP with the parent's `cnf` key.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/derive",
+    tag = "tokens",
+    request_body = DeriveRequest,
+    responses((status = 200, description = "A narrower child token (parent in `Authorization: Writ`, proof in `Writ-PoP`)", body = DeriveResponse), super::openapi::ApiErrors)
+)]
 pub async fn derive(
     State(st): State<AppState>,
     uri: Uri,
@@ -94,6 +101,7 @@ pub async fn derive(
         },
     )
     .await?;
+    st.metrics.token_minted("derived");
     Ok(Json(DeriveResponse {
         token: derived.minted.token,
         cti: derived.minted.record.cti,

@@ -34,6 +34,13 @@ use crate::store::{revocation_names, EnrollmentProblem, EnrollmentRecord, HostRe
 /// `POST /v1/enroll/start`. Refusals cost no write of their own: they are
 /// counted per source and logged as one summary leaf per window
 /// (`crate::audit::refusals`).
+#[utoipa::path(
+    post,
+    path = "/v1/enroll/start",
+    tag = "enrollment",
+    request_body = EnrollStartRequest,
+    responses((status = 200, description = "A credential only the EK holder can open", body = EnrollStartResponse), super::openapi::ApiErrors)
+)]
 pub async fn start(
     State(st): State<AppState>,
     Source(source): Source,
@@ -141,6 +148,13 @@ async fn start_checked(
 }
 
 /// `POST /v1/enroll/finish`.
+#[utoipa::path(
+    post,
+    path = "/v1/enroll/finish",
+    tag = "enrollment",
+    request_body = EnrollFinishRequest,
+    responses((status = 200, description = "The host is enrolled", body = EnrollFinishResponse), super::openapi::ApiErrors)
+)]
 pub async fn finish(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<EnrollFinishRequest>,

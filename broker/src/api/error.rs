@@ -82,7 +82,10 @@ impl IntoResponse for ApiError {
         if let (Some(d), Some(obj)) = (self.details, body.as_object_mut()) {
             obj.insert("details".into(), d);
         }
-        (self.status, axum::Json(json!({ "error": body }))).into_response()
+        let mut resp = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        resp.extensions_mut()
+            .insert(crate::telemetry::http::ErrorCode(self.code));
+        resp
     }
 }
 
@@ -127,6 +130,11 @@ fn refused(r: ChangeRefused) -> ApiError {
             StatusCode::CONFLICT,
             "decision_conflict",
             "the host changed while the request was decided; try again",
+        ),
+        ChangeRefused::PolicyChanged { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "policy_changed",
+            "the active policy changed while the activation was decided; try again",
         ),
     }
 }

@@ -24,11 +24,26 @@ pub(crate) fn view(h: &HostRecord) -> HostView {
 }
 
 /// `GET /v1/hosts`.
+#[utoipa::path(
+    get,
+    path = "/v1/hosts",
+    tag = "operator",
+    responses((status = 200, description = "Every host", body = Vec<HostView>), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<HostView>>, ApiError> {
     Ok(Json(st.store.hosts().await?.iter().map(view).collect()))
 }
 
 /// `GET /v1/hosts/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/hosts/{id}",
+    tag = "operator",
+    params(("id" = String, Path, description = "Host id")),
+    responses((status = 200, description = "One host", body = HostView), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn show(
     State(st): State<AppState>,
     Path(id): Path<String>,

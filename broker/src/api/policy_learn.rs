@@ -10,6 +10,14 @@ use verifier_lib::policy::learn::{learn as draft, LearnInput};
 use super::json::ApiJson;
 use super::ApiError;
 
+#[utoipa::path(
+    post,
+    path = "/v1/policy/learn",
+    tag = "operator",
+    request_body = PolicyLearnRequest,
+    responses((status = 200, description = "A draft policy (TOML) for review; nothing is activated", body = String, content_type = "application/toml"), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn learn(
     ApiJson(req): ApiJson<PolicyLearnRequest>,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -34,6 +34,14 @@ impl From<SignedError> for ApiError {
 
 /// `POST /v1/request-keys`: verify the AK's certification of the host's
 /// request key (nonce from `/v1/challenge`) and register the key.
+#[utoipa::path(
+    post,
+    path = "/v1/request-keys",
+    operation_id = "register_request_key",
+    tag = "tokens",
+    request_body = RequestKeyRegistration,
+    responses((status = 200, description = "The registered request key", body = RequestKeyResponse), super::openapi::ApiErrors)
+)]
 pub async fn register(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<RequestKeyRegistration>,
@@ -59,6 +67,14 @@ pub async fn register(
 /// `POST /v1/tokens/signed`: a token for a request signed by the host's
 /// registered request key, with no quote, while the host is trusted and
 /// freshly appraised.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/signed",
+    operation_id = "signed_token",
+    tag = "tokens",
+    request_body = SignedTokenRequest,
+    responses((status = 200, description = "An execution token for a request signed by the request key", body = TokenResponse), super::openapi::ApiErrors)
+)]
 pub async fn token(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<SignedTokenRequest>,
@@ -78,6 +94,7 @@ pub async fn token(
     )
     .await?;
     let policy = st.policy.current();
+    st.metrics.token_minted("signed");
     Ok(Json(TokenResponse {
         cti: signed.minted.record.cti,
         expires_at: signed.minted.record.exp,

@@ -33,6 +33,15 @@ fn response(r: Revoked) -> RevocationResponse {
 
 /// `POST /v1/hosts/{id}/revoke`: status `revoked`, every token of the host
 /// (and their descendants) revoked, one audited decision.
+#[utoipa::path(
+    post,
+    path = "/v1/hosts/{id}/revoke",
+    tag = "operator",
+    request_body = Option<verifier_lib::api::governance::RevokeRequest>,
+    params(("id" = String, Path, description = "Host id")),
+    responses((status = 200, description = "The host is revoked with all its tokens", body = HostStateResponse), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn revoke_host(
     State(st): State<AppState>,
     Extension(op): Extension<Operator>,
@@ -49,6 +58,14 @@ pub async fn revoke_host(
 }
 
 /// `POST /v1/hosts/{id}/reinstate`: revoked → enrolled (it must attest again).
+#[utoipa::path(
+    post,
+    path = "/v1/hosts/{id}/reinstate",
+    tag = "operator",
+    params(("id" = String, Path, description = "Host id")),
+    responses((status = 200, description = "The host is enrolled again and must attest", body = HostStateResponse), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn reinstate_host(
     State(st): State<AppState>,
     Extension(op): Extension<Operator>,
@@ -63,6 +80,14 @@ pub async fn reinstate_host(
 }
 
 /// `GET /v1/hosts/{id}/events`: reboots, clock refusals, state changes.
+#[utoipa::path(
+    get,
+    path = "/v1/hosts/{id}/events",
+    tag = "operator",
+    params(("id" = String, Path, description = "Host id")),
+    responses((status = 200, description = "Reboots, clock refusals and state changes of the host (JSON array)", content_type = "application/json"), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn host_events(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -85,6 +110,15 @@ fn parse_cti(s: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 /// `POST /v1/tokens/{cti}/revoke`: the token and all its descendants.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/{cti}/revoke",
+    tag = "operator",
+    request_body = Option<verifier_lib::api::governance::RevokeRequest>,
+    params(("cti" = String, Path, description = "Token id: 16 bytes as hex or base64url")),
+    responses((status = 200, description = "The token and its descendants are revoked", body = RevocationResponse), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn revoke_token(
     State(st): State<AppState>,
     Extension(op): Extension<Operator>,
@@ -98,6 +132,15 @@ pub async fn revoke_token(
 }
 
 /// `POST /v1/workloads/{name}/revoke`: every token of the workload.
+#[utoipa::path(
+    post,
+    path = "/v1/workloads/{name}/revoke",
+    tag = "operator",
+    request_body = Option<verifier_lib::api::governance::RevokeRequest>,
+    params(("name" = String, Path, description = "Workload name")),
+    responses((status = 200, description = "Every token of the workload is revoked", body = RevocationResponse), super::openapi::ApiErrors),
+    security(("operator" = []))
+)]
 pub async fn revoke_workload(
     State(st): State<AppState>,
     Extension(op): Extension<Operator>,

@@ -35,6 +35,14 @@ fn check_host_id(host_id: &str) -> Result<(), ApiError> {
 
 /// `POST /v1/snp/challenge`: a single-use nonce for an SNP host that some
 /// policy group with a `[groups.snp]` table covers.
+#[utoipa::path(
+    post,
+    path = "/v1/snp/challenge",
+    operation_id = "snp_challenge",
+    tag = "sev-snp",
+    request_body = ChallengeRequest,
+    responses((status = 200, description = "A single-use nonce for an SNP report", body = ChallengeResponse), super::openapi::ApiErrors)
+)]
 pub async fn challenge(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<ChallengeRequest>,
@@ -82,6 +90,14 @@ pub async fn challenge(
 
 /// `POST /v1/snp/attest`: appraise a report whose REPORT_DATA is
 /// SHA-512(nonce ‖ attester_key).
+#[utoipa::path(
+    post,
+    path = "/v1/snp/attest",
+    operation_id = "snp_attest",
+    tag = "sev-snp",
+    request_body = SnpAttestRequest,
+    responses((status = 200, description = "The appraisal of the report", body = AppraisalResponse), super::openapi::ApiErrors)
+)]
 pub async fn attest(
     State(st): State<AppState>,
     Source(source): Source,
@@ -105,6 +121,14 @@ pub async fn attest(
 
 /// `POST /v1/snp/tokens`: appraise a report taken for this very request
 /// (REPORT_DATA = SHA-512(nonce ‖ canonical request)) and mint a token.
+#[utoipa::path(
+    post,
+    path = "/v1/snp/tokens",
+    operation_id = "snp_token",
+    tag = "sev-snp",
+    request_body = SnpTokenRequest,
+    responses((status = 200, description = "An execution token for the workload", body = TokenResponse), super::openapi::ApiErrors)
+)]
 pub async fn token(
     State(st): State<AppState>,
     Source(source): Source,

@@ -1,15 +1,16 @@
-//! `/v1/status` and `/v1/status/stream`: the signed revocation status list,
-//! with ETag / If-None-Match, and Server-Sent Events on every new version.
+//! `/v1/status`, `/v1/status/lists/{epoch}` and `/v1/status/stream`: the
+//! Token Status Lists (draft-ietf-oauth-status-list, CWT), with ETag /
+//! If-None-Match, and Server-Sent Events on every new version.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use verifier_lib::api::governance::{StatusEvent, STATUS_MEDIA_TYPE};
 
 use super::limits::{StreamCapacity, StreamSlots};
@@ -26,16 +27,62 @@ impl From<PublishError> for ApiError {
     }
 }
 
-async fn published(st: &AppState) -> Result<std::sync::Arc<Published>, ApiError> {
+async fn current(st: &AppState) -> Result<std::sync::Arc<Published>, ApiError> {
     Ok(st
         .governance
-        .published(&st.store, &st.signing_key, &st.config, st.now())
+        .current(&st.store, &st.signing_key, &st.config, st.now())
         .await?)
 }
 
-/// `GET /v1/status`: the signed status list, with ETag / If-None-Match.
+/// `GET /v1/status`: the current epoch's signed list, with ETag /
+/// If-None-Match.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "status",
+    responses((status = 200, description = "The signed status list (ETag / If-None-Match)", content_type = "application/statuslist+cwt"), (status = 304, description = "Not modified"), super::openapi::ApiErrors)
+)]
 pub async fn status(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = published(&st).await?;
+    let p = current(&st).await?;
+    respond(&p, &headers)
+}
+
+/// `GET /v1/status/lists/{epoch}`: a live epoch's signed list (the URI
+/// tokens carry); `404 status_list_unknown` for an epoch never opened or
+/// retired; `400 status_epoch_invalid` for an epoch that is not a number.
+#[utoipa::path(
+    get,
+    path = "/v1/status/lists/{epoch}",
+    tag = "status",
+    params(("epoch" = u64, Path, description = "The list's epoch, as in the `uri` of a token's status claim")),
+    responses((status = 200, description = "The epoch's signed status list (ETag / If-None-Match)", content_type = "application/statuslist+cwt"), (status = 304, description = "Not modified"), super::openapi::ApiErrors)
+)]
+pub async fn status_list(
+    State(st): State<AppState>,
+    Path(epoch): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let epoch: u64 = epoch.parse().map_err(|_| {
+        ApiError::bad_request(
+            "status_epoch_invalid",
+            "the status list epoch is not an unsigned integer",
+        )
+    })?;
+    let p = st
+        .governance
+        .published_live(&st.store, &st.signing_key, &st.config, epoch, st.now())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "status_list_unknown",
+                format!("no live status list for epoch {epoch}"),
+            )
+        })?;
+    respond(&p, &headers)
+}
+
+fn respond(p: &Published, headers: &HeaderMap) -> Result<Response, ApiError> {
     let etag = HeaderValue::from_str(&p.etag).map_err(|e| ApiError::internal("status_etag", e))?;
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -79,21 +126,28 @@ fn status_event(p: &Published, inline_max: usize) -> Event {
         issued_at: p.issued_at,
         expires_at: p.expires_at,
         entries: p.entries,
-        url: "/v1/status".into(),
+        uri: p.uri.clone(),
+        url: format!("/v1/status/lists/{}", p.epoch),
         etag: p.etag.clone(),
         list: (p.bytes.len() <= inline_max).then(|| p.bytes.as_ref().clone()),
     };
     let data = serde_json::to_string(&ev).unwrap_or_else(|_| "{}".into());
     Event::default()
         .event("status")
-        .id(p.version.to_string())
+        .id(format!("{}-{}", p.epoch, p.version))
         .data(data)
 }
 
-/// `GET /v1/status/stream`: Server-Sent Events, one `status` event now and
-/// one on every new status version.
+/// `GET /v1/status/stream`: Server-Sent Events, one `status` event per live
+/// list now and again on every new status version (and re-signing).
 /// At most `limits.max_status_streams` at once (`503 stream_capacity`
 /// beyond), each closed after `status.stream_max_secs`.
+#[utoipa::path(
+    get,
+    path = "/v1/status/stream",
+    tag = "status",
+    responses((status = 200, description = "Server-Sent Events: one `status` event per status-list version", content_type = "text/event-stream"), super::openapi::ApiErrors)
+)]
 pub async fn status_stream(
     State(st): State<AppState>,
     Extension(slots): Extension<StreamSlots>,
@@ -120,12 +174,20 @@ pub async fn status_stream(
                     Err(_) => {}
                 }
             }
-            let ev = match published(&st).await {
-                Ok(p) => status_event(&p, st.config.status.inline_max_bytes),
-                Err(e) => Event::default().event("error").data(e.code),
+            let live = st
+                .governance
+                .live(&st.store, &st.signing_key, &st.config, st.now())
+                .await;
+            let events: Vec<Event> = match live {
+                Ok(lists) => lists
+                    .iter()
+                    .map(|p| status_event(p, st.config.status.inline_max_bytes))
+                    .collect(),
+                Err(e) => vec![Event::default().event("error").data(ApiError::from(e).code)],
             };
-            Some((Ok(ev), (st, rx, false, slot)))
+            Some((events, (st, rx, false, slot)))
         },
-    );
+    )
+    .flat_map(|events| futures_util::stream::iter(events.into_iter().map(Ok)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

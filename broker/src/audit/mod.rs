@@ -199,6 +199,11 @@ impl AuditLog {
         &self.inner.origin
     }
 
+    /// Whether the writer task still takes appends (`/readyz`).
+    pub fn writer_alive(&self) -> bool {
+        !self.inner.queue.is_closed()
+    }
+
     /// The checkpoint verifier key (signed-note vkey text).
     pub fn vkey(&self) -> &str {
         &self.inner.vkey

@@ -1,107 +1,160 @@
-//! Policy activation is a logged decision: the policy in force at start-up,
-//! and every policy a reload activates, get a `policy_activated` leaf. On
-//! reload the leaf is committed BEFORE the new policy becomes active; if it
-//! cannot be logged the previous policy stays active.
-
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+//! Policy activation is a logged decision: the `policy_activated` leaf
+//! (policy id, hash, and the hash of the policy it replaces) is committed in
+//! the same transaction that moves the store's active pointer
+//! (`StateChange::ActivatePolicy`), so a policy is active exactly when its
+//! activation is in the log. Importing a version and setting the shadow
+//! change no verdict and are not logged.
 
 use verifier_lib::audit::{Decision, Leaf};
-use verifier_lib::policy::Policy;
+use verifier_lib::policy::{Policy, PolicyError};
 
 use super::{AppendError, AuditLog};
-use crate::clock::Clock;
-use crate::policy_source::PolicyHandle;
-use crate::store::audit::StateChange;
+use crate::store::audit::{ChangeRefused, Entry, EntryError, PrepareEntry, StateChange};
+use crate::store::{NewPolicyVersion, PolicyVersion, Store, StoreError};
 
-/// The `policy_activated` decision for `policy`.
-pub fn activated(policy: &Policy) -> Decision {
-    Decision::PolicyActivated {
-        policy_id: policy.id.clone(),
-        policy_hash: policy.hash.clone(),
-    }
+/// How many times an activation is decided again when another one moved
+/// the active pointer meanwhile.
+const ACTIVATE_ATTEMPTS: u32 = 3;
+
+/// Where an activation is logged.
+#[derive(Debug, Clone, Copy)]
+pub enum ActivationLog<'a> {
+    /// The running broker's audit writer.
+    Writer(&'a AuditLog),
+    /// The store directly (offline `writ-broker policy activate`); brokers
+    /// on the store follow the log and sign checkpoints over the leaf.
+    Store(&'a Store),
 }
 
-/// Logs the policy active at start-up.
-pub async fn log_active(
-    audit: &AuditLog,
-    policy: &PolicyHandle,
-    clock: &dyn Clock,
-) -> Result<u64, AppendError> {
-    let p = policy.current();
-    audit
-        .append(
-            StateChange::Nothing,
-            vec![Leaf::new(clock.now(), activated(&p))],
-        )
-        .await
-}
-
-/// Polls the policy file every `interval`; a changed, valid policy is logged
-/// and then activated.
-pub fn spawn_watcher(
-    audit: AuditLog,
-    policy: PolicyHandle,
-    clock: Arc<dyn Clock>,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last = mtime(&policy);
-        let mut tick = tokio::time::interval(interval);
-        loop {
-            tick.tick().await;
-            let now = mtime(&policy);
-            if now == last {
-                continue;
-            }
-            match reload(&audit, &policy, clock.as_ref()).await {
-                Ok(_) => last = now,
-                Err(e @ ReloadError::Load(_)) => {
-                    // Retried when the file changes again.
-                    tracing::error!(error = %e, "policy reload refused; previous policy stays active");
-                    last = now;
-                }
-                Err(e) => {
-                    // Not logged, so not activated; retried on the next tick.
-                    tracing::error!(error = %e, "policy reload refused; previous policy stays active");
-                }
-            }
-        }
-    })
-}
-
-/// Why a reload did not activate a policy.
+/// Why a policy was not imported or activated.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ReloadError {
+pub enum ActivateError {
+    #[error("invalid policy: {0}")]
+    Invalid(#[source] PolicyError),
+    #[error("stored policy version {version_id} has a malformed hash {hash:?}")]
+    MalformedHash { version_id: i64, hash: String },
+    #[error("the active policy kept changing during {attempts} attempts to activate")]
+    Contended { attempts: u32 },
     #[error(transparent)]
-    Load(#[from] crate::policy_source::PolicyLoadError),
+    Store(#[from] StoreError),
     #[error("logging the activation: {0}")]
     Audit(#[from] AppendError),
+    #[error("logging the activation: {0}")]
+    Entry(#[from] EntryError),
 }
 
-/// Re-reads the policy file; logs and activates it if it changed. Returns
-/// the leaf index of the activation.
-pub async fn reload(
-    audit: &AuditLog,
-    policy: &PolicyHandle,
-    clock: &dyn Clock,
-) -> Result<Option<u64>, ReloadError> {
-    let Some(p) = policy.candidate()? else {
-        return Ok(None);
-    };
-    let index = audit
-        .append(
-            StateChange::Nothing,
-            vec![Leaf::new(clock.now(), activated(&p))],
-        )
+/// What an activation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// The version was already the active one: nothing logged.
+    AlreadyActive,
+    /// The version became active; its leaf is at `leaf_index`.
+    Activated {
+        leaf_index: u64,
+        previous: Option<PolicyVersion>,
+    },
+}
+
+/// Validate `text` as a policy and store it as a version (idempotent by
+/// hash). An invalid policy is refused before anything is written.
+pub async fn import(
+    store: &Store,
+    text: &str,
+    signer: Option<&str>,
+    now: i64,
+) -> Result<(PolicyVersion, Policy), ActivateError> {
+    let policy = Policy::parse_toml(text).map_err(ActivateError::Invalid)?;
+    let hash = policy.hash_hex();
+    let version = store
+        .insert_policy_version(NewPolicyVersion {
+            hash: &hash,
+            policy_id: &policy.id,
+            body: text,
+            signer,
+            created_at: now,
+        })
         .await?;
-    policy.activate(Arc::new(p));
-    Ok(Some(index))
+    Ok((version, policy))
 }
 
-fn mtime(policy: &PolicyHandle) -> Option<SystemTime> {
-    std::fs::metadata(policy.path())
-        .and_then(|m| m.modified())
-        .ok()
+/// The `policy_activated` leaf of `version`, replacing `previous`.
+fn activated_leaf(
+    version: &PolicyVersion,
+    previous: Option<&PolicyVersion>,
+    now: i64,
+) -> Result<Leaf, ActivateError> {
+    let bytes = |v: &PolicyVersion| {
+        hex::decode(&v.hash).map_err(|_| ActivateError::MalformedHash {
+            version_id: v.id,
+            hash: v.hash.clone(),
+        })
+    };
+    Ok(Leaf::new(
+        now,
+        Decision::PolicyActivated {
+            policy_id: version.policy_id.clone(),
+            policy_hash: bytes(version)?,
+            previous_policy_hash: previous.map(bytes).transpose()?,
+        },
+    ))
+}
+
+/// Make the stored `version` the active policy, logged as a decision.
+pub async fn activate(
+    log: ActivationLog<'_>,
+    store: &Store,
+    version: &PolicyVersion,
+    now: i64,
+) -> Result<Activation, ActivateError> {
+    for _ in 0..ACTIVATE_ATTEMPTS {
+        let active = store.policy_pointers().await?.active;
+        if active == Some(version.id) {
+            return Ok(Activation::AlreadyActive);
+        }
+        let previous = match active {
+            Some(id) => store.policy_version(id).await?,
+            None => None,
+        };
+        let entry = Entry {
+            change: StateChange::ActivatePolicy {
+                version_id: version.id,
+                expect_active: active,
+                at: now,
+            },
+            leaves: vec![activated_leaf(version, previous.as_ref(), now)?],
+        };
+        let outcome = match log {
+            ActivationLog::Writer(audit) => match audit.apply(entry.change, entry.leaves).await {
+                Ok(a) => Ok(a.first_index),
+                Err(AppendError::Entry(e)) => Err(e),
+                Err(e) => return Err(e.into()),
+            },
+            ActivationLog::Store(store) => {
+                let batch: Vec<PrepareEntry> = vec![Box::new(move |_| Ok(entry))];
+                match store.append_audit_batch(batch).await?.pop() {
+                    Some(Ok(a)) => Ok(a.first_index),
+                    Some(Err(e)) => Err(e),
+                    None => Err(EntryError::Store(StoreError::Corrupt {
+                        what: "audit batch outcome",
+                        value: "none".into(),
+                    })),
+                }
+            }
+        };
+        match outcome {
+            Ok(leaf_index) => {
+                tracing::warn!(policy_id = %version.policy_id, hash = %version.hash, version = version.id, leaf_index, "policy activated");
+                return Ok(Activation::Activated {
+                    leaf_index,
+                    previous,
+                });
+            }
+            Err(EntryError::Refused(ChangeRefused::PolicyChanged { .. })) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ActivateError::Contended {
+        attempts: ACTIVATE_ATTEMPTS,
+    })
 }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod evidence;
 pub mod keys;
+pub mod operator;
 mod operator_token;
 pub mod policy;
 
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use self::audit::AuditCommand;
 use self::evidence::EvidenceCommand;
 use crate::config::Config;
+use crate::telemetry::logs::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(name = "writ-broker", version, about = "Writ attestation broker")]
@@ -31,6 +33,9 @@ enum Command {
         /// TOML configuration file (layered over defaults, under WRIT_* env vars).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Log lines as human text or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check evidence offline and print the verdict as JSON
     /// (exit 0 valid, 1 invalid, 2 unusable input).
@@ -62,6 +67,36 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Hosts on a running broker: `list`, `show`, `revoke`, `reinstate`
+    /// (operator token from WRIT_OPERATOR_TOKEN or --token-file).
+    Hosts {
+        #[command(subcommand)]
+        command: operator::HostsCommand,
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Tokens on a running broker: `revoke`.
+    Tokens {
+        #[command(subcommand)]
+        command: operator::TokensCommand,
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Workloads on a running broker: `revoke`.
+    Workloads {
+        #[command(subcommand)]
+        command: operator::WorkloadsCommand,
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Fleet summary of a running broker: hosts by status, failing hosts,
+    /// readiness.
+    Status {
+        #[command(flatten)]
+        connection: operator::Connection,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Print the effective configuration (defaults + file + environment) as TOML.
     Config {
         #[arg(long)]
@@ -73,8 +108,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            init_tracing();
+        Command::Serve { config, log_format } => {
+            crate::telemetry::logs::init(log_format);
             let cfg = match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -105,6 +140,29 @@ pub fn main() -> ExitCode {
         Command::Audit { command } => audit::run(command),
         Command::Keys { command } => keys::run(command),
         Command::OperatorToken { name } => operator_token::run(&name),
+        Command::Hosts {
+            command,
+            connection,
+        } => operator::run_hosts(&connection, command),
+        Command::Tokens {
+            command,
+            connection,
+        } => operator::run_tokens(&connection, command),
+        Command::Workloads {
+            command,
+            connection,
+        } => operator::run_workloads(&connection, command),
+        Command::Status { connection } => operator::run_status(&connection),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "writ-broker",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Config { config } => {
             match Config::load(config.as_deref(), Config::process_env()) {
                 Ok(c) => match toml::to_string_pretty(&c) {
@@ -124,13 +182,4 @@ pub fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -65,6 +65,26 @@ pub struct StatusConfig {
     pub inline_max_bytes: usize,
     /// A stream is closed after this long (clients reconnect); bounds shutdown.
     pub stream_max_secs: u64,
+    /// The fleet's public base URL: tokens name their list as
+    /// `{public_base_url}/v1/status/lists/{epoch}`. Every broker of a fleet
+    /// must have the same one (e.g. the load balancer's URL). Default:
+    /// `https://{server.listen}` (`http://` without TLS).
+    pub public_base_url: Option<String>,
+    /// Entries of one status list: a new list (epoch) opens when it is full.
+    pub list_capacity: u64,
+    /// A new list also opens once the current one is this old, in seconds
+    /// (0: only when full).
+    pub epoch_period_secs: i64,
+}
+
+impl StatusConfig {
+    /// When new epochs open.
+    pub fn epoch_plan(&self) -> crate::store::EpochPlan {
+        crate::store::EpochPlan {
+            capacity: self.list_capacity.max(1),
+            period_secs: self.epoch_period_secs.max(0),
+        }
+    }
 }
 
 impl Default for StatusConfig {
@@ -75,6 +95,9 @@ impl Default for StatusConfig {
             poll_interval_ms: 250,
             inline_max_bytes: 64 * 1024,
             stream_max_secs: 300,
+            public_base_url: None,
+            list_capacity: 1_048_576,
+            epoch_period_secs: 0,
         }
     }
 }

@@ -98,10 +98,23 @@ pub struct KeysConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
-    /// The policy document (TOML). Reloaded when it changes.
+    /// A policy document (TOML) to import: at start, and whenever it
+    /// changes, it is stored as a version and activated unless it already
+    /// is the active one. Empty: the store's active version is used as it
+    /// is (`writ-broker policy activate`).
     pub file: PathBuf,
     /// How often the file is checked for changes, in seconds.
     pub reload_interval_secs: u64,
+    /// How often the store's active and shadow policy pointers are polled
+    /// (activations by other brokers or offline), in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl PolicyConfig {
+    /// The file to import, when one is set.
+    pub fn import_file(&self) -> Option<&std::path::Path> {
+        (!self.file.as_os_str().is_empty()).then_some(self.file.as_path())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -273,6 +286,7 @@ impl Default for PolicyConfig {
         Self {
             file: PathBuf::from("policy.toml"),
             reload_interval_secs: 2,
+            poll_interval_ms: 2000,
         }
     }
 }
@@ -316,7 +330,27 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
+/// Largest `status.list_capacity`: one list's statuses stay within the
+/// relying parties' default decompression cap (16 MiB = 2^27 one-bit entries).
+pub const MAX_STATUS_LIST_CAPACITY: u64 = 1 << 27;
+
 impl Config {
+    /// The URI of epoch `epoch`'s status list, as tokens carry it.
+    pub fn status_list_uri(&self, epoch: u64) -> String {
+        let base = match &self.status.public_base_url {
+            Some(u) => u.clone(),
+            None => {
+                let scheme = if self.server.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.server.listen)
+            }
+        };
+        format!("{base}/v1/status/lists/{epoch}")
+    }
+
     /// Load defaults, then `file` (if given), then `WRIT_*` variables from `env`.
     pub fn load(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -380,6 +414,20 @@ impl Config {
                 reason: "plain HTTP is only allowed on loopback; configure tls_cert and tls_key"
                     .into(),
             });
+        }
+        if self.status.list_capacity == 0 || self.status.list_capacity > MAX_STATUS_LIST_CAPACITY {
+            return Err(ConfigError::Invalid {
+                field: "status.list_capacity",
+                reason: format!("must be in 1..={MAX_STATUS_LIST_CAPACITY}"),
+            });
+        }
+        if let Some(u) = &self.status.public_base_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    field: "status.public_base_url",
+                    reason: "an http(s):// URL without a trailing '/'".into(),
+                });
+            }
         }
         if self.audit.checkpoint_interval_secs == 0
             || self.audit.checkpoint_min_leaves == 0

@@ -39,6 +39,14 @@ pub struct Outcome {
     pub token: Option<Minted>,
 }
 
+/// Count a decided appraisal, and its token, in the broker's metrics.
+fn record(st: &AppState, kind: &str, outcome: &Outcome) {
+    st.metrics.appraisal(kind, &outcome.response);
+    if outcome.token.is_some() {
+        st.metrics.token_minted(kind);
+    }
+}
+
 /// One TPM appraisal. `nonce` is the challenge (consumed when applied);
 /// `expected_nonce` what the quote's extraData must hold (the challenge
 /// itself, or its binding to a token request).
@@ -51,7 +59,7 @@ pub async fn tpm(
     evidence: &TpmEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
-    with_retry(|| {
+    let outcome = with_retry(|| {
         tpm_pass(
             st,
             source,
@@ -62,7 +70,9 @@ pub async fn tpm(
             ask.clone(),
         )
     })
-    .await
+    .await?;
+    record(st, "tpm", &outcome);
+    Ok(outcome)
 }
 
 async fn tpm_pass(
@@ -86,47 +96,30 @@ async fn tpm_pass(
         })?;
     let (host, clock) = (prior.host, prior.clock);
     refuse_revoked(host_id, Some(host.status))?;
-    let policy = st.policy.current();
-    let resume = tee::tpm::resume_state(prior.ima_cursor, &policy);
-    // Decide.
-    let (appraisal, ima_state) =
-        tee::tpm::appraise(&policy, &host, evidence, expected_nonce, resume.as_ref());
-    let appraised = Appraised {
-        kind: EvidenceKind::Tpm,
-        verdict: appraisal.verdict,
-        authentic: appraisal.authentic(),
-        failures: appraisal.failures.clone(),
-        group: appraisal.group.clone(),
-        clock: appraisal
-            .quote
-            .as_ref()
-            .map(|q| verifier_lib::host_clock::ClockState::from(&q.clock_info)),
-        new_boot_log: tee::tpm::verified_boot_log(evidence.eventlog.is_some(), &appraisal),
-        evidence_digest: tee::tpm::evidence_digest(evidence),
-        endorsement_digest: None,
-    };
     let now = st.now();
-    let decision = decide(Input {
-        host_id,
-        prior: Prior {
-            status: Some(host.status),
-            clock,
-        },
-        appraised,
-        request: ask.as_ref().map(|a| WorkloadRequest {
-            workload: a.workload,
-            digest: a.digest,
-        }),
-        policy: &policy,
-        boot_log_required: st.config.hosts.boot_log_required,
+    let tpm_input = TpmInput {
+        st,
+        host: &host,
+        clock,
+        evidence,
+        expected_nonce,
+        ask: ask.as_ref(),
         now,
+    };
+    let policy = st.policy.current();
+    // Decide.
+    let (decision, ima_state, submod) = tpm_input.decide(&policy, prior.ima_cursor.clone());
+    // The candidate policy decides too, for the record only.
+    let shadow = st.policy.shadow().map(|candidate| {
+        let (d, _, _) = tpm_input.decide(&candidate, prior.ima_cursor);
+        (candidate, d)
     });
     // Apply.
-    let submod = appraisal.quote.as_ref().map(|q| ("tpm", tpm_submod(q)));
     apply(
         st,
         Applying {
             decision,
+            shadow,
             nonce: nonce_use,
             policy,
             register: None,
@@ -138,6 +131,71 @@ async fn tpm_pass(
         },
     )
     .await
+}
+
+/// What a TPM appraisal is decided on, besides the policy (the active
+/// policy's and a shadow policy's decisions read the same).
+struct TpmInput<'a> {
+    st: &'a AppState,
+    host: &'a crate::store::HostRecord,
+    clock: Option<verifier_lib::host_clock::ClockState>,
+    evidence: &'a TpmEvidence,
+    expected_nonce: &'a [u8],
+    ask: Option<&'a TokenAsk<'a>>,
+    now: i64,
+}
+
+impl TpmInput<'_> {
+    /// Appraise the evidence under `policy` and decide (pure).
+    fn decide(
+        &self,
+        policy: &Policy,
+        ima_cursor: Option<ImaCursorRecord>,
+    ) -> (
+        Decision,
+        Option<ImaState>,
+        Option<(&'static str, SubmodClaims)>,
+    ) {
+        let resume = tee::tpm::resume_state(ima_cursor, policy);
+        let (appraisal, ima_state) = tee::tpm::appraise(
+            policy,
+            self.host,
+            self.evidence,
+            self.expected_nonce,
+            resume.as_ref(),
+        );
+        let appraised = Appraised {
+            kind: EvidenceKind::Tpm,
+            verdict: appraisal.verdict,
+            authentic: appraisal.authentic(),
+            failures: appraisal.failures.clone(),
+            group: appraisal.group.clone(),
+            clock: appraisal
+                .quote
+                .as_ref()
+                .map(|q| verifier_lib::host_clock::ClockState::from(&q.clock_info)),
+            new_boot_log: tee::tpm::verified_boot_log(self.evidence.eventlog.is_some(), &appraisal),
+            evidence_digest: tee::tpm::evidence_digest(self.evidence),
+            endorsement_digest: None,
+        };
+        let decision = decide(Input {
+            host_id: &self.host.id,
+            prior: Prior {
+                status: Some(self.host.status),
+                clock: self.clock,
+            },
+            appraised,
+            request: self.ask.map(|a| WorkloadRequest {
+                workload: a.workload,
+                digest: a.digest,
+            }),
+            policy,
+            boot_log_required: self.st.config.hosts.boot_log_required,
+            now: self.now,
+        });
+        let submod = appraisal.quote.as_ref().map(|q| ("tpm", tpm_submod(q)));
+        (decision, ima_state, submod)
+    }
 }
 
 /// One SEV-SNP appraisal; `expected_report_data` is what REPORT_DATA must
@@ -152,7 +210,7 @@ pub async fn snp(
     evidence: &SnpEvidence,
     ask: Option<TokenAsk<'_>>,
 ) -> Result<Outcome, DecisionError> {
-    with_retry(|| {
+    let outcome = with_retry(|| {
         snp_pass(
             st,
             source,
@@ -163,7 +221,9 @@ pub async fn snp(
             ask.clone(),
         )
     })
-    .await
+    .await?;
+    record(st, "snp", &outcome);
+    Ok(outcome)
 }
 
 async fn snp_pass(
@@ -181,47 +241,30 @@ async fn snp_pass(
     // Read.
     let status = st.store.host(host_id).await?.map(|h| h.status);
     refuse_revoked(host_id, status)?;
+    let now = st.now();
+    let snp_input = SnpInput {
+        snp,
+        host_id,
+        status,
+        evidence,
+        expected_report_data,
+        ask: ask.as_ref(),
+        now,
+    };
     let policy = st.policy.current();
     // Decide (fetching certificates and CRLs the report needs first).
-    let (appraisal, assembled) = snp
-        .appraise(&policy, host_id, evidence, expected_report_data, st.now())
-        .await
-        .map_err(|e| DecisionError::KdsBusy {
-            reason: e.to_string(),
-        })?;
-    let endorsement_digest = assembled.as_ref().map(|a| HashAlg::Sha256.digest(&a.leaf));
-    let mut parts: Vec<&[u8]> = vec![
-        evidence.report.as_slice(),
-        evidence.vcek.as_deref().unwrap_or_default(),
-    ];
-    parts.extend(evidence.chain.iter().map(Vec::as_slice));
-    let appraised = Appraised {
-        kind: EvidenceKind::SevSnp,
-        verdict: appraisal.verdict,
-        authentic: appraisal.authentic(),
-        failures: appraisal.failures.clone(),
-        group: appraisal.group.clone(),
-        clock: None,
-        new_boot_log: false,
-        evidence_digest: HashAlg::Sha256.digest_parts(parts),
-        endorsement_digest: endorsement_digest.clone(),
-    };
-    let now = st.now();
-    let decision = decide(Input {
-        host_id,
-        prior: Prior {
-            status,
-            clock: None,
+    let (decision, appraisal, endorsement_digest) = snp_input.decide(&policy).await?;
+    // The candidate policy decides too, for the record only.
+    let shadow = match st.policy.shadow() {
+        Some(candidate) => match snp_input.decide(&candidate).await {
+            Ok((d, _, _)) => Some((candidate, d)),
+            Err(e) => {
+                tracing::warn!(%host_id, error = %e, "shadow policy: SEV-SNP appraisal not completed");
+                None
+            }
         },
-        appraised,
-        request: ask.as_ref().map(|a| WorkloadRequest {
-            workload: a.workload,
-            digest: a.digest,
-        }),
-        policy: &policy,
-        boot_log_required: false,
-        now,
-    });
+        None => None,
+    };
     let register = match (&appraisal.verified, decision.register) {
         (Some(v), true) => Some(registration(
             host_id,
@@ -236,6 +279,7 @@ async fn snp_pass(
         st,
         Applying {
             decision,
+            shadow,
             nonce: nonce_use,
             policy,
             register,
@@ -247,6 +291,80 @@ async fn snp_pass(
         },
     )
     .await
+}
+
+/// What an SEV-SNP appraisal is decided on, besides the policy.
+struct SnpInput<'a> {
+    snp: &'a tee::snp::SnpService,
+    host_id: &'a str,
+    status: Option<HostStatus>,
+    evidence: &'a SnpEvidence,
+    expected_report_data: &'a [u8; 64],
+    ask: Option<&'a TokenAsk<'a>>,
+    now: i64,
+}
+
+impl SnpInput<'_> {
+    /// Appraise the report under `policy` (fetching what it needs) and
+    /// decide; also returns the appraisal and the endorsement digest.
+    async fn decide(
+        &self,
+        policy: &Policy,
+    ) -> Result<
+        (
+            Decision,
+            verifier_lib::snp_appraisal::SnpAppraisal,
+            Option<Vec<u8>>,
+        ),
+        DecisionError,
+    > {
+        let (appraisal, assembled) = self
+            .snp
+            .appraise(
+                policy,
+                self.host_id,
+                self.evidence,
+                self.expected_report_data,
+                self.now,
+            )
+            .await
+            .map_err(|e| DecisionError::KdsBusy {
+                reason: e.to_string(),
+            })?;
+        let endorsement_digest = assembled.as_ref().map(|a| HashAlg::Sha256.digest(&a.leaf));
+        let mut parts: Vec<&[u8]> = vec![
+            self.evidence.report.as_slice(),
+            self.evidence.vcek.as_deref().unwrap_or_default(),
+        ];
+        parts.extend(self.evidence.chain.iter().map(Vec::as_slice));
+        let appraised = Appraised {
+            kind: EvidenceKind::SevSnp,
+            verdict: appraisal.verdict,
+            authentic: appraisal.authentic(),
+            failures: appraisal.failures.clone(),
+            group: appraisal.group.clone(),
+            clock: None,
+            new_boot_log: false,
+            evidence_digest: HashAlg::Sha256.digest_parts(parts),
+            endorsement_digest: endorsement_digest.clone(),
+        };
+        let decision = decide(Input {
+            host_id: self.host_id,
+            prior: Prior {
+                status: self.status,
+                clock: None,
+            },
+            appraised,
+            request: self.ask.map(|a| WorkloadRequest {
+                workload: a.workload,
+                digest: a.digest,
+            }),
+            policy,
+            boot_log_required: false,
+            now: self.now,
+        });
+        Ok((decision, appraisal, endorsement_digest))
+    }
 }
 
 /// A revoked host gets nothing, and costs no write.
@@ -307,6 +425,9 @@ impl MintPlan {
 
 struct Applying {
     decision: Decision,
+    /// The shadow policy and its decision on the same evidence (recorded
+    /// where it differs, never applied).
+    shadow: Option<(Arc<Policy>, Decision)>,
     /// The authenticated challenge, consumed when the decision applies.
     nonce: NonceUse,
     policy: Arc<Policy>,
@@ -326,6 +447,7 @@ struct Applying {
 async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     let Applying {
         decision: d,
+        shadow,
         nonce,
         policy,
         register,
@@ -395,12 +517,16 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     }
     let (key, issuer) = (Arc::clone(&st.signing_key), st.config.tokens.issuer.clone());
     let policy_for_mint = Arc::clone(&policy);
-    let (_, minted) = st
+    let slot = match grant {
+        Some(_) => Some(crate::governance::Governance::allocate(&st.store, &st.config, now).await?),
+        None => None,
+    };
+    let (appended, minted) = st
         .audit
         .commit_with(move |index| {
             let mut change = change;
-            let minted = match grant {
-                Some((grant, plan)) => {
+            let minted = match (grant, &slot) {
+                (Some((grant, plan)), Some(slot)) => {
                     // The token's leaf follows the decision's own.
                     let at = index.saturating_add(leaves.len() as u64);
                     let verifier_id = mint::verifier_id();
@@ -416,13 +542,13 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
                         submod: plan.submod,
                     }
                     .claims(mint::new_cti().map_err(EntryError::Mint)?, Some(at));
-                    let m =
-                        mint::sign(&claims, &key, &policy_for_mint.id).map_err(EntryError::Mint)?;
+                    let m = mint::sign(&claims, &key, &policy_for_mint.id, slot)
+                        .map_err(EntryError::Mint)?;
                     leaves.push(crate::audit::leaves::token_minted(&m.record, None, now));
                     change.token = Some(m.record.clone());
                     Some(m)
                 }
-                None => None,
+                _ => None,
             };
             Ok((
                 Entry {
@@ -433,6 +559,8 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
             ))
         })
         .await?;
+    st.metrics
+        .tokens_revoked("appraisal", appended.tokens_revoked);
     if d.status == Some(HostStatus::Failed) && d.previous != Some(HostStatus::Failed) {
         st.governance.poke();
     }
@@ -441,6 +569,9 @@ async fn apply(st: &AppState, a: Applying) -> Result<Outcome, DecisionError> {
     }
     for f in &d.failures {
         tracing::warn!(%host_id, failure = %f, "appraisal failure");
+    }
+    if let Some((candidate, shadow)) = shadow {
+        super::shadow::record(st, &d, &policy, &shadow, &candidate, now).await;
     }
     answer(d, &policy, now, minted)
 }

@@ -114,6 +114,7 @@ pub async fn derive(st: &AppState, req: DeriveRequest<'_>) -> Result<Derived, De
         audit_index: None,
         // Never wider than the parent (checked by `check_narrower`).
         offline_ok: parent.claims.offline_ok,
+        status: None,
     };
     lineage::check_narrower(&parent.claims, &child).map_err(DeriveError::Lineage)?;
     let parent_cti = parent.claims.cti.clone();
@@ -199,12 +200,17 @@ async fn apply(
     let key = st.signing_key.clone();
     let policy_id = state.record.policy_id.clone();
     let parent_cti = parent_cti.to_vec();
+    // The child has a status-list slot of its own: revoking it leaves the
+    // parent valid; revoking the parent revokes it too (the store's cascade).
+    let slot = crate::governance::Governance::allocate(&st.store, &st.config, now)
+        .await
+        .map_err(|e| DeriveError::Decision(e.into()))?;
     let (_, minted) = st
         .audit
         .commit_with(move |index| {
             let mut child = child;
             child.audit_index = Some(index);
-            let m = mint::sign(&child, &key, &policy_id).map_err(EntryError::Mint)?;
+            let m = mint::sign(&child, &key, &policy_id, &slot).map_err(EntryError::Mint)?;
             let leaf = crate::audit::leaves::token_minted(&m.record, Some(&parent_cti), child.iat);
             let entry = Entry {
                 change: StateChange::DerivedToken {

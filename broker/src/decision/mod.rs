@@ -23,6 +23,7 @@ pub mod derive;
 pub mod nonce;
 pub mod operator;
 pub mod request_key;
+pub mod shadow;
 pub mod stale;
 
 use verifier_lib::api::AppraisalResponse;

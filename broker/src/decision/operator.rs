@@ -22,6 +22,7 @@ pub struct Revoked {
 
 async fn revoked(st: &AppState, tokens: u64) -> Result<Revoked, DecisionError> {
     st.governance.poke();
+    st.metrics.tokens_revoked("operator", tokens);
     Ok(Revoked {
         tokens,
         status_version: st.store.status_version().await?,

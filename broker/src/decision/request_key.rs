@@ -247,6 +247,7 @@ async fn token_pass(st: &AppState, req: SignedRequest<'_>) -> Result<SignedToken
     let digest = req.workload_digest.to_vec();
     let cnf = req.cnf.map(|(_, k)| k);
     let host_id = host.id.clone();
+    let slot = crate::governance::Governance::allocate(&st.store, &st.config, now).await?;
     let (_, minted) = st
         .audit
         .commit_with(move |index| {
@@ -271,7 +272,8 @@ async fn token_pass(st: &AppState, req: SignedRequest<'_>) -> Result<SignedToken
                 ),
             }
             .claims(mint::new_cti().map_err(EntryError::Mint)?, Some(index));
-            let m = mint::sign(&claims, &signing_key, &policy.id).map_err(EntryError::Mint)?;
+            let m =
+                mint::sign(&claims, &signing_key, &policy.id, &slot).map_err(EntryError::Mint)?;
             let leaf = crate::audit::leaves::token_minted(&m.record, None, now);
             let entry = Entry {
                 change: StateChange::SignedToken {

@@ -39,6 +39,7 @@ pub async fn sweep(st: &AppState) -> Vec<String> {
         };
         match st.audit.apply(change, vec![leaf]).await {
             Ok(a) => {
+                st.metrics.tokens_revoked("stale", a.tokens_revoked);
                 tracing::warn!(host_id = %id, tokens = a.tokens_revoked, "host is stale: no passing attestation in time; tokens revoked");
                 changed.push(id);
             }

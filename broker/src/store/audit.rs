@@ -85,6 +85,14 @@ pub enum StateChange {
         parent_cti: Vec<u8>,
         host_fresh_since: i64,
     },
+    /// A stored policy version became the active one; applies only while
+    /// the active pointer still names `expect_active` (what the activation
+    /// was decided on). Clears the shadow pointer if it named this version.
+    ActivatePolicy {
+        version_id: i64,
+        expect_active: Option<i64>,
+        at: i64,
+    },
 }
 
 /// A challenge nonce a decision consumes, already authenticated (its MAC,
@@ -159,6 +167,13 @@ pub enum ChangeRefused {
     /// baseline): decide again.
     #[error("the host changed since the decision was taken")]
     Conflict,
+    /// Another activation moved the active policy since this one was
+    /// decided.
+    #[error("the active policy changed since the activation was decided (expected version {expected:?}, found {actual:?})")]
+    PolicyChanged {
+        expected: Option<i64>,
+        actual: Option<i64>,
+    },
 }
 
 /// What one decision writes: its state change and its leaves, in order.

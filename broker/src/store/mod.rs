@@ -11,12 +11,16 @@ pub mod apply;
 pub mod audit;
 mod governance;
 mod ima_cursor;
+pub mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod postgres;
 mod request_key;
 mod retention;
 mod revoked_identity;
 mod snp;
 mod sqlite;
+pub mod status_list;
 #[cfg(test)]
 mod test_store;
 #[cfg(test)]
@@ -25,10 +29,14 @@ mod write_tx;
 
 pub use governance::{stale_reason, HostEvent, TokenState};
 pub use ima_cursor::ImaCursorRecord;
+pub use policy::{
+    NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion, ShadowDifference,
+};
 pub use request_key::RequestKeyRecord;
 pub use retention::{RetentionCutoffs, RetentionReport};
 pub use revoked_identity::revocation_names;
 pub use snp::SnpHostRecord;
+pub use status_list::{EpochPlan, EpochStatuses, StatusEpoch, StatusSlot};
 pub use write_tx::{TokenRoot, WriteTransaction, WriteTx};
 
 use std::fmt::Debug;
@@ -107,6 +115,9 @@ pub struct TokenRecord {
     pub exp: i64,
     pub policy_id: String,
     pub token_digest: Vec<u8>,
+    /// The token's entry in a status list (`None` for tokens minted before
+    /// status lists had indices).
+    pub status: Option<StatusSlot>,
 }
 
 /// Why a nonce was not accepted.
@@ -220,6 +231,39 @@ pub trait StateStore: Send + Sync + Debug {
     /// reflect (read in one transaction).
     async fn revoked_ctis(&self, cutoff: i64) -> Result<(u64, Vec<Vec<u8>>), StoreError>;
 
+    /// A slot for a new token: the next index of the current epoch, or
+    /// index 0 of a new epoch when the current one is full or older than
+    /// `plan.period_secs`. One row update, atomic across brokers; an index
+    /// is never handed out twice (one whose token is never minted stays
+    /// unused, status 0).
+    async fn allocate_status_slot(
+        &self,
+        plan: EpochPlan,
+        now: i64,
+    ) -> Result<StatusSlot, StoreError>;
+
+    /// The current epoch (opening the first one if there is none) and every
+    /// live epoch: the current one and those with a token expiring after
+    /// `cutoff`. Ascending.
+    async fn live_status_epochs(
+        &self,
+        plan: EpochPlan,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<(u64, Vec<StatusEpoch>), StoreError>;
+
+    /// What epoch `epoch`'s list holds, or `None` for an epoch never opened.
+    async fn epoch_statuses(&self, epoch: u64) -> Result<Option<EpochStatuses>, StoreError>;
+
+    /// Call `on_change` whenever a revocation commits, through any broker
+    /// on this store, as soon as the backend can tell (PostgreSQL:
+    /// `LISTEN/NOTIFY`). Returns `false` when the backend cannot push (the
+    /// caller polls).
+    fn spawn_status_listener(&self, on_change: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        let _ = on_change;
+        false
+    }
+
     /// A host's recorded events, oldest first.
     async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError>;
 
@@ -295,6 +339,55 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Every published checkpoint verifier key, oldest first.
     async fn audit_keys(&self) -> Result<Vec<audit::AuditKeyRecord>, StoreError>;
+
+    /// Store a policy version; a version with the same hash is kept as it
+    /// is and returned (importing twice is harmless).
+    async fn insert_policy_version(
+        &self,
+        version: NewPolicyVersion<'_>,
+    ) -> Result<PolicyVersion, StoreError>;
+
+    async fn policy_version(&self, id: i64) -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// The version whose document hashes to `hash` (hex).
+    async fn policy_version_by_hash(&self, hash: &str)
+        -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// The versions the active and shadow pointers name (one cheap read,
+    /// polled by every broker).
+    async fn policy_pointers(&self) -> Result<PolicyPointers, StoreError>;
+
+    /// Point the shadow slot at `version` (`None`: no shadow). Not a
+    /// decision: the shadow policy changes no verdict.
+    async fn set_policy_shadow(&self, version: Option<i64>, at: i64) -> Result<(), StoreError>;
+
+    /// At most `limit` activations, newest first.
+    async fn policy_history(&self, limit: u32) -> Result<Vec<PolicyActivation>, StoreError>;
+
+    /// Record a shadow difference (an appraisal whose verdict under the
+    /// shadow policy differs).
+    async fn insert_shadow_difference(&self, d: &ShadowDifference) -> Result<(), StoreError>;
+
+    /// At most `limit` shadow differences recorded under the shadow version
+    /// `shadow_hash`, newest first.
+    async fn shadow_differences(
+        &self,
+        shadow_hash: &str,
+        limit: u32,
+    ) -> Result<Vec<ShadowDifference>, StoreError>;
+
+    /// The version in `slot`, if any.
+    async fn policy_in(&self, slot: PolicySlot) -> Result<Option<PolicyVersion>, StoreError> {
+        let pointers = self.policy_pointers().await?;
+        let id = match slot {
+            PolicySlot::Active => pointers.active,
+            PolicySlot::Shadow => pointers.shadow,
+        };
+        match id {
+            Some(id) => self.policy_version(id).await,
+            None => Ok(None),
+        }
+    }
 
     /// Count of rows per table, for tests and metrics.
     async fn counts(&self) -> Result<Counts, StoreError>;

@@ -215,6 +215,7 @@ fn token(host: &str, n: u8, iat: i64) -> TokenRecord {
         exp: iat + 600,
         policy_id: "p".into(),
         token_digest: vec![n; 32],
+        status: None,
     }
 }
 

@@ -118,6 +118,20 @@ pub trait WriteTx: Send {
     /// Store the host's IMA cursor, replacing any earlier one.
     async fn put_ima_cursor(&mut self, rec: &ImaCursorRecord) -> Result<(), StoreError>;
 
+    /// The version the policy pointer `slot` names (locked until the
+    /// transaction ends where the backend locks rows).
+    async fn policy_pointer(&mut self, slot: super::PolicySlot) -> Result<Option<i64>, StoreError>;
+
+    /// Make `version_id` the active policy version: the pointer, the
+    /// version's `activated_at`, a history row naming `previous`, and the
+    /// shadow pointer cleared if it named this version.
+    async fn record_policy_activation(
+        &mut self,
+        version_id: i64,
+        previous: Option<i64>,
+        at: i64,
+    ) -> Result<(), StoreError>;
+
     /// Store one audit leaf at `index`.
     async fn insert_audit_leaf(
         &mut self,

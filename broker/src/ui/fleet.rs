@@ -134,6 +134,7 @@ struct Overview {
     hosts: Vec<HostRow>,
     policy_id: String,
     policy_hash: String,
+    status_epoch: u64,
     status_version: u64,
     status_age: String,
     chart: Chart,
@@ -177,7 +178,7 @@ pub async fn overview(State(st): State<AppState>, who: SignedIn) -> Result<Respo
     let policy = st.policy.current();
     let published = st
         .governance
-        .published(&st.store, &st.signing_key, &st.config, now)
+        .current(&st.store, &st.signing_key, &st.config, now)
         .await
         .map_err(|e| UiError::Status {
             reason: e.to_string(),
@@ -196,6 +197,7 @@ pub async fn overview(State(st): State<AppState>, who: SignedIn) -> Result<Respo
         hosts: rows,
         policy_id: policy.id.clone(),
         policy_hash: policy.hash_hex(),
+        status_epoch: published.epoch,
         status_version: published.version,
         status_age: age(now, published.issued_at),
         chart: chart(now, &appraisals),

@@ -155,6 +155,7 @@ mod tests {
                 exp: 100,
                 policy_id: "p".into(),
                 token_digest: vec![],
+                status: None,
             },
             parent_cti: parent.map(|p| vec![p; 16]),
             revoked,

@@ -30,6 +30,17 @@ pub struct BrokerProc {
 impl BrokerProc {
     /// Writes config, policy and EK roots into `dir` and starts the broker.
     pub fn start(dir: &Path, policy: &str, ek_roots_pem: &[u8], audit_extra: &str) -> BrokerProc {
+        Self::start_with(dir, policy, ek_roots_pem, audit_extra, &[])
+    }
+
+    /// [`Self::start`] with extra `serve` arguments (e.g. `--log-format json`).
+    pub fn start_with(
+        dir: &Path,
+        policy: &str,
+        ek_roots_pem: &[u8],
+        audit_extra: &str,
+        serve_args: &[&str],
+    ) -> BrokerProc {
         std::fs::write(dir.join("policy.toml"), policy).unwrap();
         std::fs::write(dir.join("ek-roots.pem"), ek_roots_pem).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -58,6 +69,7 @@ impl BrokerProc {
             .arg("serve")
             .arg("--config")
             .arg(dir.join("broker.toml"))
+            .args(serve_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -172,6 +184,7 @@ impl Host {
         let state_dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             broker: broker_url.to_owned(),
+            failover: Default::default(),
             ca_cert: None,
             tcti: swtpm.tcti(),
             state_dir: state_dir.path().to_owned(),

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use verifier_lib::pop::Window;
+use verifier_lib::status::{Bits, StatusArray, StatusList, INVALID};
 use verifier_lib::token::{
-    mint, Appraisal, Claims, EarStatus, Expectations, KeySet, SigningKey, TokenVerifier, PROFILE,
+    mint, Appraisal, Claims, EarStatus, Expectations, KeySet, SigningKey, StatusRef, TokenVerifier,
+    PROFILE,
 };
 use writ_gate::{GateConfig, Now};
 
@@ -14,6 +16,36 @@ pub const ISSUER: &str = "writ-broker";
 pub const AUDIENCE: &str = "hello";
 /// 2026-01-01T00:00:00Z.
 pub const T0: i64 = 1_767_225_600;
+
+/// The status list every test token points into (index = its cti byte).
+pub const LIST_URI: &str = "https://writ.example/v1/status/lists/1";
+
+/// The list at [`LIST_URI`] (`issuer` = [`ISSUER`]; any other names a list
+/// of another fleet) where the tokens with the given ctis are revoked.
+pub fn status_list(
+    issuer: &str,
+    version: u64,
+    iat: i64,
+    exp: i64,
+    revoked: impl IntoIterator<Item = [u8; 16]>,
+) -> StatusList {
+    let mut statuses = StatusArray::new(Bits::One, 256);
+    for cti in revoked {
+        statuses.set(u64::from(cti[0]), INVALID).unwrap();
+    }
+    StatusList {
+        uri: if issuer == ISSUER {
+            LIST_URI.into()
+        } else {
+            format!("https://{issuer}/v1/status/lists/1")
+        },
+        version,
+        issued_at: iat,
+        expires_at: exp,
+        ttl: Some(60),
+        statuses,
+    }
+}
 
 /// A clock the test moves.
 pub struct Clock(Arc<AtomicI64>);
@@ -76,6 +108,10 @@ impl Keys {
             scope: Vec::new(),
             audit_index: None,
             offline_ok: false,
+            status: Some(StatusRef {
+                idx: u64::from(cti),
+                uri: LIST_URI.into(),
+            }),
         }
     }
 

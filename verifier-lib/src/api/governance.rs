@@ -9,11 +9,12 @@ use super::b64;
 pub const AUTH_SCHEME: &str = "Writ";
 /// Header carrying the proof of possession (base64url COSE_Sign1).
 pub const POP_HEADER: &str = "writ-pop";
-/// Media type of a signed status list.
-pub const STATUS_MEDIA_TYPE: &str = "application/writ-status+cose";
+/// Media type of a signed status list (draft-ietf-oauth-status-list).
+pub const STATUS_MEDIA_TYPE: &str = "application/statuslist+cwt";
 
 /// Body of the operator revocation endpoints (optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,6 +23,7 @@ pub struct RevokeRequest {
 
 /// What a revocation changed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevocationResponse {
     /// Tokens newly revoked (descendants included).
     pub revoked_tokens: u64,
@@ -31,6 +33,7 @@ pub struct RevocationResponse {
 
 /// A host's state after an operator action.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostStateResponse {
     pub host_id: String,
     pub status: String,
@@ -41,6 +44,7 @@ pub struct HostStateResponse {
 /// `POST /v1/tokens/derive` body (the parent token and its proof of
 /// possession ride in the `Authorization` and `Writ-PoP` headers).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeriveRequest {
     /// Audience of the child: the parent's (default) or a sub-workload `parent/…`.
@@ -53,14 +57,18 @@ pub struct DeriveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_secs: Option<u32>,
     /// The child's own COSE_Key (P-256) for its `cnf`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "b64")]
     pub cnf: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeriveResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "b64")]
     pub token: Vec<u8>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "b64")]
     pub cti: Vec<u8>,
     pub expires_at: i64,
@@ -69,16 +77,20 @@ pub struct DeriveResponse {
 
 /// One `/v1/status/stream` event (`event: status`): a new list version.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEvent {
     pub version: u64,
     pub issued_at: i64,
     pub expires_at: i64,
     /// Revoked tokens listed.
     pub entries: usize,
-    /// Where to fetch the list.
+    /// The list's `sub`: the URI its tokens carry.
+    pub uri: String,
+    /// Where to fetch the list on the broker that sent the event (a path).
     pub url: String,
     pub etag: String,
     /// The signed list itself, when small enough.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<u8>>,
 }

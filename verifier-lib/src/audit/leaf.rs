@@ -156,6 +156,10 @@ pub enum Decision {
         policy_id: String,
         #[serde(serialize_with = "hex_bytes")]
         policy_hash: Vec<u8>,
+        /// The hash of the policy active before (`None`: none was, or the
+        /// leaf predates the field).
+        #[serde(serialize_with = "hex_opt", skip_serializing_if = "Option::is_none")]
+        previous_policy_hash: Option<Vec<u8>>,
     },
     /// Something an operator did by hand.
     OperatorAction { who: String, what: String },
@@ -327,9 +331,11 @@ impl Decision {
             Decision::PolicyActivated {
                 policy_id,
                 policy_hash,
+                previous_policy_hash,
             } => m
                 .text("policy_id", policy_id)
-                .bytes("policy_hash", policy_hash),
+                .bytes("policy_hash", policy_hash)
+                .opt_bytes("previous_policy_hash", previous_policy_hash.as_deref()),
             Decision::OperatorAction { who, what } => m.text("who", who).text("what", what),
         };
         m.build()
@@ -617,6 +623,7 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
         "policy_activated" => Decision::PolicyActivated {
             policy_id: f.text("policy_id")?,
             policy_hash: f.bytes("policy_hash")?,
+            previous_policy_hash: f.opt_bytes("previous_policy_hash")?,
         },
         "operator_action" => Decision::OperatorAction {
             who: f.text("who")?,

@@ -68,6 +68,7 @@ impl ExecutionToken<'_> {
             scope: Vec::new(),
             audit_index,
             offline_ok: self.grant.rule.allow_offline,
+            status: None,
         }
     }
 }

@@ -2,16 +2,25 @@
 //! possession).
 
 use crate::pop::{self, ReplayCache, ReplayLimits, RequestContext, Window};
-use crate::status::{self, StatusList};
-use crate::token::{KeySet, VerifiedToken};
+use crate::status::{self, ListCheck, StatusList};
+use crate::token::{KeySet, StatusRef, VerifiedToken};
 
 use super::token::{token_fuzz_signing_key, TOKEN_FUZZ_ISSUER, TOKEN_FUZZ_NOW};
 
 /// Decode and verify arbitrary bytes as a signed status list (and as a bare
-/// payload); look a cti up in whatever decodes.
+/// payload, with a 1 MiB decompression cap); look an index up in whatever
+/// decodes.
 pub fn status_list(data: &[u8]) {
-    if let Ok(l) = StatusList::from_cbor_bytes(data) {
-        let _ = l.is_revoked(&[0u8; 16]);
+    let probe = |l: &StatusList, idx: u64| {
+        let r = StatusRef {
+            idx,
+            uri: l.uri.clone(),
+        };
+        let _ = l.status_of(Some(&r));
+    };
+    if let Ok(l) = StatusList::from_cbor_bytes(data, 1 << 20) {
+        probe(&l, 0);
+        probe(&l, u64::MAX);
     }
     let Some(key) = token_fuzz_signing_key() else {
         return;
@@ -19,8 +28,8 @@ pub fn status_list(data: &[u8]) {
     let Ok(keys) = KeySet::new(vec![key.verifying_key()]) else {
         return;
     };
-    if let Ok(l) = status::verify(data, &keys, TOKEN_FUZZ_ISSUER, TOKEN_FUZZ_NOW, 30) {
-        let _ = l.is_revoked(data.get(..16).unwrap_or_default());
+    if let Ok(l) = status::verify(data, &keys, ListCheck::at(TOKEN_FUZZ_NOW, 30)) {
+        probe(&l, data.len() as u64);
     }
 }
 
@@ -54,6 +63,7 @@ pub fn pop_proof(data: &[u8]) {
             scope: Vec::new(),
             audit_index: None,
             offline_ok: false,
+            status: None,
         },
         kid: key.kid(),
         digest: vec![0; 32],
@@ -86,13 +96,16 @@ mod tests {
     #[test]
     fn entry_points_take_valid_truncated_and_garbage_input() {
         let key = token_fuzz_signing_key().unwrap();
-        let list = StatusList::new(
-            TOKEN_FUZZ_ISSUER,
-            1,
-            TOKEN_FUZZ_NOW,
-            TOKEN_FUZZ_NOW + 60,
-            [[1u8; 16]],
-        )
+        let mut statuses = status::StatusArray::new(status::Bits::One, 64);
+        statuses.set(1, status::INVALID).unwrap();
+        let list = StatusList {
+            uri: "https://writ.example/v1/status/lists/1".into(),
+            version: 1,
+            issued_at: TOKEN_FUZZ_NOW,
+            expires_at: TOKEN_FUZZ_NOW + 60,
+            ttl: Some(10),
+            statuses,
+        }
         .sign(&key)
         .unwrap();
         let ctx = RequestContext {

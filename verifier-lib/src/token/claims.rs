@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::cbor::{self, as_bytes, as_fixed_bytes, as_i64, as_text, as_u64, int, required, IntMap};
 use super::hex_serde;
 use super::keys::VerifyingKey;
+use super::status_ref::StatusRef;
 use super::TokenError;
 
 /// The `eat_profile` every Writ token carries.
@@ -53,6 +54,8 @@ pub mod label {
     pub const WRIT_AUDIT_INDEX: i64 = -65539;
     pub const WRIT_SCOPE: i64 = -65540;
     pub const WRIT_OFFLINE_OK: i64 = -65541;
+    /// draft-ietf-oauth-status-list referenced-token claim.
+    pub const STATUS: i64 = 65535;
 
     /// Inside `cnf`: RFC 8747 `COSE_Key`.
     pub const CNF_COSE_KEY: i64 = 1;
@@ -248,6 +251,11 @@ pub struct Claims {
     /// get a fresh revocation status list (until `exp`). Encoded only when true.
     #[serde(default)]
     pub offline_ok: bool,
+    /// Where the token's revocation status is published (the
+    /// draft-ietf-oauth-status-list `status` claim). The broker sets it on
+    /// every token it mints.
+    #[serde(default)]
+    pub status: Option<StatusRef>,
 }
 
 impl Claims {
@@ -264,6 +272,9 @@ impl Claims {
             check_len(&l.parent_cti, "writ.lineage/parent-cti", CTI_LEN)?;
             check_len(&l.parent_digest, "writ.lineage/parent-digest", DIGEST_LEN)?;
             check_depth(u64::from(l.depth))?;
+        }
+        if let Some(s) = &self.status {
+            s.check()?;
         }
         Ok(())
     }
@@ -360,6 +371,9 @@ impl Claims {
         if self.offline_ok {
             m.push((int(WRIT_OFFLINE_OK), Value::Bool(true)));
         }
+        if let Some(s) = &self.status {
+            m.push((int(STATUS), s.to_value()?));
+        }
         cbor::canonical_map(m, "claims-set")
     }
 
@@ -432,6 +446,7 @@ impl Claims {
                 })
             }
         };
+        let status_ref = m.take(STATUS).map(StatusRef::from_value).transpose()?;
         Ok(Claims {
             iss,
             sub,
@@ -455,6 +470,7 @@ impl Claims {
             scope,
             audit_index,
             offline_ok,
+            status: status_ref,
         })
     }
 }

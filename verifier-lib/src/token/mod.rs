@@ -22,6 +22,7 @@ mod error;
 mod hex_serde;
 mod keys;
 mod mint;
+mod status_ref;
 mod verify;
 
 pub use claims::{
@@ -32,6 +33,7 @@ pub use envelope::{COSE_SIGN1_TAG, CWT_TAG};
 pub use error::TokenError;
 pub use keys::{jwk_thumbprint, KeySet, SigningKey, VerifyingKey};
 pub use mint::{mint, new_cti};
+pub use status_ref::{StatusRef, STATUS_URI_MAX_LEN};
 pub use verify::{
     decode_unverified, Audience, Expectations, TokenVerifier, VerifiedToken, DEFAULT_LEEWAY_SECS,
     DEFAULT_MAX_LIFETIME_SECS,

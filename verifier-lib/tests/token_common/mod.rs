@@ -65,6 +65,7 @@ pub fn full_claims(signer_of_cnf: &SigningKey) -> Claims {
         scope: vec!["read:secrets/db".into(), "net:egress".into()],
         audit_index: Some(u64::MAX),
         offline_ok: true,
+        status: None,
     }
 }
 
@@ -93,6 +94,7 @@ pub fn minimal_claims() -> Claims {
         scope: vec![],
         audit_index: None,
         offline_ok: false,
+        status: None,
     }
 }
 

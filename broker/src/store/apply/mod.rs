@@ -166,6 +166,22 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
             tx.insert_token(token, Some(parent_cti)).await?;
             Ok(Ok(0))
         }
+        StateChange::ActivatePolicy {
+            version_id,
+            expect_active,
+            at,
+        } => {
+            let actual = tx.policy_pointer(super::PolicySlot::Active).await?;
+            if actual != *expect_active {
+                return Ok(Err(ChangeRefused::PolicyChanged {
+                    expected: *expect_active,
+                    actual,
+                }));
+            }
+            tx.record_policy_activation(*version_id, actual, *at)
+                .await?;
+            Ok(Ok(0))
+        }
     }
 }
 

@@ -47,6 +47,7 @@ fn token(cti: u8, host: &str, exp: i64) -> TokenRecord {
         exp,
         policy_id: "p".into(),
         token_digest: vec![cti; 32],
+        status: None,
     }
 }
 
@@ -431,6 +432,78 @@ async fn finding1_hosts_revoked_before_identities_are_backfilled(backend: Backen
     assert_eq!(s.backfill_revoked_identities(21).await.unwrap(), 0);
 }
 
+/// Status-list slots: unique, a new epoch when the list is full or old,
+/// each epoch's revoked indices from the store, retirement once every
+/// token of an epoch expired.
+async fn status_slots_roll_over_and_list_revocations(backend: Backend) {
+    let (_d, s) = store(backend).await;
+    let plan = EpochPlan {
+        capacity: 3,
+        period_secs: 1000,
+    };
+    // No epoch yet: reading the live ones opens epoch 1.
+    let (current, live) = s.live_status_epochs(plan, 0, 10).await.unwrap();
+    assert_eq!((current, live.len()), (1, 1));
+    let mut slots = Vec::new();
+    for _ in 0..7 {
+        slots.push(s.allocate_status_slot(plan, 20).await.unwrap());
+    }
+    let pairs: Vec<(u64, u64)> = slots.iter().map(|x| (x.epoch, x.idx)).collect();
+    assert_eq!(
+        pairs,
+        [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (3, 0)]
+    );
+    // Old enough: a new epoch although 3 is not full.
+    let late = s.allocate_status_slot(plan, 1020).await.unwrap();
+    assert_eq!((late.epoch, late.idx), (4, 0));
+
+    // Tokens in epoch 2 (idx 1 and 2) and 3; revoke one of epoch 2.
+    assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
+    for (cti, slot, exp) in [
+        (1u8, slots[4], 500),
+        (2, slots[5], 2000),
+        (3, slots[6], 500),
+    ] {
+        let mut t = token(cti, "h", exp);
+        t.status = Some(slot);
+        appraise(
+            &s,
+            appraisal("h", 100 + i64::from(cti), "affirming"),
+            HostStatus::Trusted,
+            Some(t.clone()),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.token(&[cti; 16]).await.unwrap(), Some(t));
+    }
+    assert_eq!(apply(&s, revoke_token(2, 150)).await, Ok(1));
+    let e2 = s.epoch_statuses(2).await.unwrap().unwrap();
+    assert_eq!((e2.epoch.capacity, e2.revoked.clone()), (3, vec![2]));
+    assert_eq!(e2.version, s.status_version().await.unwrap());
+    assert!(s
+        .epoch_statuses(3)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked
+        .is_empty());
+    assert_eq!(s.epoch_statuses(99).await.unwrap(), None);
+
+    // Live at 400: epochs 2 and 3 (unexpired tokens) and 4 (current); 1
+    // has no tokens and retired. At 600 only epoch 2's second token lives.
+    let live = |cutoff| {
+        let s = s.clone();
+        async move {
+            let (current, live) = s.live_status_epochs(plan, cutoff, 1100).await.unwrap();
+            (current, live.iter().map(|e| e.epoch).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(live(400).await, (4, vec![2, 3, 4]));
+    assert_eq!(live(600).await, (4, vec![2, 4]));
+    assert_eq!(live(3000).await, (4, vec![4]));
+}
+
 on_each_backend!(
     revocation_cascades_to_descendants_and_blocks_new_children,
     failing_appraisal_and_staleness_revoke_host_tokens,
@@ -438,4 +511,5 @@ on_each_backend!(
     appraisal_preconditions_are_rechecked_in_the_transaction,
     finding1_revoked_tpm_is_refused_under_any_host_id_until_reinstated,
     finding1_hosts_revoked_before_identities_are_backfilled,
+    status_slots_roll_over_and_list_revocations,
 );

@@ -131,6 +131,7 @@ fn token_row(r: &PgRow) -> Result<TokenState, StoreError> {
             exp: r.try_get("exp")?,
             policy_id: r.try_get("policy_id")?,
             token_digest: r.try_get("token_digest")?,
+            status: status_slot(r.try_get("status_epoch")?, r.try_get("status_idx")?)?,
         },
         parent_cti: r.try_get("parent_cti")?,
         revoked: r.try_get("revoked")?,
@@ -294,4 +295,18 @@ pub(super) async fn insert_revoked_identities(
         .rows_affected();
     }
     Ok(added)
+}
+
+/// A token's stored status-list slot (both columns, or neither).
+fn status_slot(
+    epoch: Option<i64>,
+    idx: Option<i64>,
+) -> Result<Option<crate::store::StatusSlot>, StoreError> {
+    match (epoch, idx) {
+        (Some(e), Some(i)) => Ok(Some(crate::store::StatusSlot {
+            epoch: int("tokens.status_epoch", e)?,
+            idx: int("tokens.status_idx", i)?,
+        })),
+        _ => Ok(None),
+    }
 }

@@ -44,12 +44,10 @@ async fn simultaneous_starts_migrate_once() {
         .unwrap()
         .try_get("n")
         .unwrap();
-    // Each migration once, however many brokers started at once.
-    assert_eq!(
-        applied,
-        i64::try_from(super::MIGRATOR.migrations.len()).unwrap()
-    );
-    assert!(applied >= 2);
+    // Each migration once (a count independent of how many there are).
+    let migrations = i64::try_from(super::MIGRATOR.iter().count()).unwrap();
+    assert!(migrations >= 2, "{migrations}");
+    assert_eq!(applied, migrations);
     for s in &stores {
         assert_eq!(s.counts().await.unwrap().hosts, 0);
     }
@@ -198,6 +196,7 @@ fn token(cti: u8, host: &str) -> TokenRecord {
         exp: 1000,
         policy_id: "p".into(),
         token_digest: vec![cti; 32],
+        status: None,
     }
 }
 

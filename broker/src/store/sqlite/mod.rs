@@ -12,14 +12,17 @@ use verifier_lib::host_clock::ClockState;
 
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
-    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, HostEvent, HostRecord,
-    HostState, HostStatus, ImaCursorRecord, RequestKeyRecord, RetentionCutoffs, RetentionReport,
-    SnpHostRecord, StateStore, StoreError, TokenRecord, TokenState, WriteTransaction,
+    revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, EpochPlan, EpochStatuses,
+    HostEvent, HostRecord, HostState, HostStatus, ImaCursorRecord, RequestKeyRecord,
+    RetentionCutoffs, RetentionReport, SnpHostRecord, StateStore, StatusEpoch, StatusSlot,
+    StoreError, TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;
+mod policy;
 mod retention;
 mod rows;
+mod status_list;
 mod write_tx;
 
 use write_tx::SqliteTx;
@@ -226,6 +229,27 @@ impl StateStore for SqliteStore {
         Ok((v, ctis))
     }
 
+    async fn allocate_status_slot(
+        &self,
+        plan: EpochPlan,
+        now: i64,
+    ) -> Result<StatusSlot, StoreError> {
+        status_list::allocate(&self.pool, plan, now).await
+    }
+
+    async fn live_status_epochs(
+        &self,
+        plan: EpochPlan,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<(u64, Vec<StatusEpoch>), StoreError> {
+        status_list::live_epochs(&self.pool, plan, cutoff, now).await
+    }
+
+    async fn epoch_statuses(&self, epoch: u64) -> Result<Option<EpochStatuses>, StoreError> {
+        status_list::epoch_statuses(&self.pool, epoch).await
+    }
+
     async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
         rows::host_events(&mut *self.pool.acquire().await?, host_id).await
     }
@@ -321,6 +345,63 @@ impl StateStore for SqliteStore {
 
     async fn audit_keys(&self) -> Result<Vec<crate::store::audit::AuditKeyRecord>, StoreError> {
         audit::keys(&self.pool).await
+    }
+
+    async fn insert_policy_version(
+        &self,
+        version: crate::store::NewPolicyVersion<'_>,
+    ) -> Result<crate::store::PolicyVersion, StoreError> {
+        policy::insert_version(&mut *self.pool.acquire().await?, version).await
+    }
+
+    async fn policy_version(
+        &self,
+        id: i64,
+    ) -> Result<Option<crate::store::PolicyVersion>, StoreError> {
+        policy::version_by_id(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn policy_version_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<crate::store::PolicyVersion>, StoreError> {
+        policy::version_by_hash(&mut *self.pool.acquire().await?, hash).await
+    }
+
+    async fn policy_pointers(&self) -> Result<crate::store::PolicyPointers, StoreError> {
+        policy::pointers(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn set_policy_shadow(&self, version: Option<i64>, at: i64) -> Result<(), StoreError> {
+        policy::set_pointer(
+            &mut *self.pool.acquire().await?,
+            crate::store::PolicySlot::Shadow,
+            version,
+            at,
+        )
+        .await
+    }
+
+    async fn policy_history(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::store::PolicyActivation>, StoreError> {
+        policy::history(&mut *self.pool.acquire().await?, limit).await
+    }
+
+    async fn insert_shadow_difference(
+        &self,
+        d: &crate::store::ShadowDifference,
+    ) -> Result<(), StoreError> {
+        policy::insert_difference(&mut *self.pool.acquire().await?, d).await
+    }
+
+    async fn shadow_differences(
+        &self,
+        shadow_hash: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::store::ShadowDifference>, StoreError> {
+        policy::differences(&mut *self.pool.acquire().await?, shadow_hash, limit).await
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {

@@ -178,9 +178,22 @@ where
         t: &TokenRecord,
         parent_cti: Option<&[u8]>,
     ) -> Result<(), StoreError> {
+        let (slot_epoch, slot_idx) = match t.status {
+            Some(s) => (
+                Some(crate::store::status_list::to_i64(
+                    "tokens.status_epoch",
+                    s.epoch,
+                )?),
+                Some(crate::store::status_list::to_i64(
+                    "tokens.status_idx",
+                    s.idx,
+                )?),
+            ),
+            None => (None, None),
+        };
         sqlx::query(
-            "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti, status_epoch, status_idx)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&t.cti)
         .bind(&t.host_id)
@@ -191,6 +204,8 @@ where
         .bind(&t.policy_id)
         .bind(&t.token_digest)
         .bind(parent_cti)
+        .bind(slot_epoch)
+        .bind(slot_idx)
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -311,6 +326,22 @@ where
         .execute(&mut *self.0)
         .await?;
         Ok(())
+    }
+
+    async fn policy_pointer(
+        &mut self,
+        slot: crate::store::PolicySlot,
+    ) -> Result<Option<i64>, StoreError> {
+        super::policy::pointer(&mut self.0, slot).await
+    }
+
+    async fn record_policy_activation(
+        &mut self,
+        version_id: i64,
+        previous: Option<i64>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        super::policy::record_activation(&mut self.0, version_id, previous, at).await
     }
 
     async fn insert_audit_leaf(

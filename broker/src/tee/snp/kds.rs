@@ -26,6 +26,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -169,6 +170,33 @@ pub struct KdsClient {
     cfg: SnpConfig,
     http: reqwest::Client,
     bounds: Arc<FetchBounds>,
+    stats: Arc<KdsStats>,
+}
+
+/// What the KDS client did, counted for the broker's metrics
+/// (`writ_kds_fetches_total`, `writ_kds_cache_hits_total`).
+#[derive(Debug, Default)]
+pub struct KdsStats {
+    /// KDS answered with the file.
+    pub fetched: AtomicU64,
+    /// KDS answered with an error status.
+    pub error_status: AtomicU64,
+    /// No answer (connection, timeout).
+    pub unreachable: AtomicU64,
+    /// Not asked: at the fetch bounds.
+    pub busy: AtomicU64,
+    /// Not asked: KDS already said it has no such file.
+    pub negative_cached: AtomicU64,
+    /// Served from the offline bundle.
+    pub bundle_hits: AtomicU64,
+    /// Served from a fresh cache entry.
+    pub cache_hits: AtomicU64,
+    /// Served from an expired cache entry because KDS failed.
+    pub stale_cache_hits: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 fn product_name(p: Product) -> &'static str {
@@ -267,7 +295,13 @@ impl KdsClient {
             cfg: cfg.clone(),
             http,
             bounds: Arc::new(FetchBounds::new(cfg)),
+            stats: Arc::default(),
         })
+    }
+
+    /// The client's counts so far.
+    pub fn stats(&self) -> &KdsStats {
+        &self.stats
     }
 
     fn bundle_file(&self, rel: &Path) -> Option<PathBuf> {
@@ -311,10 +345,12 @@ impl KdsClient {
         let url = format!("{}{path_and_query}", self.cfg.kds_url.trim_end_matches('/'));
         let now = Instant::now();
         if let Some(status) = self.bounds.negative(path_and_query, now) {
+            bump(&self.stats.negative_cached);
             tracing::debug!(%url, status, "KDS negative answer remembered; not fetched");
             return Err(KdsError::Status { url, status });
         }
         let busy = |reason| {
+            bump(&self.stats.busy);
             tracing::warn!(%url, %reason, "KDS fetch refused: at its bound");
             KdsError::Busy {
                 what: what.to_owned(),
@@ -328,16 +364,15 @@ impl KdsClient {
             return Err(busy(BusyReason::RateLimited));
         }
         tracing::debug!(%url, "KDS fetch");
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| KdsError::Request {
+        let resp = self.http.get(&url).send().await.map_err(|source| {
+            bump(&self.stats.unreachable);
+            KdsError::Request {
                 url: url.clone(),
                 source,
-            })?;
+            }
+        })?;
         if !resp.status().is_success() {
+            bump(&self.stats.error_status);
             let status = resp.status().as_u16();
             // "No such chip / TCB" is an answer; server errors are not.
             if cache_negative && resp.status().is_client_error() {
@@ -346,10 +381,11 @@ impl KdsClient {
             }
             return Err(KdsError::Status { url, status });
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| KdsError::Request { url, source })?;
+        let body = resp.bytes().await.map_err(|source| {
+            bump(&self.stats.unreachable);
+            KdsError::Request { url, source }
+        })?;
+        bump(&self.stats.fetched);
         Ok(body.to_vec())
     }
 
@@ -364,6 +400,7 @@ impl KdsClient {
     ) -> Result<Vec<u8>, KdsError> {
         if let Some(p) = self.bundle_file(rel) {
             if let Some(b) = read_optional(&p)? {
+                bump(&self.stats.bundle_hits);
                 return Ok(b);
             }
         }
@@ -372,6 +409,7 @@ impl KdsClient {
         if let Some(b) = &stale {
             let ttl = Duration::from_secs(self.cfg.cert_cache_ttl_secs);
             if age(&cached).is_some_and(|a| a <= ttl) {
+                bump(&self.stats.cache_hits);
                 return Ok(b.clone());
             }
         }
@@ -384,6 +422,7 @@ impl KdsClient {
                 // Certificates are verified anyway; an old copy is still
                 // the same certificate.
                 Some(b) => {
+                    bump(&self.stats.stale_cache_hits);
                     tracing::warn!(error = %e, what, "KDS fetch failed; using the expired cache entry");
                     Ok(b)
                 }
@@ -445,6 +484,7 @@ impl KdsClient {
             if let Some(der) = read_optional(&p)? {
                 let c = parse(der)?;
                 if current(&c) {
+                    bump(&self.stats.bundle_hits);
                     return Ok(c);
                 }
                 last_seen = c.crl.next_update();
@@ -458,6 +498,7 @@ impl KdsClient {
             let margin = self.cfg.crl_refresh_margin_secs.max(0);
             let refresh_at = c.crl.next_update().map(|n| n.saturating_sub(margin));
             if refresh_at.is_some_and(|r| now < r) {
+                bump(&self.stats.cache_hits);
                 return Ok(c.clone());
             }
         }
@@ -484,6 +525,7 @@ impl KdsClient {
         };
         match (cached, fetched) {
             (Some(c), Err(e)) => {
+                bump(&self.stats.cache_hits);
                 tracing::warn!(error = %e, "CRL refresh failed; the cached CRL is still current");
                 Ok(c)
             }
