@@ -193,12 +193,13 @@ fn scenario(
             for u in &urls[1..] {
                 watchers.push(revocation::subscribe(u).await);
             }
-            let ctis: Vec<String> = warm.ctis.iter().take(REVOCATIONS).cloned().collect();
+            let minted: Vec<(String, Vec<u8>)> =
+                warm.minted.iter().take(REVOCATIONS).cloned().collect();
             revocation::measure(
                 &urls[0],
                 OPERATOR_TOKEN,
                 &mut watchers,
-                &ctis,
+                &minted,
                 &keys,
                 &Config::default().tokens.issuer,
             )

@@ -32,8 +32,9 @@ pub struct LoadStats {
     pub errors: BTreeMap<String, u64>,
     /// Client CPU time spent signing reports (the guests' work), summed.
     pub signing: Duration,
-    /// A few minted token ids (base64url), for the revocation measurement.
-    pub ctis: Vec<String>,
+    /// A few minted tokens (id in base64url, token bytes), for the
+    /// revocation measurement.
+    pub minted: Vec<(String, Vec<u8>)>,
 }
 
 impl LoadStats {
@@ -45,7 +46,7 @@ impl LoadStats {
             *self.errors.entry(k).or_default() += v;
         }
         self.signing += o.signing;
-        self.ctis.extend(o.ctis);
+        self.minted.extend(o.minted);
     }
 }
 
@@ -160,9 +161,9 @@ async fn drive(c: Client, guests: Arc<Vec<Guest>>, stride: usize, end: Instant) 
                 st.tokens += 1;
                 st.token_us.push(micros(done - sent));
                 st.cycle_us.push(micros(done - cycle));
-                if st.ctis.len() < 4 {
-                    if let Some(cti) = v["cti"].as_str() {
-                        st.ctis.push(cti.to_owned());
+                if st.minted.len() < 4 {
+                    if let (Some(cti), Some(token)) = (v["cti"].as_str(), v["token"].as_str()) {
+                        st.minted.push((cti.to_owned(), b64d(token)));
                     }
                 }
             }

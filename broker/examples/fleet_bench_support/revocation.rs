@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use verifier_lib::api::governance::StatusEvent;
-use verifier_lib::token::KeySet;
+use verifier_lib::status::ListCheck;
+use verifier_lib::token::{Expectations, KeySet, StatusRef, TokenVerifier};
 
 /// Longest wait for one revocation to show on one stream.
 const WAIT: Duration = Duration::from_secs(5);
@@ -50,13 +51,6 @@ pub async fn subscribe(base: &str) -> Subscriber {
     Subscriber { rx }
 }
 
-fn b64d(s: &str) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .unwrap()
-}
-
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -72,23 +66,30 @@ pub struct Propagation {
     pub seen_ms: Vec<Vec<Option<f64>>>,
 }
 
-/// Revoke each of `ctis` through `revoker`, one at a time, and time its
-/// arrival on every watcher's stream.
+/// Revoke each of `minted` (token id, token) through `revoker`, one at a
+/// time, and time its arrival on every watcher's stream: the first signed
+/// list there whose entry at the token's `status` index reads revoked.
 pub async fn measure(
     revoker: &str,
     operator_token: &str,
     watchers: &mut [Subscriber],
-    ctis: &[String],
+    minted: &[(String, Vec<u8>)],
     keys: &KeySet,
     issuer: &str,
 ) -> Propagation {
     let http = reqwest::Client::new();
+    let verifier = TokenVerifier::new(keys.clone(), Expectations::any_audience(issuer));
     let mut out = Propagation {
         ack_ms: Vec::new(),
         seen_ms: vec![Vec::new(); watchers.len()],
     };
-    for cti in ctis {
-        let id = b64d(cti);
+    for (cti, token) in minted {
+        let status = verifier
+            .verify(token, unix_now())
+            .unwrap()
+            .claims
+            .status
+            .expect("every token carries a status claim");
         for w in watchers.iter_mut() {
             while w.rx.try_recv().is_ok() {}
         }
@@ -107,9 +108,9 @@ pub async fn measure(
         );
         out.ack_ms.push(sent.elapsed().as_secs_f64() * 1e3);
         for (w, seen) in watchers.iter_mut().zip(out.seen_ms.iter_mut()) {
-            seen.push(wait_listed(w, &id, sent, keys, issuer).await);
+            seen.push(wait_listed(w, &status, sent, keys).await);
         }
-        // Not in step with the brokers' 250 ms database poll.
+        // Not in step with any broker's periodic work.
         tokio::time::sleep(Duration::from_millis(113)).await;
     }
     out
@@ -117,19 +118,18 @@ pub async fn measure(
 
 async fn wait_listed(
     w: &mut Subscriber,
-    cti: &[u8],
+    status: &StatusRef,
     sent: Instant,
     keys: &KeySet,
-    issuer: &str,
 ) -> Option<f64> {
     let deadline = sent + WAIT;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
         let (at, ev) = tokio::time::timeout(left, w.rx.recv()).await.ok()??;
         let Some(bytes) = ev.list else { continue };
-        let listed = verifier_lib::status::verify(&bytes, keys, issuer, unix_now(), 60)
-            .map(|l| l.is_revoked(cti))
-            .unwrap_or(false);
+        let listed = verifier_lib::status::verify(&bytes, keys, ListCheck::at(unix_now(), 60))
+            .and_then(|l| l.status_of(Some(status)))
+            .is_ok_and(|s| s != 0);
         if listed {
             return Some((at - sent).as_secs_f64() * 1e3);
         }
