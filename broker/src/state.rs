@@ -43,7 +43,7 @@ pub struct AppState {
     /// This broker's Prometheus metrics (its own recorder, not a global).
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// The last `/readyz` result, reused for a second.
-    pub readiness: crate::api::health::ReadinessCache,
+    pub readiness: crate::telemetry::readiness::ReadinessCache,
 }
 
 impl AppState {

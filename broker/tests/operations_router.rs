@@ -288,7 +288,7 @@ async fn readyz_names_an_unreachable_database() {
         .await
         .unwrap();
     // Past the cached result.
-    tokio::time::sleep(writ_broker::api::health::READY_CACHE).await;
+    tokio::time::sleep(writ_broker::telemetry::readiness::READY_CACHE).await;
     let started = std::time::Instant::now();
     let a = call(&app, get("/readyz")).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(10));

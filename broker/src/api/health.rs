@@ -5,11 +5,10 @@
 //!
 //! Both are unauthenticated and outside the rate limiter. `/readyz` is
 //! bounded instead: one check runs at a time and its result is reused for
-//! [`READY_CACHE`], so probes cost at most one database query a second.
+//! [`READY_CACHE`](crate::telemetry::readiness::READY_CACHE), so probes cost at most one database query a second.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,11 +18,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::state::AppState;
+use crate::telemetry::readiness::Readiness;
 
 /// How long `/readyz` waits for the database and the status list.
 pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one readiness result is reused.
-pub const READY_CACHE: Duration = Duration::from_secs(1);
 
 /// `/healthz` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -31,28 +29,6 @@ pub struct Alive {
     /// Always `alive`.
     pub status: &'static str,
 }
-
-/// `/readyz` body.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `not_ready`.
-    pub status: &'static str,
-    /// The checks that failed (empty when ready), by name.
-    pub failing: Vec<&'static str>,
-    /// Every check by name: `ok` or what is wrong (never a secret: no
-    /// URL, no token).
-    pub checks: BTreeMap<&'static str, String>,
-}
-
-impl Readiness {
-    fn ready(&self) -> bool {
-        self.failing.is_empty()
-    }
-}
-
-/// The last readiness result, shared by the probes (see [`READY_CACHE`]).
-#[derive(Debug, Default, Clone)]
-pub struct ReadinessCache(Arc<tokio::sync::Mutex<Option<(Instant, Readiness)>>>);
 
 /// `GET /healthz`: the process is alive. No I/O.
 #[utoipa::path(
@@ -77,17 +53,7 @@ pub async fn healthz() -> Json<Alive> {
     )
 )]
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    let report = {
-        let mut cached = st.readiness.0.lock().await;
-        match cached.as_ref() {
-            Some((at, report)) if at.elapsed() < READY_CACHE => report.clone(),
-            _ => {
-                let report = check(&st).await;
-                *cached = Some((Instant::now(), report.clone()));
-                report
-            }
-        }
-    };
+    let report = st.readiness.get_or_check(|| check(&st)).await;
     let code = if report.ready() {
         StatusCode::OK
     } else {
@@ -157,21 +123,5 @@ pub async fn check(st: &AppState) -> Readiness {
         )),
     };
     checks.insert("status_list", status_list);
-    let failing = checks
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>();
-    Readiness {
-        status: if failing.is_empty() {
-            "ready"
-        } else {
-            "not_ready"
-        },
-        failing,
-        checks: checks
-            .into_iter()
-            .map(|(name, r)| (name, r.err().unwrap_or_else(|| "ok".to_owned())))
-            .collect(),
-    }
+    Readiness::from_checks(checks)
 }
