@@ -359,7 +359,10 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
     assert!(!t.contains("active"), "no active token is left: {t}");
     assert!(t.contains("host_revoked"), "the decision is listed: {t}");
     b.screenshot("09-host-revoked");
-    let counts = broker.block_on(broker.store.recent_tokens(Some(&host_id), 10));
+    let counts = broker.block_on(broker.store.tokens(&writ_broker::store::TokenQuery {
+        host: Some(&host_id),
+        ..writ_broker::store::TokenQuery::newest(0, 10)
+    }));
     assert!(counts.unwrap().iter().all(|t| t.revoked));
 
     // The audit log: the revocation's leaf, with a verified inclusion proof.
