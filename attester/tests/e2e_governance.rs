@@ -318,7 +318,13 @@ fn reboot_is_accepted_and_recorded() {
         after.reset_count > before.reset_count,
         "{before:?} -> {after:?}"
     );
-    let events = broker.block_on(broker.store.host_events(&id)).unwrap();
+    let events = broker
+        .block_on(
+            broker
+                .store
+                .host_events(&id, writ_broker::store::HostEvents::All, 1000),
+        )
+        .unwrap();
     assert!(events.iter().any(|e| e.kind == "rebooted"), "{events:?}");
 }
 
@@ -367,7 +373,13 @@ fn reboot_needs_a_verified_boot_log_when_required() {
     assert_eq!(after.verdict, "affirming", "{name}: {after:?}");
     assert_eq!(after.host_status, "trusted");
     let id = a.state().host_id;
-    let events = broker.block_on(broker.store.host_events(&id)).unwrap();
+    let events = broker
+        .block_on(
+            broker
+                .store
+                .host_events(&id, writ_broker::store::HostEvents::All, 1000),
+        )
+        .unwrap();
     let reboot = events.iter().find(|e| e.kind == "rebooted").unwrap();
     assert!(reboot.detail.ends_with("boot log: new"), "{reboot:?}");
 

@@ -188,6 +188,36 @@ impl Browser {
         self.find("css selector", selector)
     }
 
+    fn find_all(&self, using: &str, value: &str) -> Vec<String> {
+        let v = self.call(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({ "using": using, "value": value })),
+        );
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e[ELEMENT].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The rendered text of one element.
+    fn element_text(&self, element: &str) -> String {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    /// The page's text (loaded).
+    fn text(&self) -> String {
+        self.element_text(&self.css("body"))
+    }
+
     fn click(&self, element: &str) {
         self.call(
             reqwest::Method::POST,
@@ -317,6 +347,73 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
     b.click(&b.css("form.confirm button[type=submit]"));
     let t = b.wait_for_text("1 revoked", Duration::from_secs(10));
     assert!(t.contains("1 active"), "{t}");
+    // The filters: revoked tokens of this host only, then that token's page
+    // with its claims, revocation and the audit leaf that minted it.
+    b.type_into(&b.css("input#f-host"), &host_id);
+    b.click(&b.css("select#f-state option[value=revoked]"));
+    b.click(&b.css("form.filters button[type=submit]"));
+    let t = b.wait_for_text("tokens on this page", Duration::from_secs(10));
+    assert!(b.url().contains("state=revoked"), "{}", b.url());
+    assert!(t.contains("1 tokens on this page"), "{t}");
+    assert!(t.contains("0 active, 1 revoked"), "{t}");
+    b.screenshot("14-tokens-filtered");
+    b.click(&b.css(".lineage a[href^='/ui/tokens/']"));
+    let t = b.wait_for_text("Audit leaf", Duration::from_secs(10));
+    assert!(t.contains("leaked in a test at"), "{t}");
+    assert!(t.contains("(token minted)"), "{t}");
+    assert!(t.contains("A revoked token cannot be revoked."), "{t}");
+    b.screenshot("15-token");
+    b.click(&b.css("a[href^='/ui/audit/']"));
+    let t = b.wait_for_text("Inclusion proof", Duration::from_secs(10));
+    assert!(t.contains("token_minted"), "{t}");
+
+    // A candidate policy that pins PCR 16 elsewhere, evaluated in shadow
+    // until the host's appraisal differs under it, then activated: the
+    // policy page shows its diff and the host it affects.
+    let mut candidate_pcrs = pcrs.clone();
+    candidate_pcrs.insert(16, vec![0xee; 32]);
+    let candidate =
+        swtpm_tests::broker::policy_toml("e2e-2", &candidate_pcrs, &[("hello", w.digest)]);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (version, _) = broker
+        .block_on(writ_broker::audit::policy::import(
+            &broker.store,
+            &candidate,
+            None,
+            now(),
+        ))
+        .unwrap();
+    broker
+        .block_on(broker.store.set_policy_shadow(Some(version.id), now()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert_eq!(
+            commands::attest(&host.settings).unwrap().host_status,
+            "trusted"
+        );
+        let seen = broker
+            .block_on(broker.store.shadow_differences(&version.hash, 10))
+            .unwrap();
+        if seen.iter().any(|d| d.host_id == host_id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broker never shadowed e2e-2");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    broker
+        .block_on(writ_broker::audit::policy::activate(
+            writ_broker::audit::policy::ActivationLog::Writer(&broker.audit),
+            &broker.store,
+            &version,
+            now(),
+        ))
+        .unwrap();
 
     // Back on the host page, the host's PCR 16 changes and it attests
     // again: the page updates by itself and names the PCR.
@@ -358,8 +455,28 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
     assert!(t.contains("revoked"), "{t}");
     assert!(!t.contains("active"), "no active token is left: {t}");
     assert!(t.contains("host_revoked"), "the decision is listed: {t}");
+    // Its status timeline, newest first, with the reasons.
+    let timeline = b.find("css selector", "ol.timeline");
+    let t = b.element_text(&timeline);
+    let order: Vec<usize> = ["revoked", "failed", "trusted", "enrolled"]
+        .iter()
+        .map(|s| t.find(s).unwrap_or_else(|| panic!("{s} missing: {t}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{t}");
+    assert!(t.contains("PCR 16 changed"), "{t}");
+    assert!(
+        t.contains("failing appraisal; its tokens are revoked (was trusted)"),
+        "{t}"
+    );
+    assert!(t.contains("enrollment accepted"), "{t}");
+    let t = b.text();
+    assert!(t.contains("TPM clock baseline"), "{t}");
+    assert!(t.contains("reset count"), "{t}");
     b.screenshot("09-host-revoked");
-    let counts = broker.block_on(broker.store.recent_tokens(Some(&host_id), 10));
+    let counts = broker.block_on(broker.store.tokens(&writ_broker::store::TokenQuery {
+        host: Some(&host_id),
+        ..writ_broker::store::TokenQuery::newest(0, 10)
+    }));
     assert!(counts.unwrap().iter().all(|t| t.revoked));
 
     // The audit log: the revocation's leaf, with a verified inclusion proof.
@@ -376,8 +493,34 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
     b.screenshot("11-audit-leaf");
     b.click(&b.find("link text", "Policy"));
     let t = b.wait_for_text("Active policy", Duration::from_secs(10));
-    assert!(t.contains("e2e-1"), "{t}");
+    assert!(t.contains("e2e-1") && t.contains("e2e-2"), "{t}");
+    assert!(t.contains("e2e-2 activated"), "{t}");
+    // The diff from e2e-1: the id and PCR 16 lines, removed and added.
+    let diff = b.element_text(&b.css("article.activation .diff"));
+    assert!(
+        diff.contains("id = \"e2e-1\"") && diff.contains("id = \"e2e-2\""),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(&format!("16 = [\"{}\"]", "ee".repeat(32))),
+        "{diff}"
+    );
+    let removed = b.find_all("css selector", "article.activation:first-of-type .diff del");
+    let added = b.find_all("css selector", "article.activation:first-of-type .diff ins");
+    assert_eq!((removed.len(), added.len()), (2, 2), "{diff}");
+    // The host it affected: passing before, failing PCR 16 after.
+    let affected = b.element_text(&b.css("article.activation table"));
+    assert!(affected.contains(&host_id), "{affected}");
+    assert!(
+        affected.contains("affirming") && affected.contains("contraindicated"),
+        "{affected}"
+    );
+    assert!(affected.contains("pcr_not_allowed"), "{affected}");
+    assert!(t.contains("the first activation"), "{t}");
     b.screenshot("12-policy");
+    b.goto(&format!("{ui}/policy#hist-h"));
+    b.wait_for_text("Activation history", Duration::from_secs(10));
+    b.screenshot("16-policy-history");
 
     // Sign out; pages and actions are refused (back to sign-in).
     b.click(&b.css("form.signout button"));

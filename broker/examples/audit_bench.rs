@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use verifier_lib::audit::{verify_log_rows, CheckpointSigner, Decision, Leaf, LogRow, MerkleTree};
-use writ_broker::audit::AuditLog;
+use writ_broker::audit::{AuditInstruments, AuditLog};
 use writ_broker::clock::SystemClock;
 use writ_broker::config::AuditConfig;
 use writ_broker::store::audit::StateChange;
@@ -36,9 +36,16 @@ async fn open(dir: &std::path::Path, max_batch: usize) -> (Store, AuditLog) {
         ..AuditConfig::default()
     };
     let signer = CheckpointSigner::generate("bench/audit").unwrap();
-    let log = AuditLog::start(store.clone(), Arc::new(SystemClock), signer, &cfg, "bench")
-        .await
-        .unwrap();
+    let log = AuditLog::start(
+        store.clone(),
+        Arc::new(SystemClock),
+        signer,
+        &cfg,
+        "bench",
+        AuditInstruments::none(),
+    )
+    .await
+    .unwrap();
     (store, log)
 }
 

@@ -21,6 +21,7 @@ pub mod state;
 pub mod store;
 pub mod tee;
 pub mod telemetry;
+pub mod token_filter;
 pub mod ui;
 
 pub use api::app;

@@ -55,6 +55,7 @@ pub fn sign(
             policy_id: policy_id.to_owned(),
             token_digest: HashAlg::Sha256.digest(&bytes),
             status: Some(status.0),
+            audit_index: claims.audit_index,
         },
         token: bytes,
     })

@@ -74,12 +74,14 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     };
     let checkpoint_key = crate::audit::key::load_or_generate(&config.keys.dir, &origin)
         .map_err(crate::audit::AuditStartError::from)?;
+    let metrics = Arc::new(crate::telemetry::Metrics::new());
     let audit = crate::audit::AuditLog::start(
         store.clone(),
         Arc::clone(&clock),
         checkpoint_key,
         &config.audit,
         &config.broker.name_or_host(),
+        metrics.audit_instruments(),
     )
     .await?;
     if let Some(path) = config.policy.import_file() {
@@ -93,6 +95,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let key = keys.current;
     tracing::info!(kid = %key.kid(), ek_anchors = trust.len(), audit_origin = %audit.origin(), "broker state ready");
     let mut state = AppState::new(config, store, clock, key, policy, trust, audit)
+        .with_metrics(metrics)
         .with_snp(snp)
         .with_key_endorsements(keys.endorsements);
     if let Some(previous) = keys.previous {

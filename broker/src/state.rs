@@ -114,6 +114,12 @@ impl AppState {
         set
     }
 
+    /// Record into `metrics` (the registry the audit log was started with).
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Enable SEV-SNP appraisal.
     pub fn with_snp(mut self, snp: crate::tee::snp::SnpService) -> Self {
         self.snp = Some(Arc::new(snp));

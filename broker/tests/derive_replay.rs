@@ -149,6 +149,7 @@ async fn parent(b: &Broker, holder: &SigningKey) -> (Vec<u8>, Vec<u8>) {
             policy_id: "t".into(),
             token_digest: HashAlg::Sha256.digest(&minted),
             status: None,
+            audit_index: None,
         }),
         ima_cursor: None,
     };

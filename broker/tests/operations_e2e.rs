@@ -197,6 +197,17 @@ fn metrics_dashboard_and_json_logs_of_a_known_sequence() {
     assert_eq!(count("/v1/hosts/{id}/revoke", 200), Some(1.0), "{text}");
     assert_eq!(count("/v1/enroll/finish", 200), Some(1.0), "{text}");
 
+    // The audit appends of the sequence (enrolment, two appraisals, the
+    // token, the revocation, the activation at start and any coalesced
+    // refusal): each entry timed once and committed in one batch.
+    let appends = at("writ_audit_append_duration_seconds_count").unwrap_or(0.0);
+    assert!(appends >= 6.0, "{text}");
+    assert_eq!(at("writ_audit_batch_entries_sum"), Some(appends), "{text}");
+    assert!(
+        at("writ_audit_batch_entries_count").is_some_and(|b| (1.0..=appends).contains(&b)),
+        "{text}"
+    );
+
     // The dashboard queries only what a real scrape has.
     for name in dashboard_metrics() {
         assert!(

@@ -384,6 +384,10 @@ async fn metrics_count_a_known_sequence_by_route_template() {
         StatusCode::NOT_FOUND
     );
 
+    // One audited decision besides the policy's activation at start.
+    let a = call(&app, operator("POST", "/v1/workloads/none/revoke")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+
     let a = call(&app, operator("GET", "/metrics")).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.headers["content-type"]
@@ -441,6 +445,29 @@ async fn metrics_count_a_known_sequence_by_route_template() {
         m.get("writ_audit_tree_size").is_some_and(|v| *v >= 1.0),
         "{scrape}"
     );
+    // The audit appends: the activation and the revocation, each one
+    // entry of a committed batch (at most one batch each), each timed.
+    let appends = m.get("writ_audit_append_duration_seconds_count").copied();
+    assert_eq!(appends, Some(2.0), "{scrape}");
+    assert_eq!(
+        m.get("writ_audit_append_duration_seconds_bucket{le=\"+Inf\"}"),
+        Some(&2.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        m.get("writ_audit_batch_entries_sum"),
+        Some(&2.0),
+        "{scrape}"
+    );
+    let batches = m
+        .get("writ_audit_batch_entries_count")
+        .copied()
+        .unwrap_or(0.0);
+    assert!((1.0..=2.0).contains(&batches), "{scrape}");
+    assert!(
+        scrape.contains("# TYPE writ_audit_batch_entries histogram"),
+        "{scrape}"
+    );
     // Help text for what was exported.
     assert!(
         scrape.contains("# TYPE writ_http_request_duration_seconds histogram"),
@@ -462,3 +489,48 @@ async fn each_broker_has_its_own_metrics() {
     );
     assert_eq!(m2.get("writ_api_errors_total{code=\"unknown_host\"}"), None);
 }
+
+/// `GET /v1/tokens` and `GET /v1/tokens/{cti}` through the router on every
+/// backend: operators only, strict queries with typed errors, an empty
+/// fleet's page, unknown and malformed ids. (Listing real tokens: the store
+/// suite and `operations_cli`.)
+async fn token_views_refuse_bad_input(backend: Backend) {
+    let (_f, app, _state) = router(backend).await;
+    assert_eq!(
+        call(&app, get("/v1/tokens")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let a = call(&app, operator("GET", "/v1/tokens?state=active&limit=5")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json(), serde_json::json!({ "tokens": [] }));
+    for (query, fragment) in [
+        ("state=valid", "state"),
+        ("tenant=x", "unknown parameter"),
+        ("host=a&host=b", "twice"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("cursor=!!", "cursor"),
+        ("host=%ZZ", "percent"),
+    ] {
+        let a = call(&app, operator("GET", &format!("/v1/tokens?{query}"))).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+        let body = a.json();
+        assert_eq!(body["error"]["code"], "invalid_query", "{query}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(fragment),
+            "{query}: {body}"
+        );
+    }
+    let unknown = "00112233445566778899aabbccddeeff";
+    let a = call(&app, operator("GET", &format!("/v1/tokens/{unknown}"))).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.json()["error"]["code"], "unknown_token");
+    let a = call(&app, operator("GET", "/v1/tokens/nothex")).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json()["error"]["code"], "invalid_cti");
+}
+
+pg_harness::on_each_backend!(token_views_refuse_bad_input);

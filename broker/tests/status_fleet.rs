@@ -95,6 +95,7 @@ fn record_token(a: &TestBroker, cti: u8) -> StatusRef {
             policy_id: "fleet-1".into(),
             token_digest: vec![0; 32],
             status: Some(slot),
+            audit_index: None,
         }),
         ima_cursor: None,
     };

@@ -21,6 +21,7 @@ mod revoke;
 mod snp;
 mod source;
 mod status;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -64,6 +65,8 @@ pub fn documented(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(revoke::revoke_host))
         .routes(routes!(revoke::reinstate_host))
         .routes(routes!(revoke::host_events))
+        .routes(routes!(tokens::list))
+        .routes(routes!(tokens::show))
         .routes(routes!(revoke::revoke_token))
         .routes(routes!(revoke::revoke_workload))
         .routes(routes!(metrics::metrics))

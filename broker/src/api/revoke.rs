@@ -14,6 +14,7 @@ use super::ApiError;
 use crate::config::Operator;
 use crate::decision::operator::{self as decide, Revoked};
 use crate::state::AppState;
+use crate::store::{HostEvents, MAX_HOST_EVENTS};
 
 fn reason_from(body: &Bytes, default: &str) -> Result<String, ApiError> {
     if body.is_empty() {
@@ -79,13 +80,14 @@ pub async fn reinstate_host(
     }))
 }
 
-/// `GET /v1/hosts/{id}/events`: reboots, clock refusals, state changes.
+/// `GET /v1/hosts/{id}/events`: reboots, clock refusals, state changes
+/// (the newest 1000, oldest first).
 #[utoipa::path(
     get,
     path = "/v1/hosts/{id}/events",
     tag = "operator",
     params(("id" = String, Path, description = "Host id")),
-    responses((status = 200, description = "Reboots, clock refusals and state changes of the host (JSON array)", content_type = "application/json"), super::openapi::ApiErrors),
+    responses((status = 200, description = "Reboots, clock refusals and status changes of the host, the newest 1000, oldest first (JSON array)", content_type = "application/json"), super::openapi::ApiErrors),
     security(("operator" = []))
 )]
 pub async fn host_events(
@@ -95,11 +97,15 @@ pub async fn host_events(
     if st.store.host(&id).await?.is_none() {
         return Err(ApiError::not_found("unknown_host", format!("no host {id}")));
     }
-    Ok(Json(st.store.host_events(&id).await?))
+    Ok(Json(
+        st.store
+            .host_events(&id, HostEvents::All, MAX_HOST_EVENTS)
+            .await?,
+    ))
 }
 
 /// A token id given as 32 hex digits or 22 base64url characters.
-fn parse_cti(s: &str) -> Result<Vec<u8>, ApiError> {
+pub(super) fn parse_cti(s: &str) -> Result<Vec<u8>, ApiError> {
     let bytes = hex::decode(s)
         .ok()
         .or_else(|| URL_SAFE_NO_PAD.decode(s).ok())

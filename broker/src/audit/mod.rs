@@ -82,6 +82,32 @@ pub enum AuditStartError {
     KeyId,
 }
 
+/// Where the log reports what its appends cost (Prometheus histograms the
+/// broker's metrics register; `AuditInstruments::none()` reports nowhere).
+#[derive(Clone)]
+pub struct AuditInstruments {
+    /// Entries (decisions) committed per batch transaction.
+    pub batch_entries: metrics::Histogram,
+    /// Seconds from queueing an entry to its answer (queue wait and the
+    /// batch's commit), per entry.
+    pub append_seconds: metrics::Histogram,
+}
+
+impl AuditInstruments {
+    pub fn none() -> AuditInstruments {
+        AuditInstruments {
+            batch_entries: metrics::Histogram::noop(),
+            append_seconds: metrics::Histogram::noop(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuditInstruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditInstruments").finish_non_exhaustive()
+    }
+}
+
 /// What readers (the API) see: the tree of committed leaves and the newest
 /// signed checkpoint.
 #[derive(Debug)]
@@ -104,6 +130,7 @@ enum Msg {
 
 struct Inner {
     queue: mpsc::Sender<Msg>,
+    append_seconds: metrics::Histogram,
     view: Arc<RwLock<View>>,
     origin: String,
     vkey: String,
@@ -128,13 +155,15 @@ impl AuditLog {
     /// Opens the log (loading the tree and checking it against the newest
     /// checkpoint, whichever broker signed it), publishes this broker's
     /// checkpoint verifier key in the store under `broker` (its name), and
-    /// starts the writer task on the current runtime.
+    /// starts the writer task on the current runtime; appends are reported
+    /// to `instruments`.
     pub async fn start(
         store: Store,
         clock: Arc<dyn Clock>,
         signer: CheckpointSigner,
         config: &AuditConfig,
         broker: &str,
+        instruments: AuditInstruments,
     ) -> Result<AuditLog, AuditStartError> {
         let tree = load_tree(&store).await?;
         let origin = signer.name().to_owned();
@@ -178,6 +207,7 @@ impl AuditLog {
             view: Arc::clone(&view),
             max_batch: config.max_batch,
             min_leaves: config.checkpoint_min_leaves,
+            batch_entries: instruments.batch_entries,
         };
         let interval = std::time::Duration::from_secs(config.checkpoint_interval_secs.max(1));
         let follow = (config.follow_interval_ms > 0)
@@ -186,6 +216,7 @@ impl AuditLog {
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 queue: tx,
+                append_seconds: instruments.append_seconds,
                 view,
                 origin,
                 vkey,
@@ -299,12 +330,17 @@ impl AuditLog {
             Ok(entry)
         });
         let (reply, answer) = oneshot::channel();
+        let queued = std::time::Instant::now();
         self.inner
             .queue
             .send(Msg::Append { prepare, reply })
             .await
             .map_err(|_| AppendError::WriterGone)?;
-        let appended = answer.await.map_err(|_| AppendError::WriterGone)??;
+        let answered = answer.await.map_err(|_| AppendError::WriterGone)?;
+        self.inner
+            .append_seconds
+            .record(queued.elapsed().as_secs_f64());
+        let appended = answered?;
         let extra = match slot.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),

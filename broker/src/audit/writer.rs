@@ -23,6 +23,8 @@ pub(super) struct Writer {
     pub view: Arc<RwLock<View>>,
     pub max_batch: usize,
     pub min_leaves: u64,
+    /// Entries per committed batch (`writ_audit_batch_entries`).
+    pub batch_entries: metrics::Histogram,
 }
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
@@ -150,8 +152,10 @@ impl Writer {
     /// brokers appended below it first), then answers every caller.
     async fn commit(&self, batch: Vec<(PrepareEntry, Reply)>) {
         let (prepares, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let entries = prepares.len();
         match self.store.append_audit_batch(prepares).await {
             Ok(results) => {
+                self.batch_entries.record(entries as f64);
                 for a in results.iter().flatten() {
                     if !self.place_committed(a).await {
                         self.resync().await;

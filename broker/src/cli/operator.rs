@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use verifier_lib::api::governance::{HostStateResponse, RevocationResponse};
+use verifier_lib::api::governance::{
+    HostStateResponse, RevocationResponse, TokenDetail, TokenPage, TokenSummary,
+};
 use verifier_lib::api::HostView;
 
 /// Where the broker is and who is asking.
@@ -56,6 +58,26 @@ pub enum HostsCommand {
 /// `writ-broker tokens ...`
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
+    /// Tokens, newest first, one page (`--cursor` for the next one).
+    List {
+        /// Only tokens issued to this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only tokens of this workload.
+        #[arg(long)]
+        workload: Option<String>,
+        /// Only tokens in this state.
+        #[arg(long, value_parser = ["active", "revoked", "expired"])]
+        state: Option<String>,
+        /// Page size (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The cursor printed after the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// One token: claims summary, state, lineage and audit leaf.
+    Show { cti: String },
     /// Revoke a token (hex or base64url id) and its descendants.
     Revoke {
         cti: String,
@@ -408,14 +430,134 @@ pub fn run_hosts(c: &Connection, cmd: HostsCommand) -> ExitCode {
     finish(hosts(c, cmd))
 }
 
-pub fn run_tokens(c: &Connection, cmd: TokensCommand) -> ExitCode {
+const TOKEN_HEADER: [&str; 6] = ["cti", "host", "workload", "state", "issued", "expires"];
+
+fn token_rows(tokens: &[TokenSummary]) -> Vec<Vec<String>> {
+    tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.cti.clone(),
+                t.host_id.clone(),
+                t.workload.clone(),
+                t.state.clone(),
+                when(Some(t.iat)),
+                when(Some(t.exp)),
+            ]
+        })
+        .collect()
+}
+
+/// The query string of `tokens list`.
+fn token_list_query(
+    host: Option<&str>,
+    workload: Option<&str>,
+    state: Option<&str>,
+    limit: u32,
+    cursor: Option<&str>,
+) -> String {
+    let mut q = vec![format!("limit={limit}")];
+    for (k, v) in [
+        ("host", host),
+        ("workload", workload),
+        ("state", state),
+        ("cursor", cursor),
+    ] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", segment(v)));
+        }
+    }
+    q.join("&")
+}
+
+fn token_detail_text(d: &TokenDetail) -> String {
+    let t = &d.token;
+    let mut s = table(&TOKEN_HEADER, &token_rows(std::slice::from_ref(t)));
+    let mut fact = |k: &str, v: String| s.push_str(&format!("\n{k}: {v}"));
+    fact("policy", t.policy_id.clone());
+    fact(
+        "workload digest",
+        if t.workload_digest.is_empty() {
+            "-".into()
+        } else {
+            t.workload_digest.clone()
+        },
+    );
+    fact("token sha-256", d.token_sha256.clone());
+    fact(
+        "audit leaf",
+        d.audit_index.map_or_else(|| "-".into(), |i| i.to_string()),
+    );
+    fact(
+        "status list",
+        t.status_list.map_or_else(
+            || "-".into(),
+            |e| format!("epoch {} index {}", e.epoch, e.idx),
+        ),
+    );
+    if t.state == "revoked" {
+        fact(
+            "revoked",
+            format!(
+                "{} ({})",
+                when(t.revoked_at),
+                t.revocation_reason.as_deref().unwrap_or("-")
+            ),
+        );
+    }
+    fact("parent", t.parent_cti.clone().unwrap_or_else(|| "-".into()));
+    for c in &d.children {
+        fact("child", format!("{} {} {}", c.cti, c.workload, c.state));
+    }
+    if d.more_children {
+        fact("child", "... (more)".into());
+    }
+    s
+}
+
+fn tokens(c: &Connection, cmd: TokensCommand) -> Result<(), OperatorCliError> {
     match cmd {
-        TokensCommand::Revoke { cti, reason } => finish(revoke(
+        TokensCommand::List {
+            host,
+            workload,
+            state,
+            limit,
+            cursor,
+        } => {
+            let api = Api::connect(c)?;
+            let q = token_list_query(
+                host.as_deref(),
+                workload.as_deref(),
+                state.as_deref(),
+                limit,
+                cursor.as_deref(),
+            );
+            let v = api.get(&format!("/v1/tokens?{q}"))?;
+            let page: TokenPage = parse(v.clone())?;
+            print(c.json, &v, || {
+                table(&TOKEN_HEADER, &token_rows(&page.tokens))
+            });
+            if let (Some(next), false) = (&page.next_cursor, c.json) {
+                eprintln!("more: --cursor {next}");
+            }
+        }
+        TokensCommand::Show { cti } => {
+            let api = Api::connect(c)?;
+            let v = api.get(&format!("/v1/tokens/{}", segment(&cti)))?;
+            let d: TokenDetail = parse(v.clone())?;
+            print(c.json, &v, || token_detail_text(&d));
+        }
+        TokensCommand::Revoke { cti, reason } => revoke(
             c,
             format!("/v1/tokens/{}/revoke", segment(&cti)),
             reason.as_deref(),
-        )),
+        )?,
     }
+    Ok(())
+}
+
+pub fn run_tokens(c: &Connection, cmd: TokensCommand) -> ExitCode {
+    finish(tokens(c, cmd))
 }
 
 pub fn run_workloads(c: &Connection, cmd: WorkloadsCommand) -> ExitCode {

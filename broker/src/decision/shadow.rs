@@ -111,11 +111,32 @@ pub async fn report(store: &Store, limit: u32) -> Result<ShadowReport, StoreErro
     let rows = store.shadow_differences(&shadow.hash, limit).await?;
     let truncated = rows.len() >= limit as usize;
     let active_hash = active.map(|a| a.hash);
+    let hosts = newest_per_host(rows, active_hash.as_deref());
+    let would_fail = hosts
+        .iter()
+        .filter(|h| h.shadow_verdict == "contraindicated")
+        .count();
+    Ok(ShadowReport {
+        active_hash,
+        shadow_hash: Some(shadow.hash),
+        shadow_policy_id: Some(shadow.policy_id),
+        would_fail,
+        would_pass: hosts.len() - would_fail,
+        hosts,
+        truncated,
+    })
+}
+
+/// The newest difference of each host among `rows` (newest first) that
+/// were recorded against the active policy `active_hash`, by host id: rows
+/// recorded under another active policy are history, not this comparison.
+pub fn newest_per_host(
+    rows: Vec<ShadowDifference>,
+    active_hash: Option<&str>,
+) -> Vec<HostDifference> {
     let mut hosts: Vec<HostDifference> = Vec::new();
-    // Newest first: the first row of a host is its newest; rows recorded
-    // under another active policy are history, not the current difference.
     for row in rows {
-        if Some(&row.active_hash) != active_hash.as_ref()
+        if Some(row.active_hash.as_str()) != active_hash
             || hosts.iter().any(|h| h.host_id == row.host_id)
         {
             continue;
@@ -134,19 +155,7 @@ pub async fn report(store: &Store, limit: u32) -> Result<ShadowReport, StoreErro
         });
     }
     hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-    let would_fail = hosts
-        .iter()
-        .filter(|h| h.shadow_verdict == "contraindicated")
-        .count();
-    Ok(ShadowReport {
-        active_hash,
-        shadow_hash: Some(shadow.hash),
-        shadow_policy_id: Some(shadow.policy_id),
-        would_fail,
-        would_pass: hosts.len() - would_fail,
-        hosts,
-        truncated,
-    })
+    hosts
 }
 
 /// The `rule` names of a JSON failure array.

@@ -127,7 +127,8 @@ pub struct AppraisalChange {
     pub appraisal: AppraisalRecord,
     /// The host's status after (`None`: an unregistered host stays so).
     pub status: Option<HostStatus>,
-    /// Why the status changed, recorded as a host event.
+    /// Why the status changed, recorded as a host event whose kind is the
+    /// status entered (the host page's timeline).
     pub status_reason: Option<&'static str>,
     /// SEV-SNP: register the host (its first affirming appraisal).
     pub register: Option<SnpHostRecord>,

@@ -25,9 +25,12 @@ pub mod status_list;
 mod test_store;
 #[cfg(test)]
 mod tests;
+pub mod token_query;
 mod write_tx;
 
-pub use governance::{stale_reason, HostEvent, TokenState};
+pub use governance::{
+    stale_reason, HostEvent, HostEvents, TokenState, MAX_HOST_EVENTS, STATUS_EVENT_KINDS,
+};
 pub use ima_cursor::ImaCursorRecord;
 pub use policy::{
     NewPolicyVersion, PolicyActivation, PolicyPointers, PolicySlot, PolicyVersion, ShadowDifference,
@@ -37,6 +40,7 @@ pub use retention::{RetentionCutoffs, RetentionReport};
 pub use revoked_identity::revocation_names;
 pub use snp::SnpHostRecord;
 pub use status_list::{EpochPlan, EpochStatuses, StatusEpoch, StatusSlot};
+pub use token_query::{TokenCursor, TokenLifecycle, TokenQuery};
 pub use write_tx::{TokenRoot, WriteTransaction, WriteTx};
 
 use std::fmt::Debug;
@@ -118,6 +122,10 @@ pub struct TokenRecord {
     /// The token's entry in a status list (`None` for tokens minted before
     /// status lists had indices).
     pub status: Option<StatusSlot>,
+    /// The index of the token's own `token_minted` audit leaf (its
+    /// `audit_index` claim; `None` for tokens minted before it was
+    /// recorded).
+    pub audit_index: Option<u64>,
 }
 
 /// Why a nonce was not accepted.
@@ -202,13 +210,12 @@ pub trait StateStore: Send + Sync + Debug {
     /// A token with its lineage parent and revocation state.
     async fn token_state(&self, cti: &[u8]) -> Result<Option<TokenState>, StoreError>;
 
-    /// At most `limit` tokens with their lineage parent and revocation
-    /// state, newest first (`host`: only that host's).
-    async fn recent_tokens(
-        &self,
-        host: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<TokenState>, StoreError>;
+    /// The tokens `query` selects, with their lineage parent and
+    /// revocation state, newest first (`iat` descending, then `cti`).
+    async fn tokens(&self, query: &TokenQuery<'_>) -> Result<Vec<TokenState>, StoreError>;
+
+    /// At most `limit` tokens derived directly from `cti`, newest first.
+    async fn token_children(&self, cti: &[u8], limit: u32) -> Result<Vec<TokenState>, StoreError>;
 
     /// The host's clock baseline, if any.
     async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError>;
@@ -264,8 +271,14 @@ pub trait StateStore: Send + Sync + Debug {
         false
     }
 
-    /// A host's recorded events, oldest first.
-    async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError>;
+    /// A host's newest `limit` recorded events of `which` kinds, oldest
+    /// first.
+    async fn host_events(
+        &self,
+        host_id: &str,
+        which: HostEvents,
+        limit: u32,
+    ) -> Result<Vec<HostEvent>, StoreError>;
 
     /// The host's request key, if one is registered.
     async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError>;

@@ -70,6 +70,11 @@ pub struct PolicyActivation {
     pub policy_id: String,
     /// The version active before (`None`: the first activation).
     pub previous_hash: Option<String>,
+    pub previous_version_id: Option<i64>,
+    /// Since when the version had been the shadow candidate when it was
+    /// activated (`None`: never evaluated in shadow, so the hosts it
+    /// affected are not known).
+    pub shadowed_since: Option<i64>,
 }
 
 /// An appraisal whose verdict under the shadow policy differs from the

@@ -216,55 +216,213 @@ fn token(host: &str, n: u8, iat: i64) -> TokenRecord {
         policy_id: "p".into(),
         token_digest: vec![n; 32],
         status: None,
+        audit_index: None,
     }
 }
 
-/// The dashboard's token listing: newest first, bounded, by host, with the
-/// revocation state.
-async fn recent_tokens_newest_first_by_host(backend: Backend) {
+/// Token listings (`GET /v1/tokens`, the dashboard): newest first, by
+/// host, workload and state, paged by a cursor without gaps or repeats;
+/// children, revocation and the audit leaf index as recorded.
+async fn tokens_listed_by_filter_and_cursor(backend: Backend) {
     let (_d, s) = store(backend).await;
     for h in ["a", "b"] {
         apply(&s, StateChange::Host(host(h))).await.unwrap();
     }
-    for (h, n, at) in [("a", 1, 10), ("b", 2, 20), ("a", 3, 30)] {
-        appraise(
-            &s,
-            appraisal(h, at),
-            HostStatus::Trusted,
-            Some(token(h, n, at)),
-            None,
-        )
-        .await
-        .unwrap();
+    // Tokens 1..=5; 4 and 5 share an iat (the cursor's tie-break is cti).
+    for (h, n, at) in [
+        ("a", 1, 10),
+        ("b", 2, 20),
+        ("a", 3, 30),
+        ("b", 4, 40),
+        ("a", 5, 40),
+    ] {
+        let mut t = token(h, n, at);
+        t.audit_index = Some(u64::from(n) * 10);
+        appraise(&s, appraisal(h, at), HostStatus::Trusted, Some(t), None)
+            .await
+            .unwrap();
     }
+    // A token derived from 3 (workload "w/sub").
+    let mut child = token("a", 6, 50);
+    child.workload = "w/sub".into();
+    apply(
+        &s,
+        StateChange::DerivedToken {
+            token: child,
+            parent_cti: vec![3; 16],
+            host_fresh_since: 0,
+        },
+    )
+    .await
+    .unwrap();
     apply(
         &s,
         StateChange::RevokeToken {
             cti: vec![1; 16],
             reason: "test".into(),
+            at: 45,
+        },
+    )
+    .await
+    .unwrap();
+    let ids = |v: &[TokenState]| v.iter().map(|t| t.record.cti[0]).collect::<Vec<u8>>();
+    let now = 620; // tokens live 600 s: 1 (iat 10) and 2 (iat 20) have expired.
+    let all = s.tokens(&TokenQuery::newest(now, 100)).await.unwrap();
+    assert_eq!(ids(&all), vec![6, 4, 5, 3, 2, 1]);
+    assert_eq!(all[3].record.audit_index, Some(30));
+    assert_eq!(all[0].parent_cti, Some(vec![3; 16]));
+    let revoked = &all[5];
+    assert!(revoked.revoked);
+    assert_eq!(revoked.revoked_at, Some(45));
+    assert_eq!(revoked.revocation_reason.as_deref(), Some("test"));
+
+    // Pages of two, following the cursor: every token once, in order.
+    let mut seen = Vec::new();
+    let mut after: Option<TokenCursor> = None;
+    loop {
+        let page = s
+            .tokens(&TokenQuery {
+                after: after.as_ref(),
+                ..TokenQuery::newest(now, 2)
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        seen.extend(ids(&page));
+        after = page.last().map(TokenCursor::after);
+    }
+    assert_eq!(seen, ids(&all));
+
+    let q = |host: Option<&'static str>, workload: Option<&'static str>, state| TokenQuery {
+        host,
+        workload,
+        state,
+        ..TokenQuery::newest(now, 100)
+    };
+    let by = |host, workload, state| {
+        let s = s.clone();
+        async move { ids(&s.tokens(&q(host, workload, state)).await.unwrap()) }
+    };
+    assert_eq!(by(Some("a"), None, None).await, vec![6, 5, 3, 1]);
+    assert_eq!(by(None, Some("w/sub"), None).await, vec![6]);
+    assert_eq!(by(None, None, Some(TokenLifecycle::Revoked)).await, vec![1]);
+    assert_eq!(by(None, None, Some(TokenLifecycle::Expired)).await, vec![2]);
+    assert_eq!(
+        by(None, None, Some(TokenLifecycle::Active)).await,
+        vec![6, 4, 5, 3]
+    );
+    assert_eq!(
+        by(Some("b"), Some("w"), Some(TokenLifecycle::Active)).await,
+        vec![4]
+    );
+    assert!(by(Some("c"), None, None).await.is_empty());
+    // The limit is bounded whatever is asked.
+    let zero = s.tokens(&TokenQuery::newest(now, 0)).await.unwrap();
+    assert_eq!(zero.len(), 1);
+
+    let children = s.token_children(&[3; 16], 10).await.unwrap();
+    assert_eq!(ids(&children), vec![6]);
+    assert!(s.token_children(&[6; 16], 10).await.unwrap().is_empty());
+}
+
+/// Status changes are host events whose kind is the status entered; the
+/// status-only read leaves the rest out, and reads are bounded.
+async fn host_status_events_are_recorded_and_read_bounded(backend: Backend) {
+    let (_d, s) = store(backend).await;
+    apply(&s, StateChange::Host(host("h"))).await.unwrap();
+    let change = |n: u8, status: HostStatus, reason: &'static str, at: i64| {
+        StateChange::Appraisal(Box::new(AppraisalChange {
+            nonce: NonceUse {
+                digest: vec![n; 32],
+                expires_at: 1000,
+                at,
+            },
+            expect: Expect {
+                status: None,
+                clock: None,
+            },
+            appraisal: appraisal("h", at),
+            status: Some(status),
+            status_reason: Some(reason),
+            register: None,
+            clock: None,
+            clock_refused: None,
+            token: None,
+            ima_cursor: None,
+        }))
+    };
+    let expect = |c: StateChange, prior: HostStatus| match c {
+        StateChange::Appraisal(mut a) => {
+            a.expect.status = Some(prior);
+            StateChange::Appraisal(a)
+        }
+        other => other,
+    };
+    apply(
+        &s,
+        expect(
+            change(1, HostStatus::Trusted, "passing appraisal", 20),
+            HostStatus::Enrolled,
+        ),
+    )
+    .await
+    .unwrap();
+    apply(
+        &s,
+        expect(
+            change(2, HostStatus::Failed, "failing appraisal", 30),
+            HostStatus::Trusted,
+        ),
+    )
+    .await
+    .unwrap();
+    apply(
+        &s,
+        StateChange::RevokeHost {
+            host_id: "h".into(),
+            reason: "operator says so".into(),
             at: 40,
         },
     )
     .await
     .unwrap();
-    let all = s.recent_tokens(None, 10).await.unwrap();
-    let seen: Vec<(u8, bool, Option<Vec<u8>>)> = all
+    let status = s
+        .host_events("h", HostEvents::StatusChanges, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(i64, &str, &str)> = status
         .iter()
-        .map(|t| (t.record.cti[0], t.revoked, t.parent_cti.clone()))
+        .map(|e| (e.at, e.kind.as_str(), e.detail.as_str()))
         .collect();
     assert_eq!(
         seen,
-        vec![(3, false, None), (2, false, None), (1, true, None)]
+        vec![
+            (1, "enrolled", "enrollment accepted"),
+            (20, "trusted", "passing appraisal (was enrolled)"),
+            (30, "failed", "failing appraisal (was trusted)"),
+            (40, "revoked", "operator says so"),
+        ]
     );
-    assert_eq!(all[1].record, token("b", 2, 20));
-    let a = s.recent_tokens(Some("a"), 1).await.unwrap();
-    assert_eq!(a.len(), 1);
-    assert_eq!(a[0].record, token("a", 3, 30));
-    assert!(s.recent_tokens(Some("c"), 10).await.unwrap().is_empty());
+    // Every event: the status changes are among them, oldest first.
+    let all = s.host_events("h", HostEvents::All, 100).await.unwrap();
+    assert!(all.len() >= status.len(), "{all:?}");
+    // The newest ones when bounded, still oldest first.
+    let newest = s
+        .host_events("h", HostEvents::StatusChanges, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|e| e.at).collect::<Vec<_>>(),
+        vec![30, 40]
+    );
 }
 
 on_each_backend!(
-    recent_tokens_newest_first_by_host,
+    tokens_listed_by_filter_and_cursor,
+    host_status_events_are_recorded_and_read_bounded,
     enrollment_answered_once,
     ima_cursor_roundtrip_and_replace,
     fleet_secret_is_created_once,

@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{
 };
 use verifier_lib::api::AppraisalResponse;
 
+use crate::audit::AuditInstruments;
 use crate::state::AppState;
 use crate::store::HostStatus;
 use crate::tee::snp::kds::KdsStats;
@@ -30,6 +31,8 @@ const STATUS_AGE: &str = "writ_status_list_age_seconds";
 const AUDIT_SIZE: &str = "writ_audit_tree_size";
 const KDS_FETCHES: &str = "writ_kds_fetches_total";
 const KDS_CACHE_HITS: &str = "writ_kds_cache_hits_total";
+const AUDIT_BATCH: &str = "writ_audit_batch_entries";
+const AUDIT_APPEND: &str = "writ_audit_append_duration_seconds";
 
 /// Every metric the broker exports: name, type, unit and help text.
 pub const METRIC_NAMES: &[(&str, &str, &str)] = &[
@@ -78,6 +81,21 @@ pub const METRIC_NAMES: &[(&str, &str, &str)] = &[
     (AUDIT_SIZE, "gauge", "Leaves in the committed audit tree"),
     (KDS_FETCHES, "counter", "AMD KDS requests by result (fetched, error_status, unreachable) and requests not made (busy, negative_cached)"),
     (KDS_CACHE_HITS, "counter", "SEV-SNP certificates and CRLs served without KDS, by source (bundle, cache, stale_cache)"),
+    (
+        AUDIT_BATCH,
+        "histogram",
+        "Decisions committed per audit batch transaction (group commit)",
+    ),
+    (
+        AUDIT_APPEND,
+        "histogram",
+        "Time from queueing a decision's audit entry to its answer (queue wait and batch commit)",
+    ),
+];
+
+/// Buckets of `writ_audit_batch_entries` (up to `audit.max_batch`).
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
 /// Why tokens are revoked (`writ_tokens_revoked_total{cause}`).
@@ -132,7 +150,9 @@ impl Metrics {
         // if it did, histograms would render as summaries.
         let builder = match builder
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-        {
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(AUDIT_BATCH.into()), BATCH_BUCKETS)
+            }) {
             Ok(b) => b,
             Err(_) => PrometheusBuilder::new(),
         };
@@ -182,6 +202,18 @@ impl Metrics {
                 .and_then(|v| v.get("rule").and_then(|r| r.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| "unknown".to_owned());
             self.counter(APPRAISAL_FAILURES, &[("rule", &rule)], 1);
+        }
+    }
+
+    /// The histograms the audit log reports its appends to.
+    pub fn audit_instruments(&self) -> AuditInstruments {
+        let histogram = |name: &'static str| {
+            self.recorder
+                .register_histogram(&Key::from_name(name), &METADATA)
+        };
+        AuditInstruments {
+            batch_entries: histogram(AUDIT_BATCH),
+            append_seconds: histogram(AUDIT_APPEND),
         }
     }
 

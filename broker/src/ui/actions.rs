@@ -173,7 +173,7 @@ pub async fn reinstate_host(
     Ok(Redirect::to(&host_url(&id)).into_response())
 }
 
-fn parse_cti(s: &str) -> Result<Vec<u8>, UiError> {
+pub(super) fn parse_cti(s: &str) -> Result<Vec<u8>, UiError> {
     hex::decode(s)
         .ok()
         .filter(|b| b.len() == CTI_LEN)

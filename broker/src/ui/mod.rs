@@ -14,6 +14,7 @@ mod audit_pages;
 pub mod describe;
 mod fleet;
 mod host;
+pub mod line_diff;
 mod policy;
 pub mod session;
 mod sign_in;
@@ -66,6 +67,7 @@ pub fn router_with(sessions: Arc<Sessions>) -> Router<AppState> {
             get(actions::confirm_reinstate_host).post(actions::reinstate_host),
         )
         .route("/ui/tokens", get(tokens::page))
+        .route("/ui/tokens/{cti}", get(tokens::show))
         .route(
             "/ui/tokens/{cti}/revoke",
             get(actions::confirm_revoke_token).post(actions::revoke_token),

@@ -296,4 +296,28 @@ async fn pages_render_for_an_empty_broker() {
     }
     let (r, _) = send(&f.app, get("/ui/hosts/nobody", Some(&cookie))).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The tokens page's filters and one token's page.
+    let (r, html) = send(
+        &f.app,
+        get("/ui/tokens?state=revoked&host=a%20b", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{html}");
+    assert!(html.contains("No token matches these filters."), "{html}");
+    assert!(html.contains("value=\"a b\""), "{html}");
+    assert!(
+        html.contains("<option value=\"revoked\" selected>"),
+        "{html}"
+    );
+    let (r, html) = send(&f.app, get("/ui/tokens?state=valid", Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("state: expected active, revoked or expired"),
+        "{html}"
+    );
+    let unknown = "00112233445566778899aabbccddeeff";
+    let (r, _) = send(&f.app, get(&format!("/ui/tokens/{unknown}"), Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (r, _) = send(&f.app, get("/ui/tokens/zz", Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }

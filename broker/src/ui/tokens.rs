@@ -1,20 +1,21 @@
-//! The tokens page: recent execution tokens, active and revoked, as a
-//! lineage tree (a derived token under its parent), and their workloads.
+//! The tokens page: execution tokens, newest first, filtered by host,
+//! workload and state and paged like `GET /v1/tokens`, as a lineage tree
+//! (a derived token under its parent), with their workloads; and one
+//! token's page (claims, lineage, revocation, audit leaf).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 
-use super::actions::url_segment;
+use super::actions::{parse_cti, url_segment};
 use super::session::SignedIn;
 use super::{html, timestamp, Layout, UiError};
 use crate::state::AppState;
-use crate::store::TokenState;
-
-/// Most tokens the tokens page lists.
-pub const PAGE_TOKENS: u32 = 500;
+use crate::store::token_query::MAX_TOKEN_CHILDREN;
+use crate::store::{TokenCursor, TokenLifecycle, TokenState};
+use crate::token_filter::{page as one_page, TokenFilter};
 
 /// A token as shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,7 @@ pub struct TokenRow {
     /// `active`, `expired` or `revoked`.
     pub state: &'static str,
     pub parent: Option<String>,
+    pub revocation: String,
 }
 
 impl TokenRow {
@@ -39,14 +41,14 @@ impl TokenRow {
             workload: t.record.workload.clone(),
             issued: timestamp(t.record.iat),
             expires: timestamp(t.record.exp),
-            state: if t.revoked {
-                "revoked"
-            } else if t.record.exp <= now {
-                "expired"
-            } else {
-                "active"
-            },
+            state: TokenLifecycle::of(t, now).as_str(),
             parent: t.parent_cti.as_deref().map(hex::encode),
+            revocation: match (t.revoked_at, &t.revocation_reason) {
+                (Some(at), Some(why)) => format!("{why} at {}", timestamp(at)),
+                (Some(at), None) => format!("at {}", timestamp(at)),
+                (None, Some(why)) => why.clone(),
+                (None, None) => String::new(),
+            },
         }
     }
 }
@@ -57,7 +59,7 @@ pub enum Step {
     /// `<ul>`
     Open,
     /// `<li>` and the token
-    Start(TokenRow),
+    Start(Box<TokenRow>),
     /// `</li>`
     End,
     /// `</ul>`
@@ -92,7 +94,7 @@ pub fn lineage(tokens: &[TokenState], now: i64) -> Vec<Step> {
         if !seen.insert(i) {
             continue;
         }
-        steps.push(Step::Start(rows[i].clone()));
+        steps.push(Step::Start(Box::new(rows[i].clone())));
         stack.push((i, true));
         if let Some(kids) = children.get(rows[i].cti.as_str()) {
             steps.push(Step::Open);
@@ -113,19 +115,34 @@ struct TokensPage {
     steps: Vec<Step>,
     /// Workload names and their revocation pages.
     workloads: Vec<(String, String)>,
+    /// The filters, as given.
+    host: String,
+    workload: String,
+    state: &'static str,
+    /// The next page's query string.
+    next: Option<String>,
 }
 
 /// `GET /ui/tokens`.
-pub async fn page(State(st): State<AppState>, who: SignedIn) -> Result<Response, UiError> {
+pub async fn page(
+    State(st): State<AppState>,
+    who: SignedIn,
+    RawQuery(q): RawQuery,
+) -> Result<Response, UiError> {
+    let filter = TokenFilter::parse(q.as_deref()).map_err(|e| UiError::BadRequest {
+        what: "token filter",
+        reason: e.to_string(),
+    })?;
     let now = st.now();
-    let tokens = st.store.recent_tokens(None, PAGE_TOKENS).await?;
+    let rows = st.store.tokens(&filter.query(now)).await?;
+    let (tokens, next) = one_page(&filter, rows, TokenCursor::after);
     let workloads: BTreeSet<String> = tokens.iter().map(|t| t.record.workload.clone()).collect();
     html(&TokensPage {
         layout: Layout::new("Tokens", &who, "tokens"),
         total: tokens.len(),
         active: tokens
             .iter()
-            .filter(|t| !t.revoked && t.record.exp > now)
+            .filter(|t| TokenLifecycle::of(t, now) == TokenLifecycle::Active)
             .count(),
         revoked: tokens.iter().filter(|t| t.revoked).count(),
         steps: lineage(&tokens, now),
@@ -136,6 +153,72 @@ pub async fn page(State(st): State<AppState>, who: SignedIn) -> Result<Response,
                 (w, href)
             })
             .collect(),
+        host: filter.host.clone().unwrap_or_default(),
+        workload: filter.workload.clone().unwrap_or_default(),
+        state: filter.state.map_or("", TokenLifecycle::as_str),
+        next: next.map(|c| filter.next_page(&c)),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "ui/token.html")]
+struct TokenPage {
+    layout: Layout,
+    token: TokenRow,
+    workload_digest: String,
+    policy_id: String,
+    token_sha256: String,
+    status_list: String,
+    audit_index: Option<u64>,
+    parent: Option<TokenRow>,
+    children: Vec<TokenRow>,
+    more_children: bool,
+}
+
+/// `GET /ui/tokens/{cti}`.
+pub async fn show(
+    State(st): State<AppState>,
+    who: SignedIn,
+    Path(cti): Path<String>,
+) -> Result<Response, UiError> {
+    let id = parse_cti(&cti)?;
+    let now = st.now();
+    let t = st
+        .store
+        .token_state(&id)
+        .await?
+        .ok_or_else(|| UiError::NotFound {
+            what: "token",
+            id: cti.clone(),
+        })?;
+    let parent = match &t.parent_cti {
+        Some(p) => st.store.token_state(p).await?,
+        None => None,
+    };
+    let mut children = st
+        .store
+        .token_children(&id, MAX_TOKEN_CHILDREN.saturating_add(1))
+        .await?;
+    let more_children = children.len() > MAX_TOKEN_CHILDREN as usize;
+    children.truncate(MAX_TOKEN_CHILDREN as usize);
+    html(&TokenPage {
+        layout: Layout::new(format!("Token {cti}"), &who, "tokens"),
+        token: TokenRow::of(&t, now),
+        workload_digest: if t.record.workload_digest.is_empty() {
+            "none".into()
+        } else {
+            hex::encode(&t.record.workload_digest)
+        },
+        policy_id: t.record.policy_id.clone(),
+        token_sha256: hex::encode(&t.record.token_digest),
+        status_list: t.record.status.map_or_else(
+            || "none (minted before status lists had indices)".into(),
+            |s| format!("epoch {}, index {}", s.epoch, s.idx),
+        ),
+        audit_index: t.record.audit_index,
+        parent: parent.as_ref().map(|p| TokenRow::of(p, now)),
+        children: children.iter().map(|c| TokenRow::of(c, now)).collect(),
+        more_children,
     })
 }
 
@@ -156,9 +239,12 @@ mod tests {
                 policy_id: "p".into(),
                 token_digest: vec![],
                 status: None,
+                audit_index: None,
             },
             parent_cti: parent.map(|p| vec![p; 16]),
             revoked,
+            revoked_at: None,
+            revocation_reason: None,
         }
     }
 

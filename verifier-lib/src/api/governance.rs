@@ -94,3 +94,74 @@ pub struct StatusEvent {
     #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<u8>>,
 }
+
+/// A token as operators see it (`GET /v1/tokens`, `GET /v1/tokens/{cti}`):
+/// its claims summary and state, never the token itself (the broker does
+/// not keep it; `token_sha256` lets an operator match a token they hold).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenSummary {
+    /// The token id (`cti`), 32 hex digits.
+    pub cti: String,
+    /// The host it was issued to (`sub`).
+    pub host_id: String,
+    /// The workload it authorizes (`aud`).
+    pub workload: String,
+    /// SHA-256 of the workload build it was issued for, hex (empty: none).
+    pub workload_digest: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// The policy it was granted under.
+    pub policy_id: String,
+    /// `active`, `revoked` or `expired` (at the time of the answer).
+    pub state: String,
+    /// The token it was derived from (lineage), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_cti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    /// Its entry in the status list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_list: Option<StatusListEntry>,
+}
+
+/// A token's entry in the status list of an epoch
+/// (`/v1/status/lists/{epoch}`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatusListEntry {
+    pub epoch: u64,
+    pub idx: u64,
+}
+
+/// `GET /v1/tokens`: one page, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenPage {
+    pub tokens: Vec<TokenSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/tokens/{cti}`: one token with its lineage and audit record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenDetail {
+    pub token: TokenSummary,
+    /// SHA-256 of the signed token, hex.
+    pub token_sha256: String,
+    /// The index of its `token_minted` leaf in the audit log (absent for
+    /// tokens minted before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_index: Option<u64>,
+    /// The token it was derived from, if it is still recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<TokenSummary>,
+    /// Tokens derived from it, newest first (at most 100).
+    pub children: Vec<TokenSummary>,
+    /// Whether more children exist than are listed.
+    pub more_children: bool,
+}

@@ -77,14 +77,20 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
         StateChange::Host(h) => {
             // A revoked TPM does not come back: neither under its host id
             // nor under another encoding of its EK or with its certificate.
-            let revoked_row = tx
-                .host(&h.id)
-                .await?
+            let existing = tx.host(&h.id).await?;
+            let revoked_row = existing
+                .as_ref()
                 .is_some_and(|e| e.status == HostStatus::Revoked);
             if revoked_row || tx.revoked_identity(&revocation_names(h)).await?.is_some() {
                 return Ok(Err(ChangeRefused::HostRevoked));
             }
             tx.put_host(h).await?;
+            let detail = match existing {
+                Some(e) => format!("enrolled again (was {})", e.status.as_str()),
+                None => "enrollment accepted".to_owned(),
+            };
+            tx.insert_host_event(&h.id, h.enrolled_at, h.status.as_str(), &detail)
+                .await?;
             // A (re-)enrolled host has a new AK: its old certification is void.
             tx.delete_request_key(&h.id).await?;
             Ok(Ok(0))
@@ -247,6 +253,21 @@ async fn apply_appraisal<T: WriteTx + ?Sized>(
             0
         }
     };
+    // The status change, for the host's timeline (the event kind is the
+    // status entered).
+    if let (Some(reason), Some(to)) = (c.status_reason, c.status) {
+        let from = host.as_ref().map(|h| h.status);
+        if from != Some(to) && from != Some(HostStatus::Revoked) {
+            let was = from.map_or("not registered", HostStatus::as_str);
+            tx.insert_host_event(
+                host_id,
+                c.appraisal.at,
+                to.as_str(),
+                &format!("{reason} (was {was})"),
+            )
+            .await?;
+        }
+    }
     if let Some(update) = &c.clock {
         let s = update.state;
         tx.set_host_clock(host_id, Some(s)).await?;

@@ -48,6 +48,7 @@ fn token(cti: u8, host: &str, exp: i64) -> TokenRecord {
         policy_id: "p".into(),
         token_digest: vec![cti; 32],
         status: None,
+        audit_index: None,
     }
 }
 
@@ -164,13 +165,13 @@ async fn failing_appraisal_and_staleness_revoke_host_tokens(backend: Backend) {
     );
     assert!(s.token_state(&[2; 16]).await.unwrap().unwrap().revoked);
     let kinds: Vec<String> = s
-        .host_events("b")
+        .host_events("b", HostEvents::All, 100)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, vec!["stale", "tokens_revoked"]);
+    assert_eq!(kinds, vec!["enrolled", "stale", "tokens_revoked"]);
 }
 
 async fn revoke_reinstate_and_clock_baseline(backend: Backend) {
@@ -228,13 +229,13 @@ async fn revoke_reinstate_and_clock_baseline(backend: Backend) {
         Err(ChangeRefused::UnknownHost)
     );
     let kinds: Vec<String> = s
-        .host_events("h")
+        .host_events("h", HostEvents::All, 100)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, vec!["revoked", "reinstated"]);
+    assert_eq!(kinds, vec!["enrolled", "revoked", "reinstated"]);
 }
 
 /// An appraisal decision applies only while its preconditions hold: the
@@ -304,15 +305,19 @@ async fn appraisal_preconditions_are_rechecked_in_the_transaction(backend: Backe
     assert_eq!(h.status, HostStatus::Trusted);
     assert_eq!(s.host_clock("h").await.unwrap(), Some(st(2, 5)));
     let kinds: Vec<String> = s
-        .host_events("h")
+        .host_events("h", HostEvents::All, 100)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, vec!["rebooted"]);
-    let events = s.host_events("h").await.unwrap();
-    assert!(events[0].detail.ends_with("boot log: new"), "{events:?}");
+    assert_eq!(kinds, vec!["enrolled", "trusted", "rebooted"]);
+    let events = s.host_events("h", HostEvents::All, 100).await.unwrap();
+    let reboot = events.iter().find(|e| e.kind == "rebooted").unwrap();
+    assert!(reboot.detail.ends_with("boot log: new"), "{events:?}");
+    // The status change is on the host's timeline with its reason.
+    let trusted = events.iter().find(|e| e.kind == "trusted").unwrap();
+    assert_eq!(trusted.detail, "passing appraisal (was enrolled)");
     // The nonce is single-use.
     assert_eq!(
         apply(&s, change(Some(HostStatus::Trusted), Some(st(2, 5)), b"n1")).await,

@@ -26,9 +26,9 @@ use verifier_lib::host_clock::ClockState;
 use super::audit::{Appended, CheckpointRow, EntryError, LeafRow, PrepareEntry};
 use super::{
     revocation_names, Counts, EnrollmentProblem, EnrollmentRecord, EpochPlan, EpochStatuses,
-    HostEvent, HostRecord, HostState, HostStatus, ImaCursorRecord, RequestKeyRecord,
+    HostEvent, HostEvents, HostRecord, HostState, HostStatus, ImaCursorRecord, RequestKeyRecord,
     RetentionCutoffs, RetentionReport, SnpHostRecord, StateStore, StatusEpoch, StatusSlot,
-    StoreError, TokenRecord, TokenState, WriteTransaction,
+    StoreError, TokenQuery, TokenRecord, TokenState, WriteTransaction,
 };
 
 mod audit;
@@ -36,6 +36,7 @@ mod policy;
 mod retention;
 mod rows;
 mod status_list;
+mod tokens;
 mod write_tx;
 
 use rows::RowLock;
@@ -189,12 +190,12 @@ impl StateStore for PgStore {
         rows::token(&mut *self.pool.acquire().await?, cti, RowLock::None).await
     }
 
-    async fn recent_tokens(
-        &self,
-        host: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<TokenState>, StoreError> {
-        rows::recent_tokens(&mut *self.pool.acquire().await?, host, limit).await
+    async fn tokens(&self, query: &TokenQuery<'_>) -> Result<Vec<TokenState>, StoreError> {
+        tokens::tokens(&mut *self.pool.acquire().await?, query).await
+    }
+
+    async fn token_children(&self, cti: &[u8], limit: u32) -> Result<Vec<TokenState>, StoreError> {
+        tokens::children(&mut *self.pool.acquire().await?, cti, limit).await
     }
 
     async fn host_clock(&self, host_id: &str) -> Result<Option<ClockState>, StoreError> {
@@ -274,8 +275,13 @@ impl StateStore for PgStore {
         true
     }
 
-    async fn host_events(&self, host_id: &str) -> Result<Vec<HostEvent>, StoreError> {
-        rows::host_events(&mut *self.pool.acquire().await?, host_id).await
+    async fn host_events(
+        &self,
+        host_id: &str,
+        which: HostEvents,
+        limit: u32,
+    ) -> Result<Vec<HostEvent>, StoreError> {
+        rows::host_events(&mut *self.pool.acquire().await?, host_id, which, limit).await
     }
 
     async fn request_key(&self, host_id: &str) -> Result<Option<RequestKeyRecord>, StoreError> {

@@ -10,9 +10,10 @@ use verifier_lib::appraisal::ImaState;
 use verifier_lib::host_clock::ClockState;
 use verifier_lib::ima::ImaCursor;
 
+use crate::store::governance::{status_kinds_sql, MAX_HOST_EVENTS};
 use crate::store::{
-    HostEvent, HostRecord, ImaCursorRecord, RequestKeyRecord, SnpHostRecord, StoreError,
-    TokenRecord, TokenState,
+    HostEvent, HostEvents, HostRecord, ImaCursorRecord, RequestKeyRecord, SnpHostRecord,
+    StoreError, TokenRecord, TokenState,
 };
 
 /// Whether a read takes a row lock held to the end of its transaction.
@@ -120,7 +121,8 @@ pub(super) async fn token(
     row.map(|r| token_row(&r)).transpose()
 }
 
-fn token_row(r: &PgRow) -> Result<TokenState, StoreError> {
+pub(super) fn token_row(r: &PgRow) -> Result<TokenState, StoreError> {
+    let audit_index: Option<i64> = r.try_get("audit_index")?;
     Ok(TokenState {
         record: TokenRecord {
             cti: r.try_get("cti")?,
@@ -132,28 +134,15 @@ fn token_row(r: &PgRow) -> Result<TokenState, StoreError> {
             policy_id: r.try_get("policy_id")?,
             token_digest: r.try_get("token_digest")?,
             status: status_slot(r.try_get("status_epoch")?, r.try_get("status_idx")?)?,
+            audit_index: audit_index
+                .map(|i| int("tokens.audit_index", i))
+                .transpose()?,
         },
         parent_cti: r.try_get("parent_cti")?,
         revoked: r.try_get("revoked")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
     })
-}
-
-pub(super) async fn recent_tokens(
-    conn: &mut PgConnection,
-    host: Option<&str>,
-    limit: u32,
-) -> Result<Vec<TokenState>, StoreError> {
-    sqlx::query(
-        "SELECT * FROM tokens WHERE ($1::TEXT IS NULL OR host_id = $1)
-         ORDER BY iat DESC, cti LIMIT $2",
-    )
-    .bind(host)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(token_row)
-    .collect()
 }
 
 pub(super) async fn status_version(conn: &mut PgConnection) -> Result<u64, StoreError> {
@@ -167,13 +156,23 @@ pub(super) async fn status_version(conn: &mut PgConnection) -> Result<u64, Store
 pub(super) async fn host_events(
     conn: &mut PgConnection,
     host_id: &str,
+    which: HostEvents,
+    limit: u32,
 ) -> Result<Vec<HostEvent>, StoreError> {
-    let rows =
-        sqlx::query("SELECT at, kind, detail FROM host_events WHERE host_id = $1 ORDER BY id")
-            .bind(host_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    rows.iter()
+    let sql = format!(
+        "SELECT at, kind, detail FROM host_events
+         WHERE host_id = $1 AND (NOT $2 OR kind IN ({}))
+         ORDER BY id DESC LIMIT $3",
+        status_kinds_sql()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(host_id)
+        .bind(which.status_only())
+        .bind(i64::from(limit.clamp(1, MAX_HOST_EVENTS)))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut events = rows
+        .iter()
         .map(|r| {
             Ok(HostEvent {
                 at: r.try_get("at")?,
@@ -181,7 +180,9 @@ pub(super) async fn host_events(
                 detail: r.try_get("detail")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    events.reverse();
+    Ok(events)
 }
 
 pub(super) async fn request_key(

@@ -197,6 +197,7 @@ fn token(cti: u8, host: &str) -> TokenRecord {
         policy_id: "p".into(),
         token_digest: vec![cti; 32],
         status: None,
+        audit_index: None,
     }
 }
 

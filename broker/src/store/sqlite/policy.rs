@@ -121,8 +121,12 @@ pub(super) async fn record_activation(
         .bind(version_id)
         .execute(&mut *c)
         .await?;
+    // Since when the version was the shadow candidate, if it was: its
+    // recorded differences are the hosts this activation affects.
     sqlx::query(
-        "INSERT INTO policy_activations (version_id, previous_version_id, at) VALUES ($1, $2, $3)",
+        "INSERT INTO policy_activations (version_id, previous_version_id, at, shadowed_since)
+         VALUES ($1, $2, $3, (SELECT updated_at FROM policy_pointers
+                              WHERE slot = 'shadow' AND version_id = $1))",
     )
     .bind(version_id)
     .bind(previous)
@@ -146,7 +150,8 @@ pub(super) async fn history(
     limit: u32,
 ) -> Result<Vec<PolicyActivation>, StoreError> {
     let rows = sqlx::query(
-        "SELECT a.seq, a.at, a.version_id, v.hash, v.policy_id, p.hash AS previous_hash
+        "SELECT a.seq, a.at, a.version_id, a.previous_version_id, a.shadowed_since, v.hash,
+                v.policy_id, p.hash AS previous_hash
          FROM policy_activations a
          JOIN policy_versions v ON v.id = a.version_id
          LEFT JOIN policy_versions p ON p.id = a.previous_version_id
@@ -164,6 +169,8 @@ pub(super) async fn history(
                 hash: r.try_get("hash")?,
                 policy_id: r.try_get("policy_id")?,
                 previous_hash: r.try_get("previous_hash")?,
+                previous_version_id: r.try_get("previous_version_id")?,
+                shadowed_since: r.try_get("shadowed_since")?,
             })
         })
         .collect()

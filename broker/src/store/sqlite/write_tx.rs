@@ -192,8 +192,8 @@ where
             None => (None, None),
         };
         sqlx::query(
-            "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti, status_epoch, status_idx)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO tokens (cti, host_id, workload, workload_digest, iat, exp, policy_id, token_digest, parent_cti, status_epoch, status_idx, audit_index)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&t.cti)
         .bind(&t.host_id)
@@ -206,6 +206,11 @@ where
         .bind(parent_cti)
         .bind(slot_epoch)
         .bind(slot_idx)
+        .bind(
+            t.audit_index
+                .map(|i| crate::store::status_list::to_i64("tokens.audit_index", i))
+                .transpose()?,
+        )
         .execute(&mut *self.0)
         .await?;
         Ok(())
