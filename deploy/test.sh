@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. .ci/run calls exactly this.
 # Installs system packages, then: fmt check, clippy, all tests (swtpm-backed
-# tests start their own swtpm instances), fuzz smoke runs, and the dependency
-# check (`cargo deny`, deploy/deny.sh).
+# tests start their own swtpm instances), fuzz smoke runs, the Kubernetes
+# manifests (deploy/k8s-validate.sh), the Debian packages installed and run
+# (deploy/package-test.sh), and the dependency check (`cargo deny`,
+# deploy/deny.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -21,6 +23,11 @@ cargo test --workspace --locked
 # verifier_lib::fuzzing is feature-gated; its tests run with the feature.
 cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_seeds --test snp_robustness --test ekcert_vectors
 bash deploy/fuzz-smoke.sh
+# Kubernetes manifests against the OpenAPI schemas, offline.
+bash deploy/k8s-validate.sh
+# The Debian packages: release build, cargo-deb, dpkg -i, the demo flow from
+# the installed files, dpkg --purge (as root; skipped otherwise).
+bash deploy/package-test.sh
 if ! wait "$deny_install"; then
   cat target/cargo-deny-install.log >&2
   echo "installing cargo-deny failed" >&2

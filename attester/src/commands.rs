@@ -72,6 +72,46 @@ pub(crate) fn open_tpm(s: &Settings) -> Result<Tpm, CommandError> {
     Ok(tpm)
 }
 
+/// What [`enroll_unless_enrolled`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrollment {
+    /// The host was enrolled now.
+    Enrolled(EnrollFinishResponse),
+    /// The state directory already holds an enrollment; nothing was sent.
+    AlreadyEnrolled { host_id: String },
+}
+
+impl Enrollment {
+    /// The broker's answer, or for an existing enrollment the same shape
+    /// with status `already_enrolled`.
+    pub fn response(self) -> EnrollFinishResponse {
+        match self {
+            Enrollment::Enrolled(done) => done,
+            Enrollment::AlreadyEnrolled { host_id } => EnrollFinishResponse {
+                host_id,
+                status: "already_enrolled".to_owned(),
+            },
+        }
+    }
+}
+
+/// Enroll unless the state directory already holds an enrollment (the boot
+/// unit's command: idempotent). "Enrolled" means what the daemon's
+/// `ensure_enrolled` means: the state file exists and reads back. A state
+/// file that exists but cannot be read (corrupt, readable by others) is an
+/// error, not a reason to enroll again.
+pub fn enroll_unless_enrolled(s: &Settings, ak_alg: AkAlg) -> Result<Enrollment, CommandError> {
+    match AttesterState::load(&s.state_dir) {
+        Ok(state) => Ok(Enrollment::AlreadyEnrolled {
+            host_id: state.host_id,
+        }),
+        Err(crate::state::StateError::NotEnrolled { .. }) => {
+            enroll(s, ak_alg).map(Enrollment::Enrolled)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Enroll this host: EK certificate + credential activation of a new AK.
 /// After a broker failure the whole enrollment starts again on the next
 /// broker (a new AK, a new credential challenge).

@@ -71,6 +71,19 @@ pub enum CommandError {
     RequestKeySecret { expected: usize },
 }
 
+impl CommandError {
+    /// Every broker failed (connection, timeout or 5xx) until the retry
+    /// budget was spent: nobody answered, so nothing was decided, and the
+    /// same command may succeed later. A refusal is not this.
+    pub fn is_brokers_unreachable(&self) -> bool {
+        matches!(
+            self,
+            CommandError::Broker(ClientError::AllBrokersFailed { .. })
+                | CommandError::Pinning(PinningError::Broker(ClientError::AllBrokersFailed { .. }))
+        )
+    }
+}
+
 /// Why SEV-SNP evidence could not be produced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -95,9 +95,18 @@ enum AkChoice {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Enroll this host with the broker (EK certificate + credential activation).
+    ///
+    /// Exit status: 0 enrolled (or, with --if-needed, already enrolled); 75
+    /// every broker was unreachable (connection, timeout or 5xx) until the
+    /// retry budget was spent, so trying again later may succeed; 1 the
+    /// broker refused the enrollment, or a local failure (TPM, state).
     Enroll {
         #[arg(long, value_enum, default_value = "ecc")]
         ak: AkChoice,
+        /// Do nothing (exit 0) when the state directory already holds an
+        /// enrollment: the boot unit's mode.
+        #[arg(long)]
+        if_needed: bool,
     },
     /// Attest once and print the appraisal (exit 0 affirming, 1 otherwise).
     Attest,
@@ -117,6 +126,10 @@ enum Command {
         /// The attester daemon's socket; used when it exists.
         #[arg(long, env = "WRIT_SOCKET", default_value = writ_attester::workload_api::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Obtain the token with a quote (or report) taken here, even when
+        /// the daemon's socket exists (the `writ-exec@` unit's mode).
+        #[arg(long)]
+        direct: bool,
         /// Pass variable NAME from this environment (skipped when unset), or
         /// set NAME=VALUE, to the workload; repeatable. Nothing else is
         /// inherited (not even PATH or HOME).
@@ -152,6 +165,10 @@ enum Command {
     },
 }
 
+/// `enroll`'s exit status when every broker stayed unreachable
+/// (`EX_TEMPFAIL`): the boot unit restarts on it, and only on it.
+const EXIT_BROKERS_UNREACHABLE: u8 = 75;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let evidence = cli.evidence;
@@ -180,13 +197,22 @@ fn main() -> ExitCode {
         },
     };
     match cli.command {
-        Command::Enroll { ak } => {
+        Command::Enroll { ak, if_needed } => {
             let ak = match ak {
                 AkChoice::Ecc => AkAlg::EccP256,
                 AkChoice::Rsa => AkAlg::Rsa2048,
             };
-            match commands::enroll(&settings, ak) {
+            let done = if if_needed {
+                commands::enroll_unless_enrolled(&settings, ak).map(commands::Enrollment::response)
+            } else {
+                commands::enroll(&settings, ak)
+            };
+            match done {
                 Ok(done) => print_json(&done, ExitCode::SUCCESS),
+                Err(e) if e.is_brokers_unreachable() => {
+                    eprintln!("writ-attester: enroll failed: {}", denial_reasons(&e));
+                    ExitCode::from(EXIT_BROKERS_UNREACHABLE)
+                }
                 Err(e) => fail("enroll failed", &e),
             }
         }
@@ -257,6 +283,7 @@ fn main() -> ExitCode {
             program,
             runtime_dir,
             socket,
+            direct,
             allow_env,
             dangerous_allow_loader_env,
         } => {
@@ -299,7 +326,7 @@ fn main() -> ExitCode {
                 &workload,
                 &prog,
                 runtime_dir.as_deref(),
-                Some(&socket),
+                (!direct).then_some(socket.as_path()),
                 source,
             ) {
                 Ok(p) => p,

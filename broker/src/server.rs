@@ -1,9 +1,11 @@
 //! Start-up: build the state from configuration and serve the API over
 //! HTTPS (rustls) or, on loopback only, plain HTTP — with graceful shutdown
-//! and the connection bounds of `[limits]` ([`serve_connections`]).
+//! and the connection bounds of `[limits]` ([`serve_connections`]), and
+//! systemd readiness and watchdog notifications ([`systemd`]).
 
 mod connections;
 pub mod retention;
+pub mod systemd;
 
 pub use connections::serve_connections;
 
@@ -169,7 +171,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         request_timeout_secs = cfg.limits.request_timeout_secs,
         "writ-broker listening"
     );
-    serve_connections(listener, app, tls, &cfg.limits, shutdown_signal()).await;
+    // Listening, with the store, keys, policy and audit log loaded: a
+    // `Type=notify` unit is started now.
+    let notifier = systemd::Notifier::from_env();
+    notifier.notify_logged("READY=1");
+    let watchdog = notifier.spawn_watchdog();
+    let shutdown = async {
+        shutdown_signal().await;
+        notifier.notify_logged("STOPPING=1");
+    };
+    serve_connections(listener, app, tls, &cfg.limits, shutdown).await;
+    if let Some(task) = watchdog {
+        task.abort();
+    }
     // Refusal windows still open are logged before exit.
     state.refusals.flush(&state.audit, state.now(), true).await;
     Ok(())
@@ -180,6 +194,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 fn raise_open_file_limit(max_connections: usize) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let before = getrlimit(Resource::Nofile);
+    if before.current == before.maximum {
+        // Nothing to raise (e.g. a unit's LimitNOFILE= sets both, and its
+        // system-call filter may refuse setrlimit).
+        log_open_file_limit(before, before, max_connections);
+        return;
+    }
     let raised = Rlimit {
         current: before.maximum,
         maximum: before.maximum,
@@ -191,6 +211,14 @@ fn raise_open_file_limit(max_connections: usize) {
             before
         }
     };
+    log_open_file_limit(before, now, max_connections);
+}
+
+fn log_open_file_limit(
+    before: rustix::process::Rlimit,
+    now: rustix::process::Rlimit,
+    max_connections: usize,
+) {
     // Unlimited (`None`) needs no check.
     let soft = now.current;
     tracing::info!(
