@@ -136,6 +136,75 @@ fn tampered_quotes_are_invalid_and_garbage_is_unusable() {
     }
 }
 
+/// The SHA-1-signed quote vectors (`quote-sha1/`, same layout).
+fn sha1_quotes() -> Vec<(PathBuf, String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(vectors().join("quote-sha1")).unwrap() {
+        let dir = e.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(dir.join("vector.json")) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        out.push((
+            dir,
+            v["nonce_hex"].as_str().unwrap().to_owned(),
+            v["pcr_values_by_bank"].clone(),
+        ));
+    }
+    assert!(!out.is_empty(), "expected a SHA-1 quote vector");
+    out
+}
+
+#[test]
+fn sha1_signed_quotes_are_valid_weak_with_their_own_exit_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dir, nonce, pcrs) in sha1_quotes() {
+        let pcrs_path = tmp.path().join("pcrs.json");
+        std::fs::write(&pcrs_path, pcrs.to_string()).unwrap();
+        let run = |attest: &Path, with_pcrs: bool| {
+            let mut args = vec![
+                "evidence".to_owned(),
+                "quote".into(),
+                "--attest".into(),
+                attest.display().to_string(),
+                "--signature".into(),
+                dir.join("quote.sig.tpmt.bin").display().to_string(),
+                "--ak".into(),
+                dir.join("ak.pub").display().to_string(),
+                "--nonce".into(),
+                nonce.clone(),
+            ];
+            if with_pcrs {
+                args.extend(["--pcrs".into(), pcrs_path.display().to_string()]);
+            }
+            broker(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        for with_pcrs in [true, false] {
+            let (code, json) = run(&dir.join("quote.attest.bin"), with_pcrs);
+            assert_eq!(
+                (code, json["verdict"].as_str()),
+                (3, Some("valid_weak")),
+                "{} (pcrs: {with_pcrs}): {json}",
+                dir.display()
+            );
+            assert_eq!(json["weak_hash"], "sha1", "{json}");
+            assert_eq!(json["input"]["pcr_digest_checked"], with_pcrs);
+        }
+        // A forged SHA-1 quote is invalid, not weak.
+        let mut attest = std::fs::read(dir.join("quote.attest.bin")).unwrap();
+        let last = attest.len() - 1;
+        attest[last] ^= 1;
+        let bad = tmp.path().join("bad.attest");
+        std::fs::write(&bad, &attest).unwrap();
+        let (code, json) = run(&bad, true);
+        assert_eq!(
+            (code, json["reason"]["kind"].as_str()),
+            (1, Some("SignatureInvalid")),
+            "{json}"
+        );
+    }
+}
+
 #[test]
 fn ek_certificates_chain_at_a_fixed_time() {
     let st = vectors().join("ekcert/stmicro/st33-rsa-ek");

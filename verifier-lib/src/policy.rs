@@ -39,7 +39,7 @@ mod failure;
 pub mod learn;
 pub mod public;
 
-pub use failure::{EvidenceStage, Failure};
+pub use failure::{EvidenceStage, Failure, Warning};
 
 /// Hard ceiling for any token lifetime, whatever a policy says (15 minutes).
 pub const HARD_MAX_TOKEN_LIFETIME_SECS: u32 = 900;
@@ -137,6 +137,9 @@ struct RawGroup {
     /// Accept a group with no measurement rules (insecure).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     dangerous_accept_any_measurements: bool,
+    /// Accept quotes signed with SHA-1 (insecure; recorded per appraisal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dangerous_accept_sha1_signatures: bool,
 }
 
 fn default_bank() -> HashAlg {
@@ -198,6 +201,10 @@ pub struct HostGroup {
     /// The group may have no TPM measurement rules: any genuine quote
     /// passes (insecure; refused at load unless set).
     pub dangerous_accept_any_measurements: bool,
+    /// Quotes signed with SHA-1 (RSASSA-SHA1) are accepted; each appraisal
+    /// that relies on one records a [`Warning`] (insecure: SHA-1
+    /// signatures can be forged by chosen-prefix collisions).
+    pub dangerous_accept_sha1_signatures: bool,
 }
 
 impl HostGroup {
@@ -377,6 +384,7 @@ impl Policy {
                 boot: boot_rules,
                 ima: ima_rules,
                 dangerous_accept_any_measurements: g.dangerous_accept_any_measurements,
+                dangerous_accept_sha1_signatures: g.dangerous_accept_sha1_signatures,
             };
             check_measurement_rules(&group)?;
             groups.push(group);

@@ -56,6 +56,7 @@ fn tpm(verdict: Verdict, authentic: bool, failures: Vec<Failure>) -> Appraised {
         verdict,
         authentic,
         failures,
+        warnings: Vec::new(),
         group: Some("default".into()),
         clock: authentic.then_some(clock(1, 0, 500)),
         new_boot_log: false,

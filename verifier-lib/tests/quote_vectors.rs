@@ -587,7 +587,9 @@ fn error_variants_name_what_failed() {
         "{r:?}"
     );
 
-    // UnsupportedAlgorithm: SHA-1 signatures are refused (SPKI AK: no fixed scheme).
+    // WeakSignatureHash: SHA-1 signatures are refused by default, before
+    // any verification (SPKI AK: no fixed scheme). tests/quote_sha1.rs has
+    // the opt-in.
     let spki = first_case(|c| {
         !c.is_ecc()
             && matches!(c.sig_encoding, SigEncoding::Tpmt)
@@ -613,7 +615,7 @@ fn error_variants_name_what_failed() {
         &spki.required,
     );
     assert!(
-        matches!(r, Err(QuoteError::UnsupportedAlgorithm { .. })),
+        matches!(r, Err(QuoteError::WeakSignatureHash { .. })),
         "{r:?}"
     );
 

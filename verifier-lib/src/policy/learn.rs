@@ -75,6 +75,7 @@ pub fn learn(input: &LearnInput<'_>) -> Result<String, LearnError> {
         ima: None,
         snp: None,
         dangerous_accept_any_measurements: false,
+        dangerous_accept_sha1_signatures: false,
     };
     if let Some(bytes) = input.eventlog {
         let log = EventLog::parse(bytes)?;

@@ -3,7 +3,11 @@
 //! Every command prints one JSON object — the verdict, the parsed fields and,
 //! on failure, the typed reason — and exits 0 when the evidence is valid, 1
 //! when it is invalid and 2 when the input is unusable (unreadable or
-//! unparseable). Time-dependent checks use `--at RFC3339` (default: now).
+//! unparseable). `evidence quote` has a fourth verdict, `valid_weak` (exit
+//! 3): every check passed, but the quote is signed with SHA-1, which a
+//! broker accepts only where the policy sets
+//! `dangerous_accept_sha1_signatures`. Time-dependent checks use
+//! `--at RFC3339` (default: now).
 
 mod at;
 mod boot;
@@ -15,7 +19,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use verifier_lib::ekcert::{self, TrustStore};
-use verifier_lib::tpm::{self, AkPublic, Attest, PcrSelection, PcrValues, Signature};
+use verifier_lib::tpm::{self, AkPublic, Attest, PcrSelection, PcrValues, QuoteOptions, Signature};
 
 /// `writ-broker evidence ...`
 #[derive(Debug, Subcommand)]
@@ -82,6 +86,27 @@ pub enum EvidenceCommand {
 /// Unusable input: exit 2.
 struct Unusable(Value);
 
+/// What a check found in usable input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Exit 0.
+    Valid,
+    /// Exit 3: valid, but only under a weak (SHA-1) signature hash.
+    ValidWeak,
+    /// Exit 1.
+    Invalid,
+}
+
+impl From<bool> for Checked {
+    fn from(valid: bool) -> Checked {
+        if valid {
+            Checked::Valid
+        } else {
+            Checked::Invalid
+        }
+    }
+}
+
 fn unusable(field: &str, message: impl std::fmt::Display) -> Unusable {
     Unusable(
         json!({ "verdict": "unusable", "reason": { "field": field, "message": message.to_string() } }),
@@ -112,18 +137,20 @@ pub fn run(cmd: EvidenceCommand) -> ExitCode {
             intermediates,
             no_bundled,
             at,
-        } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref()),
+        } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref())
+            .map(|(v, ok)| (v, ok.into())),
         EvidenceCommand::Snp(args) => return snp::exit(&args),
-        EvidenceCommand::Eventlog { log, pcrs } => {
-            boot::eventlog(&log, pcrs.as_deref()).map_err(Unusable)
-        }
-        EvidenceCommand::Ima { list, pcr10 } => {
-            boot::ima(&list, pcr10.as_deref()).map_err(Unusable)
-        }
+        EvidenceCommand::Eventlog { log, pcrs } => boot::eventlog(&log, pcrs.as_deref())
+            .map(|(v, ok)| (v, ok.into()))
+            .map_err(Unusable),
+        EvidenceCommand::Ima { list, pcr10 } => boot::ima(&list, pcr10.as_deref())
+            .map(|(v, ok)| (v, ok.into()))
+            .map_err(Unusable),
     };
     let (value, code) = match result {
-        Ok((v, true)) => (v, ExitCode::SUCCESS),
-        Ok((v, false)) => (v, ExitCode::from(1)),
+        Ok((v, Checked::Valid)) => (v, ExitCode::SUCCESS),
+        Ok((v, Checked::Invalid)) => (v, ExitCode::from(1)),
+        Ok((v, Checked::ValidWeak)) => (v, ExitCode::from(3)),
         Err(Unusable(v)) => (v, ExitCode::from(2)),
     };
     match serde_json::to_string_pretty(&value) {
@@ -159,7 +186,7 @@ fn quote(
     nonce: Option<&str>,
     pcrs_path: Option<&Path>,
     at: Option<&str>,
-) -> Result<(Value, bool), Unusable> {
+) -> Result<(Value, Checked), Unusable> {
     let _now = instant(at)?;
     let attest_bytes = read("attest", attest_path)?;
     let sig_bytes = read("signature", sig_path)?;
@@ -195,28 +222,58 @@ fn quote(
         "nonce_checked": nonce.is_some(),
         "pcr_digest_checked": pcrs.is_some(),
     });
+    // Offline, the truth is reported: a SHA-1 signature is verified, and a
+    // quote valid only under it is `valid_weak`, not `valid`.
+    let options = QuoteOptions {
+        dangerous_accept_sha1_signatures: true,
+    };
     let result = match &pcrs {
         Some(pcrs) => {
             // The quote's own selection is what must be covered offline.
             let required = PcrSelection::default();
             let expected_nonce = nonce.clone().unwrap_or_else(|| attest.extra_data.clone());
-            tpm::verify_quote_with_signature(
+            tpm::verify_quote_with_options(
                 &attest_bytes,
                 &signature,
                 &ak,
                 &expected_nonce,
                 pcrs,
                 &required,
+                options,
             )
-            .map(|q| serde_json::to_value(&q).unwrap_or(Value::Null))
+            .map(|q| {
+                let weak = q.accepted_weak_hash;
+                (serde_json::to_value(&q).unwrap_or(Value::Null), weak)
+            })
         }
-        None => tpm::verify_quote_signature_only(&attest_bytes, &signature, &ak, nonce.as_deref())
-            .map(|a| json!({ "attest": serde_json::to_value(&a).unwrap_or(Value::Null) })),
+        None => tpm::verify_quote_signature_only(
+            &attest_bytes,
+            &signature,
+            &ak,
+            nonce.as_deref(),
+            options,
+        )
+        .map(|(a, weak)| {
+            (
+                json!({ "attest": serde_json::to_value(&a).unwrap_or(Value::Null) }),
+                weak,
+            )
+        }),
     };
     Ok(match result {
-        Ok(q) => (
+        Ok((q, None)) => (
             json!({ "verdict": "valid", "input": input, "quote": q }),
-            true,
+            Checked::Valid,
+        ),
+        Ok((q, Some(hash))) => (
+            json!({
+                "verdict": "valid_weak",
+                "input": input,
+                "quote": q,
+                "weak_hash": hash,
+                "note": "the quote verifies, but its signature uses SHA-1: a broker accepts it only where the policy sets dangerous_accept_sha1_signatures",
+            }),
+            Checked::ValidWeak,
         ),
         Err(e) => (
             json!({
@@ -225,7 +282,7 @@ fn quote(
                 "attest": serde_json::to_value(&attest).unwrap_or(Value::Null),
                 "reason": reason("quote", &e),
             }),
-            false,
+            Checked::Invalid,
         ),
     })
 }
