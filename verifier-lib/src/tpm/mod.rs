@@ -18,6 +18,7 @@ mod attest;
 mod certify;
 mod ek_template;
 mod pcr;
+mod pcr_file;
 mod public;
 mod quote;
 mod signature;
@@ -106,6 +107,26 @@ pub enum TpmError {
         line: usize,
         column: usize,
         message: String,
+    },
+    /// A tpm2-tools PCR file of impossible length.
+    #[error("tpm2-tools PCR file: expected {expected}, found {actual} bytes")]
+    PcrFileLength {
+        expected: &'static str,
+        actual: usize,
+    },
+    /// A tpm2-tools PCR file whose digest-list count disagrees with its length.
+    #[error("tpm2-tools PCR file: {expected} digest lists by its length, {actual} stated")]
+    PcrFileDigestLists { expected: usize, actual: usize },
+    /// A tpm2-tools PCR file with a digest count other than its selection's.
+    #[error("tpm2-tools PCR file: {expected} PCRs selected, {actual} digests")]
+    PcrFileDigestCount { expected: usize, actual: usize },
+    /// A tpm2-tools PCR file digest of the wrong length for its bank.
+    #[error("tpm2-tools PCR file: {bank} PCR {pcr} has {actual} bytes, expected {expected}")]
+    PcrFileDigestSize {
+        bank: HashAlg,
+        pcr: u8,
+        expected: usize,
+        actual: usize,
     },
 }
 
