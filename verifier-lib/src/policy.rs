@@ -38,6 +38,7 @@ pub mod boot;
 mod failure;
 pub mod learn;
 pub mod public;
+pub mod signing;
 
 pub use failure::{EvidenceStage, Failure, Warning};
 
@@ -109,6 +110,9 @@ pub enum PolicyError {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     id: String,
+    /// Orders successive documents; required when policies are signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
     #[serde(default)]
     groups: Vec<RawGroup>,
     #[serde(default)]
@@ -277,6 +281,12 @@ pub struct WorkloadRule {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Policy {
     pub id: String,
+    /// `version = N`: signed policies must carry one, and a successor's
+    /// must be greater ([`signing::check_succession`]).
+    pub version: Option<u64>,
+    /// The kid of the operator key whose signature was checked
+    /// ([`signing::PolicySigners::check`]); `None`: taken unsigned.
+    pub signer: Option<String>,
     /// SHA-256 of the exact document bytes.
     #[serde(with = "hex_bytes")]
     pub hash: Vec<u8>,
@@ -435,6 +445,8 @@ impl Policy {
 
         Ok(Policy {
             id: raw.id,
+            version: raw.version,
+            signer: None,
             hash,
             groups,
             workloads,

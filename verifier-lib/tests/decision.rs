@@ -267,6 +267,36 @@ fn clock_baseline_moves_forward_and_is_in_the_appraisal_leaf() {
     assert_eq!(d.clock.unwrap().transition, ClockTransition::First);
 }
 
+#[test]
+fn the_appraisal_leaf_names_the_policy_hash_and_signer() {
+    let unsigned = run(prior(Some(HostStatus::Trusted)), pass(), None);
+    let Leaf::Appraisal {
+        policy_signer,
+        policy_hash,
+        ..
+    } = &unsigned.leaves[0].decision
+    else {
+        panic!()
+    };
+    assert_eq!(policy_signer, &None);
+    assert_eq!(policy_hash, &policy().hash);
+    let mut signed = policy();
+    signed.signer = Some("operator-kid".into());
+    let d = decide(Input {
+        host_id: "host-a",
+        prior: prior(Some(HostStatus::Trusted)),
+        appraised: fail(),
+        request: None,
+        policy: &signed,
+        boot_log_required: false,
+        now: NOW,
+    });
+    let Leaf::Appraisal { policy_signer, .. } = &d.leaves[0].decision else {
+        panic!()
+    };
+    assert_eq!(policy_signer.as_deref(), Some("operator-kid"));
+}
+
 trait WithStatus {
     fn default_with(s: HostStatus) -> Prior;
 }

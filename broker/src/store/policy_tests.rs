@@ -3,6 +3,7 @@
 //! (`audit::policy`) on the store directly.
 
 use verifier_lib::audit::{Decision, Leaf};
+use verifier_lib::policy::signing::PolicySigners;
 
 use crate::audit::policy::{activate, import, ActivateError, Activation, ActivationLog};
 use crate::store::audit::{ChangeRefused, StateChange};
@@ -15,6 +16,7 @@ fn new_version<'a>(hash: &'a str, body: &'a str, at: i64) -> NewPolicyVersion<'a
         policy_id: "p",
         body,
         signer: None,
+        signature: None,
         created_at: at,
     }
 }
@@ -186,9 +188,17 @@ const POLICY_B: &str = "id = \"b\"\n# the candidate\n";
 
 async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
     let (_d, s) = store(backend).await;
-    let (va, pa) = import(&s, POLICY_A, None, 5).await.unwrap();
+    let (va, pa) = import(&s, POLICY_A, None, &PolicySigners::default(), 5)
+        .await
+        .unwrap();
     // Importing again is harmless.
-    assert_eq!(import(&s, POLICY_A, None, 6).await.unwrap().0, va);
+    assert_eq!(
+        import(&s, POLICY_A, None, &PolicySigners::default(), 6)
+            .await
+            .unwrap()
+            .0,
+        va
+    );
     let first = activate(ActivationLog::Store(&s), &s, &va, 10)
         .await
         .unwrap();
@@ -205,7 +215,9 @@ async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
             .unwrap(),
         Activation::AlreadyActive
     );
-    let (vb, pb) = import(&s, POLICY_B, None, 12).await.unwrap();
+    let (vb, pb) = import(&s, POLICY_B, None, &PolicySigners::default(), 12)
+        .await
+        .unwrap();
     let second = activate(ActivationLog::Store(&s), &s, &vb, 13)
         .await
         .unwrap();
@@ -238,7 +250,9 @@ async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
     );
     // An invalid policy is refused with its typed error; nothing changes.
     let before = s.policy_history(10).await.unwrap();
-    let err = import(&s, "id = \"\"\n", None, 14).await.unwrap_err();
+    let err = import(&s, "id = \"\"\n", None, &PolicySigners::default(), 14)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,

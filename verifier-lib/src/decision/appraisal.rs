@@ -289,7 +289,7 @@ fn leaves(
             }),
             // Set by the broker, which knows the nonce the decision consumes.
             nonce_digest: None,
-            policy_signer: None,
+            policy_signer: policy.signer.clone(),
             warnings: d.warnings.iter().map(warning_text).collect(),
         },
     ));

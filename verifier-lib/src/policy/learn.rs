@@ -139,6 +139,7 @@ pub fn learn(input: &LearnInput<'_>) -> Result<String, LearnError> {
     }
     let raw = RawPolicy {
         id: input.id.to_owned(),
+        version: None,
         groups: vec![group],
         workloads: Vec::new(),
         tokens: RawTokens::default(),
