@@ -185,6 +185,23 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_is_an_error() {
+        let good = sample();
+        for len in 0..good.len() {
+            assert!(
+                PcrValues::from_tpm2_tools_pcr_file(&good[..len]).is_err(),
+                "{len}"
+            );
+        }
+        let mut longer = good;
+        longer.push(0);
+        assert!(matches!(
+            PcrValues::from_tpm2_tools_pcr_file(&longer),
+            Err(TpmError::PcrFileLength { .. })
+        ));
+    }
+
+    #[test]
     fn malformed_files_are_typed_errors() {
         let good = sample();
         assert!(matches!(
