@@ -51,6 +51,41 @@ async fn versions_are_idempotent_by_hash(backend: Backend) {
     assert_eq!(s.policy_in(PolicySlot::Active).await.unwrap(), None);
 }
 
+async fn a_signature_attaches_to_a_version_stored_unsigned(backend: Backend) {
+    let (_d, s) = store(backend).await;
+    let unsigned = s
+        .insert_policy_version(new_version("aa", "one", 10))
+        .await
+        .unwrap();
+    assert_eq!((unsigned.signer, unsigned.signature), (None, None));
+    // The same text imported signed gets the signature, nothing else.
+    let signed = s
+        .insert_policy_version(NewPolicyVersion {
+            signer: Some("kid-1"),
+            signature: Some(b"sig-1"),
+            ..new_version("aa", "other", 20)
+        })
+        .await
+        .unwrap();
+    assert_eq!(signed.id, unsigned.id);
+    assert_eq!((signed.body.as_str(), signed.created_at), ("one", 10));
+    assert_eq!(signed.signer.as_deref(), Some("kid-1"));
+    assert_eq!(signed.signature.as_deref(), Some(&b"sig-1"[..]));
+    // A later signature does not replace it, and an unsigned import keeps it.
+    for (signer, signature) in [(Some("kid-2"), Some(&b"sig-2"[..])), (None, None)] {
+        let again = s
+            .insert_policy_version(NewPolicyVersion {
+                signer,
+                signature,
+                ..new_version("aa", "one", 30)
+            })
+            .await
+            .unwrap();
+        assert_eq!(again, signed);
+        assert_eq!(again.signature, signed.signature);
+    }
+}
+
 fn activation(version_id: i64, expect_active: Option<i64>, at: i64) -> StateChange {
     StateChange::ActivatePolicy {
         version_id,
@@ -266,6 +301,7 @@ async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
 
 on_each_backend!(
     versions_are_idempotent_by_hash,
+    a_signature_attaches_to_a_version_stored_unsigned,
     activations_move_the_pointer_in_order,
     shadow_pointer_and_promotion,
     shadow_differences_newest_first_per_candidate,
