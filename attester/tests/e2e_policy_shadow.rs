@@ -75,6 +75,7 @@ fn shadow_candidate_is_reported_for_exactly_the_host_it_would_fail() {
     let store = StoreArgs {
         db: Some(broker.storage_url()),
         config: None,
+        signing_keys: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let candidate_path = dir.path().join("candidate.toml");
@@ -83,6 +84,7 @@ fn shadow_candidate_is_reported_for_exactly_the_host_it_would_fail() {
     cli(PolicyCommand::Shadow {
         file: Some(candidate_path.clone()),
         clear: false,
+        signature: None,
         store: store.clone(),
     });
     // Real appraisals of both hosts, until the broker has loaded the
@@ -137,6 +139,7 @@ fn shadow_candidate_is_reported_for_exactly_the_host_it_would_fail() {
     // appraisal while host A stays trusted.
     cli(PolicyCommand::Activate {
         file: candidate_path,
+        signature: None,
         store,
     });
     until("host B to fail under the promoted candidate", || {

@@ -385,6 +385,7 @@ fn dashboard_in_chromium_from_trusted_to_revoked() {
             &broker.store,
             &candidate,
             None,
+            &verifier_lib::policy::signing::PolicySigners::default(),
             now(),
         ))
         .unwrap();

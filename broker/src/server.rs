@@ -86,11 +86,18 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         metrics.audit_instruments(),
     )
     .await?;
+    let signers = crate::policy::signers(&config.policy.signing_keys)?;
     if let Some(path) = config.policy.import_file() {
-        crate::policy::file::import_file(ActivationLog::Writer(&audit), &store, path, clock.now())
-            .await?;
+        crate::policy::file::import_file(
+            ActivationLog::Writer(&audit),
+            &store,
+            &signers,
+            path,
+            clock.now(),
+        )
+        .await?;
     }
-    let policy = PolicyHandle::from_store(store.clone()).await?;
+    let policy = PolicyHandle::from_store(store.clone(), signers).await?;
     policy.spawn_refresher(Duration::from_millis(
         config.policy.poll_interval_ms.max(100),
     ));

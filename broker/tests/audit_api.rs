@@ -333,6 +333,8 @@ fn finding6_public_audit_entries_hide_leaf_contents() {
                 failures: vec![serde_json::to_string(&failure).unwrap()],
                 tpm_clock: None,
                 nonce_digest: None,
+                policy_signer: None,
+                warnings: vec![],
             },
         ),
         Leaf::new(

@@ -62,12 +62,14 @@ async fn activation_through_the_store_reaches_every_broker() {
     let store = StoreArgs {
         db: Some(url.clone()),
         config: None,
+        signing_keys: Vec::new(),
     };
     // An invalid policy is refused with its typed error; nothing changes.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "id = \"\"\n").unwrap();
     let err = run_on_store(PolicyCommand::Activate {
         file: bad,
+        signature: None,
         store: store.clone(),
     })
     .await
@@ -86,6 +88,7 @@ async fn activation_through_the_store_reaches_every_broker() {
     std::fs::write(&next, POLICY_B).unwrap();
     run_on_store(PolicyCommand::Activate {
         file: next,
+        signature: None,
         store: store.clone(),
     })
     .await
@@ -117,6 +120,7 @@ async fn activation_through_the_store_reaches_every_broker() {
     run_on_store(PolicyCommand::Shadow {
         file: Some(candidate),
         clear: false,
+        signature: None,
         store: store.clone(),
     })
     .await
@@ -128,6 +132,7 @@ async fn activation_through_the_store_reaches_every_broker() {
     run_on_store(PolicyCommand::Shadow {
         file: None,
         clear: true,
+        signature: None,
         store,
     })
     .await

@@ -14,8 +14,8 @@ pub use logs::{
     appraise_logs, appraise_tpm_with_logs, ImaState, LogAppraisal, LogEvidenceRef, LogStage,
 };
 
-use crate::policy::{EvidenceStage, Failure, Policy};
-use crate::tpm::{self, AkPublic, PcrSelection, PcrValues, VerifiedQuote};
+use crate::policy::{EvidenceStage, Failure, Policy, Warning};
+use crate::tpm::{self, AkPublic, PcrSelection, PcrValues, QuoteOptions, Signature, VerifiedQuote};
 
 /// The overall result, in EAR terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +43,8 @@ pub struct TpmAppraisal {
     pub quote: Option<VerifiedQuote>,
     /// Every failure (evidence or policy), in the order found.
     pub failures: Vec<Failure>,
+    /// Risks the group's policy accepted explicitly (a SHA-1 signature).
+    pub warnings: Vec<Warning>,
     /// The policy group that applied, if any.
     pub group: Option<String>,
 }
@@ -92,14 +94,23 @@ pub fn appraise_tpm(
         }
         Ok(ak) => {
             let ak = AkPublic::Tpm(ak);
-            match tpm::verify_quote(
-                evidence.attest,
-                evidence.signature,
-                &ak,
-                expected_nonce,
-                evidence.pcrs,
-                &required,
-            ) {
+            let options = QuoteOptions {
+                dangerous_accept_sha1_signatures: group
+                    .is_some_and(|g| g.dangerous_accept_sha1_signatures),
+            };
+            match Signature::parse(evidence.signature)
+                .map_err(tpm::QuoteError::from)
+                .and_then(|signature| {
+                    tpm::verify_quote_with_options(
+                        evidence.attest,
+                        &signature,
+                        &ak,
+                        expected_nonce,
+                        evidence.pcrs,
+                        &required,
+                        options,
+                    )
+                }) {
                 Ok(q) => Some(q),
                 Err(e) => {
                     failures.push(Failure::EvidenceRejected {
@@ -111,8 +122,15 @@ pub fn appraise_tpm(
             }
         }
     };
+    let mut warnings = Vec::new();
     if let (Some(g), Some(q)) = (group, &quote) {
         failures.extend(g.appraise_pcrs(&q.pcrs.0));
+        if let Some(hash) = q.accepted_weak_hash {
+            warnings.push(Warning::WeakSignatureHashAccepted {
+                hash,
+                group: g.name.clone(),
+            });
+        }
     }
     TpmAppraisal {
         verdict: if failures.is_empty() && quote.is_some() {
@@ -122,6 +140,7 @@ pub fn appraise_tpm(
         },
         quote,
         failures,
+        warnings,
         group: group.map(|g| g.name.clone()),
     }
 }

@@ -38,8 +38,9 @@ pub mod boot;
 mod failure;
 pub mod learn;
 pub mod public;
+pub mod signing;
 
-pub use failure::{EvidenceStage, Failure};
+pub use failure::{EvidenceStage, Failure, Warning};
 
 /// Hard ceiling for any token lifetime, whatever a policy says (15 minutes).
 pub const HARD_MAX_TOKEN_LIFETIME_SECS: u32 = 900;
@@ -109,6 +110,9 @@ pub enum PolicyError {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     id: String,
+    /// Orders successive documents; required when policies are signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
     #[serde(default)]
     groups: Vec<RawGroup>,
     #[serde(default)]
@@ -137,6 +141,9 @@ struct RawGroup {
     /// Accept a group with no measurement rules (insecure).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     dangerous_accept_any_measurements: bool,
+    /// Accept quotes signed with SHA-1 (insecure; recorded per appraisal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dangerous_accept_sha1_signatures: bool,
 }
 
 fn default_bank() -> HashAlg {
@@ -198,6 +205,10 @@ pub struct HostGroup {
     /// The group may have no TPM measurement rules: any genuine quote
     /// passes (insecure; refused at load unless set).
     pub dangerous_accept_any_measurements: bool,
+    /// Quotes signed with SHA-1 (RSASSA-SHA1) are accepted; each appraisal
+    /// that relies on one records a [`Warning`] (insecure: SHA-1
+    /// signatures can be forged by chosen-prefix collisions).
+    pub dangerous_accept_sha1_signatures: bool,
 }
 
 impl HostGroup {
@@ -270,6 +281,12 @@ pub struct WorkloadRule {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Policy {
     pub id: String,
+    /// `version = N`: signed policies must carry one, and a successor's
+    /// must be greater ([`signing::check_succession`]).
+    pub version: Option<u64>,
+    /// The kid of the operator key whose signature was checked
+    /// ([`signing::PolicySigners::check`]); `None`: taken unsigned.
+    pub signer: Option<String>,
     /// SHA-256 of the exact document bytes.
     #[serde(with = "hex_bytes")]
     pub hash: Vec<u8>,
@@ -377,6 +394,7 @@ impl Policy {
                 boot: boot_rules,
                 ima: ima_rules,
                 dangerous_accept_any_measurements: g.dangerous_accept_any_measurements,
+                dangerous_accept_sha1_signatures: g.dangerous_accept_sha1_signatures,
             };
             check_measurement_rules(&group)?;
             groups.push(group);
@@ -427,6 +445,8 @@ impl Policy {
 
         Ok(Policy {
             id: raw.id,
+            version: raw.version,
+            signer: None,
             hash,
             groups,
             workloads,

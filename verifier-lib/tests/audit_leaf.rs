@@ -34,6 +34,8 @@ pub fn all_decisions() -> Vec<Decision> {
             failures: vec!["pcr 7 mismatch".into(), "ima: unknown file".into()],
             tpm_clock: None,
             nonce_digest: None,
+            policy_signer: None,
+            warnings: vec![],
         },
         Decision::Appraisal {
             host: "h".into(),
@@ -49,6 +51,8 @@ pub fn all_decisions() -> Vec<Decision> {
                 transition: "rebooted".into(),
             }),
             nonce_digest: Some(vec![9; 32]),
+            policy_signer: Some("sha256:abcd".into()),
+            warnings: vec![r#"{"rule":"weak_signature_hash_accepted"}"#.into()],
         },
         Decision::TokenMinted {
             cti: "t1".into(),

@@ -24,6 +24,8 @@ fn decision(i: u64, salt: &str) -> Decision {
             failures: vec![],
             tpm_clock: None,
             nonce_digest: None,
+            policy_signer: None,
+            warnings: vec![],
         },
         2 => Decision::TokenMinted {
             cti: format!("t{i}{salt}"),

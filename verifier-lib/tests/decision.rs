@@ -56,6 +56,7 @@ fn tpm(verdict: Verdict, authentic: bool, failures: Vec<Failure>) -> Appraised {
         verdict,
         authentic,
         failures,
+        warnings: Vec::new(),
         group: Some("default".into()),
         clock: authentic.then_some(clock(1, 0, 500)),
         new_boot_log: false,
@@ -264,6 +265,36 @@ fn clock_baseline_moves_forward_and_is_in_the_appraisal_leaf() {
     // First appraisal: no baseline yet.
     let d = run(Prior::default_with(HostStatus::Enrolled), pass(), None);
     assert_eq!(d.clock.unwrap().transition, ClockTransition::First);
+}
+
+#[test]
+fn the_appraisal_leaf_names_the_policy_hash_and_signer() {
+    let unsigned = run(prior(Some(HostStatus::Trusted)), pass(), None);
+    let Leaf::Appraisal {
+        policy_signer,
+        policy_hash,
+        ..
+    } = &unsigned.leaves[0].decision
+    else {
+        panic!()
+    };
+    assert_eq!(policy_signer, &None);
+    assert_eq!(policy_hash, &policy().hash);
+    let mut signed = policy();
+    signed.signer = Some("operator-kid".into());
+    let d = decide(Input {
+        host_id: "host-a",
+        prior: prior(Some(HostStatus::Trusted)),
+        appraised: fail(),
+        request: None,
+        policy: &signed,
+        boot_log_required: false,
+        now: NOW,
+    });
+    let Leaf::Appraisal { policy_signer, .. } = &d.leaves[0].decision else {
+        panic!()
+    };
+    assert_eq!(policy_signer.as_deref(), Some("operator-kid"));
 }
 
 trait WithStatus {

@@ -306,6 +306,34 @@ fn every_vector_verifies_with_every_ak_encoding() {
     }
 }
 
+/// The PCR file tpm2-tools wrote next to a quote (`tpm2_quote -o`; Keylime
+/// keeps it as `quotepcr.out`) holds exactly the vector's PCR values.
+#[test]
+fn tpm2_tools_pcr_files_hold_the_quoted_values() {
+    let mut checked = 0;
+    for case in load_cases() {
+        for name in ["pcrs.serialized.bin", "quotepcr.out"] {
+            let Ok(bytes) = std::fs::read(case.dir.join(name)) else {
+                continue;
+            };
+            let values = PcrValues::from_tpm2_tools_pcr_file(&bytes)
+                .unwrap_or_else(|e| panic!("{} {name}: {e}", case.label));
+            assert_eq!(values, case.pcrs, "{} {name}", case.label);
+            case.verify_with(
+                &case.attest,
+                &case.sig,
+                &case.ak(),
+                &case.nonce,
+                &values,
+                &case.required,
+            )
+            .unwrap_or_else(|e| panic!("{} {name}: {e}", case.label));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} PCR files");
+}
+
 #[test]
 fn tpm2b_attest_verifies_like_raw() {
     for case in load_cases() {
@@ -587,7 +615,9 @@ fn error_variants_name_what_failed() {
         "{r:?}"
     );
 
-    // UnsupportedAlgorithm: SHA-1 signatures are refused (SPKI AK: no fixed scheme).
+    // WeakSignatureHash: SHA-1 signatures are refused by default, before
+    // any verification (SPKI AK: no fixed scheme). tests/quote_sha1.rs has
+    // the opt-in.
     let spki = first_case(|c| {
         !c.is_ecc()
             && matches!(c.sig_encoding, SigEncoding::Tpmt)
@@ -613,7 +643,7 @@ fn error_variants_name_what_failed() {
         &spki.required,
     );
     assert!(
-        matches!(r, Err(QuoteError::UnsupportedAlgorithm { .. })),
+        matches!(r, Err(QuoteError::WeakSignatureHash { .. })),
         "{r:?}"
     );
 

@@ -6,6 +6,7 @@
 //! change no verdict and are not logged.
 
 use verifier_lib::audit::{Decision, Leaf};
+use verifier_lib::policy::signing::{check_succession, PolicySignatureError, PolicySigners};
 use verifier_lib::policy::{Policy, PolicyError};
 
 use super::{AppendError, AuditLog};
@@ -32,6 +33,9 @@ pub enum ActivationLog<'a> {
 pub enum ActivateError {
     #[error("invalid policy: {0}")]
     Invalid(#[source] PolicyError),
+    /// Unsigned, wrongly signed, unversioned, or older than the active one.
+    #[error("{0}")]
+    Signature(#[source] PolicySignatureError),
     #[error("stored policy version {version_id} has a malformed hash {hash:?}")]
     MalformedHash { version_id: i64, hash: String },
     #[error("the active policy kept changing during {attempts} attempts to activate")]
@@ -56,26 +60,67 @@ pub enum Activation {
     },
 }
 
-/// Validate `text` as a policy and store it as a version (idempotent by
-/// hash). An invalid policy is refused before anything is written.
+/// Check `text` as a policy — and, when `signers` require it, its detached
+/// `signature`, and that it would not roll the active policy back — then
+/// store it as a version (idempotent by hash) with its signer and
+/// signature. A policy refused here writes nothing.
 pub async fn import(
     store: &Store,
     text: &str,
-    signer: Option<&str>,
+    signature: Option<&[u8]>,
+    signers: &PolicySigners,
     now: i64,
 ) -> Result<(PolicyVersion, Policy), ActivateError> {
-    let policy = Policy::parse_toml(text).map_err(ActivateError::Invalid)?;
+    let policy = check(signers, text, signature)?;
+    check_not_rollback(store, &policy).await?;
     let hash = policy.hash_hex();
     let version = store
         .insert_policy_version(NewPolicyVersion {
             hash: &hash,
             policy_id: &policy.id,
             body: text,
-            signer,
+            signer: policy.signer.as_deref(),
+            signature: policy.signer.as_ref().and(signature),
             created_at: now,
         })
         .await?;
     Ok((version, policy))
+}
+
+/// [`PolicySigners::check`], with a policy that does not parse reported as
+/// [`ActivateError::Invalid`].
+pub fn check(
+    signers: &PolicySigners,
+    text: &str,
+    signature: Option<&[u8]>,
+) -> Result<Policy, ActivateError> {
+    signers.check(text, signature).map_err(|e| match e {
+        PolicySignatureError::Invalid(e) => ActivateError::Invalid(e),
+        other => ActivateError::Signature(other),
+    })
+}
+
+/// A stored version as a policy, with the signer it was stored with (for
+/// the succession rule; its signature was checked when it was imported).
+fn stored(version: &PolicyVersion) -> Result<Policy, ActivateError> {
+    let mut policy = Policy::parse_toml(&version.body).map_err(ActivateError::Invalid)?;
+    policy.signer = version.signer.clone();
+    Ok(policy)
+}
+
+/// Refuse `candidate` when it would roll the active policy back (an older
+/// `version`; a signed policy always has one). [`activate`] checks again
+/// against the version it replaces, in the loop whose change re-checks
+/// that the active pointer did not move.
+async fn check_not_rollback(store: &Store, candidate: &Policy) -> Result<(), ActivateError> {
+    let Some(active) = store.policy_in(crate::store::PolicySlot::Active).await? else {
+        return Ok(());
+    };
+    // A stored active version that no longer parses has no version to keep.
+    let Ok(active) = stored(&active) else {
+        return Ok(());
+    };
+    check_succession(Some(&active), candidate).map_err(ActivateError::Signature)
 }
 
 /// The `policy_activated` leaf of `version`, replacing `previous`.
@@ -116,6 +161,12 @@ pub async fn activate(
             Some(id) => store.policy_version(id).await?,
             None => None,
         };
+        if let Some(previous) = &previous {
+            if let Ok(previous) = stored(previous) {
+                check_succession(Some(&previous), &stored(version)?)
+                    .map_err(ActivateError::Signature)?;
+            }
+        }
         let entry = Entry {
             change: StateChange::ActivatePolicy {
                 version_id: version.id,

@@ -38,7 +38,8 @@ enum Command {
         log_format: LogFormat,
     },
     /// Check evidence offline and print the verdict as JSON
-    /// (exit 0 valid, 1 invalid, 2 unusable input).
+    /// (exit 0 valid, 1 invalid, 2 unusable input, 3 valid but signed
+    /// with SHA-1: `quote` only).
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,

@@ -2,13 +2,19 @@
 //! golden host's event log and IMA list (it activates nothing); the other
 //! commands work on the policy versions in the store (see `docs/policy.md`):
 //! `activate` (import, validate, activate, logged), `shadow` (load or clear
-//! a candidate), `show`, `history` and `diff-report`.
+//! a candidate), `show`, `history` and `diff-report`. `sign` writes a
+//! policy file's detached signature with an operator key; where
+//! `policy.signing_keys` is set, `activate` and `shadow` refuse a policy
+//! without a valid signature by one of them, or older than the active one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use verifier_lib::policy::learn::{learn, LearnInput};
+use verifier_lib::policy::signing::PolicySigners;
+use verifier_lib::token::policy_signature::sign_policy;
+use verifier_lib::token::SigningKey;
 
 use crate::audit::policy::{activate, import, ActivateError, Activation, ActivationLog};
 use crate::clock::{Clock, SystemClock};
@@ -22,10 +28,17 @@ pub struct StoreArgs {
     /// The storage URL (`sqlite://PATH` or `postgres://...`).
     #[arg(long, conflicts_with = "config")]
     pub db: Option<String>,
-    /// The broker's configuration file (its `storage.url`; WRIT_* env vars
-    /// apply). Neither: the default configuration.
+    /// The broker's configuration file (its `storage.url` and
+    /// `policy.signing_keys`; WRIT_* env vars apply). Neither: the default
+    /// configuration.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// An operator public key whose policy signatures are accepted, on top
+    /// of the configuration's `policy.signing_keys` (repeatable; with
+    /// `--db`, give the keys the brokers use so this command checks as
+    /// they do: they check each stored version again when they load it).
+    #[arg(long = "signing-key")]
+    pub signing_keys: Vec<PathBuf>,
 }
 
 /// `writ-broker policy ...`
@@ -63,6 +76,9 @@ pub enum PolicyCommand {
     /// 2 unusable input or store.
     Activate {
         file: PathBuf,
+        /// The detached signature (default: FILE.sig, if it exists).
+        #[arg(long)]
+        signature: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -74,8 +90,23 @@ pub enum PolicyCommand {
         file: Option<PathBuf>,
         #[arg(long)]
         clear: bool,
+        /// The detached signature (default: FILE.sig, if it exists).
+        #[arg(long, conflicts_with = "clear")]
+        signature: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Sign FILE with an operator key (P-256 PKCS#8 PEM, e.g. from
+    /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`):
+    /// writes its detached COSE_Sign1 signature to FILE.sig (or `--out`)
+    /// and prints the key id brokers record as the signer. The policy must
+    /// carry `version = N`. Exit 0 signed, 1 refused, 2 unusable input.
+    Sign {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print the active (or `--shadow`) policy document on stdout, its
     /// version, hash and times on stderr.
@@ -128,14 +159,18 @@ pub enum PolicyCliError {
     Runtime(std::io::Error),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("`policy learn` does not work on the store")]
+    #[error("`policy learn`, `check` and `sign` do not work on the store")]
     NotAStoreCommand,
+    #[error("{0}")]
+    Load(#[from] crate::policy::PolicyLoadError),
 }
 
 impl PolicyCliError {
     fn exit_code(&self) -> ExitCode {
         match self {
-            PolicyCliError::Activate(ActivateError::Invalid(_)) => ExitCode::from(1),
+            PolicyCliError::Activate(ActivateError::Invalid(_) | ActivateError::Signature(_)) => {
+                ExitCode::from(1)
+            }
             _ => ExitCode::from(2),
         }
     }
@@ -145,6 +180,7 @@ impl PolicyCliError {
 pub fn run(cmd: PolicyCommand) -> ExitCode {
     let on_store = match cmd {
         PolicyCommand::Check { file, json } => return check(&file, json),
+        PolicyCommand::Sign { file, key, out } => return sign(&file, &key, out),
         PolicyCommand::Learn {
             eventlog,
             ima,
@@ -172,6 +208,36 @@ fn fail(e: &PolicyCliError) -> ExitCode {
     e.exit_code()
 }
 
+/// The operator keys this command checks signatures with: the
+/// configuration's `policy.signing_keys` and `--signing-key`.
+fn signers(args: &StoreArgs) -> Result<PolicySigners, PolicyCliError> {
+    let mut paths = Config::load(args.config.as_deref(), Config::process_env())?
+        .policy
+        .signing_keys;
+    paths.extend(args.signing_keys.iter().cloned());
+    Ok(crate::policy::signers(&paths)?)
+}
+
+/// The signature given, or FILE.sig when it exists.
+fn signature(
+    file: &std::path::Path,
+    given: Option<&std::path::Path>,
+) -> Result<Option<Vec<u8>>, PolicyCliError> {
+    let path = match given {
+        Some(p) => p.to_owned(),
+        None => {
+            let p = crate::policy::file::signature_path(file);
+            if !p.is_file() {
+                return Ok(None);
+            }
+            p
+        }
+    };
+    std::fs::read(&path)
+        .map(Some)
+        .map_err(|source| PolicyCliError::Read { path, source })
+}
+
 async fn open(args: &StoreArgs) -> Result<Store, PolicyCliError> {
     let url = match &args.db {
         Some(url) => url.clone(),
@@ -195,15 +261,24 @@ fn read(path: &std::path::Path) -> Result<String, PolicyCliError> {
 pub async fn run_on_store(cmd: PolicyCommand) -> Result<(), PolicyCliError> {
     let now = SystemClock.now();
     match cmd {
-        PolicyCommand::Learn { .. } | PolicyCommand::Check { .. } => {
+        PolicyCommand::Learn { .. } | PolicyCommand::Check { .. } | PolicyCommand::Sign { .. } => {
             Err(PolicyCliError::NotAStoreCommand)
         }
-        PolicyCommand::Activate { file, store } => {
+        PolicyCommand::Activate {
+            file,
+            signature: sig_path,
+            store,
+        } => {
             let text = read(&file)?;
-            // Validated before the store is touched.
-            verifier_lib::policy::Policy::parse_toml(&text).map_err(ActivateError::Invalid)?;
+            let sig = signature(&file, sig_path.as_deref())?;
+            let signers = signers(&store)?;
+            // Validated (and its signature checked) before the store is touched.
+            crate::audit::policy::check(&signers, &text, sig.as_deref())?;
             let store = open(&store).await?;
-            let (version, _) = import(&store, &text, None, now).await?;
+            let (version, policy) = import(&store, &text, sig.as_deref(), &signers, now).await?;
+            if let Some(signer) = &policy.signer {
+                println!("signature by {signer} verified");
+            }
             match activate(ActivationLog::Store(&store), &store, &version, now).await? {
                 Activation::AlreadyActive => println!(
                     "policy {} (version {}, {}) is already active",
@@ -222,18 +297,25 @@ pub async fn run_on_store(cmd: PolicyCommand) -> Result<(), PolicyCliError> {
             }
             Ok(())
         }
-        PolicyCommand::Shadow { file, clear, store } => {
-            let text = match (&file, clear) {
-                (Some(f), false) => Some(read(f)?),
-                _ => None,
+        PolicyCommand::Shadow {
+            file,
+            clear,
+            signature: sig_path,
+            store,
+        } => {
+            let (text, sig) = match (&file, clear) {
+                (Some(f), false) => (Some(read(f)?), signature(f, sig_path.as_deref())?),
+                _ => (None, None),
             };
+            let signers = signers(&store)?;
             if let Some(text) = &text {
-                verifier_lib::policy::Policy::parse_toml(text).map_err(ActivateError::Invalid)?;
+                crate::audit::policy::check(&signers, text, sig.as_deref())?;
             }
             let store = open(&store).await?;
             match text {
                 Some(text) => {
-                    let (version, _) = import(&store, &text, None, now).await?;
+                    // A candidate older than the active policy is refused too.
+                    let (version, _) = import(&store, &text, sig.as_deref(), &signers, now).await?;
                     store.set_policy_shadow(Some(version.id), now).await?;
                     println!(
                         "shadow policy {} (version {}, {}) loaded; every appraisal is now also decided under it",
@@ -258,11 +340,12 @@ pub async fn run_on_store(cmd: PolicyCommand) -> Result<(), PolicyCliError> {
                 slot: slot.as_str(),
             })?;
             eprintln!(
-                "# {} policy {}: version {}, sha256 {}, created {}, activated {}",
+                "# {} policy {}: version {}, sha256 {}, signed by {}, created {}, activated {}",
                 slot.as_str(),
                 v.policy_id,
                 v.id,
                 v.hash,
+                v.signer.as_deref().unwrap_or("nobody"),
                 v.created_at,
                 v.activated_at
                     .map_or_else(|| "never".to_owned(), |t| t.to_string()),
@@ -393,6 +476,55 @@ fn run_learn(
             ExitCode::from(2)
         }
     }
+}
+
+/// `policy sign FILE --key K [--out SIG]`.
+fn sign(file: &std::path::Path, key: &std::path::Path, out: Option<PathBuf>) -> ExitCode {
+    let fail = |code: u8, message: String| {
+        eprintln!("writ-broker: policy sign: {message}");
+        ExitCode::from(code)
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(2, format!("{}: {e}", file.display())),
+    };
+    let policy = match verifier_lib::policy::Policy::parse_toml(&text) {
+        Ok(p) => p,
+        Err(e) => return fail(1, format!("{}: {e}", file.display())),
+    };
+    let Some(version) = policy.version else {
+        return fail(
+            1,
+            format!(
+                "{}: a signed policy needs `version = N` (greater than the active one's)",
+                file.display()
+            ),
+        );
+    };
+    let key = match private_file::read(key)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| String::from_utf8(pem).map_err(|e| e.to_string()))
+        .and_then(|pem| SigningKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string()))
+    {
+        Ok(k) => k,
+        Err(e) => return fail(2, format!("{}: {e}", key.display())),
+    };
+    let signature = match sign_policy(text.as_bytes(), &key) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let out = out.unwrap_or_else(|| crate::policy::file::signature_path(file));
+    if let Err(e) = std::fs::write(&out, &signature) {
+        return fail(2, format!("{}: {e}", out.display()));
+    }
+    println!(
+        "signed policy {} version {version} (sha256 {}) with key {}: {}",
+        policy.id,
+        policy.hash_hex(),
+        key.kid(),
+        out.display()
+    );
+    ExitCode::SUCCESS
 }
 
 /// `policy check FILE`.

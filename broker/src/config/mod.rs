@@ -108,6 +108,12 @@ pub struct PolicyConfig {
     /// How often the store's active and shadow policy pointers are polled
     /// (activations by other brokers or offline), in milliseconds.
     pub poll_interval_ms: u64,
+    /// Operator public keys (P-256 SubjectPublicKeyInfo, PEM or DER files)
+    /// whose signatures this broker accepts on policies. Non-empty: every
+    /// policy must be signed by one of them (`writ-broker policy sign`) at
+    /// import, and its stored signature is checked again when a broker
+    /// loads it; signed policies cannot be rolled back.
+    pub signing_keys: Vec<PathBuf>,
 }
 
 impl PolicyConfig {
@@ -287,6 +293,7 @@ impl Default for PolicyConfig {
             file: PathBuf::from("policy.toml"),
             reload_interval_secs: 2,
             poll_interval_ms: 2000,
+            signing_keys: Vec::new(),
         }
     }
 }

@@ -169,6 +169,7 @@ impl TpmInput<'_> {
             verdict: appraisal.verdict,
             authentic: appraisal.authentic(),
             failures: appraisal.failures.clone(),
+            warnings: appraisal.warnings.clone(),
             group: appraisal.group.clone(),
             clock: appraisal
                 .quote
@@ -342,6 +343,7 @@ impl SnpInput<'_> {
             verdict: appraisal.verdict,
             authentic: appraisal.authentic(),
             failures: appraisal.failures.clone(),
+            warnings: Vec::new(),
             group: appraisal.group.clone(),
             clock: None,
             new_boot_log: false,

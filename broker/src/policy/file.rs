@@ -1,12 +1,16 @@
 //! A policy file as an import source: at start, and whenever the file
 //! changes (single-broker set-ups), its text is validated, stored as a
 //! version and activated unless it already is the active one. A file that
-//! does not parse is refused and the active policy stays.
+//! does not parse is refused and the active policy stays. When signatures
+//! are required, the file's detached signature is `FILE.sig` (what
+//! `writ-broker policy sign` writes) and goes through the same checks as
+//! `writ-broker policy activate`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use verifier_lib::policy::signing::PolicySigners;
 use verifier_lib::policy::Policy;
 
 use super::{PolicyHandle, PolicyLoadError};
@@ -41,10 +45,19 @@ pub fn read(path: &Path) -> Result<(String, Policy), PolicyLoadError> {
     Ok((text, policy))
 }
 
-/// Import the file at `path` and activate it unless it is already active.
+/// The detached signature of the policy file at `path`: `path` + `.sig`.
+pub fn signature_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".sig");
+    PathBuf::from(p)
+}
+
+/// Import the file at `path` (with its `.sig` when `signers` require one)
+/// and activate it unless it is already active.
 pub async fn import_file(
     log: ActivationLog<'_>,
     store: &Store,
+    signers: &PolicySigners,
     path: &Path,
     now: i64,
 ) -> Result<Activation, FileImportError> {
@@ -53,7 +66,14 @@ pub async fn import_file(
         path: path.to_owned(),
         source,
     };
-    let (version, _) = import(store, &text, None, now).await.map_err(at)?;
+    let signature = if signers.required() {
+        std::fs::read(signature_path(path)).ok()
+    } else {
+        None
+    };
+    let (version, _) = import(store, &text, signature.as_deref(), signers, now)
+        .await
+        .map_err(at)?;
     activate(log, store, &version, now).await.map_err(at)
 }
 
@@ -67,18 +87,32 @@ pub fn spawn_watcher(
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last = mtime(&path);
+        let mut last = mtimes(&path);
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            let now = mtime(&path);
+            let now = mtimes(&path);
             if now == last {
                 continue;
             }
             let store = policy.store().clone();
-            match import_file(ActivationLog::Writer(&audit), &store, &path, clock.now()).await {
+            let imported = import_file(
+                ActivationLog::Writer(&audit),
+                &store,
+                policy.signers(),
+                &path,
+                clock.now(),
+            )
+            .await;
+            match imported {
                 Ok(_) => last = now,
-                Err(e @ FileImportError::Load(_)) => {
+                Err(
+                    e @ (FileImportError::Load(_)
+                    | FileImportError::Activate {
+                        source: ActivateError::Invalid(_) | ActivateError::Signature(_),
+                        ..
+                    }),
+                ) => {
                     // Retried when the file changes again.
                     tracing::error!(error = %e, "policy file refused; the active policy stays");
                     last = now;
@@ -95,6 +129,9 @@ pub fn spawn_watcher(
     })
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The modification times of the file and of its signature (either
+/// changing is a new candidate).
+fn mtimes(path: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (mtime(path), mtime(&signature_path(path)))
 }

@@ -7,7 +7,10 @@
 //! ([`file`]); activation is an audited decision (`crate::audit::policy`).
 //!
 //! A stored version that no longer parses (a newer broker's format read by
-//! an older one) is refused and the cached policy stays in force.
+//! an older one) is refused and the cached policy stays in force. When
+//! `policy.signing_keys` is set, a stored version is loaded only if its
+//! stored signature verifies by one of those keys (checked again at every
+//! load, not only at import); otherwise too the cached policy stays.
 
 pub mod file;
 
@@ -15,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use verifier_lib::policy::signing::{PolicySignatureError, PolicySigners};
 use verifier_lib::policy::{Policy, PolicyError};
 
 use crate::store::{PolicyPointers, PolicyVersion, Store, StoreError};
@@ -36,6 +40,14 @@ pub enum PolicyLoadError {
         hash: String,
         source: PolicyError,
     },
+    #[error("stored policy version {version_id} ({hash}) refused: {source}")]
+    StoredSignature {
+        version_id: i64,
+        hash: String,
+        source: PolicySignatureError,
+    },
+    #[error("policy.signing_keys: {path}: {reason}")]
+    SigningKey { path: PathBuf, reason: String },
     #[error("the store names policy version {version_id}, which it does not hold")]
     UnknownVersion { version_id: i64 },
     #[error("no active policy: set policy.file, or run `writ-broker policy activate FILE`")]
@@ -61,25 +73,50 @@ struct Cached {
 #[derive(Debug, Clone)]
 pub struct PolicyHandle {
     store: Store,
+    signers: Arc<PolicySigners>,
     cached: Arc<RwLock<Arc<Cached>>>,
+}
+
+/// The operator keys of `policy.signing_keys` (empty: signing not required).
+pub fn signers(paths: &[PathBuf]) -> Result<PolicySigners, PolicyLoadError> {
+    let mut keys = Vec::with_capacity(paths.len());
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|e| PolicyLoadError::SigningKey {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        // Each file on its own, so an error names it.
+        PolicySigners::from_spki(std::slice::from_ref(&bytes)).map_err(|e| {
+            PolicyLoadError::SigningKey {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        keys.push(bytes);
+    }
+    PolicySigners::from_spki(&keys).map_err(|e| PolicyLoadError::SigningKey {
+        path: PathBuf::new(),
+        reason: e.to_string(),
+    })
 }
 
 impl PolicyHandle {
     /// Read the active (and shadow) version from `store`; there must be an
-    /// active one.
-    pub async fn from_store(store: Store) -> Result<Self, PolicyLoadError> {
+    /// active one, signed by one of `signers` when they require it.
+    pub async fn from_store(store: Store, signers: PolicySigners) -> Result<Self, PolicyLoadError> {
         let pointers = store.policy_pointers().await?;
         let active = match pointers.active {
-            Some(id) => load(&store, id).await?,
+            Some(id) => load(&store, &signers, id).await?,
             None => return Err(PolicyLoadError::NoActivePolicy),
         };
         let shadow = match pointers.shadow {
-            Some(id) => Some(load(&store, id).await?),
+            Some(id) => Some(load(&store, &signers, id).await?),
             None => None,
         };
         tracing::info!(policy_id = %active.policy.id, hash = %active.policy.hash_hex(), version = active.version_id, "active policy loaded from the store");
         Ok(Self {
             store,
+            signers: Arc::new(signers),
             cached: Arc::new(RwLock::new(Arc::new(Cached { active, shadow }))),
         })
     }
@@ -106,6 +143,11 @@ impl PolicyHandle {
         &self.store
     }
 
+    /// The operator keys policies must be signed by (none: unsigned).
+    pub fn signers(&self) -> &PolicySigners {
+        &self.signers
+    }
+
     /// Read the pointers; load whatever version changed. Returns whether the
     /// active or shadow policy changed. On error the cached policies stay.
     pub async fn refresh(&self) -> Result<bool, PolicyLoadError> {
@@ -119,13 +161,15 @@ impl PolicyHandle {
             return Ok(false);
         }
         let active = match pointers.active {
-            Some(id) if id != cached.active.version_id => load(&self.store, id).await?,
+            Some(id) if id != cached.active.version_id => {
+                load(&self.store, &self.signers, id).await?
+            }
             _ => cached.active.clone(),
         };
         let shadow = match (pointers.shadow, &cached.shadow) {
             (None, _) => None,
             (Some(id), Some(s)) if s.version_id == id => Some(s.clone()),
-            (Some(id), _) => Some(load(&self.store, id).await?),
+            (Some(id), _) => Some(load(&self.store, &self.signers, id).await?),
         };
         if active.version_id != cached.active.version_id {
             tracing::warn!(policy_id = %active.policy.id, hash = %active.policy.hash_hex(), version = active.version_id, "policy activated");
@@ -170,13 +214,34 @@ pub fn parse_version(v: &PolicyVersion) -> Result<Policy, PolicyLoadError> {
     })
 }
 
-async fn load(store: &Store, version_id: i64) -> Result<Loaded, PolicyLoadError> {
+/// Load a stored version; when `signers` require signatures, its stored
+/// signature must verify over its body (the appraisals then name the
+/// signer).
+async fn load(
+    store: &Store,
+    signers: &PolicySigners,
+    version_id: i64,
+) -> Result<Loaded, PolicyLoadError> {
     let v = store
         .policy_version(version_id)
         .await?
         .ok_or(PolicyLoadError::UnknownVersion { version_id })?;
+    let policy = signers
+        .check(&v.body, v.signature.as_deref())
+        .map_err(|source| match source {
+            PolicySignatureError::Invalid(source) => PolicyLoadError::StoredInvalid {
+                version_id: v.id,
+                hash: v.hash.clone(),
+                source,
+            },
+            source => PolicyLoadError::StoredSignature {
+                version_id: v.id,
+                hash: v.hash.clone(),
+                source,
+            },
+        })?;
     Ok(Loaded {
         version_id,
-        policy: Arc::new(parse_version(&v)?),
+        policy: Arc::new(policy),
     })
 }

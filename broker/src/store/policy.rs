@@ -1,4 +1,5 @@
-//! Policy versions (migrations sqlite 0011, postgres 0004): every imported
+//! Policy versions (migrations sqlite 0011 and 0013, postgres 0004 and
+//! 0006): every imported
 //! policy document is a row identified by the SHA-256 of its text; the
 //! `active` and `shadow` versions are pointers; each activation leaves a
 //! history row. Shadow evaluation records where a candidate's verdict
@@ -16,8 +17,13 @@ pub struct PolicyVersion {
     pub policy_id: String,
     /// The document text (TOML).
     pub body: String,
-    /// Who signed the document (reserved for signed policies; `None` today).
+    /// Who signed the document: the kid of the operator key (`None`:
+    /// imported unsigned).
     pub signer: Option<String>,
+    /// The detached COSE_Sign1 signature over `body`, re-checked whenever
+    /// a broker that requires signatures loads the version.
+    #[serde(skip)]
+    pub signature: Option<Vec<u8>>,
     pub created_at: i64,
     /// When it last became the active version.
     pub activated_at: Option<i64>,
@@ -30,6 +36,9 @@ pub struct NewPolicyVersion<'a> {
     pub policy_id: &'a str,
     pub body: &'a str,
     pub signer: Option<&'a str>,
+    /// Stored with `signer`; a version first imported unsigned gets the
+    /// signature of a later signed import of the same text.
+    pub signature: Option<&'a [u8]>,
     pub created_at: i64,
 }
 

@@ -3,6 +3,7 @@
 //! (`audit::policy`) on the store directly.
 
 use verifier_lib::audit::{Decision, Leaf};
+use verifier_lib::policy::signing::PolicySigners;
 
 use crate::audit::policy::{activate, import, ActivateError, Activation, ActivationLog};
 use crate::store::audit::{ChangeRefused, StateChange};
@@ -15,6 +16,7 @@ fn new_version<'a>(hash: &'a str, body: &'a str, at: i64) -> NewPolicyVersion<'a
         policy_id: "p",
         body,
         signer: None,
+        signature: None,
         created_at: at,
     }
 }
@@ -47,6 +49,41 @@ async fn versions_are_idempotent_by_hash(backend: Backend) {
         PolicyPointers::default()
     );
     assert_eq!(s.policy_in(PolicySlot::Active).await.unwrap(), None);
+}
+
+async fn a_signature_attaches_to_a_version_stored_unsigned(backend: Backend) {
+    let (_d, s) = store(backend).await;
+    let unsigned = s
+        .insert_policy_version(new_version("aa", "one", 10))
+        .await
+        .unwrap();
+    assert_eq!((unsigned.signer, unsigned.signature), (None, None));
+    // The same text imported signed gets the signature, nothing else.
+    let signed = s
+        .insert_policy_version(NewPolicyVersion {
+            signer: Some("kid-1"),
+            signature: Some(b"sig-1"),
+            ..new_version("aa", "other", 20)
+        })
+        .await
+        .unwrap();
+    assert_eq!(signed.id, unsigned.id);
+    assert_eq!((signed.body.as_str(), signed.created_at), ("one", 10));
+    assert_eq!(signed.signer.as_deref(), Some("kid-1"));
+    assert_eq!(signed.signature.as_deref(), Some(&b"sig-1"[..]));
+    // A later signature does not replace it, and an unsigned import keeps it.
+    for (signer, signature) in [(Some("kid-2"), Some(&b"sig-2"[..])), (None, None)] {
+        let again = s
+            .insert_policy_version(NewPolicyVersion {
+                signer,
+                signature,
+                ..new_version("aa", "one", 30)
+            })
+            .await
+            .unwrap();
+        assert_eq!(again, signed);
+        assert_eq!(again.signature, signed.signature);
+    }
 }
 
 fn activation(version_id: i64, expect_active: Option<i64>, at: i64) -> StateChange {
@@ -186,9 +223,17 @@ const POLICY_B: &str = "id = \"b\"\n# the candidate\n";
 
 async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
     let (_d, s) = store(backend).await;
-    let (va, pa) = import(&s, POLICY_A, None, 5).await.unwrap();
+    let (va, pa) = import(&s, POLICY_A, None, &PolicySigners::default(), 5)
+        .await
+        .unwrap();
     // Importing again is harmless.
-    assert_eq!(import(&s, POLICY_A, None, 6).await.unwrap().0, va);
+    assert_eq!(
+        import(&s, POLICY_A, None, &PolicySigners::default(), 6)
+            .await
+            .unwrap()
+            .0,
+        va
+    );
     let first = activate(ActivationLog::Store(&s), &s, &va, 10)
         .await
         .unwrap();
@@ -205,7 +250,9 @@ async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
             .unwrap(),
         Activation::AlreadyActive
     );
-    let (vb, pb) = import(&s, POLICY_B, None, 12).await.unwrap();
+    let (vb, pb) = import(&s, POLICY_B, None, &PolicySigners::default(), 12)
+        .await
+        .unwrap();
     let second = activate(ActivationLog::Store(&s), &s, &vb, 13)
         .await
         .unwrap();
@@ -238,7 +285,9 @@ async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
     );
     // An invalid policy is refused with its typed error; nothing changes.
     let before = s.policy_history(10).await.unwrap();
-    let err = import(&s, "id = \"\"\n", None, 14).await.unwrap_err();
+    let err = import(&s, "id = \"\"\n", None, &PolicySigners::default(), 14)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -252,6 +301,7 @@ async fn activation_is_logged_with_the_previous_hash(backend: Backend) {
 
 on_each_backend!(
     versions_are_idempotent_by_hash,
+    a_signature_attaches_to_a_version_stored_unsigned,
     activations_move_the_pointer_in_order,
     shadow_pointer_and_promotion,
     shadow_differences_newest_first_per_candidate,

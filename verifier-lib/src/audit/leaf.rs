@@ -119,6 +119,14 @@ pub enum Decision {
         /// challenge is not logged; its use is, here).
         #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex_opt")]
         nonce_digest: Option<Vec<u8>>,
+        /// Who signed the policy (`sha256:<hex>` of the operator key;
+        /// absent: an unsigned policy).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_signer: Option<String>,
+        /// Risks the policy accepted explicitly (`dangerous_*`), e.g. a
+        /// SHA-1 quote signature; absent when none.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     /// An execution token was minted.
     TokenMinted {
@@ -284,9 +292,18 @@ impl Decision {
                 failures,
                 tpm_clock,
                 nonce_digest,
+                policy_signer,
+                warnings,
             } => m
                 .opt_put("tpm_clock", tpm_clock.as_ref().map(ClockBaseline::to_value))
                 .opt_bytes("nonce_digest", nonce_digest.as_deref())
+                .opt_text("policy_signer", policy_signer.as_deref())
+                .opt_put(
+                    "warnings",
+                    (!warnings.is_empty()).then(|| {
+                        Value::Array(warnings.iter().map(|w| Value::Text(w.clone())).collect())
+                    }),
+                )
                 .text("host", host)
                 .bytes("evidence_digest", evidence_digest)
                 .text("policy_id", policy_id)
@@ -579,6 +596,21 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
                 .map(ClockBaseline::from_value)
                 .transpose()?;
             let nonce_digest = f.opt_bytes("nonce_digest")?;
+            let policy_signer = f.opt_text("policy_signer")?;
+            // Absent when empty: an empty array is not canonical.
+            let warnings = match f.take_opt("warnings") {
+                None => Vec::new(),
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .into_iter()
+                    .map(|i| as_text(i, "warnings"))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(_) => {
+                    return Err(AuditError::LeafField {
+                        field: "warnings",
+                        expected: "non-empty array (absent when empty)",
+                    })
+                }
+            };
             Decision::Appraisal {
                 host,
                 evidence_digest,
@@ -588,6 +620,8 @@ fn decision_from_value(v: Value) -> Result<Decision, AuditError> {
                 failures,
                 tpm_clock,
                 nonce_digest,
+                policy_signer,
+                warnings,
             }
         }
         "token_minted" => Decision::TokenMinted {

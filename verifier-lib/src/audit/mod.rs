@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `enrollment` | host: text, accepted: bool, ek_cert_digest?: bytes, ak_name: bytes, reason?: text |
 //! | `nonce_issued` | host: text, nonce_digest: bytes |
-//! | `appraisal` | host: text, evidence_digest: bytes, policy_id: text, policy_hash: bytes, verdict: "pass"/"fail", failures: [text] |
+//! | `appraisal` | host: text, evidence_digest: bytes, policy_id: text, policy_hash: bytes, policy_signer?: text, verdict: "pass"/"fail", failures: [text], warnings?: [text] (non-empty), tpm_clock?, nonce_digest?: bytes |
 //! | `token_minted` | cti, sub, aud: text, exp: int, parent_cti?: text, token_digest: bytes |
 //! | `token_revoked` | cti: text, reason: text |
 //! | `host_revoked` | host: text, reason: text |

@@ -21,7 +21,7 @@
 use crate::appraisal::Verdict;
 use crate::audit::{self, Decision as LeafDecision, Leaf};
 use crate::host_clock::{check_progress, ClockState, ClockTransition, RebootEvidence};
-use crate::policy::{Failure, Policy};
+use crate::policy::{Failure, Policy, Warning};
 
 use super::{workload_rule, Denial, Grant, HostStatus, WorkloadRequest};
 
@@ -40,6 +40,8 @@ pub struct Appraised {
     /// The evidence is genuine and bound to the expected nonce and host.
     pub authentic: bool,
     pub failures: Vec<Failure>,
+    /// Risks the policy accepted explicitly (recorded in the leaf).
+    pub warnings: Vec<Warning>,
     /// The policy group that applied.
     pub group: Option<String>,
     /// TPM: the verified quote's clock triple.
@@ -93,6 +95,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Every failure, in the order found.
     pub failures: Vec<Failure>,
+    /// Risks the policy accepted explicitly, e.g. a SHA-1 signature.
+    pub warnings: Vec<Warning>,
     /// The host's status before (the precondition the change re-checks).
     pub previous: Option<HostStatus>,
     /// The host's status after (`None`: still not registered).
@@ -217,6 +221,7 @@ pub fn decide(input: Input<'_>) -> Decision {
         host_id: host_id.to_owned(),
         verdict,
         failures: appraised.failures,
+        warnings: appraised.warnings,
         previous: prior.status,
         status,
         status_reason: None,
@@ -284,6 +289,8 @@ fn leaves(
             }),
             // Set by the broker, which knows the nonce the decision consumes.
             nonce_digest: None,
+            policy_signer: policy.signer.clone(),
+            warnings: d.warnings.iter().map(warning_text).collect(),
         },
     ));
     if let (Some(reason), Some(to)) = (d.status_reason, d.status) {
@@ -305,6 +312,11 @@ fn leaves(
         }
     }
     out
+}
+
+/// A warning as logged: its JSON form (`{"rule": ..., ...}`).
+pub fn warning_text(w: &Warning) -> String {
+    serde_json::to_string(w).unwrap_or_else(|_| w.to_string())
 }
 
 /// A failure as logged: its JSON form (`{"rule": ..., ...}`).

@@ -47,6 +47,29 @@ impl std::fmt::Display for EvidenceStage {
     }
 }
 
+/// A risk an appraisal accepted only because its policy group opted in
+/// (`dangerous_*`): it does not fail the appraisal, and it is recorded with
+/// it (the audit leaf's `warnings`), never silently.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Warning {
+    /// The quote's signature verified under a weak hash (SHA-1), accepted
+    /// by the group's `dangerous_accept_sha1_signatures`.
+    WeakSignatureHashAccepted { hash: HashAlg, group: String },
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::WeakSignatureHashAccepted { hash, group } => write!(
+                f,
+                "quote signed with {hash}, accepted by group {group}'s dangerous_accept_sha1_signatures"
+            ),
+        }
+    }
+}
+
 /// One way a host's evidence or request failed the policy. An appraisal
 /// reports every failure, not just the first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

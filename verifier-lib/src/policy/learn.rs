@@ -75,6 +75,7 @@ pub fn learn(input: &LearnInput<'_>) -> Result<String, LearnError> {
         ima: None,
         snp: None,
         dangerous_accept_any_measurements: false,
+        dangerous_accept_sha1_signatures: false,
     };
     if let Some(bytes) = input.eventlog {
         let log = EventLog::parse(bytes)?;
@@ -138,6 +139,7 @@ pub fn learn(input: &LearnInput<'_>) -> Result<String, LearnError> {
     }
     let raw = RawPolicy {
         id: input.id.to_owned(),
+        version: None,
         groups: vec![group],
         workloads: Vec::new(),
         tokens: RawTokens::default(),

@@ -22,6 +22,7 @@ mod error;
 mod hex_serde;
 mod keys;
 mod mint;
+pub mod policy_signature;
 mod status_ref;
 mod verify;
 

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::quote::verify_signature;
+use super::quote::{verify_signature, QuoteOptions};
 use super::{
     hex_bytes, AkPublic, Attest, Attested, ClockInfo, Public, QuoteError, Signature, TpmError,
     ST_ATTEST_CERTIFY, TPM_GENERATED_VALUE,
@@ -111,7 +111,8 @@ pub fn verify_certify(
             actual: parsed.attest_type,
         });
     };
-    verify_signature(&parsed.marshalled, &signature, ak).map_err(CertifyError::Certification)?;
+    verify_signature(&parsed.marshalled, &signature, ak, QuoteOptions::default())
+        .map_err(CertifyError::Certification)?;
     if !crypto::ct_eq(&parsed.extra_data, expected_nonce) {
         return Err(CertifyError::NonceMismatch {
             expected: hex::encode(expected_nonce),
@@ -149,8 +150,14 @@ pub fn verify_request_signature(
             },
         ));
     }
-    verify_signature(message, &signature, &AkPublic::Tpm(key.clone()))
-        .map_err(CertifyError::RequestSignature)
+    verify_signature(
+        message,
+        &signature,
+        &AkPublic::Tpm(key.clone()),
+        QuoteOptions::default(),
+    )
+    .map(|_| ())
+    .map_err(CertifyError::RequestSignature)
 }
 
 fn describe(p: &Public) -> String {

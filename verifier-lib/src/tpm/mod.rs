@@ -18,6 +18,7 @@ mod attest;
 mod certify;
 mod ek_template;
 mod pcr;
+mod pcr_file;
 mod public;
 mod quote;
 mod signature;
@@ -32,7 +33,8 @@ pub use self::ek_template::{
 pub use self::pcr::{PcrBank, PcrSelection, PcrValues};
 pub use self::public::{AkPublic, Public, SymDef, TPM_ALG_ECC, TPM_ALG_RSA};
 pub use self::quote::{
-    verify_quote, verify_quote_signature_only, verify_quote_with_signature, VerifiedQuote,
+    is_weak_signature_hash, verify_quote, verify_quote_signature_only, verify_quote_with_options,
+    verify_quote_with_signature, QuoteOptions, VerifiedQuote,
 };
 pub use self::signature::{SigAlg, Signature};
 
@@ -106,6 +108,26 @@ pub enum TpmError {
         column: usize,
         message: String,
     },
+    /// A tpm2-tools PCR file of impossible length.
+    #[error("tpm2-tools PCR file: expected {expected}, found {actual} bytes")]
+    PcrFileLength {
+        expected: &'static str,
+        actual: usize,
+    },
+    /// A tpm2-tools PCR file whose digest-list count disagrees with its length.
+    #[error("tpm2-tools PCR file: {expected} digest lists by its length, {actual} stated")]
+    PcrFileDigestLists { expected: usize, actual: usize },
+    /// A tpm2-tools PCR file with a digest count other than its selection's.
+    #[error("tpm2-tools PCR file: {expected} PCRs selected, {actual} digests")]
+    PcrFileDigestCount { expected: usize, actual: usize },
+    /// A tpm2-tools PCR file digest of the wrong length for its bank.
+    #[error("tpm2-tools PCR file: {bank} PCR {pcr} has {actual} bytes, expected {expected}")]
+    PcrFileDigestSize {
+        bank: HashAlg,
+        pcr: u8,
+        expected: usize,
+        actual: usize,
+    },
 }
 
 /// Why a quote was rejected.
@@ -135,9 +157,13 @@ pub enum QuoteError {
         ak_scheme: u16,
         ak_hash: Option<HashAlg>,
     },
-    /// The scheme, hash and key combination is not supported (e.g. SHA-1 signatures).
+    /// The scheme, hash and key combination is not supported.
     #[error("unsupported signature algorithm {scheme:?}")]
     UnsupportedAlgorithm { scheme: SigScheme },
+    /// The signature uses a weak hash (SHA-1), refused unless the caller
+    /// accepts it (a policy group's `dangerous_accept_sha1_signatures`).
+    #[error("signature hash of {scheme:?} is weak (SHA-1): refused unless the policy sets dangerous_accept_sha1_signatures")]
+    WeakSignatureHash { scheme: SigScheme },
     /// An ECDSA `r` or `s` is larger than the AK curve's field.
     #[error("signature.{field}: {actual} significant bytes exceeds the curve field size {max}")]
     EcdsaComponentTooLarge {

@@ -21,6 +21,26 @@ pub struct VerifiedQuote {
     /// The nonce found in (and checked against) `extraData`.
     #[serde(with = "hex_bytes")]
     pub nonce: Vec<u8>,
+    /// The signature verified, but under a weak hash (SHA-1) that only
+    /// [`QuoteOptions::dangerous_accept_sha1_signatures`] accepts: whoever
+    /// relies on this quote must say so (an appraisal records it).
+    pub accepted_weak_hash: Option<HashAlg>,
+}
+
+/// What a quote verification accepts beyond the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuoteOptions {
+    /// Accept signatures made with SHA-1 (RSASSA-SHA1, still produced by some
+    /// firmware and by Windows hosts). A SHA-1 signature can be forged by
+    /// a chosen-prefix collision; off by default. When set, a verified
+    /// SHA-1 quote reports [`VerifiedQuote::accepted_weak_hash`].
+    pub dangerous_accept_sha1_signatures: bool,
+}
+
+/// Whether signatures under `hash` are weak (refused unless a caller
+/// accepts them explicitly).
+pub fn is_weak_signature_hash(hash: HashAlg) -> bool {
+    hash == HashAlg::Sha1
 }
 
 /// Verify a TPM quote.
@@ -45,7 +65,15 @@ pub fn verify_quote(
 ) -> Result<VerifiedQuote, QuoteError> {
     let parsed = Attest::parse(attest)?;
     let signature = Signature::parse(signature)?;
-    verify_parsed(parsed, &signature, ak, expected_nonce, pcr_values, required)
+    verify_parsed(
+        parsed,
+        &signature,
+        ak,
+        expected_nonce,
+        pcr_values,
+        required,
+        QuoteOptions::default(),
+    )
 }
 
 /// [`verify_quote`] for a signature that is not a `TPMT_SIGNATURE`, such as
@@ -59,7 +87,39 @@ pub fn verify_quote_with_signature(
     required: &PcrSelection,
 ) -> Result<VerifiedQuote, QuoteError> {
     let parsed = Attest::parse(attest)?;
-    verify_parsed(parsed, signature, ak, expected_nonce, pcr_values, required)
+    verify_parsed(
+        parsed,
+        signature,
+        ak,
+        expected_nonce,
+        pcr_values,
+        required,
+        QuoteOptions::default(),
+    )
+}
+
+/// [`verify_quote_with_signature`] with [`QuoteOptions`]: a SHA-1 signature
+/// that verifies is [`QuoteError::WeakSignatureHash`] unless the options
+/// accept it.
+pub fn verify_quote_with_options(
+    attest: &[u8],
+    signature: &Signature,
+    ak: &AkPublic,
+    expected_nonce: &[u8],
+    pcr_values: &PcrValues,
+    required: &PcrSelection,
+    options: QuoteOptions,
+) -> Result<VerifiedQuote, QuoteError> {
+    let parsed = Attest::parse(attest)?;
+    verify_parsed(
+        parsed,
+        signature,
+        ak,
+        expected_nonce,
+        pcr_values,
+        required,
+        options,
+    )
 }
 
 fn verify_parsed(
@@ -69,6 +129,7 @@ fn verify_parsed(
     expected_nonce: &[u8],
     pcr_values: &PcrValues,
     required: &PcrSelection,
+    options: QuoteOptions,
 ) -> Result<VerifiedQuote, QuoteError> {
     if attest.magic != TPM_GENERATED_VALUE {
         return Err(TpmError::BadMagic {
@@ -88,7 +149,7 @@ fn verify_parsed(
         });
     };
 
-    verify_signature(&attest.marshalled, signature, ak)?;
+    let accepted_weak_hash = verify_signature(&attest.marshalled, signature, ak, options)?;
 
     if !crypto::ct_eq(&attest.extra_data, expected_nonce) {
         return Err(QuoteError::NonceMismatch {
@@ -135,22 +196,39 @@ fn verify_parsed(
         firmware_version: attest.firmware_version,
         qualified_signer: attest.qualified_signer.clone(),
         nonce: attest.extra_data.clone(),
+        accepted_weak_hash,
         attest,
     })
 }
 
-/// Check the signature's scheme against the AK, then verify it over `message`.
+/// Check the signature's scheme against the AK, then verify it over
+/// `message`. A weak hash (SHA-1) is refused before any verification unless
+/// `options` accept it; `Ok(Some(hash))`: verified under an accepted weak
+/// hash.
 pub(super) fn verify_signature(
     message: &[u8],
     signature: &Signature,
     ak: &AkPublic,
-) -> Result<(), QuoteError> {
+    options: QuoteOptions,
+) -> Result<Option<HashAlg>, QuoteError> {
+    let sig_bytes = checked_signature_bytes(signature, ak)?;
+    let scheme = signature.sig_scheme();
+    let weak = is_weak_signature_hash(signature.hash);
+    if weak && !options.dangerous_accept_sha1_signatures {
+        return Err(QuoteError::WeakSignatureHash { scheme });
+    }
+    crypto::verify(ak.key(), scheme, message, &sig_bytes).map_err(|e| match e {
+        SignatureError::Invalid => QuoteError::SignatureInvalid,
+        SignatureError::Unsupported { scheme } => QuoteError::UnsupportedAlgorithm { scheme },
+    })?;
+    Ok(weak.then_some(signature.hash))
+}
+
+/// The signature's bytes in the form the AK verifies, once its scheme was
+/// checked against the AK: its key type, and the scheme the AK's public
+/// area fixes, if any.
+fn checked_signature_bytes(signature: &Signature, ak: &AkPublic) -> Result<Vec<u8>, QuoteError> {
     let key = ak.key();
-    let mismatch = || QuoteError::SignatureSchemeMismatch {
-        signature_scheme: signature.scheme,
-        signature_hash: signature.hash,
-        key: describe_key(key),
-    };
     let sig_bytes =
         match (key, signature.scheme) {
             (PublicKey::Ec { curve, .. }, SigAlg::EcDsa) => signature
@@ -161,7 +239,13 @@ pub(super) fn verify_signature(
                     actual,
                 })?,
             (PublicKey::Rsa { .. }, SigAlg::RsaSsa | SigAlg::RsaPss) => signature.bytes.clone(),
-            _ => return Err(mismatch()),
+            _ => {
+                return Err(QuoteError::SignatureSchemeMismatch {
+                    signature_scheme: signature.scheme,
+                    signature_hash: signature.hash,
+                    key: describe_key(key),
+                })
+            }
         };
     if let AkPublic::Tpm(public) = ak {
         if let Some((ak_scheme, ak_hash)) = public.scheme {
@@ -176,15 +260,7 @@ pub(super) fn verify_signature(
             }
         }
     }
-    let scheme = signature.sig_scheme();
-    // SHA-1 signatures are not accepted for attestation.
-    if signature.hash == HashAlg::Sha1 {
-        return Err(QuoteError::UnsupportedAlgorithm { scheme });
-    }
-    crypto::verify(key, scheme, message, &sig_bytes).map_err(|e| match e {
-        SignatureError::Invalid => QuoteError::SignatureInvalid,
-        SignatureError::Unsupported { scheme } => QuoteError::UnsupportedAlgorithm { scheme },
-    })
+    Ok(sig_bytes)
 }
 
 fn describe_key(key: &PublicKey) -> String {
@@ -198,13 +274,16 @@ fn describe_key(key: &PublicKey) -> String {
 /// signature by the AK and, when given, the nonce. The PCR digest is NOT
 /// checked, so the PCR values the quote commits to are unknown to the
 /// caller; this is for offline inspection (`writ-broker evidence quote`
-/// without `--pcrs`), never for an appraisal.
+/// without `--pcrs`), never for an appraisal. Returns the attest and, as
+/// in [`VerifiedQuote::accepted_weak_hash`], the weak hash `options`
+/// accepted.
 pub fn verify_quote_signature_only(
     attest: &[u8],
     signature: &Signature,
     ak: &AkPublic,
     expected_nonce: Option<&[u8]>,
-) -> Result<Attest, QuoteError> {
+    options: QuoteOptions,
+) -> Result<(Attest, Option<HashAlg>), QuoteError> {
     let attest = Attest::parse(attest)?;
     if attest.magic != TPM_GENERATED_VALUE {
         return Err(TpmError::BadMagic {
@@ -219,7 +298,7 @@ pub fn verify_quote_signature_only(
             actual: attest.attest_type,
         });
     }
-    verify_signature(&attest.marshalled, signature, ak)?;
+    let accepted_weak_hash = verify_signature(&attest.marshalled, signature, ak, options)?;
     if let Some(nonce) = expected_nonce {
         if !crypto::ct_eq(&attest.extra_data, nonce) {
             return Err(QuoteError::NonceMismatch {
@@ -228,5 +307,5 @@ pub fn verify_quote_signature_only(
             });
         }
     }
-    Ok(attest)
+    Ok((attest, accepted_weak_hash))
 }

@@ -1,7 +1,8 @@
 //! `writ-broker evidence eventlog|ima`: replay a TCG event log or an IMA
-//! list offline and print PCRs and claims as JSON. Exit 0 when the replay
-//! matches the given PCRs (or none were given), 1 on mismatch, 2 when the
-//! input is unusable.
+//! list (ASCII or binary, auto-detected) offline and print PCRs and claims
+//! as JSON. Exit 0 when the replay matches the given PCRs (or none were
+//! given), 1 on mismatch, 2 when the input is unusable. Also the `--pcrs`
+//! file reader every evidence command shares ([`pcr_file`]).
 
 use std::path::Path;
 
@@ -34,17 +35,28 @@ fn pcr_values(text: &str) -> Result<PcrValues, verifier_lib::tpm::TpmError> {
     })
 }
 
-/// `evidence eventlog LOG [--pcrs F.json]`.
+/// The `--pcrs` file: PCR values JSON (bare or wrapped; it starts with
+/// `{`) or, auto-detected, the PCR file tpm2-tools writes (`tpm2_quote -o`,
+/// as Keylime keeps it). Returns the values and the format's name.
+pub fn pcr_file(path: &Path) -> Result<(PcrValues, &'static str), Value> {
+    let bytes = read("pcrs", path)?;
+    let json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !json {
+        return PcrValues::from_tpm2_tools_pcr_file(&bytes)
+            .map(|v| (v, "tpm2-tools"))
+            .map_err(|e| unusable("pcrs", format!("tpm2-tools PCR file: {e}")));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| unusable("pcrs", e))?;
+    pcr_values(&text)
+        .map(|v| (v, "json"))
+        .map_err(|e| unusable("pcrs", e))
+}
+
+/// `evidence eventlog LOG [--pcrs FILE]`.
 pub fn eventlog(log_path: &Path, pcrs_path: Option<&Path>) -> Result<(Value, bool), Value> {
     let bytes = read("eventlog", log_path)?;
     let log = EventLog::parse(&bytes).map_err(|e| unusable("eventlog", e))?;
-    let pcrs = match pcrs_path {
-        None => None,
-        Some(p) => {
-            let text = String::from_utf8(read("pcrs", p)?).map_err(|e| unusable("pcrs", e))?;
-            Some(pcr_values(&text).map_err(|e| unusable("pcrs", e))?)
-        }
-    };
+    let pcrs = pcrs_path.map(pcr_file).transpose()?.map(|(v, _)| v);
     let replayed = log.replay();
     let state = BootState::from_log(&log);
     let mut out = json!({
@@ -85,11 +97,19 @@ pub fn eventlog(log_path: &Path, pcrs_path: Option<&Path>) -> Result<(Value, boo
     Ok((out, ok))
 }
 
-/// `evidence ima LIST [--pcr10 HEX]`.
+/// `evidence ima LIST [--pcr10 HEX]`: LIST is `ascii_runtime_measurements`
+/// or `binary_runtime_measurements`, told apart by the first byte (an
+/// ASCII list starts with the PCR number's digit, a binary one with the
+/// little-endian PCR number, `0a 00 00 00` for PCR 10).
 pub fn ima(list_path: &Path, pcr10: Option<&str>) -> Result<(Value, bool), Value> {
     let bytes = read("ima", list_path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| unusable("ima", e))?;
-    let list = ImaLog::parse_ascii(text).map_err(|e| unusable("ima", e))?;
+    let ascii = bytes.first().is_none_or(u8::is_ascii_digit);
+    let list = if ascii {
+        let text = std::str::from_utf8(&bytes).map_err(|e| unusable("ima", e))?;
+        ImaLog::parse_ascii(text).map_err(|e| unusable("ima", e))?
+    } else {
+        ImaLog::parse_binary(&bytes).map_err(|e| unusable("ima", e))?
+    };
     let expected = match pcr10 {
         None => None,
         Some(h) => Some(hex::decode(h.trim()).map_err(|e| unusable("pcr10", e))?),
@@ -107,6 +127,7 @@ pub fn ima(list_path: &Path, pcr10: Option<&str>) -> Result<(Value, bool), Value
         .and_then(|e| e.file_digest.as_ref())
         .map(|(a, d)| format!("{a}:{}", hex::encode(d)));
     let mut out = json!({
+        "format": if ascii { "ascii" } else { "binary" },
         "entries": list.entries.len(),
         "templates": templates,
         "violations": violations,

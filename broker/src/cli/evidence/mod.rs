@@ -3,10 +3,16 @@
 //! Every command prints one JSON object — the verdict, the parsed fields and,
 //! on failure, the typed reason — and exits 0 when the evidence is valid, 1
 //! when it is invalid and 2 when the input is unusable (unreadable or
-//! unparseable). Time-dependent checks use `--at RFC3339` (default: now).
+//! unparseable). `evidence quote` has a fourth verdict, `valid_weak` (exit
+//! 3): every check passed, but the quote is signed with SHA-1, which a
+//! broker accepts only where the policy sets
+//! `dangerous_accept_sha1_signatures`. Time-dependent checks (`ekcert`,
+//! `snp`: certificate validity) use `--at RFC3339` (default: now); a quote
+//! has none, so `evidence quote` takes no `--at`.
 
 mod at;
 mod boot;
+mod output;
 mod snp;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +21,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use verifier_lib::ekcert::{self, TrustStore};
-use verifier_lib::tpm::{self, AkPublic, Attest, PcrSelection, PcrValues, Signature};
+use verifier_lib::tpm::{self, AkPublic, Attest, PcrSelection, QuoteOptions, Signature};
 
 /// `writ-broker evidence ...`
 #[derive(Debug, Subcommand)]
@@ -34,12 +40,11 @@ pub enum EvidenceCommand {
         /// Expected nonce (extraData), hex. Without it the nonce is reported, not checked.
         #[arg(long)]
         nonce: Option<String>,
-        /// PCR values JSON: {"sha256": {"0": "hex", ...}}. Without it the PCR digest is not checked.
+        /// PCR values: JSON {"sha256": {"0": "hex", ...}}, or the PCR file
+        /// `tpm2_quote -o` writes (auto-detected). Without it the PCR digest
+        /// is not checked.
         #[arg(long)]
         pcrs: Option<PathBuf>,
-        /// Judge time-dependent checks at this instant (RFC 3339).
-        #[arg(long)]
-        at: Option<String>,
     },
     /// Verify an EK certificate chain.
     Ekcert {
@@ -65,13 +70,15 @@ pub enum EvidenceCommand {
     Eventlog {
         /// The log (`binary_bios_measurements`).
         log: PathBuf,
-        /// PCR values JSON to compare with: {"sha256": {"0": "hex", ...}}.
+        /// PCR values to compare with: JSON {"sha256": {"0": "hex", ...}},
+        /// or a tpm2-tools PCR file (`tpm2_quote -o`, auto-detected).
         #[arg(long)]
         pcrs: Option<PathBuf>,
     },
-    /// Replay an IMA ASCII measurement list: PCR 10 in the sha1 and sha256 banks.
+    /// Replay an IMA measurement list (ASCII or binary, auto-detected):
+    /// PCR 10 in the sha1 and sha256 banks.
     Ima {
-        /// The list (`ascii_runtime_measurements`).
+        /// The list (`ascii_runtime_measurements` or `binary_runtime_measurements`).
         list: PathBuf,
         /// Expected PCR 10 (hex; 20 bytes: sha1 bank, 32 bytes: sha256 bank).
         #[arg(long)]
@@ -81,6 +88,27 @@ pub enum EvidenceCommand {
 
 /// Unusable input: exit 2.
 struct Unusable(Value);
+
+/// What a check found in usable input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Exit 0.
+    Valid,
+    /// Exit 3: valid, but only under a weak (SHA-1) signature hash.
+    ValidWeak,
+    /// Exit 1.
+    Invalid,
+}
+
+impl From<bool> for Checked {
+    fn from(valid: bool) -> Checked {
+        if valid {
+            Checked::Valid
+        } else {
+            Checked::Invalid
+        }
+    }
+}
 
 fn unusable(field: &str, message: impl std::fmt::Display) -> Unusable {
     Unusable(
@@ -97,39 +125,30 @@ pub fn run(cmd: EvidenceCommand) -> ExitCode {
             ak,
             nonce,
             pcrs,
-            at,
-        } => quote(
-            &attest,
-            &signature,
-            &ak,
-            nonce.as_deref(),
-            pcrs.as_deref(),
-            at.as_deref(),
-        ),
+        } => quote(&attest, &signature, &ak, nonce.as_deref(), pcrs.as_deref()),
         EvidenceCommand::Ekcert {
             cert,
             roots,
             intermediates,
             no_bundled,
             at,
-        } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref()),
+        } => ek_cert(&cert, &roots, &intermediates, no_bundled, at.as_deref())
+            .map(|(v, ok)| (v, ok.into())),
         EvidenceCommand::Snp(args) => return snp::exit(&args),
-        EvidenceCommand::Eventlog { log, pcrs } => {
-            boot::eventlog(&log, pcrs.as_deref()).map_err(Unusable)
-        }
-        EvidenceCommand::Ima { list, pcr10 } => {
-            boot::ima(&list, pcr10.as_deref()).map_err(Unusable)
-        }
+        EvidenceCommand::Eventlog { log, pcrs } => boot::eventlog(&log, pcrs.as_deref())
+            .map(|(v, ok)| (v, ok.into()))
+            .map_err(Unusable),
+        EvidenceCommand::Ima { list, pcr10 } => boot::ima(&list, pcr10.as_deref())
+            .map(|(v, ok)| (v, ok.into()))
+            .map_err(Unusable),
     };
     let (value, code) = match result {
-        Ok((v, true)) => (v, ExitCode::SUCCESS),
-        Ok((v, false)) => (v, ExitCode::from(1)),
+        Ok((v, Checked::Valid)) => (v, ExitCode::SUCCESS),
+        Ok((v, Checked::Invalid)) => (v, ExitCode::from(1)),
+        Ok((v, Checked::ValidWeak)) => (v, ExitCode::from(3)),
         Err(Unusable(v)) => (v, ExitCode::from(2)),
     };
-    match serde_json::to_string_pretty(&value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("writ-broker: {e}"),
-    }
+    output::emit(&value);
     code
 }
 
@@ -158,9 +177,7 @@ fn quote(
     ak_path: &Path,
     nonce: Option<&str>,
     pcrs_path: Option<&Path>,
-    at: Option<&str>,
-) -> Result<(Value, bool), Unusable> {
-    let _now = instant(at)?;
+) -> Result<(Value, Checked), Unusable> {
     let attest_bytes = read("attest", attest_path)?;
     let sig_bytes = read("signature", sig_path)?;
     let ak_bytes = read("ak", ak_path)?;
@@ -178,15 +195,10 @@ fn quote(
     let nonce = nonce
         .map(|n| hex::decode(n.trim()).map_err(|e| unusable("nonce", format!("not hex: {e}"))))
         .transpose()?;
-    let pcrs = match pcrs_path {
-        Some(p) => {
-            let text = String::from_utf8(read("pcrs", p)?).map_err(|e| unusable("pcrs", e))?;
-            Some(PcrValues::from_json(&text).map_err(|e| {
-                Unusable(json!({"verdict": "unusable", "reason": reason("pcrs", &e)}))
-            })?)
-        }
-        None => None,
-    };
+    let pcrs = pcrs_path
+        .map(boot::pcr_file)
+        .transpose()
+        .map_err(Unusable)?;
     let input = json!({
         "attest_format": attest_format,
         "ak_format": match &ak { AkPublic::Tpm(_) => "tpm-public", _ => "spki" },
@@ -194,29 +206,60 @@ fn quote(
         "signature": { "scheme": format!("{:?}", signature.scheme), "hash": signature.hash },
         "nonce_checked": nonce.is_some(),
         "pcr_digest_checked": pcrs.is_some(),
+        "pcrs_format": pcrs.as_ref().map(|(_, format)| format),
     });
-    let result = match &pcrs {
-        Some(pcrs) => {
+    // Offline, the truth is reported: a SHA-1 signature is verified, and a
+    // quote valid only under it is `valid_weak`, not `valid`.
+    let options = QuoteOptions {
+        dangerous_accept_sha1_signatures: true,
+    };
+    let result = match pcrs.as_ref().map(|(values, _)| values) {
+        Some(values) => {
             // The quote's own selection is what must be covered offline.
             let required = PcrSelection::default();
             let expected_nonce = nonce.clone().unwrap_or_else(|| attest.extra_data.clone());
-            tpm::verify_quote_with_signature(
+            tpm::verify_quote_with_options(
                 &attest_bytes,
                 &signature,
                 &ak,
                 &expected_nonce,
-                pcrs,
+                values,
                 &required,
+                options,
             )
-            .map(|q| serde_json::to_value(&q).unwrap_or(Value::Null))
+            .map(|q| {
+                let weak = q.accepted_weak_hash;
+                (serde_json::to_value(&q).unwrap_or(Value::Null), weak)
+            })
         }
-        None => tpm::verify_quote_signature_only(&attest_bytes, &signature, &ak, nonce.as_deref())
-            .map(|a| json!({ "attest": serde_json::to_value(&a).unwrap_or(Value::Null) })),
+        None => tpm::verify_quote_signature_only(
+            &attest_bytes,
+            &signature,
+            &ak,
+            nonce.as_deref(),
+            options,
+        )
+        .map(|(a, weak)| {
+            (
+                json!({ "attest": serde_json::to_value(&a).unwrap_or(Value::Null) }),
+                weak,
+            )
+        }),
     };
     Ok(match result {
-        Ok(q) => (
+        Ok((q, None)) => (
             json!({ "verdict": "valid", "input": input, "quote": q }),
-            true,
+            Checked::Valid,
+        ),
+        Ok((q, Some(hash))) => (
+            json!({
+                "verdict": "valid_weak",
+                "input": input,
+                "quote": q,
+                "weak_hash": hash,
+                "note": "the quote verifies, but its signature uses SHA-1: a broker accepts it only where the policy sets dangerous_accept_sha1_signatures",
+            }),
+            Checked::ValidWeak,
         ),
         Err(e) => (
             json!({
@@ -225,7 +268,7 @@ fn quote(
                 "attest": serde_json::to_value(&attest).unwrap_or(Value::Null),
                 "reason": reason("quote", &e),
             }),
-            false,
+            Checked::Invalid,
         ),
     })
 }

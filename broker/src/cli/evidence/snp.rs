@@ -196,9 +196,6 @@ pub fn exit(args: &SnpArgs) -> std::process::ExitCode {
         Ok((v, false)) => (v, std::process::ExitCode::from(1)),
         Err(Unusable(v)) => (v, std::process::ExitCode::from(2)),
     };
-    match serde_json::to_string_pretty(&value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("writ-broker: {e}"),
-    }
+    super::output::emit(&value);
     code
 }

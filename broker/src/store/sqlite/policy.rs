@@ -16,6 +16,7 @@ fn version(r: &SqliteRow) -> Result<PolicyVersion, StoreError> {
         policy_id: r.try_get("policy_id")?,
         body: r.try_get("body")?,
         signer: r.try_get("signer")?,
+        signature: r.try_get("signature")?,
         created_at: r.try_get("created_at")?,
         activated_at: r.try_get("activated_at")?,
     })
@@ -26,13 +27,16 @@ pub(super) async fn insert_version(
     v: NewPolicyVersion<'_>,
 ) -> Result<PolicyVersion, StoreError> {
     sqlx::query(
-        "INSERT INTO policy_versions (hash, policy_id, body, signer, created_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash) DO NOTHING",
+        "INSERT INTO policy_versions (hash, policy_id, body, signer, signature, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (hash) DO UPDATE SET signer = excluded.signer, signature = excluded.signature
+         WHERE policy_versions.signature IS NULL AND excluded.signature IS NOT NULL",
     )
     .bind(v.hash)
     .bind(v.policy_id)
     .bind(v.body)
     .bind(v.signer)
+    .bind(v.signature)
     .bind(v.created_at)
     .execute(&mut *c)
     .await?;
