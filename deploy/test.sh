@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. .ci/run calls exactly this.
 # Installs system packages, then: fmt check, clippy, all tests (swtpm-backed
-# tests start their own swtpm instances), fuzz smoke runs, and the dependency
-# check (`cargo deny`, deploy/deny.sh).
+# tests start their own swtpm instances), the load generator's 10-second
+# smoke run, fuzz smoke runs, and the dependency check (`cargo deny`,
+# deploy/deny.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -20,6 +21,9 @@ cargo clippy -p verifier-lib --all-targets --locked --features fuzzing -- -D war
 cargo test --workspace --locked
 # verifier_lib::fuzzing is feature-gated; its tests run with the feature.
 cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_seeds --test snp_robustness --test ekcert_vectors
+# ~10 s of writ-loadgen against the real broker binary: every exchange must
+# succeed and every token verify (deploy/loadgen-smoke.sh).
+bash deploy/loadgen-smoke.sh
 bash deploy/fuzz-smoke.sh
 if ! wait "$deny_install"; then
   cat target/cargo-deny-install.log >&2

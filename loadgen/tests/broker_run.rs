@@ -1,0 +1,133 @@
+//! The load generator against a real broker (in-process, SQLite, audit
+//! log on, the production accept loop and its per-source limits): hosts
+//! enroll, re-attest and obtain key-bound tokens, every exchange succeeds
+//! and every token verifies; the broker records each host's appraisals
+//! and each token. And the binary refuses a target that is not loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swtpm_tests::broker::{BrokerOptions, TestBroker};
+use writ_loadgen::exchange::{unix_now, Broker};
+use writ_loadgen::fleet::{policy_toml, Fleet};
+use writ_loadgen::run::{run, Mode, RunConfig};
+use writ_loadgen::stats::Operation;
+use writ_loadgen::target::Target;
+
+const HOSTS: usize = 12;
+
+#[test]
+fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
+    let state = tempfile::tempdir().unwrap();
+    let target_sources = 4;
+    let fleet = Arc::new(Fleet::open(state.path(), HOSTS, target_sources, unix_now()).unwrap());
+    let broker = TestBroker::start(BrokerOptions {
+        policy: policy_toml(&fleet.log),
+        ek_roots_pem: fleet.ca.cert_pem().into_bytes(),
+        bundled_manufacturers: false,
+    })
+    .unwrap();
+    let target = Target::parse(&broker.url()).unwrap();
+    let sources = target.sources(target_sources).unwrap();
+    let cfg = RunConfig {
+        mode: Mode::Mixed,
+        duration: Duration::from_secs(3),
+        interval: Duration::from_secs(1),
+        jitter: 0.2,
+        rate: 20.0,
+        concurrency: 4,
+        max_in_flight: 64,
+        broker_pid: Some(std::process::id()),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let phases = rt.block_on(async {
+        let client = Arc::new(
+            Broker::connect(target, &sources, "writ-broker")
+                .await
+                .unwrap(),
+        );
+        assert_eq!(fleet.load_enrolled(&client.kid), 0);
+        let phases = run(Arc::clone(&fleet), Arc::clone(&client), &cfg)
+            .await
+            .unwrap();
+        fleet.save_enrolled(&client.kid).unwrap();
+        // A second run finds every host enrolled: no prepare phase.
+        let again = Fleet::open(state.path(), HOSTS, target_sources, unix_now()).unwrap();
+        assert_eq!(again.load_enrolled(&client.kid), HOSTS);
+        phases
+    });
+    let names: Vec<&str> = phases.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["prepare", "load"]);
+    for p in &phases {
+        assert_eq!(p.errors(), 0, "{p:#?}");
+        assert_eq!(p.unfinished, 0, "{p:#?}");
+        assert!(p.broker_cpu_secs.is_some());
+    }
+    let enrolled = &phases[0].operations;
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(enrolled[0].ok, HOSTS as u64);
+    let load = &phases[1].operations;
+    let ok = |op| load.iter().find(|o| o.operation == op).map_or(0, |o| o.ok);
+    // 12 hosts at 1 s for 3 s, 20 tokens/s for 3 s (some skipped while a
+    // host is busy would be errors, and there are none).
+    assert!(ok(Operation::Attest) >= 2 * HOSTS as u64, "{load:#?}");
+    assert!(ok(Operation::Token) >= 40, "{load:#?}");
+    // The broker recorded every host as trusted.
+    for host in &fleet.hosts {
+        let id = host.host_id().unwrap().to_owned();
+        let record = broker.block_on(broker.store.host(&id)).unwrap().unwrap();
+        assert_eq!(record.status.as_str(), "trusted", "{id}");
+    }
+}
+
+#[test]
+fn the_binary_refuses_a_target_that_is_not_loopback() {
+    let state = tempfile::tempdir().unwrap();
+    for url in ["http://10.1.2.3:8443", "http://192.168.0.10:80"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_writ-loadgen"))
+            .args(["tokens", "--broker", url, "--hosts", "1", "--state-dir"])
+            .arg(state.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a loopback address"), "{err}");
+    }
+    // Refused before any identity was made.
+    assert!(!state.path().join("tpms.bin").exists());
+}
+
+#[test]
+fn ceiling_grants_every_prepared_request_and_reports_a_rate() {
+    let state = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_writ-loadgen"))
+        .args([
+            "ceiling",
+            "--duration-secs",
+            "1",
+            "--threads",
+            "1",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rate: f64 = text
+        .split("s): ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {text}"));
+    assert!(rate > 0.0, "{text}");
+}
