@@ -9,8 +9,10 @@
 //! writ-loadgen ceiling --state-dir D                 the in-process ceiling
 //! ```
 //!
-//! The exit status is 0 only when every exchange succeeded (and every
-//! token verified); 2 when some failed; 1 when the run could not start.
+//! The exit status is 0 only when every exchange sent succeeded (and every
+//! token verified) and each operation succeeded at least once; 2 otherwise;
+//! 1 when the run could not start. Exchanges the load generator could not
+//! send (a host still busy, no idle host) are reported as "not sent".
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -24,11 +24,14 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Every exchange of every phase succeeded and none was left running.
+    /// Every exchange sent in every phase succeeded, none was left
+    /// running, and every operation of every phase succeeded at least once.
+    /// (Exchanges the load generator could not send are reported, not
+    /// failures: the broker never saw them.)
     pub fn clean(&self) -> bool {
         self.phases
             .iter()
-            .all(|p| p.errors() == 0 && p.unfinished == 0)
+            .all(|p| p.errors() == 0 && p.unfinished == 0 && p.operations.iter().all(|o| o.ok > 0))
     }
 
     /// The human-readable report.
@@ -82,6 +85,9 @@ impl RunReport {
                 );
                 for (code, n) in &o.errors_by_code {
                     let _ = writeln!(out, "    error {code}: {n}");
+                }
+                for (reason, n) in &o.skipped_by_reason {
+                    let _ = writeln!(out, "    not sent ({reason}): {n}");
                 }
                 if let Some(ceiling) = &self.ceiling {
                     if o.operation != crate::stats::Operation::Enroll && ceiling.per_sec > 0.0 {

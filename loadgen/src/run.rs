@@ -96,6 +96,11 @@ impl PhaseReport {
     pub fn errors(&self) -> u64 {
         self.operations.iter().map(|o| o.errors).sum()
     }
+
+    /// Exchanges due but never sent (the load generator was short).
+    pub fn skipped(&self) -> u64 {
+        self.operations.iter().map(|o| o.skipped).sum()
+    }
 }
 
 /// Per-phase CPU bookkeeping.
@@ -292,15 +297,15 @@ async fn exchange(
 /// How often a due exchange looks again for its busy host (or, for a
 /// token request, for any idle host).
 const BUSY_RETRY: Duration = Duration::from_millis(2);
-/// A token request that finds no idle host for this long is counted as
-/// `loadgen_no_idle_host` (the load generator, not the broker, is short).
+/// A token request that finds no idle host for this long is skipped
+/// (`loadgen_no_idle_host`: the load generator, not the broker, is short).
 const NO_IDLE_HOST_AFTER: Duration = Duration::from_secs(1);
 
 /// Every host re-attests every `interval` ± `jitter`, first at a spread
 /// offset. A host still busy when due (its token request runs: a TPM
 /// answers one command at a time) is tried again shortly, its latency
 /// still counted from when it was due; one still busy a whole interval
-/// later counts as `loadgen_host_busy`.
+/// later is skipped (`loadgen_host_busy`).
 async fn fleet_schedule(
     fleet: Arc<Fleet>,
     broker: Arc<Broker>,
@@ -338,7 +343,7 @@ async fn fleet_schedule(
             if was_due.elapsed() < cfg.interval {
                 due.push(Reverse((Instant::now() + BUSY_RETRY, index, was_due)));
             } else {
-                rec.error(Operation::Attest, "loadgen_host_busy");
+                rec.skipped(Operation::Attest, "loadgen_host_busy");
             }
             continue;
         };
@@ -403,7 +408,7 @@ async fn token_schedule(
                 Some(host) => {
                     exchange(Operation::Token, host, fleet, broker, rec, permit, at).await;
                 }
-                None => rec.error(Operation::Token, "loadgen_no_idle_host"),
+                None => rec.skipped(Operation::Token, "loadgen_no_idle_host"),
             }
         });
     }

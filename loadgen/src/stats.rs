@@ -42,6 +42,7 @@ struct OpStats {
     offered: u64,
     ok: u64,
     errors: BTreeMap<String, u64>,
+    skipped: BTreeMap<String, u64>,
 }
 
 /// Thread-safe recorder of one run.
@@ -68,6 +69,7 @@ impl Recorder {
             offered: 0,
             ok: 0,
             errors: BTreeMap::new(),
+            skipped: BTreeMap::new(),
         });
         f(stats)
     }
@@ -91,6 +93,15 @@ impl Recorder {
         self.with(op, |s| *s.errors.entry(code.to_owned()).or_insert(0) += 1);
     }
 
+    /// An operation that was due but never sent because the load generator
+    /// itself was short (its host still busy with an earlier exchange, no
+    /// idle host): not a broker outcome, reported apart from errors.
+    pub fn skipped(&self, op: Operation, reason: &str) {
+        self.with(op, |s| {
+            *s.skipped.entry(reason.to_owned()).or_insert(0) += 1
+        });
+    }
+
     /// The summary of everything recorded, over `elapsed`.
     pub fn summary(&self, elapsed: Duration) -> Vec<OpSummary> {
         let secs = elapsed.as_secs_f64().max(1e-9);
@@ -111,6 +122,8 @@ impl Recorder {
                     ok: s.ok,
                     errors,
                     errors_by_code: s.errors.clone(),
+                    skipped: s.skipped.values().sum(),
+                    skipped_by_reason: s.skipped.clone(),
                     offered_per_sec: s.offered as f64 / secs,
                     achieved_per_sec: s.ok as f64 / secs,
                     p50_ms: q(0.5),
@@ -132,6 +145,9 @@ pub struct OpSummary {
     pub ok: u64,
     pub errors: u64,
     pub errors_by_code: BTreeMap<String, u64>,
+    /// Due but not sent: the load generator was short (see [`Recorder::skipped`]).
+    pub skipped: u64,
+    pub skipped_by_reason: BTreeMap<String, u64>,
     pub offered_per_sec: f64,
     pub achieved_per_sec: f64,
     pub p50_ms: f64,
@@ -154,10 +170,13 @@ mod tests {
         }
         r.offered(Operation::Token);
         r.error(Operation::Token, "nonce_reused");
+        r.offered(Operation::Token);
+        r.skipped(Operation::Token, "loadgen_no_idle_host");
         let s = r.summary(Duration::from_secs(10));
         assert_eq!(s.len(), 1);
         let t = &s[0];
-        assert_eq!((t.offered, t.ok, t.errors), (101, 100, 1));
+        assert_eq!((t.offered, t.ok, t.errors, t.skipped), (102, 100, 1, 1));
+        assert_eq!(t.skipped_by_reason["loadgen_no_idle_host"], 1);
         assert_eq!(t.errors_by_code["nonce_reused"], 1);
         assert!((t.p50_ms - 50.0).abs() < 0.1, "{}", t.p50_ms);
         assert!((t.p99_ms - 99.0).abs() < 0.1, "{}", t.p99_ms);

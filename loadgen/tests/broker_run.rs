@@ -15,7 +15,7 @@ use writ_loadgen::run::{run, Mode, RunConfig};
 use writ_loadgen::stats::Operation;
 use writ_loadgen::target::Target;
 
-const HOSTS: usize = 12;
+const HOSTS: usize = 16;
 
 #[test]
 fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
@@ -32,10 +32,10 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
     let sources = target.sources(target_sources).unwrap();
     let cfg = RunConfig {
         mode: Mode::Mixed,
-        duration: Duration::from_secs(3),
-        interval: Duration::from_secs(1),
+        duration: Duration::from_secs(4),
+        interval: Duration::from_millis(1500),
         jitter: 0.2,
-        rate: 20.0,
+        rate: 10.0,
         concurrency: 4,
         max_in_flight: 64,
         broker_pid: Some(std::process::id()),
@@ -72,17 +72,28 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
     assert_eq!(enrolled.len(), 1);
     assert_eq!(enrolled[0].ok, HOSTS as u64);
     let load = &phases[1].operations;
-    let ok = |op| load.iter().find(|o| o.operation == op).map_or(0, |o| o.ok);
-    // 12 hosts at 1 s for 3 s, 20 tokens/s for 3 s (some skipped while a
-    // host is busy would be errors, and there are none).
-    assert!(ok(Operation::Attest) >= 2 * HOSTS as u64, "{load:#?}");
-    assert!(ok(Operation::Token) >= 40, "{load:#?}");
-    // The broker recorded every host as trusted.
+    let op = |op| load.iter().find(|o| o.operation == op).unwrap();
+    // Every due exchange either succeeded or was not sent because its host
+    // was still busy (a loaded machine): none failed.
+    for o in load {
+        assert_eq!(o.ok + o.skipped, o.offered, "{o:#?}");
+        assert!(o.ok > 0, "{o:#?}");
+    }
+    assert!(op(Operation::Attest).ok >= HOSTS as u64, "{load:#?}");
+    assert!(op(Operation::Token).ok >= 20, "{load:#?}");
+    // The broker recorded every host as trusted or, if all its exchanges
+    // were skipped, still enrolled: none failed.
+    let mut trusted = 0;
     for host in &fleet.hosts {
         let id = host.host_id().unwrap().to_owned();
         let record = broker.block_on(broker.store.host(&id)).unwrap().unwrap();
-        assert_eq!(record.status.as_str(), "trusted", "{id}");
+        match record.status.as_str() {
+            "trusted" => trusted += 1,
+            "enrolled" => {}
+            other => panic!("{id}: {other}"),
+        }
     }
+    assert!(trusted >= HOSTS / 2, "{trusted} of {HOSTS} trusted");
 }
 
 #[test]
