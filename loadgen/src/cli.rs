@@ -6,6 +6,7 @@
 //! writ-loadgen fleet   …  --interval-secs T          N hosts re-attest every T s
 //! writ-loadgen tokens  …  --rate R                   R key-bound tokens/s, open loop
 //! writ-loadgen mixed   …                             fleet and tokens together
+//! writ-loadgen signed  …  --rate R                   R tokens/s on request-key signatures
 //! writ-loadgen ceiling --state-dir D                 the in-process ceiling
 //! ```
 //!
@@ -55,6 +56,10 @@ enum Command {
     Tokens(LoadArgs),
     /// fleet and tokens at once.
     Mixed(LoadArgs),
+    /// Key-bound tokens on requests signed by each host's request key (no
+    /// quote) at --rate per second; keep --duration-secs below the broker's
+    /// hosts.signed_request_max_age_secs (120 s by default).
+    Signed(LoadArgs),
     /// The same appraisal and token mint in-process, on every core.
     Ceiling(CeilingArgs),
 }
@@ -88,14 +93,15 @@ struct LoadArgs {
     /// fleet/mixed: ± this fraction of the interval.
     #[arg(long, default_value_t = 0.1)]
     jitter: f64,
-    /// tokens/mixed: token requests per second.
+    /// tokens/mixed/signed: token requests per second.
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
     /// enroll: enrollments at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Most exchanges in flight at once.
-    #[arg(long, default_value_t = 4096)]
+    /// Most exchanges in flight at once (each holds at most one connection;
+    /// keep it below the broker's `limits.max_connections`, 1024 by default).
+    #[arg(long, default_value_t = 1000)]
     max_in_flight: usize,
     /// Source addresses (127.0.1.1 upwards) the hosts are spread over.
     #[arg(long, default_value_t = 256)]
@@ -178,6 +184,7 @@ fn execute(command: Command) -> Result<bool, CliError> {
         Command::Fleet(a) => load(Mode::Fleet, a),
         Command::Tokens(a) => load(Mode::Tokens, a),
         Command::Mixed(a) => load(Mode::Mixed, a),
+        Command::Signed(a) => load(Mode::Signed, a),
         Command::Ceiling(a) => {
             let fleet = Fleet::open(&a.state_dir, 256, 1, unix_now())?;
             let report = crate::ceiling::measure(

@@ -1,14 +1,19 @@
 //! One exchange of a simulated host with the broker, over HTTP, with the
 //! broker's own `/v1` message types (`verifier_lib::api`): enrollment
 //! (start → credential activation → finish), attestation (challenge →
-//! quote → attest) and a key-bound token (challenge → quote over the
-//! request → token, then the token verified against the broker's keys).
+//! quote → attest), a key-bound token (challenge → quote over the request
+//! → token, then the token verified against the broker's keys), and the
+//! request-key path (TPM2_Certify of a request key → registration; then
+//! tokens on requests the key signed, with no quote).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use verifier_lib::api::request_key::{
+    RequestKeyRegistration, RequestKeyResponse, SignedTokenRequest,
+};
 use verifier_lib::api::{
     AppraisalResponse, AttestRequest, ChallengeRequest, ChallengeResponse, EnrollFinishRequest,
     EnrollFinishResponse, EnrollStartRequest, EnrollStartResponse, ErrorBody, TokenRequest,
@@ -23,7 +28,7 @@ use verifier_lib::tpm::PcrValues;
 
 use crate::fleet::{workload_digest, Fleet, SimHost, WORKLOAD};
 use crate::soft_tpm::eventlog::LOG_PCRS;
-use crate::soft_tpm::SoftTpmError;
+use crate::soft_tpm::{RequestKey, SoftTpmError};
 use crate::target::Target;
 
 /// Why an exchange failed. [`ExchangeError::code`] is what a run counts.
@@ -62,6 +67,9 @@ pub enum ExchangeError {
     /// The host has no broker id yet.
     #[error("host {index} is not enrolled")]
     NotEnrolled { index: usize },
+    /// The host has no registered request key.
+    #[error("host {index} has no registered request key")]
+    NoRequestKey { index: usize },
 }
 
 impl ExchangeError {
@@ -77,6 +85,7 @@ impl ExchangeError {
             ExchangeError::PcrSelection { .. } => "loadgen_pcr_selection".into(),
             ExchangeError::TokenInvalid { .. } => "loadgen_token_invalid".into(),
             ExchangeError::NotEnrolled { .. } => "loadgen_not_enrolled".into(),
+            ExchangeError::NoRequestKey { .. } => "loadgen_no_request_key".into(),
         }
     }
 }
@@ -331,19 +340,99 @@ impl Broker {
             )
             .await?;
         affirming(&resp.appraisal)?;
+        self.check_token(&resp, &host_id, &digest, &cnf)
+    }
+
+    /// Certify a new request key with the AK (over a fresh challenge) and
+    /// register it; the host must be trusted and freshly appraised.
+    pub async fn register_request_key(
+        &self,
+        _fleet: &Fleet,
+        host: &SimHost,
+    ) -> Result<(), ExchangeError> {
+        let (host_id, nonce) = self.challenge(host).await?;
+        let key = RequestKey::generate()?;
+        let certified = host.tpm.certify(&key, &nonce, host.clock())?;
+        let resp: RequestKeyResponse = self
+            .post(
+                host,
+                "/v1/request-keys",
+                &RequestKeyRegistration {
+                    host_id,
+                    nonce,
+                    key_public: key.public.clone(),
+                    attest: certified.attest,
+                    signature: certified.signature,
+                },
+            )
+            .await?;
+        if resp.key_name != key.name {
+            return Err(ExchangeError::BadResponse {
+                path: "/v1/request-keys",
+                reason: "registered another key name".into(),
+            });
+        }
+        host.set_request_key(key);
+        Ok(())
+    }
+
+    /// A key-bound token on a request signed by the host's request key (no
+    /// quote), verified like [`Self::token`]'s.
+    pub async fn signed_token(&self, _fleet: &Fleet, host: &SimHost) -> Result<(), ExchangeError> {
+        let key = host
+            .request_key()
+            .ok_or(ExchangeError::NoRequestKey { index: host.index })?;
+        let (host_id, nonce) = self.challenge(host).await?;
+        let digest = workload_digest().to_vec();
+        let cnf = self.cnf_keys[host.index % self.cnf_keys.len()].clone();
+        let message = TokenRequestBinding {
+            host_id: &host_id,
+            workload: WORKLOAD,
+            workload_digest: &digest,
+            cnf_key: Some(&cnf),
+        }
+        .quote_nonce(&nonce);
+        let resp: TokenResponse = self
+            .post(
+                host,
+                "/v1/tokens/signed",
+                &SignedTokenRequest {
+                    host_id: host_id.clone(),
+                    workload: WORKLOAD.to_owned(),
+                    workload_digest: digest.clone(),
+                    cnf: Some(cnf.clone()),
+                    nonce,
+                    key_name: key.name.clone(),
+                    signature: key.sign(&message)?,
+                },
+            )
+            .await?;
+        self.check_token(&resp, &host_id, &digest, &cnf)
+    }
+
+    /// Verify a returned token: signature under the broker's keys, issuer,
+    /// audience, lifetime, and that it names this host, the workload digest
+    /// and the `cnf` key sent.
+    fn check_token(
+        &self,
+        resp: &TokenResponse,
+        host_id: &str,
+        digest: &[u8],
+        cnf: &[u8],
+    ) -> Result<(), ExchangeError> {
         let verified = self.verifier.verify(&resp.token, unix_now()).map_err(|e| {
             ExchangeError::TokenInvalid {
                 reason: e.to_string(),
             }
         })?;
         let claims = &verified.claims;
-        let sent = VerifyingKey::from_cose_key_bytes(&cnf).ok();
+        let sent = VerifyingKey::from_cose_key_bytes(cnf).ok();
         let cnf_matches = match (&claims.cnf, &sent) {
             (Some(bound), Some(sent)) => bound.sec1_point() == sent.sec1_point(),
             _ => false,
         };
         if claims.sub != host_id
-            || claims.workload_digest.as_deref() != Some(digest.as_slice())
+            || claims.workload_digest.as_deref() != Some(digest)
             || !cnf_matches
             || claims.cti != resp.cti
         {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::soft_tpm::ek_cert::TestCa;
 use crate::soft_tpm::identities::Identities;
-use crate::soft_tpm::{BootLog, ClockInfo, SoftTpm, SoftTpmError};
+use crate::soft_tpm::{BootLog, ClockInfo, RequestKey, SoftTpm, SoftTpmError};
 
 /// Events in every simulated boot log (the header not counted).
 pub const LOG_EVENTS: usize = 100;
@@ -38,10 +38,21 @@ pub struct SimHost {
     /// Index of the source address its requests leave from.
     pub source: usize,
     host_id: OnceLock<String>,
+    /// Its request key, once the broker registered it.
+    request_key: OnceLock<RequestKey>,
     busy: AtomicBool,
 }
 
 impl SimHost {
+    /// The registered request key, if any.
+    pub fn request_key(&self) -> Option<&RequestKey> {
+        self.request_key.get()
+    }
+
+    pub fn set_request_key(&self, key: RequestKey) {
+        let _ = self.request_key.set(key);
+    }
+
     /// The id the broker gave it at enrollment, if enrolled.
     pub fn host_id(&self) -> Option<&str> {
         self.host_id.get().map(String::as_str)
@@ -152,6 +163,7 @@ impl Fleet {
                 tpm,
                 source: index % sources.max(1),
                 host_id: OnceLock::new(),
+                request_key: OnceLock::new(),
                 busy: AtomicBool::new(false),
             });
         }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::ceiling::CeilingReport;
 use crate::run::{PhaseReport, RunConfig};
+use crate::stats::Operation;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -90,7 +91,11 @@ impl RunReport {
                     let _ = writeln!(out, "    not sent ({reason}): {n}");
                 }
                 if let Some(ceiling) = &self.ceiling {
-                    if o.operation != crate::stats::Operation::Enroll && ceiling.per_sec > 0.0 {
+                    if matches!(
+                        o.operation,
+                        Operation::Attest | Operation::Token | Operation::SignedToken
+                    ) && ceiling.per_sec > 0.0
+                    {
                         let _ = writeln!(
                             out,
                             "    = {:.1} % of the in-process ceiling ({:.0}/s)",

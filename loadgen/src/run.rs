@@ -7,8 +7,13 @@
 //! - `tokens`: key-bound token requests at `rate` per second, open loop,
 //!   spread over the hosts (a host has one exchange at a time).
 //! - `mixed`: `fleet` and `tokens` together.
+//! - `signed`: like `tokens`, on requests signed by each host's request key
+//!   (no quote); a `register` phase first attests every host and registers
+//!   a request key certified by its AK. The broker accepts signed requests
+//!   while the host's last appraisal is fresh (`hosts.signed_request_max_age_secs`,
+//!   120 s by default): keep `duration` below it.
 //!
-//! `fleet`, `tokens` and `mixed` first enroll the hosts the broker does not
+//! Every mode but `enroll` first enrolls the hosts the broker does not
 //! know yet (a `prepare` phase, reported apart). Every loop is bounded: by
 //! the host count, by `duration`, and by `max_in_flight` exchanges at once;
 //! after `duration` nothing new is sent and in-flight exchanges get
@@ -41,6 +46,7 @@ pub enum Mode {
     Fleet,
     Tokens,
     Mixed,
+    Signed,
 }
 
 impl Mode {
@@ -50,6 +56,7 @@ impl Mode {
             Mode::Fleet => "fleet",
             Mode::Tokens => "tokens",
             Mode::Mixed => "mixed",
+            Mode::Signed => "signed",
         }
     }
 }
@@ -159,7 +166,9 @@ pub async fn run(
     let mut phases = Vec::new();
     if cfg.mode == Mode::Enroll {
         let all: Vec<usize> = (0..fleet.hosts.len()).collect();
-        phases.push(enroll_phase("enroll", &fleet, &broker, all, cfg).await?);
+        phases.push(
+            closed_loop_phase("enroll", &fleet, &broker, all, cfg, &[Operation::Enroll]).await?,
+        );
         return Ok(phases);
     }
     let missing: Vec<usize> = fleet
@@ -169,7 +178,22 @@ pub async fn run(
         .map(|h| h.index)
         .collect();
     if !missing.is_empty() {
-        phases.push(enroll_phase("prepare", &fleet, &broker, missing, cfg).await?);
+        phases.push(
+            closed_loop_phase(
+                "prepare",
+                &fleet,
+                &broker,
+                missing,
+                cfg,
+                &[Operation::Enroll],
+            )
+            .await?,
+        );
+    }
+    if cfg.mode == Mode::Signed {
+        let all: Vec<usize> = (0..fleet.hosts.len()).collect();
+        const STEPS: [Operation; 2] = [Operation::Attest, Operation::RegisterKey];
+        phases.push(closed_loop_phase("register", &fleet, &broker, all, cfg, &STEPS).await?);
     }
     let rec = Arc::new(Recorder::new()?);
     let slots = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
@@ -187,8 +211,14 @@ pub async fn run(
             end,
         ))
     });
-    let token_loop = matches!(cfg.mode, Mode::Tokens | Mode::Mixed).then(|| {
+    let token_op = match cfg.mode {
+        Mode::Tokens | Mode::Mixed => Some(Operation::Token),
+        Mode::Signed => Some(Operation::SignedToken),
+        Mode::Enroll | Mode::Fleet => None,
+    };
+    let token_loop = token_op.map(|op| {
         tokio::spawn(token_schedule(
+            op,
             Arc::clone(&fleet),
             Arc::clone(&broker),
             Arc::clone(&rec),
@@ -216,14 +246,16 @@ async fn drain(slots: &Semaphore, total: usize) -> usize {
     }
 }
 
-/// Enroll the hosts at `indices`, `concurrency` at a time, until done or
-/// the run's duration is up.
-async fn enroll_phase(
+/// Run `steps` for each host at `indices` (a host's next step only after
+/// its previous one succeeded), `concurrency` hosts at a time, until done
+/// or the run's duration is up.
+async fn closed_loop_phase(
     name: &'static str,
     fleet: &Arc<Fleet>,
     broker: &Arc<Broker>,
     indices: Vec<usize>,
     cfg: &RunConfig,
+    steps: &'static [Operation],
 ) -> Result<PhaseReport, hdrhistogram::CreationError> {
     let rec = Arc::new(Recorder::new()?);
     let cpu = CpuWindow::start(cfg.broker_pid);
@@ -250,11 +282,16 @@ async fn enroll_phase(
                     let Some(host) = fleet.claim(index) else {
                         continue;
                     };
-                    rec.offered(Operation::Enroll);
-                    let t0 = Instant::now();
-                    match broker.enroll(&fleet, &host).await {
-                        Ok(()) => rec.ok(Operation::Enroll, t0.elapsed()),
-                        Err(e) => rec.error(Operation::Enroll, &e.code()),
+                    for &op in steps {
+                        rec.offered(op);
+                        let t0 = Instant::now();
+                        match perform(op, &broker, &fleet, &host).await {
+                            Ok(()) => rec.ok(op, t0.elapsed()),
+                            Err(e) => {
+                                rec.error(op, &e.code());
+                                break;
+                            }
+                        }
                     }
                 }
             })
@@ -270,6 +307,22 @@ async fn enroll_phase(
     Ok(cpu.finish(name, &rec, start.elapsed(), unfinished))
 }
 
+/// One exchange of `op`.
+async fn perform(
+    op: Operation,
+    broker: &Broker,
+    fleet: &Fleet,
+    host: &crate::fleet::SimHost,
+) -> Result<(), crate::exchange::ExchangeError> {
+    match op {
+        Operation::Enroll => broker.enroll(fleet, host).await,
+        Operation::Attest => broker.attest(fleet, host).await,
+        Operation::Token => broker.token(fleet, host).await,
+        Operation::RegisterKey => broker.register_request_key(fleet, host).await,
+        Operation::SignedToken => broker.signed_token(fleet, host).await,
+    }
+}
+
 /// Run one exchange of `op` for a claimed host, counted from `due`; the
 /// host and the in-flight slot are released when it ends.
 async fn exchange(
@@ -281,12 +334,7 @@ async fn exchange(
     permit: tokio::sync::OwnedSemaphorePermit,
     due: Instant,
 ) {
-    let result = match op {
-        Operation::Attest => broker.attest(&fleet, &host).await,
-        Operation::Token => broker.token(&fleet, &host).await,
-        Operation::Enroll => broker.enroll(&fleet, &host).await,
-    };
-    match result {
+    match perform(op, &broker, &fleet, &host).await {
         Ok(()) => rec.ok(op, due.elapsed()),
         Err(e) => rec.error(op, &e.code()),
     }
@@ -362,9 +410,11 @@ async fn fleet_schedule(
     }
 }
 
-/// Token requests at `rate` per second (open loop), each on the next idle
-/// host.
+/// Token requests (`op`: quote-based or signed) at `rate` per second
+/// (open loop), each on the next idle host.
+#[allow(clippy::too_many_arguments)]
 async fn token_schedule(
+    op: Operation,
     fleet: Arc<Fleet>,
     broker: Arc<Broker>,
     rec: Arc<Recorder>,
@@ -381,7 +431,7 @@ async fn token_schedule(
             break;
         }
         tokio::time::sleep_until(at.into()).await;
-        rec.offered(Operation::Token);
+        rec.offered(op);
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
@@ -405,10 +455,8 @@ async fn token_schedule(
                 tokio::time::sleep(BUSY_RETRY).await;
             };
             match host {
-                Some(host) => {
-                    exchange(Operation::Token, host, fleet, broker, rec, permit, at).await;
-                }
-                None => rec.skipped(Operation::Token, "loadgen_no_idle_host"),
+                Some(host) => exchange(op, host, fleet, broker, rec, permit, at).await,
+                None => rec.skipped(op, "loadgen_no_idle_host"),
             }
         });
     }

@@ -21,6 +21,10 @@ pub enum Operation {
     Attest,
     /// `challenge` → quote over the request → `tokens`, token verified.
     Token,
+    /// `challenge` → TPM2_Certify of a new request key → `request-keys`.
+    RegisterKey,
+    /// `challenge` → request-key signature → `tokens/signed`, token verified.
+    SignedToken,
 }
 
 impl Operation {
@@ -29,6 +33,8 @@ impl Operation {
             Operation::Enroll => "enroll",
             Operation::Attest => "attest",
             Operation::Token => "token",
+            Operation::RegisterKey => "regkey",
+            Operation::SignedToken => "signed",
         }
     }
 }

@@ -97,6 +97,59 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
 }
 
 #[test]
+fn signed_requests_against_a_real_broker_get_tokens_that_verify() {
+    const SIGNED_HOSTS: usize = 6;
+    let state = tempfile::tempdir().unwrap();
+    let fleet = Arc::new(Fleet::open(state.path(), SIGNED_HOSTS, 2, unix_now()).unwrap());
+    let broker = TestBroker::start(BrokerOptions {
+        policy: policy_toml(&fleet.log),
+        ek_roots_pem: fleet.ca.cert_pem().into_bytes(),
+        bundled_manufacturers: false,
+    })
+    .unwrap();
+    let target = Target::parse(&broker.url()).unwrap();
+    let sources = target.sources(2).unwrap();
+    let cfg = RunConfig {
+        mode: Mode::Signed,
+        duration: Duration::from_secs(2),
+        interval: Duration::from_secs(60),
+        jitter: 0.0,
+        rate: 10.0,
+        concurrency: 3,
+        max_in_flight: 16,
+        broker_pid: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let phases = rt.block_on(async {
+        let client = Arc::new(
+            Broker::connect(target, &sources, "writ-broker")
+                .await
+                .unwrap(),
+        );
+        run(Arc::clone(&fleet), client, &cfg).await.unwrap()
+    });
+    let names: Vec<&str> = phases.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["prepare", "register", "load"]);
+    for p in &phases {
+        assert_eq!(p.errors(), 0, "{p:#?}");
+    }
+    let register = &phases[1].operations;
+    for op in [Operation::Attest, Operation::RegisterKey] {
+        let o = register.iter().find(|o| o.operation == op).unwrap();
+        assert_eq!(o.ok, SIGNED_HOSTS as u64, "{o:#?}");
+    }
+    let signed = &phases[2].operations;
+    assert_eq!(signed.len(), 1);
+    assert_eq!(signed[0].operation, Operation::SignedToken);
+    assert!(signed[0].ok >= 10, "{signed:#?}");
+    assert!(fleet.hosts.iter().all(|h| h.request_key().is_some()));
+}
+
+#[test]
 fn the_binary_refuses_a_target_that_is_not_loopback() {
     let state = tempfile::tempdir().unwrap();
     for url in ["http://10.1.2.3:8443", "http://192.168.0.10:80"] {

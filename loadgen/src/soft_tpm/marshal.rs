@@ -24,6 +24,10 @@ const TPM_ECC_NIST_P256: u16 = 0x0003;
 const TPM_GENERATED_VALUE: u32 = 0xff54_4347;
 /// `TPM_ST_ATTEST_QUOTE`.
 const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
+/// `TPM_ST_ATTEST_CERTIFY`.
+const TPM_ST_ATTEST_CERTIFY: u16 = 0x8017;
+/// `TPM_RH_OWNER`: the request key's parent hierarchy, for its qualified name.
+const TPM_RH_OWNER: u32 = 0x4000_0001;
 
 /// fixedTPM | fixedParent | sensitiveDataOrigin | adminWithPolicy |
 /// restricted | decrypt: the EK Credential Profile's template L-2.
@@ -31,6 +35,9 @@ const EK_ATTRIBUTES: u32 = 0x0003_00b2;
 /// fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | restricted
 /// | sign: what `tpm2_createak` and the attester make.
 const AK_ATTRIBUTES: u32 = 0x0005_0072;
+/// fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | sign: an
+/// unrestricted signing key (the attester's request key).
+const REQUEST_KEY_ATTRIBUTES: u32 = 0x0004_0072;
 /// PolicyA (`TPM2_PolicySecret(TPM_RH_ENDORSEMENT)`, SHA-256), EK Credential
 /// Profile 2.5, annex B.3.
 const EK_POLICY_A: [u8; 32] = [
@@ -122,6 +129,53 @@ pub fn ak_public(x: &[u8], y: &[u8]) -> Vec<u8> {
         .u16(TPM_ALG_NULL)
         .tpm2b(x)
         .tpm2b(y);
+    w.finish()
+}
+
+/// `TPMT_PUBLIC` of an unrestricted ECDSA-SHA256 P-256 signing key (the
+/// request key that signs token requests).
+pub fn request_key_public(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut w = TpmWriter::new();
+    w.u16(TPM_ALG_ECC)
+        .u16(TPM_ALG_SHA256)
+        .u32(REQUEST_KEY_ATTRIBUTES)
+        .tpm2b(&[])
+        .u16(TPM_ALG_NULL)
+        .u16(TPM_ALG_ECDSA)
+        .u16(TPM_ALG_SHA256)
+        .u16(TPM_ECC_NIST_P256)
+        .u16(TPM_ALG_NULL)
+        .tpm2b(x)
+        .tpm2b(y);
+    w.finish()
+}
+
+/// `TPMS_ATTEST` of TPM2_Certify of the object named `name`, a child of
+/// the owner hierarchy (its qualified name: `H(TPM_RH_OWNER ‖ name)`).
+pub fn certify_attest(
+    signer_name: &[u8],
+    extra_data: &[u8],
+    clock: ClockInfo,
+    firmware_version: u64,
+    name: &[u8],
+) -> Vec<u8> {
+    let mut qualified = TPM_ALG_SHA256.to_be_bytes().to_vec();
+    let mut h = Sha256::new();
+    h.update(TPM_RH_OWNER.to_be_bytes());
+    h.update(name);
+    qualified.extend_from_slice(&h.finalize());
+    let mut w = TpmWriter::new();
+    w.u32(TPM_GENERATED_VALUE)
+        .u16(TPM_ST_ATTEST_CERTIFY)
+        .tpm2b(signer_name)
+        .tpm2b(extra_data)
+        .u64(clock.clock)
+        .u32(clock.reset_count)
+        .u32(clock.restart_count)
+        .u8(u8::from(clock.safe))
+        .u64(firmware_version)
+        .tpm2b(name)
+        .tpm2b(&qualified);
     w.finish()
 }
 

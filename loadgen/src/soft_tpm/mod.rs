@@ -113,6 +113,43 @@ pub struct Quote {
     pub signature: Vec<u8>,
 }
 
+/// A request-signing key (TPM2_Create of an unrestricted ECDSA P-256 key):
+/// it signs token requests between attestations once the AK certified it.
+#[derive(Debug)]
+pub struct RequestKey {
+    key: EcdsaKeyPair,
+    /// `TPMT_PUBLIC`.
+    pub public: Vec<u8>,
+    /// `TPM2B_NAME` contents.
+    pub name: Vec<u8>,
+}
+
+impl RequestKey {
+    /// A new key.
+    pub fn generate() -> Result<RequestKey, SoftTpmError> {
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| {
+            SoftTpmError::Crypto {
+                step: "request key generation",
+            }
+        })?;
+        let (x, y) = xy(key.public_key().as_ref())?;
+        let public = marshal::request_key_public(x, y);
+        let name = marshal::name(&public);
+        Ok(RequestKey { key, public, name })
+    }
+
+    /// TPM2_Sign of SHA-256(`message`): the `TPMT_SIGNATURE`.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SoftTpmError> {
+        let sig =
+            self.key
+                .sign(&SystemRandom::new(), message)
+                .map_err(|_| SoftTpmError::Crypto {
+                    step: "request signature",
+                })?;
+        Ok(marshal::ecdsa_signature(sig.as_ref()))
+    }
+}
+
 /// The firmware version every simulated TPM reports.
 const FIRMWARE_VERSION: u64 = 0x0001_0002_0003_0004;
 
@@ -186,6 +223,34 @@ impl SoftTpm {
                 .sign(&SystemRandom::new(), &attest)
                 .map_err(|_| SoftTpmError::Crypto {
                     step: "quote signature",
+                })?;
+        Ok(Quote {
+            signature: marshal::ecdsa_signature(sig.as_ref()),
+            attest,
+        })
+    }
+}
+
+impl SoftTpm {
+    /// TPM2_Certify of `key` by the AK with `extra_data` as qualifying data.
+    pub fn certify(
+        &self,
+        key: &RequestKey,
+        extra_data: &[u8],
+        clock: ClockInfo,
+    ) -> Result<Quote, SoftTpmError> {
+        let attest = marshal::certify_attest(
+            &self.ak_name,
+            extra_data,
+            clock,
+            FIRMWARE_VERSION,
+            &key.name,
+        );
+        let sig =
+            self.ak
+                .sign(&SystemRandom::new(), &attest)
+                .map_err(|_| SoftTpmError::Crypto {
+                    step: "certification signature",
                 })?;
         Ok(Quote {
             signature: marshal::ecdsa_signature(sig.as_ref()),
