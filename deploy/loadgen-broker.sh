@@ -3,9 +3,20 @@
 # on, default [limits]) on a free loopback port, trusting writ-loadgen's
 # test EK CA and enforcing its policy.
 #
+#   loadgen_work_dir                        sets T (a temp dir) and an EXIT trap
+#                                           that stops the broker and removes T
 #   start_loadgen_broker BIN_DIR WORK_DIR   (WORK_DIR/loadgen from `writ-loadgen setup`)
 #
-# Sets BROKER_PID and BROKER_URL; the caller stops the broker.
+# start_loadgen_broker sets BROKER_PID and BROKER_URL.
+BROKER_PID=
+loadgen_work_dir() {
+  T=$(mktemp -d)
+  trap 'stop_loadgen_broker; rm -rf "$T"' EXIT
+}
+stop_loadgen_broker() {
+  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
 start_loadgen_broker() {
   local bin=$1 work=$2 port= p
   for p in $(shuf -i 20000-60000 -n 200); do

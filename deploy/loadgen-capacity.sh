@@ -18,18 +18,11 @@ RATE=${RATE:-2000}
 CEILING_SECS=${CEILING_SECS:-10}
 cargo build --release --locked --bins -p broker -p loadgen
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-T=$(mktemp -d)
-BROKER_PID=
-cleanup() {
-  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
+. deploy/loadgen-broker.sh
+loadgen_work_dir
 step() { printf '\n== %s (load average %s)\n' "$1" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
 
 "$BIN/writ-loadgen" setup --state-dir "$T/loadgen" --hosts "$HOSTS"
-. deploy/loadgen-broker.sh
 start_loadgen_broker "$BIN" "$T"
 L=("$BIN/writ-loadgen")
 COMMON=(--broker "$BROKER_URL" --state-dir "$T/loadgen" --hosts "$HOSTS" --broker-pid "$BROKER_PID")
@@ -43,6 +36,11 @@ step "fleet: $HOSTS hosts every $INTERVAL s for $SECS s"
   --ceiling-secs "$CEILING_SECS" || true
 step "tokens: $RATE/s offered for $SECS s"
 "${L[@]}" tokens "${COMMON[@]}" --rate "$RATE" --duration-secs "$SECS" \
+  --ceiling-secs "$CEILING_SECS" || true
+# Signed requests need an appraisal younger than hosts.signed_request_max_age_secs (120 s).
+SIGNED_SECS=$(( SECS < 60 ? SECS : 60 ))
+step "signed: $RATE/s offered for $SIGNED_SECS s"
+"${L[@]}" signed "${COMMON[@]}" --rate "$RATE" --duration-secs "$SIGNED_SECS" \
   --ceiling-secs "$CEILING_SECS" || true
 step "done"
 ls -l "$T/writ.db" "$T"/writ.db-wal 2>/dev/null || true

@@ -12,17 +12,10 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 cargo build --locked --bins -p broker -p loadgen
-T=$(mktemp -d)
-BROKER_PID=
-cleanup() {
-  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$T"
-}
-trap cleanup EXIT
+. deploy/loadgen-broker.sh
+loadgen_work_dir
 
 "$BIN/writ-loadgen" setup --state-dir "$T/loadgen" --hosts 50
-. deploy/loadgen-broker.sh
 start_loadgen_broker "$BIN" "$T"
 if ! "$BIN/writ-loadgen" mixed --broker "$BROKER_URL" --state-dir "$T/loadgen" \
   --hosts 50 --duration-secs 10 --interval-secs 5 --rate 10 --broker-pid "$BROKER_PID"; then

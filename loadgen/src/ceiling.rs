@@ -17,12 +17,12 @@ use verifier_lib::decision::claims::{tpm_submod, ExecutionToken};
 use verifier_lib::decision::{decide, Appraised, EvidenceKind, HostStatus, Input, WorkloadRequest};
 use verifier_lib::host_clock::ClockState;
 use verifier_lib::policy::Policy;
-use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::{self, SigningKey};
 use verifier_lib::tpm::PcrValues;
 
-use crate::fleet::{policy_toml, workload_digest, Fleet, WORKLOAD};
-use crate::soft_tpm::eventlog::LOG_PCRS;
+use crate::fleet::{
+    policy_toml, quoted_pcrs, token_request_binding, workload_digest, Fleet, WORKLOAD,
+};
 
 /// Why the ceiling could not be measured.
 #[derive(Debug, thiserror::Error)]
@@ -63,18 +63,13 @@ pub struct CeilingReport {
 
 /// Prepare one token request per host of `fleet` (at most `max_hosts`).
 fn prepare(fleet: &Fleet, max_hosts: usize) -> Result<Vec<Prepared>, CeilingError> {
-    let digest = workload_digest();
     let cnf = SigningKey::generate()
         .and_then(|k| k.verifying_key().to_cose_key_bytes())
         .map_err(|e| CeilingError::Setup {
             what: "workload key",
             reason: e.to_string(),
         })?;
-    let bank = LOG_PCRS
-        .iter()
-        .map(|&p| (p, fleet.log.pcrs[usize::from(p)].to_vec()))
-        .collect();
-    let pcrs = PcrValues([(HashAlg::Sha256, bank)].into_iter().collect());
+    let pcrs = quoted_pcrs(&fleet.log);
     fleet
         .hosts
         .iter()
@@ -82,13 +77,7 @@ fn prepare(fleet: &Fleet, max_hosts: usize) -> Result<Vec<Prepared>, CeilingErro
         .map(|h| {
             let host_id = format!("loadgen-ceiling-{}", h.index);
             let nonce = HashAlg::Sha256.digest(host_id.as_bytes());
-            let extra_data = TokenRequestBinding {
-                host_id: &host_id,
-                workload: WORKLOAD,
-                workload_digest: &digest,
-                cnf_key: Some(&cnf),
-            }
-            .quote_nonce(&nonce);
+            let extra_data = token_request_binding(&host_id, &nonce, &cnf);
             let quote = h
                 .tpm
                 .quote(&extra_data, h.clock(), &fleet.log)

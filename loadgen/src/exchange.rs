@@ -20,13 +20,11 @@ use verifier_lib::api::{
     TokenResponse, TpmEvidence,
 };
 use verifier_lib::crypto::HashAlg;
-use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::{
     Audience, Expectations, KeySet, SigningKey, TokenVerifier, VerifyingKey,
 };
-use verifier_lib::tpm::PcrValues;
 
-use crate::fleet::{workload_digest, Fleet, SimHost, WORKLOAD};
+use crate::fleet::{quoted_pcrs, token_request_binding, workload_digest, Fleet, SimHost, WORKLOAD};
 use crate::soft_tpm::eventlog::LOG_PCRS;
 use crate::soft_tpm::{RequestKey, SoftTpmError};
 use crate::target::Target;
@@ -277,14 +275,10 @@ impl Broker {
         extra_data: &[u8],
     ) -> Result<TpmEvidence, ExchangeError> {
         let quote = host.tpm.quote(extra_data, host.clock(), &fleet.log)?;
-        let bank = LOG_PCRS
-            .iter()
-            .map(|&p| (p, fleet.log.pcrs[usize::from(p)].to_vec()))
-            .collect();
         Ok(TpmEvidence {
             attest: quote.attest,
             signature: quote.signature,
-            pcrs: PcrValues([(HashAlg::Sha256, bank)].into_iter().collect()),
+            pcrs: quoted_pcrs(&fleet.log),
             eventlog: Some(fleet.log.bytes.clone()),
             ima: None,
             ima_offset: 0,
@@ -317,13 +311,7 @@ impl Broker {
         let (host_id, nonce) = self.challenge(host).await?;
         let digest = workload_digest().to_vec();
         let cnf = self.cnf_keys[host.index % self.cnf_keys.len()].clone();
-        let extra_data = TokenRequestBinding {
-            host_id: &host_id,
-            workload: WORKLOAD,
-            workload_digest: &digest,
-            cnf_key: Some(&cnf),
-        }
-        .quote_nonce(&nonce);
+        let extra_data = token_request_binding(&host_id, &nonce, &cnf);
         let evidence = self.evidence(fleet, host, &extra_data)?;
         let resp: TokenResponse = self
             .post(
@@ -385,13 +373,7 @@ impl Broker {
         let (host_id, nonce) = self.challenge(host).await?;
         let digest = workload_digest().to_vec();
         let cnf = self.cnf_keys[host.index % self.cnf_keys.len()].clone();
-        let message = TokenRequestBinding {
-            host_id: &host_id,
-            workload: WORKLOAD,
-            workload_digest: &digest,
-            cnf_key: Some(&cnf),
-        }
-        .quote_nonce(&nonce);
+        let message = token_request_binding(&host_id, &nonce, &cnf);
         let resp: TokenResponse = self
             .post(
                 host,

@@ -30,6 +30,33 @@ pub fn workload_digest() -> [u8; 32] {
     Sha256::digest(b"writ-loadgen simulated workload executable").into()
 }
 
+/// What a quote (or a request-key signature) for a token request of the
+/// simulated workload signs: SHA-256(nonce ‖ canonical request), the
+/// broker's binding (`verifier_lib::request`).
+pub fn token_request_binding(host_id: &str, nonce: &[u8], cnf: &[u8]) -> Vec<u8> {
+    let digest = workload_digest();
+    verifier_lib::request::TokenRequestBinding {
+        host_id,
+        workload: WORKLOAD,
+        workload_digest: &digest,
+        cnf_key: Some(cnf),
+    }
+    .quote_nonce(nonce)
+}
+
+/// The PCR values a simulated quote covers, in the API's form.
+pub fn quoted_pcrs(log: &BootLog) -> verifier_lib::tpm::PcrValues {
+    let bank = crate::soft_tpm::eventlog::LOG_PCRS
+        .iter()
+        .map(|&p| (p, log.pcrs[usize::from(p)].to_vec()))
+        .collect();
+    verifier_lib::tpm::PcrValues(
+        [(verifier_lib::crypto::HashAlg::Sha256, bank)]
+            .into_iter()
+            .collect(),
+    )
+}
+
 /// One simulated host.
 #[derive(Debug)]
 pub struct SimHost {

@@ -16,12 +16,23 @@ use writ_loadgen::stats::Operation;
 use writ_loadgen::target::Target;
 
 const HOSTS: usize = 16;
+const SOURCES: usize = 4;
 
-#[test]
-fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
+/// A fleet of `hosts` in a fresh state directory, a broker trusting its CA
+/// and enforcing its policy, the broker's target and `sources` addresses,
+/// and a runtime for the load generator.
+struct Setup {
+    state: tempfile::TempDir,
+    fleet: Arc<Fleet>,
+    broker: TestBroker,
+    target: Target,
+    sources: Vec<std::net::IpAddr>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn setup(hosts: usize, sources: usize) -> Setup {
     let state = tempfile::tempdir().unwrap();
-    let target_sources = 4;
-    let fleet = Arc::new(Fleet::open(state.path(), HOSTS, target_sources, unix_now()).unwrap());
+    let fleet = Arc::new(Fleet::open(state.path(), hosts, sources, unix_now()).unwrap());
     let broker = TestBroker::start(BrokerOptions {
         policy: policy_toml(&fleet.log),
         ek_roots_pem: fleet.ca.cert_pem().into_bytes(),
@@ -29,7 +40,32 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
     })
     .unwrap();
     let target = Target::parse(&broker.url()).unwrap();
-    let sources = target.sources(target_sources).unwrap();
+    let sources = target.sources(sources).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Setup {
+        state,
+        fleet,
+        broker,
+        target,
+        sources,
+        rt,
+    }
+}
+
+#[test]
+fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
+    let Setup {
+        state,
+        fleet,
+        broker,
+        target,
+        sources,
+        rt,
+    } = setup(HOSTS, SOURCES);
     let cfg = RunConfig {
         mode: Mode::Mixed,
         duration: Duration::from_secs(4),
@@ -40,11 +76,6 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
         max_in_flight: 64,
         broker_pid: Some(std::process::id()),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let phases = rt.block_on(async {
         let client = Arc::new(
             Broker::connect(target, &sources, "writ-broker")
@@ -57,7 +88,7 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
             .unwrap();
         fleet.save_enrolled(&client.kid).unwrap();
         // A second run finds every host enrolled: no prepare phase.
-        let again = Fleet::open(state.path(), HOSTS, target_sources, unix_now()).unwrap();
+        let again = Fleet::open(state.path(), HOSTS, SOURCES, unix_now()).unwrap();
         assert_eq!(again.load_enrolled(&client.kid), HOSTS);
         phases
     });
@@ -99,16 +130,15 @@ fn mixed_load_against_a_real_broker_succeeds_and_every_token_verifies() {
 #[test]
 fn signed_requests_against_a_real_broker_get_tokens_that_verify() {
     const SIGNED_HOSTS: usize = 6;
-    let state = tempfile::tempdir().unwrap();
-    let fleet = Arc::new(Fleet::open(state.path(), SIGNED_HOSTS, 2, unix_now()).unwrap());
-    let broker = TestBroker::start(BrokerOptions {
-        policy: policy_toml(&fleet.log),
-        ek_roots_pem: fleet.ca.cert_pem().into_bytes(),
-        bundled_manufacturers: false,
-    })
-    .unwrap();
-    let target = Target::parse(&broker.url()).unwrap();
-    let sources = target.sources(2).unwrap();
+    // The broker and the state directory live until the end of the test.
+    let Setup {
+        state: _state,
+        fleet,
+        broker: _broker,
+        target,
+        sources,
+        rt,
+    } = setup(SIGNED_HOSTS, 2);
     let cfg = RunConfig {
         mode: Mode::Signed,
         duration: Duration::from_secs(2),
@@ -119,11 +149,6 @@ fn signed_requests_against_a_real_broker_get_tokens_that_verify() {
         max_in_flight: 16,
         broker_pid: None,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let phases = rt.block_on(async {
         let client = Arc::new(
             Broker::connect(target, &sources, "writ-broker")

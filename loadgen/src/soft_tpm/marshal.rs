@@ -115,32 +115,25 @@ pub fn ek_public(x: &[u8], y: &[u8]) -> Vec<u8> {
 
 /// `TPMT_PUBLIC` of a restricted ECDSA-SHA256 P-256 signing key (the AK).
 pub fn ak_public(x: &[u8], y: &[u8]) -> Vec<u8> {
-    let mut w = TpmWriter::new();
-    w.u16(TPM_ALG_ECC)
-        .u16(TPM_ALG_SHA256)
-        .u32(AK_ATTRIBUTES)
-        .tpm2b(&[])
-        // TPMT_SYM_DEF_OBJECT: null (a signing key)
-        .u16(TPM_ALG_NULL)
-        // TPMT_ECC_SCHEME: ECDSA with SHA-256
-        .u16(TPM_ALG_ECDSA)
-        .u16(TPM_ALG_SHA256)
-        .u16(TPM_ECC_NIST_P256)
-        .u16(TPM_ALG_NULL)
-        .tpm2b(x)
-        .tpm2b(y);
-    w.finish()
+    ecdsa_key_public(AK_ATTRIBUTES, x, y)
 }
 
 /// `TPMT_PUBLIC` of an unrestricted ECDSA-SHA256 P-256 signing key (the
 /// request key that signs token requests).
 pub fn request_key_public(x: &[u8], y: &[u8]) -> Vec<u8> {
+    ecdsa_key_public(REQUEST_KEY_ATTRIBUTES, x, y)
+}
+
+/// `TPMT_PUBLIC` of an ECDSA-SHA256 P-256 signing key with `attributes`.
+fn ecdsa_key_public(attributes: u32, x: &[u8], y: &[u8]) -> Vec<u8> {
     let mut w = TpmWriter::new();
     w.u16(TPM_ALG_ECC)
         .u16(TPM_ALG_SHA256)
-        .u32(REQUEST_KEY_ATTRIBUTES)
+        .u32(attributes)
         .tpm2b(&[])
+        // TPMT_SYM_DEF_OBJECT: null (a signing key)
         .u16(TPM_ALG_NULL)
+        // TPMT_ECC_SCHEME: ECDSA with SHA-256
         .u16(TPM_ALG_ECDSA)
         .u16(TPM_ALG_SHA256)
         .u16(TPM_ECC_NIST_P256)
