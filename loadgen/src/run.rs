@@ -248,7 +248,9 @@ async fn drain(slots: &Semaphore, total: usize) -> usize {
 
 /// Run `steps` for each host at `indices` (a host's next step only after
 /// its previous one succeeded), `concurrency` hosts at a time, until done
-/// or the run's duration is up.
+/// or, for the `enroll` mode, the run's duration is up (a preparation
+/// phase runs to its end: regression, a `signed` run whose `register`
+/// phase was cut at `duration` sent requests for unregistered keys).
 async fn closed_loop_phase(
     name: &'static str,
     fleet: &Arc<Fleet>,
@@ -260,7 +262,14 @@ async fn closed_loop_phase(
     let rec = Arc::new(Recorder::new()?);
     let cpu = CpuWindow::start(cfg.broker_pid);
     let start = Instant::now();
-    let end = start + cfg.duration.min(MAX_DURATION);
+    // `enroll` is bounded by the run's duration; a preparation phase must
+    // finish for the load that follows to mean anything (at most 4 hours).
+    let bound = if cfg.mode == Mode::Enroll {
+        cfg.duration
+    } else {
+        MAX_DURATION
+    };
+    let end = start + bound.min(MAX_DURATION);
     let next = Arc::new(AtomicUsize::new(0));
     let indices = Arc::new(indices);
     let workers: Vec<_> = (0..cfg.concurrency.max(1))
