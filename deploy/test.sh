@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. .ci/run calls exactly this.
 # Installs system packages, then: fmt check, clippy, all tests (swtpm-backed
-# tests start their own swtpm instances), fuzz smoke runs, the Kubernetes
-# manifests (deploy/k8s-validate.sh), the Debian packages installed and run
+# tests start their own swtpm instances), the load generator's 10-second
+# smoke run, fuzz smoke runs, the Kubernetes manifests
+# (deploy/k8s-validate.sh), the Debian packages installed and run
 # (deploy/package-test.sh), and the dependency check (`cargo deny`,
 # deploy/deny.sh).
 set -euo pipefail
@@ -22,6 +23,9 @@ cargo clippy -p verifier-lib --all-targets --locked --features fuzzing -- -D war
 cargo test --workspace --locked
 # verifier_lib::fuzzing is feature-gated; its tests run with the feature.
 cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_seeds --test snp_robustness --test ekcert_vectors
+# ~10 s of writ-loadgen against the real broker binary: every exchange must
+# succeed and every token verify (deploy/loadgen-smoke.sh).
+bash deploy/loadgen-smoke.sh
 bash deploy/fuzz-smoke.sh
 # Kubernetes manifests against the OpenAPI schemas, offline.
 bash deploy/k8s-validate.sh

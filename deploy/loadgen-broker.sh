@@ -1,0 +1,49 @@
+# Sourced by deploy/loadgen-smoke.sh and deploy/loadgen-capacity.sh: start
+# the real writ-broker (SQLite in WAL mode with synchronous=FULL, audit log
+# on, default [limits]) on a free loopback port, trusting writ-loadgen's
+# test EK CA and enforcing its policy.
+#
+#   loadgen_work_dir                        sets T (a temp dir) and an EXIT trap
+#                                           that stops the broker and removes T
+#   start_loadgen_broker BIN_DIR WORK_DIR   (WORK_DIR/loadgen from `writ-loadgen setup`)
+#
+# start_loadgen_broker sets BROKER_PID and BROKER_URL.
+BROKER_PID=
+loadgen_work_dir() {
+  T=$(mktemp -d)
+  trap 'stop_loadgen_broker; rm -rf "$T"' EXIT
+}
+stop_loadgen_broker() {
+  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+start_loadgen_broker() {
+  local bin=$1 work=$2 port= p
+  for p in $(shuf -i 20000-60000 -n 200); do
+    if ! (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then port=$p; break; fi
+  done
+  [ -n "$port" ] || { echo "no free loopback port" >&2; return 1; }
+  cat > "$work/broker.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+[storage]
+url = "sqlite://$work/writ.db"
+[keys]
+dir = "$work/keys"
+[policy]
+file = "$work/loadgen/policy.toml"
+[trust]
+bundled_manufacturers = false
+ek_roots = ["$work/loadgen/ek-ca.pem"]
+TOML
+  WRIT_LOG=warn "$bin/writ-broker" serve --config "$work/broker.toml" 2> "$work/broker.log" &
+  BROKER_PID=$!
+  BROKER_URL="http://127.0.0.1:$port"
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "writ-broker did not listen on $BROKER_URL; its log:" >&2
+  tail -n 20 "$work/broker.log" >&2
+  return 1
+}
