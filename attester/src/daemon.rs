@@ -531,7 +531,7 @@ impl Daemon {
         let p = self.prepare(workload, digest, cnf)?;
         let out = self.hand_out(&p, true)?;
         if shared {
-            self.cache.insert(key, p, now());
+            self.cache.insert(key, p.handed_out(), now());
         }
         Ok(out)
     }

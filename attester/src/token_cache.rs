@@ -47,6 +47,12 @@ impl Prepared {
             used: false,
         }
     }
+
+    /// Mark it handed out (a miss hands out the token it prepares).
+    pub fn handed_out(mut self) -> Self {
+        self.used = true;
+        self
+    }
 }
 
 #[derive(Debug)]

@@ -213,6 +213,51 @@ fn revoked_prepared_tokens_are_never_handed_out() {
     stop.store(true, Ordering::SeqCst);
 }
 
+/// Step 3 of issue #18: a prepared token that was handed out is renewed at
+/// 80 % of its lifetime, before it expires, by the renewal pass (not by the
+/// next launch): the launch after it takes the new token without a broker
+/// request.
+#[test]
+fn used_prepared_tokens_are_renewed_at_80_percent_of_their_lifetime() {
+    let (pcrs, roots) = fresh_pcrs();
+    let digest = [0x42; 32];
+    let policy = format!(
+        "{}lifetime_secs = 10\n",
+        policy_toml("fast-renew", &pcrs, &[("hello", digest)])
+    );
+    let broker = TestBroker::start_configured(
+        tempfile::tempdir().unwrap(),
+        BrokerOptions {
+            policy,
+            ek_roots_pem: roots,
+            bundled_manufacturers: false,
+        },
+        |_| {},
+    )
+    .unwrap();
+    let host = trusted_host(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let (d, stop) = serve(&host, DaemonConfig::default(), &dir.path().join("s.sock"));
+    let tokens = || broker.block_on(broker.store.counts()).unwrap().tokens;
+    let a = d.token_for("hello", &digest, None).unwrap();
+    assert_eq!(a.renew_at, a.expires_at - 2, "80 % of 10 s");
+    let minted = tokens();
+    // Before renew_at: nothing is due.
+    d.renew_due();
+    assert_eq!(tokens(), minted);
+    while now() < a.renew_at {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.renew_due();
+    assert!(now() < a.expires_at, "renewed before expiry");
+    assert_eq!(tokens(), minted + 1, "one renewal");
+    let b = d.token_for("hello", &digest, None).unwrap();
+    assert_ne!(b.cti, a.cti);
+    assert_ne!(b.key_pem, a.key_pem, "a new key with the new token");
+    assert_eq!(tokens(), minted + 1, "the launch after renewal is a hit");
+    stop.store(true, Ordering::SeqCst);
+}
+
 /// A relying party behind the Writ gate on a loopback port, following the
 /// broker's status list.
 struct RelyingParty {
