@@ -391,7 +391,7 @@ fn breakdown(warm: &Daemon, cold: &Daemon, socket: &Path, progs: &[Program], rou
         let key = key.unwrap();
         time("6 run: key file (written once, then reused)", &mut || {
             writ_attester::workload_key::write_or_reuse_key(
-                runtime.path(),
+                &runtime.path().join("writ"),
                 "small-bench.pem",
                 &key,
             )
