@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. .ci/run calls exactly this.
 # Installs system packages, then: fmt check, clippy, all tests (swtpm-backed
-# tests start their own swtpm instances), the load generator's 10-second
-# smoke run, fuzz smoke runs, the Kubernetes manifests
-# (deploy/k8s-validate.sh), the Debian packages installed and run
-# (deploy/package-test.sh), and the dependency check (`cargo deny`,
-# deploy/deny.sh).
+# tests start their own swtpm instances), the Python workload example
+# (python-cwt in a virtualenv), the load generator's 10-second smoke run,
+# fuzz smoke runs, the Kubernetes manifests (deploy/k8s-validate.sh), the
+# Debian packages installed and run (deploy/package-test.sh), and the
+# dependency check (`cargo deny`, deploy/deny.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -21,6 +21,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p verifier-lib --all-targets --locked --features fuzzing -- -D warnings
 cargo test --workspace --locked
+# The workload socket's Python example (docs/examples/writ_token.py) against
+# a real daemon and broker, with python-cwt from PyPI in a virtualenv under
+# the cargo target dir (created once, reused by later runs).
+venv="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/python-cwt"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import cwt' 2>/dev/null || "$venv/bin/pip" install --quiet --disable-pip-version-check 'cwt==3.3.0'
+WRIT_TEST_PYTHON="$venv/bin/python" cargo test -p attester --locked --test fastpath -- --ignored python_example
 # verifier_lib::fuzzing is feature-gated; its tests run with the feature.
 cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_seeds --test snp_robustness --test ekcert_vectors
 # ~10 s of writ-loadgen against the real broker binary: every exchange must

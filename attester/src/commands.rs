@@ -251,8 +251,20 @@ pub fn obtain_token_with(
     workload_digest: &[u8; 32],
     cnf: Option<&[u8]>,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    obtain_token_via(&brokers(s)?, s, workload, workload_digest, cnf)
+}
+
+/// Like [`obtain_token_with`], over an existing broker pool (the daemon
+/// keeps one, so its HTTP client and trust store are built once).
+pub fn obtain_token_via(
+    pool: &BrokerPool,
+    s: &Settings,
+    workload: &str,
+    workload_digest: &[u8; 32],
+    cnf: Option<&[u8]>,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let state = AttesterState::load(&s.state_dir)?;
-    brokers(s)?.run(|broker| token_with(s, broker, &state, workload, workload_digest, cnf))
+    pool.run(|broker| token_with(s, broker, &state, workload, workload_digest, cnf))
 }
 
 fn token_with(

@@ -5,24 +5,25 @@
 //! The TPM serves one client at a time: every TPM use (re-attestation, token
 //! requests) holds one lock.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::BrokerPool;
 use crate::commands::{self, Settings};
 use crate::error::{denial_reasons, CommandError};
 use crate::state::{AttesterState, StateError};
+use crate::token_cache::{CacheKey, Prepared, TokenCache};
 use crate::tpm::AkAlg;
 use crate::workload_api::{
-    self, peer_identity, PeerIdentity, WorkloadRequest, WorkloadResponse, WorkloadToken,
-    DEFAULT_SOCKET,
+    self, peer_identity, OwnExecutable, PeerIdentity, WorkloadRequest, WorkloadResponse,
+    WorkloadToken, DEFAULT_SOCKET,
 };
 
 /// The daemon's configuration file (TOML).
@@ -60,6 +61,13 @@ pub struct DaemonSection {
     /// sign token requests with it (no quote per token) while the broker
     /// accepts them; falls back to a quote otherwise.
     pub request_key: bool,
+    /// Give every launch its own fresh key and token (one broker round trip
+    /// and one audit leaf per launch) instead of the prepared ones shared by
+    /// every launch of a program until renewal.
+    pub per_launch_tokens: bool,
+    /// Use a held status list for at most this long after the broker served
+    /// it; then fetch it again before handing out a token.
+    pub status_max_age_ms: u64,
 }
 
 impl Default for DaemonSection {
@@ -73,6 +81,8 @@ impl Default for DaemonSection {
             renew_fraction: 0.8,
             max_clients: 32,
             request_key: true,
+            per_launch_tokens: false,
+            status_max_age_ms: 1_000,
         }
     }
 }
@@ -164,21 +174,17 @@ pub fn jittered(base: Duration, jitter_percent: u8) -> Duration {
     base.mul_f64((1.0 - spread + 2.0 * spread * unit).max(0.0))
 }
 
-/// (workload, executable digest, cnf key) a cached token is for.
-type CacheKey = (String, Vec<u8>, Vec<u8>);
-
-#[derive(Debug, Clone)]
-struct Cached {
-    token: WorkloadToken,
-}
-
 /// Shared state of a running daemon.
 #[derive(Debug)]
 pub struct Daemon {
     settings: Settings,
     config: DaemonConfig,
     tpm: Mutex<()>,
-    cache: Mutex<HashMap<CacheKey, Cached>>,
+    cache: TokenCache,
+    /// One HTTP client for the daemon's life (built at first use).
+    pool: OnceLock<BrokerPool>,
+    /// This daemon's own executable, for callers running the same file.
+    own_exe: Option<OwnExecutable>,
     clients: AtomicUsize,
     stop: Arc<AtomicBool>,
     /// The broker accepted our request key (since the last attestation).
@@ -191,11 +197,14 @@ impl Daemon {
         if !config.daemon.brokers.is_empty() {
             settings.broker = config.daemon.brokers.join(",");
         }
+        let status_max_age = Duration::from_millis(config.daemon.status_max_age_ms);
         Arc::new(Daemon {
             settings,
             config,
             tpm: Mutex::new(()),
-            cache: Mutex::new(HashMap::new()),
+            cache: TokenCache::new(status_max_age),
+            pool: OnceLock::new(),
+            own_exe: OwnExecutable::measure().ok(),
             clients: AtomicUsize::new(0),
             stop,
             request_key_registered: AtomicBool::new(false),
@@ -317,9 +326,16 @@ impl Daemon {
         digest: &[u8; 32],
         cnf: &[u8],
     ) -> Result<(Vec<u8>, verifier_lib::token::VerifiedToken), CommandError> {
+        let pool = self.pool()?;
         if self.request_key_registered.load(Ordering::SeqCst) {
             let signed = self.locked(|| {
-                crate::request_key::obtain_token_signed(&self.settings, workload, digest, Some(cnf))
+                crate::request_key::obtain_token_signed_via(
+                    pool,
+                    &self.settings,
+                    workload,
+                    digest,
+                    Some(cnf),
+                )
             });
             match signed {
                 Ok(t) => return Ok(t),
@@ -334,7 +350,18 @@ impl Daemon {
                 }
             }
         }
-        self.locked(|| commands::obtain_token_with(&self.settings, workload, digest, Some(cnf)))
+        self.locked(|| {
+            commands::obtain_token_via(pool, &self.settings, workload, digest, Some(cnf))
+        })
+    }
+
+    /// The daemon's broker pool, built on first use.
+    fn pool(&self) -> Result<&BrokerPool, CommandError> {
+        if let Some(p) = self.pool.get() {
+            return Ok(p);
+        }
+        let built = commands::brokers(&self.settings)?;
+        Ok(self.pool.get_or_init(|| built))
     }
 
     /// Bind the socket (mode 0660), replacing a stale socket file.
@@ -380,7 +407,20 @@ impl Daemon {
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20));
+                    // Wake at the next connection (a polling sleep here
+                    // added its half on average to every request), and
+                    // every 50 ms to see whether to stop.
+                    let mut fds = [rustix::event::PollFd::new(
+                        &listener,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    let tick = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 50_000_000,
+                    };
+                    if rustix::event::poll(&mut fds, Some(&tick)).is_err() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
                 Err(e) => {
                     eprintln!("writ-attester daemon: accept: {e}");
@@ -394,7 +434,7 @@ impl Daemon {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-        let answer = match peer_identity(&stream) {
+        let answer = match peer_identity(&stream, self.own_exe.as_ref()) {
             Ok(peer) => self.answer(&stream, &peer),
             Err(e) => refusal("caller_unidentified", &format!("SO_PEERCRED / exe: {e}")),
         };
@@ -411,18 +451,20 @@ impl Daemon {
         };
         let digest_hex = hex::encode(peer.exe_digest);
         let (workload, digest, cnf) = match req {
-            WorkloadRequest::Token { cnf } => {
-                let known =
-                    self.config.workloads.iter().find(|w| {
-                        w.uid == peer.uid && w.exe_sha256.eq_ignore_ascii_case(&digest_hex)
-                    });
+            WorkloadRequest::Token { cnf, workload } => {
+                let known = self.config.workloads.iter().find(|w| {
+                    w.uid == peer.uid
+                        && w.exe_sha256.eq_ignore_ascii_case(&digest_hex)
+                        && workload.as_ref().is_none_or(|name| *name == w.name)
+                });
                 match known {
                     Some(w) => (w.name.clone(), peer.exe_digest, cnf),
                     None => {
                         return refusal(
                             "caller_unknown",
                             &format!(
-                                "no workload configured for uid {} with executable {} (sha256 {digest_hex})",
+                                "no workload{} configured for uid {} with executable {} (sha256 {digest_hex})",
+                                workload.map(|w| format!(" {w:?}")).unwrap_or_default(),
                                 peer.uid,
                                 peer.exe.display()
                             ),
@@ -461,12 +503,12 @@ impl Daemon {
                     Ok(d) => d,
                     Err(e) => return refusal("launch_unmeasured", &e.to_string()),
                 };
-                if workload_digest.as_slice() != measured.as_slice() {
+                if let Some(named) = workload_digest.filter(|d| d.as_slice() != measured) {
                     return refusal(
                         "launch_digest_mismatch",
                         &format!(
                             "the launcher named digest {} but the image it sent hashes to {}",
-                            hex::encode(&workload_digest),
+                            hex::encode(&named),
                             hex::encode(measured)
                         ),
                     );
@@ -474,36 +516,95 @@ impl Daemon {
                 (workload, measured, cnf)
             }
         };
-        match self.token_for(&workload, &digest, &cnf) {
+        match self.token_for(&workload, &digest, cnf.as_deref()) {
             Ok(t) => WorkloadResponse::Token(t),
             Err(e) => refusal("denied", &denial_reasons(&e)),
         }
     }
 
-    /// A token for (workload, digest, cnf): the cached one until
-    /// `renew_fraction` of its lifetime has passed, then a fresh one.
+    /// A token for (workload, digest) bound to `cnf`, or (`None`) to the
+    /// daemon's prepared key for it, with the key set and the status list
+    /// that show it valid (see [`crate::token_cache`]): the prepared token
+    /// until `renew_fraction` of its lifetime has passed, else a fresh one.
     pub fn token_for(
         &self,
         workload: &str,
         digest: &[u8; 32],
-        cnf: &[u8],
+        cnf: Option<&[u8]>,
     ) -> Result<WorkloadToken, CommandError> {
-        let key = (workload.to_owned(), digest.to_vec(), cnf.to_vec());
-        let t = now();
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(c) = cache.get(&key) {
-                if t < c.token.renew_at {
-                    return Ok(c.token.clone());
-                }
+        let key: CacheKey = (workload.to_owned(), *digest, cnf.map(<[u8]>::to_vec));
+        let shared = cnf.is_some() || !self.config.daemon.per_launch_tokens;
+        if let Some(p) = shared.then(|| self.cache.take(&key, now())).flatten() {
+            match self.hand_out(&p, false) {
+                Ok(t) => return Ok(t),
+                // Revoked or unverifiable: never handed out; prepare anew.
+                Err(_) => self.cache.evict(&key, &p.token.cti),
             }
         }
-        let (token, verified) = self.obtain(workload, digest, cnf)?;
+        let p = self.prepare(workload, digest, cnf)?;
+        let out = self.hand_out(&p, true)?;
+        if shared {
+            self.cache.insert(key, p.handed_out(), now());
+        }
+        Ok(out)
+    }
+
+    /// `p` with the trusted keys and a list showing it VALID
+    /// (`refetch`: a list the broker serves now).
+    fn hand_out(&self, p: &Prepared, refetch: bool) -> Result<WorkloadToken, CommandError> {
+        let (keys, encoded) = self.keys(false)?;
+        let list = self.cache.listed(
+            self.pool()?,
+            &keys,
+            p.status.as_ref(),
+            &p.token.cti,
+            now(),
+            refetch,
+        )?;
+        Ok(WorkloadToken {
+            keys: Some(encoded),
+            status_list: Some(list),
+            ..p.token.clone()
+        })
+    }
+
+    /// The pinned key set (advanced along the broker's rotations when
+    /// `refresh` or not yet known).
+    fn keys(&self, refresh: bool) -> Result<(verifier_lib::token::KeySet, Vec<u8>), CommandError> {
+        if let Some(k) = self.cache.keys().filter(|_| !refresh) {
+            return Ok(k);
+        }
+        let keys = self.pool()?.run(|broker| {
+            crate::pinning::trusted_key_set(broker, &self.settings.state_dir, false)
+                .map_err(CommandError::from)
+        })?;
+        let encoded = self.cache.set_keys(&keys)?;
+        Ok((keys, encoded))
+    }
+
+    /// A fresh token for (workload, digest), bound to `cnf` or to a new key
+    /// of the daemon's (its PEM in the result).
+    fn prepare(
+        &self,
+        workload: &str,
+        digest: &[u8; 32],
+        cnf: Option<&[u8]>,
+    ) -> Result<Prepared, CommandError> {
+        let (own, cnf) = match cnf {
+            Some(c) => (None, c.to_vec()),
+            None => {
+                let k = verifier_lib::token::SigningKey::generate()?;
+                let c = k.verifying_key().to_cose_key_bytes()?;
+                (Some(k), c)
+            }
+        };
+        let (token, verified) = self.obtain(workload, digest, &cnf)?;
         let bound = verified
             .claims
             .cnf
             .as_ref()
             .and_then(|k| k.to_cose_key_bytes().ok());
-        let requested = verifier_lib::token::VerifyingKey::from_cose_key_bytes(cnf)
+        let requested = verifier_lib::token::VerifyingKey::from_cose_key_bytes(&cnf)
             .ok()
             .and_then(|k| k.to_cose_key_bytes().ok());
         if bound.is_none() || bound != requested {
@@ -513,23 +614,36 @@ impl Daemon {
                 actual: "another or no key".into(),
             });
         }
+        // A rotation may have come with the token: advance the pins now.
+        self.keys(true)?;
         let c = &verified.claims;
         let life = (c.exp - c.iat).max(0) as f64;
-        let renew_at = c.iat + (life * self.config.daemon.renew_fraction) as i64;
-        let out = WorkloadToken {
+        let token = WorkloadToken {
             token,
             cti: c.cti.clone(),
             workload: workload.to_owned(),
             expires_at: c.exp,
-            renew_at,
+            renew_at: c.iat + (life * self.config.daemon.renew_fraction) as i64,
+            key_pem: own.map(|k| k.to_pkcs8_pem()).transpose()?,
+            keys: None,
+            status_list: None,
         };
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, v| v.token.expires_at > t);
-            if cache.len() < 1024 {
-                cache.insert(key, Cached { token: out.clone() });
+        Ok(Prepared::new(token, c.status.clone()))
+    }
+
+    /// Replace every prepared token that is due for renewal and was used.
+    pub fn renew_due(&self) {
+        for key in self.cache.due(now()) {
+            let (workload, digest, cnf) = &key;
+            match self.prepare(workload, digest, cnf.as_deref()) {
+                Ok(p) => self.cache.insert(key.clone(), p, now()),
+                Err(e) => eprintln!(
+                    "writ-attester daemon: renewing the token of {workload} failed ({}); \
+                     the next launch asks again",
+                    denial_reasons(&e)
+                ),
             }
         }
-        Ok(out)
     }
 }
 
@@ -559,11 +673,21 @@ pub fn run(
         let d = Arc::clone(&daemon);
         std::thread::spawn(move || d.serve(listener))
     };
+    let renewer = {
+        let d = Arc::clone(&daemon);
+        std::thread::spawn(move || {
+            while !d.stopped() {
+                d.renew_due();
+                d.pause(Duration::from_secs(1));
+            }
+        })
+    };
     if daemon.ensure_enrolled() {
         daemon.attest_loop();
     }
     daemon.stop.store(true, Ordering::SeqCst);
     let _ = server.join();
+    let _ = renewer.join();
     let _ = std::fs::remove_file(&daemon.config.daemon.socket);
     Ok(())
 }

@@ -3,10 +3,11 @@
 //! Kept apart from the commands so that `commands`, `logs`, `snp` and
 //! `program` all import it and none of them imports another for its error
 //! type: this module depends only on leaf modules (`client`, `state`,
-//! `tpm`).
+//! `tpm`, `revocation`).
 
 use crate::client::ClientError;
 use crate::pinning::PinningError;
+use crate::revocation::RevocationCheckError;
 use crate::state::StateError;
 use crate::tpm::{EkAlg, TpmError};
 use verifier_lib::token::TokenError;
@@ -69,6 +70,10 @@ pub enum CommandError {
     Random,
     #[error("state file: request_key_secret is not {expected} bytes of hex")]
     RequestKeySecret { expected: usize },
+    /// The token's entry in its status list is not VALID, or no verifiable
+    /// list shows it.
+    #[error("{0}")]
+    Status(#[from] RevocationCheckError),
 }
 
 impl CommandError {

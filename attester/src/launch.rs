@@ -1,21 +1,21 @@
-//! What `writ-attester run` does before it execs a workload: generate the
-//! workload's proof-of-possession key, obtain a token bound to it (through
-//! the local daemon's socket when one is running, else directly with the
-//! TPM), check the token, write the key for the child, and re-check
-//! revocation against the broker's signed status list.
+//! What `writ-attester run` does before it execs a workload: obtain a token
+//! bound to a proof-of-possession key for the program (the daemon's prepared
+//! token and key when its socket exists; else a new key and a token from
+//! the brokers with the TPM), check the token and its revocation status,
+//! and write the key for the child.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use verifier_lib::token::{
-    Audience, Expectations, SigningKey, TokenError, TokenVerifier, VerifiedToken,
+    Audience, Expectations, KeySet, SigningKey, TokenError, TokenVerifier, VerifiedToken,
 };
 
 use crate::commands::{self, Settings};
 use crate::error::{denial_reasons, CommandError};
-use crate::program::Program;
+use crate::program::{Program, SealedProgram};
 use crate::revocation::{self, RevocationCheckError};
-use crate::workload_api::{self, WorkloadApiError, WorkloadRequest};
+use crate::workload_api::{self, WorkloadApiError, WorkloadRequest, WorkloadToken};
 use crate::workload_key::{self, KeyFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ pub enum LaunchError {
     Token(#[from] TokenError),
     #[error("token is not bound to the workload's key")]
     CnfMismatch,
+    /// The daemon's answer lacks what `run` checks the token with.
+    #[error("attester daemon: the answer has no {field}")]
+    DaemonAnswerIncomplete { field: &'static str },
 }
 
 /// Where a token comes from when no daemon socket answers.
@@ -53,6 +56,8 @@ pub struct Prepared {
     pub key_path: PathBuf,
     /// Whether the token came through the daemon's socket.
     pub via_daemon: bool,
+    /// The program to exec, with the digest the token names.
+    pub program: Program,
 }
 
 fn now() -> i64 {
@@ -72,17 +77,116 @@ fn verifier(s: &Settings, keys: verifier_lib::token::KeySet, workload: &str) -> 
     )
 }
 
-/// Obtain a key-bound token for `program` and prepare the child's key.
+/// Obtain a key-bound token for `program` and prepare the child's key:
+/// from the daemon when its socket exists (no HTTP client, no trust store,
+/// no key-set fetch: see [`from_daemon`]), else directly from the brokers.
 pub fn prepare(
     s: &Settings,
     workload: &str,
-    program: &Program,
+    sealed: SealedProgram,
     runtime_dir: Option<&Path>,
     socket: Option<&Path>,
     evidence: Evidence,
 ) -> Result<Prepared, LaunchError> {
     let dir = workload_key::runtime_dir(runtime_dir)?;
     workload_key::ensure_private_dir(&dir)?;
+    let (token, verified, key, program, via_daemon) = match socket.filter(|p| p.exists()) {
+        Some(path) => {
+            let (t, v, k, p) = from_daemon(s, workload, sealed, path)?;
+            (t, v, k, p, true)
+        }
+        None => {
+            let program = sealed.measure()?;
+            let (t, v, k) = from_brokers(s, workload, &program, evidence)?;
+            (t, v, k, program, false)
+        }
+    };
+    let name = format!(
+        "{}-{}.pem",
+        workload.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+        hex::encode(&verified.claims.cti)
+    );
+    let key_path = workload_key::write_or_reuse_key(&dir, &name, &key)?;
+    Ok(Prepared {
+        token,
+        verified,
+        key_path,
+        via_daemon,
+        program,
+    })
+}
+
+/// The daemon's prepared token and key for the sealed program, checked
+/// here against what the daemon hands over with them: the pinned key set it
+/// verified the token with, and a signed status list (fetched by the daemon
+/// at most `status_max_age_ms` ago) in which the token is VALID. The daemon
+/// hashes the sealed image `run` will exec and the token names that digest,
+/// so the image is hashed once, by the daemon. `run` trusts the daemon it
+/// reached, whose socket is served by root or by this user (see
+/// `writ_workload::socket`); these checks catch a token that is not for
+/// this workload, key or time, or that the list revokes.
+fn from_daemon(
+    s: &Settings,
+    workload: &str,
+    sealed: SealedProgram,
+    socket: &Path,
+) -> Result<(Vec<u8>, VerifiedToken, SigningKey, Program), LaunchError> {
+    let t = workload_api::request_launch(
+        socket,
+        &WorkloadRequest::Launch {
+            workload: workload.to_owned(),
+            workload_digest: None,
+            cnf: None,
+        },
+        sealed.image(),
+        Duration::from_secs(60),
+    )?;
+    let (v, key) = check_daemon_answer(s, workload, &t)?;
+    let named = v.claims.workload_digest.clone().unwrap_or_default();
+    let digest: [u8; 32] =
+        named
+            .as_slice()
+            .try_into()
+            .map_err(|_| CommandError::TokenMismatch {
+                field: "workload digest",
+                expected: "32 bytes (SHA-256)".into(),
+                actual: hex::encode(&named),
+            })?;
+    let program = sealed.measured_as(digest);
+    check_bound(&v, &program, &key)?;
+    Ok((t.token, v, key, program))
+}
+
+/// Check a token the daemon handed out with its prepared key: signature by
+/// the key set that came with it, issuer, audience `workload`, lifetime,
+/// bound to that key, and VALID in the status list that came with it.
+pub fn check_daemon_answer(
+    s: &Settings,
+    workload: &str,
+    t: &WorkloadToken,
+) -> Result<(VerifiedToken, SigningKey), LaunchError> {
+    let missing = |field| LaunchError::DaemonAnswerIncomplete { field };
+    let keys = KeySet::from_cose_key_set(t.keys.as_deref().ok_or(missing("keys"))?)?;
+    let key = SigningKey::from_pkcs8_pem(t.key_pem.as_deref().ok_or(missing("key_pem"))?)?;
+    let list = t.status_list.as_deref().ok_or(missing("status_list"))?;
+    let now = now();
+    let v = verifier(s, keys.clone(), workload).verify(&t.token, now)?;
+    if v.claims.cnf.as_ref().map(|k| k.kid.clone()) != Some(key.kid()) {
+        return Err(LaunchError::CnfMismatch);
+    }
+    revocation::check_listed(list, &keys, v.claims.status.as_ref(), &v.claims.cti, now)?;
+    Ok((v, key))
+}
+
+/// A token obtained from the brokers with this host's TPM (or SEV-SNP
+/// guest) for a new key, and its status checked against the list a broker
+/// serves now.
+fn from_brokers(
+    s: &Settings,
+    workload: &str,
+    program: &Program,
+    evidence: Evidence,
+) -> Result<(Vec<u8>, VerifiedToken, SigningKey), LaunchError> {
     let key = SigningKey::generate().map_err(KeyFileError::from)?;
     let cnf = key.verifying_key().to_cose_key_bytes()?;
     let brokers = commands::brokers(s)?;
@@ -94,47 +198,13 @@ pub fn prepare(
         )
         .map_err(CommandError::from)
     })?;
-
-    let daemon = socket.filter(|p| p.exists());
-    let (token, verified, via_daemon) = match daemon {
-        Some(path) => {
-            let t = workload_api::request_launch(
-                path,
-                &WorkloadRequest::Launch {
-                    workload: workload.to_owned(),
-                    workload_digest: program.digest.to_vec(),
-                    cnf: cnf.clone(),
-                },
-                program.image(),
-                Duration::from_secs(60),
-            )?;
-            let v = verifier(s, keys.clone(), workload).verify(&t.token, now())?;
-            if v.claims.workload_digest.as_deref() != Some(&program.digest[..]) {
-                return Err(CommandError::TokenMismatch {
-                    field: "workload digest",
-                    expected: hex::encode(program.digest),
-                    actual: hex::encode(v.claims.workload_digest.clone().unwrap_or_default()),
-                }
-                .into());
-            }
-            (t.token, v, true)
-        }
-        None => {
-            let (t, v) = match evidence {
-                Evidence::Tpm => {
-                    commands::obtain_token_with(s, workload, &program.digest, Some(&cnf))?
-                }
-                Evidence::Snp { vmpl } => {
-                    crate::snp_cli::obtain_token_with(s, workload, program, Some(&cnf), vmpl)?
-                }
-            };
-            (t, v, false)
+    let (token, verified) = match evidence {
+        Evidence::Tpm => commands::obtain_token_with(s, workload, &program.digest, Some(&cnf))?,
+        Evidence::Snp { vmpl } => {
+            crate::snp_cli::obtain_token_with(s, workload, program, Some(&cnf), vmpl)?
         }
     };
-    let bound = verified.claims.cnf.as_ref().map(|k| k.kid.clone());
-    if bound != Some(key.kid()) {
-        return Err(LaunchError::CnfMismatch);
-    }
+    check_bound(&verified, program, &key)?;
     // Any broker's list will do: every broker of a fleet serves the one
     // list of the shared store, signed with the shared token key.
     brokers.run(|broker| {
@@ -146,16 +216,21 @@ pub fn prepare(
             now(),
         )
     })?;
-    let name = format!(
-        "{}-{}.pem",
-        workload.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
-        hex::encode(&verified.claims.cti)
-    );
-    let key_path = workload_key::write_key(&dir, &name, &key)?;
-    Ok(Prepared {
-        token,
-        verified,
-        key_path,
-        via_daemon,
-    })
+    Ok((token, verified, key))
+}
+
+/// The token names `program`'s digest and is bound to `key`.
+fn check_bound(v: &VerifiedToken, program: &Program, key: &SigningKey) -> Result<(), LaunchError> {
+    if v.claims.workload_digest.as_deref() != Some(&program.digest[..]) {
+        return Err(CommandError::TokenMismatch {
+            field: "workload digest",
+            expected: hex::encode(program.digest),
+            actual: hex::encode(v.claims.workload_digest.clone().unwrap_or_default()),
+        }
+        .into());
+    }
+    if v.claims.cnf.as_ref().map(|k| k.kid.clone()) != Some(key.kid()) {
+        return Err(LaunchError::CnfMismatch);
+    }
+    Ok(())
 }

@@ -20,6 +20,8 @@ pub mod revocation;
 pub mod snp;
 pub mod snp_cli;
 pub mod state;
+pub mod token_cache;
 pub mod tpm;
 pub mod workload_api;
+pub mod workload_cli;
 pub mod workload_key;

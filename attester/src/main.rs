@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use writ_attester::commands::{self, Settings};
 use writ_attester::error::{denial_reasons, CommandError};
-use writ_attester::program::resolve_program;
+use writ_attester::program::seal_program;
 use writ_attester::tpm::{AkAlg, DEFAULT_TCTI};
 
 #[derive(Debug, Parser)]
@@ -143,6 +143,41 @@ enum Command {
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
         program: Vec<String>,
+    },
+    /// Print a token for WORKLOAD from the daemon (base64url), for scripts:
+    /// its key and the token are written to WORKLOAD.pem and WORKLOAD.token
+    /// in the runtime directory, where `proof --workload` finds them.
+    Token {
+        /// Workload name as the daemon's configuration and the policy know it.
+        #[arg(long)]
+        workload: String,
+        /// Private directory (0700) for the key and token; default `$XDG_RUNTIME_DIR/writ`.
+        #[arg(long, env = "WRIT_RUNTIME_DIR")]
+        runtime_dir: Option<PathBuf>,
+        /// The attester daemon's socket.
+        #[arg(long, env = "WRIT_SOCKET", default_value = writ_attester::workload_api::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Print the proof-of-possession header (`writ-pop: ...`) for one request
+    /// through a Writ gate, signed with the workload's key: `curl -H
+    /// "Authorization: Writ $TOKEN" -H "$(writ-attester proof ...)" URL`.
+    Proof {
+        /// The request's method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request's absolute URL (its path and query are signed).
+        #[arg(long)]
+        url: String,
+        /// File holding the exact request body (default: empty body).
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// Use WORKLOAD.token and WORKLOAD.pem from `token`; without it,
+        /// WRIT_TOKEN and WRIT_KEY (inside a workload started by `run`).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Where `token` wrote them; default `$XDG_RUNTIME_DIR/writ`.
+        #[arg(long, env = "WRIT_RUNTIME_DIR")]
+        runtime_dir: Option<PathBuf>,
     },
     /// Print a draft policy (TOML) accepting this host's current PCRs and the
     /// given workloads — reference values from a golden host.
@@ -278,6 +313,50 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Token {
+            workload,
+            runtime_dir,
+            socket,
+        } => match writ_attester::workload_cli::token(
+            &settings,
+            &workload,
+            &socket,
+            runtime_dir.as_deref(),
+        ) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("writ-attester: token for {workload}: {e}");
+                ExitCode::from(3)
+            }
+        },
+        Command::Proof {
+            method,
+            url,
+            body,
+            workload,
+            runtime_dir,
+        } => {
+            let credentials = match workload {
+                Some(workload) => writ_attester::workload_cli::Credentials::Workload {
+                    workload,
+                    runtime_dir,
+                },
+                None => writ_attester::workload_cli::Credentials::Environment,
+            };
+            match writ_attester::workload_cli::proof(&credentials, &method, &url, body.as_deref()) {
+                Ok(header) => {
+                    println!("{header}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("writ-attester: proof: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run {
             workload,
             program,
@@ -309,7 +388,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let prog = match resolve_program(name) {
+            let sealed = match seal_program(name) {
                 Ok(p) => p,
                 Err(e) => return refuse(&e),
             };
@@ -324,7 +403,7 @@ fn main() -> ExitCode {
             let prepared = match writ_attester::launch::prepare(
                 &settings,
                 &workload,
-                &prog,
+                sealed,
                 runtime_dir.as_deref(),
                 (!direct).then_some(socket.as_path()),
                 source,
@@ -336,6 +415,7 @@ fn main() -> ExitCode {
                 }
             };
             let verified = &prepared.verified;
+            let prog = &prepared.program;
             eprintln!(
                 "writ-attester: token {} for workload {} (expires {}, key-bound{}); starting {}",
                 hex::encode(&verified.claims.cti),

@@ -57,6 +57,49 @@ pub struct Program {
 /// Resolve `name` like execvp does (PATH lookup when it has no `/`), copy
 /// the file into a sealed memory file and hash that (see the module docs).
 pub fn resolve_program(name: &str) -> Result<Program, CommandError> {
+    seal_program(name)?.measure()
+}
+
+/// A program copied into a sealed memory file and not hashed yet: `run`
+/// hands it to the daemon, which hashes it (once) and names the digest in
+/// the token; without a daemon, [`SealedProgram::measure`] hashes it here.
+#[derive(Debug)]
+pub struct SealedProgram {
+    /// The file it was read from (symlinks resolved).
+    pub path: PathBuf,
+    image: Arc<OwnedFd>,
+}
+
+impl SealedProgram {
+    /// The sealed memory file (what a launcher hands the daemon).
+    pub fn image(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.image.as_fd()
+    }
+
+    /// Hash the sealed image.
+    pub fn measure(self) -> Result<Program, CommandError> {
+        let digest = sha256_of(&self.image).map_err(|source| CommandError::Program {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        Ok(self.measured_as(digest))
+    }
+
+    /// The program with the digest the daemon measured of this very image
+    /// (a `launch` request hands it over; the daemon mints for what it
+    /// hashed, and `run` trusts the daemon: docs/governance.md).
+    pub(crate) fn measured_as(self, digest: [u8; 32]) -> Program {
+        Program {
+            path: self.path,
+            digest,
+            image: self.image,
+        }
+    }
+}
+
+/// Resolve `name` like execvp does and copy the file into a sealed memory
+/// file, without hashing it.
+pub fn seal_program(name: &str) -> Result<SealedProgram, CommandError> {
     let candidate = if name.contains('/') {
         PathBuf::from(name)
     } else {
@@ -86,10 +129,8 @@ pub fn resolve_program(name: &str) -> Result<Program, CommandError> {
         });
     }
     let image = sealed_copy(&mut file).map_err(err)?;
-    let digest = sha256_of(&image).map_err(err)?;
-    Ok(Program {
+    Ok(SealedProgram {
         path,
-        digest,
         image: Arc::new(image),
     })
 }

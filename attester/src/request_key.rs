@@ -17,7 +17,7 @@ use verifier_lib::api::{ChallengeRequest, ChallengeResponse, TokenResponse};
 use verifier_lib::request::TokenRequestBinding;
 use verifier_lib::token::VerifiedToken;
 
-use crate::client::BrokerClient;
+use crate::client::{BrokerClient, BrokerPool};
 use crate::commands::{self, CommandError, Settings};
 use crate::state::AttesterState;
 use crate::tpm::REQUEST_KEY_SECRET_LEN;
@@ -91,10 +91,20 @@ pub fn obtain_token_signed(
     workload_digest: &[u8; 32],
     cnf: Option<&[u8]>,
 ) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
+    obtain_token_signed_via(&commands::brokers(s)?, s, workload, workload_digest, cnf)
+}
+
+/// Like [`obtain_token_signed`], over an existing broker pool.
+pub fn obtain_token_signed_via(
+    pool: &BrokerPool,
+    s: &Settings,
+    workload: &str,
+    workload_digest: &[u8; 32],
+    cnf: Option<&[u8]>,
+) -> Result<(Vec<u8>, VerifiedToken), CommandError> {
     let mut state = AttesterState::load(&s.state_dir)?;
     let secret = secret(s, &mut state)?;
-    commands::brokers(s)?
-        .run(|broker| signed_token_with(s, broker, &state, &secret, workload, workload_digest, cnf))
+    pool.run(|broker| signed_token_with(s, broker, &state, &secret, workload, workload_digest, cnf))
 }
 
 fn signed_token_with(

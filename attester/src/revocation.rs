@@ -68,8 +68,26 @@ pub fn ensure_not_revoked(
     now: i64,
 ) -> Result<StatusList, RevocationCheckError> {
     let r = token_status.ok_or(StatusError::TokenUnlisted)?;
-    let bytes = broker.get_bytes(list_path(&r.uri)?)?;
-    let list = status::verify_at(&bytes, keys, &r.uri, ListCheck::at(now, STATUS_LEEWAY_SECS))?;
+    let bytes = fetch_list(broker, r)?;
+    check_listed(&bytes, keys, Some(r), cti, now)
+}
+
+/// The signed list `r` names, as the broker serves it now.
+pub fn fetch_list(broker: &BrokerClient, r: &StatusRef) -> Result<Vec<u8>, RevocationCheckError> {
+    Ok(broker.get_bytes(list_path(&r.uri)?)?)
+}
+
+/// Verify the signed list `bytes` (signature by `keys`, the URI the token
+/// names, validity at `now`) and that the token's entry in it is VALID.
+pub fn check_listed(
+    bytes: &[u8],
+    keys: &KeySet,
+    token_status: Option<&StatusRef>,
+    cti: &[u8],
+    now: i64,
+) -> Result<StatusList, RevocationCheckError> {
+    let r = token_status.ok_or(StatusError::TokenUnlisted)?;
+    let list = status::verify_at(bytes, keys, &r.uri, ListCheck::at(now, STATUS_LEEWAY_SECS))?;
     let status = list.status_of(Some(r))?;
     if status != VALID {
         return Err(RevocationCheckError::Revoked {

@@ -34,6 +34,13 @@ pub enum KeyFileError {
     Key(#[from] TokenError),
     #[error("workload key file: {0}")]
     File(#[from] PrivateFileError),
+    /// A key file named for this token holds another key.
+    #[error("workload key file {path} holds key {actual}, expected {expected}")]
+    OtherKey {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// The runtime directory: `explicit`, else `$XDG_RUNTIME_DIR/writ`, else
@@ -89,6 +96,36 @@ pub fn write_key(dir: &Path, name: &str, key: &SigningKey) -> Result<PathBuf, Ke
     Ok(path)
 }
 
+/// The key file `name` in `dir` holding `key`: the file already there when
+/// it holds this key (every launch of a program shares the daemon's
+/// prepared key and token until renewal, and the name carries the token
+/// id), else a new one written by [`write_key`]. A file there with another
+/// key is refused.
+pub fn write_or_reuse_key(
+    dir: &Path,
+    name: &str,
+    key: &SigningKey,
+) -> Result<PathBuf, KeyFileError> {
+    let path = dir.join(name);
+    let found = match read_key(&path) {
+        Err(KeyFileError::File(PrivateFileError::NotFound { .. })) => {
+            match write_key(dir, name, key) {
+                Err(KeyFileError::File(PrivateFileError::AlreadyExists { .. })) => read_key(&path)?,
+                other => return other,
+            }
+        }
+        other => other?,
+    };
+    if found.kid() != key.kid() {
+        return Err(KeyFileError::OtherKey {
+            path,
+            expected: key.kid(),
+            actual: found.kid(),
+        });
+    }
+    Ok(path)
+}
+
 /// Load a workload key written by [`write_key`] (what a workload does with
 /// `WRIT_KEY`); refused when group or others can read it.
 pub fn read_key(path: &Path) -> Result<SigningKey, KeyFileError> {
@@ -135,6 +172,22 @@ mod tests {
         assert!(matches!(
             write_key(&dir, "k2.pem", &key),
             Err(KeyFileError::Insecure { .. })
+        ));
+    }
+
+    #[test]
+    fn a_key_file_is_reused_only_for_the_same_key() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("writ");
+        let key = SigningKey::generate().unwrap();
+        let first = write_or_reuse_key(&dir, "w-01.pem", &key).unwrap();
+        let again = write_or_reuse_key(&dir, "w-01.pem", &key).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(read_key(&again).unwrap().kid(), key.kid());
+        let other = SigningKey::generate().unwrap();
+        assert!(matches!(
+            write_or_reuse_key(&dir, "w-01.pem", &other),
+            Err(KeyFileError::OtherKey { .. })
         ));
     }
 

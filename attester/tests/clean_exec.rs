@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -241,15 +241,16 @@ fn loader_variables_pass_only_with_the_dangerous_switch() {
     assert!(printed_env(&out).contains(&"LD_LIBRARY_PATH=/nonexistent/writ-lib".to_owned()));
 }
 
-/// A stand-in daemon socket: on the launch request (the program is hashed
-/// by then), rewrite the program in place with its mtime reset, then answer
-/// with a real token for the digest the launcher sent.
+/// A stand-in daemon socket: on the launch request (the program is sealed
+/// by then), rewrite the program in place with its mtime reset, then hash
+/// the sealed image the launcher sent and answer with a real token for that
+/// digest; returns the digest.
 fn rewriting_daemon(
     host: &Host,
     socket: &Path,
     program: PathBuf,
     replacement: &'static str,
-) -> std::thread::JoinHandle<Vec<u8>> {
+) -> std::thread::JoinHandle<[u8; 32]> {
     let listener = UnixListener::bind(socket).unwrap();
     let daemon = Daemon::new(
         host.settings.clone(),
@@ -258,24 +259,23 @@ fn rewriting_daemon(
     );
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line).unwrap();
-        let req: WorkloadRequest = serde_json::from_str(line.trim_end()).unwrap();
-        let WorkloadRequest::Launch {
-            workload,
-            workload_digest,
-            cnf,
-        } = req
-        else {
-            panic!("expected a launch request, got {line}");
+        let (line, image) = writ_attester::workload_api::read_request(&stream).unwrap();
+        let req: WorkloadRequest = serde_json::from_slice(&line).unwrap();
+        let WorkloadRequest::Launch { workload, cnf, .. } = req else {
+            panic!(
+                "expected a launch request, got {}",
+                String::from_utf8_lossy(&line)
+            );
         };
         rewrite_in_place(&program, replacement);
-        let digest: [u8; 32] = workload_digest.as_slice().try_into().unwrap();
-        let token = daemon.token_for(&workload, &digest, &cnf).unwrap();
+        let digest = writ_attester::program::measure_sealed_image(&image.unwrap()).unwrap();
+        let token = daemon
+            .token_for(&workload, &digest, cnf.as_deref())
+            .unwrap();
         let mut body = serde_json::to_vec(&WorkloadResponse::Token(token)).unwrap();
         body.push(b'\n');
         (&stream).write_all(&body).unwrap();
-        workload_digest
+        digest
     })
 }
 
@@ -291,11 +291,8 @@ fn a_program_rewritten_in_place_after_measurement_runs_the_measured_bytes() {
     let server = rewriting_daemon(&host, &socket, path.clone(), REPLACED);
 
     let out = run(&host, dir.path(), &[], Some(&socket), &path, &[]);
-    let sent_digest = server.join().unwrap();
-    assert_eq!(
-        sent_digest, digest,
-        "the launcher measured the original bytes"
-    );
+    let measured = server.join().unwrap();
+    assert_eq!(measured, digest, "the launcher sealed the original bytes");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("via daemon"), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -939,15 +939,19 @@ fn workload_socket_identifies_callers_and_refuses_unknown_ones() {
         }],
         vec![],
     );
-    let e = ask(&WorkloadRequest::Token { cnf: cnf.clone() }).unwrap_err();
+    let e = ask(&WorkloadRequest::Token {
+        cnf: Some(cnf.clone()),
+        workload: None,
+    })
+    .unwrap_err();
     assert!(
         matches!(&e, WorkloadApiError::Refused { code, .. } if code == "caller_unknown"),
         "{e:?}"
     );
     let e = ask(&WorkloadRequest::Launch {
         workload: "selftest".into(),
-        workload_digest: me.to_vec(),
-        cnf: cnf.clone(),
+        workload_digest: Some(me.to_vec()),
+        cnf: Some(cnf.clone()),
     })
     .unwrap_err();
     assert!(
@@ -968,7 +972,11 @@ fn workload_socket_identifies_callers_and_refuses_unknown_ones() {
         }],
         vec![],
     );
-    let got = ask(&WorkloadRequest::Token { cnf: cnf.clone() }).unwrap();
+    let got = ask(&WorkloadRequest::Token {
+        cnf: Some(cnf.clone()),
+        workload: None,
+    })
+    .unwrap();
     assert_eq!(got.workload, "selftest");
     assert!(got.renew_at < got.expires_at);
     let v = TokenVerifier::new(keys(&host), expectations("selftest"))
@@ -976,7 +984,11 @@ fn workload_socket_identifies_callers_and_refuses_unknown_ones() {
         .unwrap();
     assert_eq!(v.claims.workload_digest.as_deref(), Some(&me[..]));
     assert_eq!(v.claims.cnf.as_ref().unwrap().kid, key.kid());
-    let again = ask(&WorkloadRequest::Token { cnf }).unwrap();
+    let again = ask(&WorkloadRequest::Token {
+        cnf: Some(cnf),
+        workload: None,
+    })
+    .unwrap();
     assert_eq!(again.cti, got.cti);
     stop.store(true, Ordering::SeqCst);
     t.join().unwrap();
@@ -1013,8 +1025,8 @@ fn finding4_launch_tokens_are_for_the_image_the_daemon_measured() {
     let cnf = key.verifying_key().to_cose_key_bytes().unwrap();
     let launch = |digest: [u8; 32]| WorkloadRequest::Launch {
         workload: "selftest".into(),
-        workload_digest: digest.to_vec(),
-        cnf: cnf.clone(),
+        workload_digest: Some(digest.to_vec()),
+        cnf: Some(cnf.clone()),
     };
     let refused = |r: Result<_, WorkloadApiError>| match r {
         Err(WorkloadApiError::Refused { code, .. }) => code,
@@ -1273,11 +1285,14 @@ fn daemon_binary_reattests_and_survives_a_broker_restart() {
     let e = workload_api::request(
         &socket,
         &WorkloadRequest::Token {
-            cnf: SigningKey::generate()
-                .unwrap()
-                .verifying_key()
-                .to_cose_key_bytes()
-                .unwrap(),
+            cnf: Some(
+                SigningKey::generate()
+                    .unwrap()
+                    .verifying_key()
+                    .to_cose_key_bytes()
+                    .unwrap(),
+            ),
+            workload: None,
         },
         Duration::from_secs(10),
     )

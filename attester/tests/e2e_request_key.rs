@@ -344,18 +344,18 @@ fn the_daemon_signs_token_requests_between_attestations() {
     };
 
     let before = appraisals();
-    let t = d.token_for("hello", &w.digest, &cnf()).unwrap();
+    let t = d.token_for("hello", &w.digest, Some(&cnf())).unwrap();
     assert_eq!(evidence(&t.token), "request-key");
     assert_eq!(appraisals(), before);
 
     // A reboot voids the key: the signed request is refused and the daemon
     // falls back to a quote (which shows the broker the new boot).
     host.swtpm.restart().unwrap();
-    let t = d.token_for("hello", &w.digest, &cnf()).unwrap();
+    let t = d.token_for("hello", &w.digest, Some(&cnf())).unwrap();
     assert_eq!(evidence(&t.token), "quote");
     assert_eq!(appraisals(), before + 1);
     // Registration is renewed by the next passing attestation.
     d.attest_once().unwrap();
-    let t = d.token_for("hello", &w.digest, &cnf()).unwrap();
+    let t = d.token_for("hello", &w.digest, Some(&cnf())).unwrap();
     assert_eq!(evidence(&t.token), "request-key");
 }

@@ -26,19 +26,21 @@
 //! a list of the fleet's brokers: it moves to the next one when a broker
 //! fails (connection, timeout, 5xx) and never installs a list older than
 //! the held one.
-//! [`request_headers`] is the client side: the two headers for a request.
+//! [`request_headers`] (from crate `writ-workload`) is the client side: the
+//! two headers for a request.
 //!
 //! This crate deliberately does not depend on the attester: a service that
 //! checks tokens links neither tss-esapi nor sev (`cargo tree -p writ-gate`
 //! lists neither; the `no_platform_dependencies` test checks `Cargo.lock`).
 #![forbid(unsafe_code)]
 
-mod client;
 mod follower;
 mod layer;
 mod state;
 
-pub use client::request_headers;
 pub use follower::{FollowMode, StatusFollower};
 pub use layer::{Gate, GateLayer};
 pub use state::{system_now, GateConfig, GateConfigError, GateDenial, GateState, Now};
+/// The presenting side lives in crate `writ-workload`; re-exported for
+/// relying parties that also call other gated services.
+pub use writ_workload::request_headers;

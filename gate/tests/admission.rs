@@ -12,7 +12,8 @@ use support::{status_list, Clock, Keys, AUDIENCE, ISSUER, T0};
 use tower::ServiceExt;
 use verifier_lib::pop::PopError;
 use verifier_lib::token::{Expectations, TokenError, TokenVerifier, VerifiedToken};
-use writ_gate::{request_headers, GateConfigError, GateDenial, GateLayer, GateState};
+use writ_gate::{GateConfigError, GateDenial, GateLayer, GateState};
+use writ_workload::request_headers;
 
 const BODY: &[u8] = br#"{"job":1}"#;
 

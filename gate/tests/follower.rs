@@ -63,7 +63,8 @@ fn signed_at(issuer: &str, version: u64, at: i64, key: &SigningKey) -> Vec<u8> {
 
 /// Present `token` with a fresh proof at the clock's time.
 fn admit(gate: &GateState, keys: &Keys, token: &[u8], clock: &Clock) -> Result<(), &'static str> {
-    let h = writ_gate::request_headers(token, &keys.holder, "POST", "/", b"", clock.get()).unwrap();
+    let h =
+        writ_workload::request_headers(token, &keys.holder, "POST", "/", b"", clock.get()).unwrap();
     gate.admit("POST", "/", Some(&h[0].1), Some(&h[1].1), b"")
         .map(|_| ())
         .map_err(|d| d.code())

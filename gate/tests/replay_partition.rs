@@ -9,7 +9,8 @@ mod support;
 use support::{status_list, Clock, Keys, AUDIENCE, ISSUER, T0};
 use verifier_lib::pop::PopError;
 use verifier_lib::token::{mint, SigningKey};
-use writ_gate::{request_headers, GateDenial, GateState};
+use writ_gate::{GateDenial, GateState};
+use writ_workload::request_headers;
 
 const BODY: &[u8] = b"{}";
 
