@@ -179,9 +179,21 @@ done
 
 say "a software TPM (swtpm) for the demo flow"
 PIDS=()
+# A unit started in the background runs in a subshell of its own: $! names
+# that subshell, not the program it exec'd. Stop the installed programs by
+# their path too, so none outlives the test (a daemon left serving
+# /run/writ/attester.sock would answer every later `writ-attester run` on
+# the machine).
+stop_installed() { # stop_installed PATTERN: signal, then wait for them to go
+  pkill -f "$1" 2>/dev/null || true
+  for _ in $(seq 50); do pgrep -f "$1" >/dev/null || return 0; sleep 0.1; done
+  pkill -9 -f "$1" 2>/dev/null || true
+}
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop_installed '^/usr/bin/writ-(broker|attester) '
   wait 2>/dev/null || true
+  rm -rf /run/writ /run/writ-exec-hello
 }
 trap cleanup EXIT
 free_port() { # a free loopback port P whose P+1 is free too (swtpm TCTI convention)
@@ -291,7 +303,10 @@ for _ in $(seq 150); do
 done
 [ "$now" -gt "$before" ] || fail "the daemon did not attest: $(cat "$OUT/daemon.err")"
 echo "the daemon attested at $now (the previous attestation: $before)"
-kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true
+kill "$DAEMON" 2>/dev/null || true
+stop_installed '^/usr/bin/writ-attester daemon'
+wait "$DAEMON" 2>/dev/null || true
+[ ! -S /run/writ/attester.sock ] || rm -f /run/writ/attester.sock
 # swtpm has no resource manager: flush what the killed daemon had loaded.
 tpm2_flushcontext -T "$TCTI" -t
 tpm2_flushcontext -T "$TCTI" -s
@@ -321,4 +336,7 @@ left=$( (while IFS= read -r f; do
 [ -z "$left" ] || fail "left after purge: $left"
 [ -d /var/lib/writ ] && [ -d /var/lib/writ-attester ] || fail "purge removed the state it keeps"
 rm -rf /var/lib/writ /var/lib/writ-attester
+if pgrep -f '^/usr/bin/writ-(broker|attester) ' >/dev/null; then
+  fail "installed programs still running: $(pgrep -af '^/usr/bin/writ-(broker|attester) ')"
+fi
 echo "package test passed in $(( $(date +%s) - start )) s"
