@@ -17,9 +17,18 @@ bash deploy/deny.sh install >target/cargo-deny-install.log 2>&1 &
 deny_install=$!
 trap 'kill "$deny_install" 2>/dev/null || true' EXIT
 export TSS2_LOG=all+none
+# Disk: CI runs on a machine whose disk is shared with whatever else is
+# there (one run failed with ENOSPC in the release build). No incremental
+# caches (a clean build gains nothing from them and they take gigabytes),
+# the free space is printed between stages, and each stage's build output
+# that no later stage uses is removed under CI.
+export CARGO_INCREMENTAL=0
+disk() { echo "disk before $1: $(df -h --output=avail . | tail -1 | tr -d ' ') free"; }
+disk "fmt/clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p verifier-lib --all-targets --locked --features fuzzing -- -D warnings
+disk "tests"
 cargo test --workspace --locked
 # The workload socket's Python example (docs/examples/writ_token.py) against
 # a real daemon and broker, with python-cwt from PyPI in a virtualenv under
@@ -33,7 +42,12 @@ cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_s
 # ~10 s of writ-loadgen against the real broker binary: every exchange must
 # succeed and every token verify (deploy/loadgen-smoke.sh).
 bash deploy/loadgen-smoke.sh
+disk "fuzz smoke"
 bash deploy/fuzz-smoke.sh
+# The fuzz build (sanitizer-instrumented, one binary per target) is not used
+# again; under CI it goes before the release build of the packages.
+if [ "${CI:-}" = "true" ]; then rm -rf fuzz/target; fi
+disk "k8s validation and packages"
 # Kubernetes manifests against the OpenAPI schemas, offline.
 bash deploy/k8s-validate.sh
 # The Debian packages: release build, cargo-deb, dpkg -i, the demo flow from
