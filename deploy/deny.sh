@@ -36,4 +36,10 @@ if [ ! -d "$db/.git" ]; then
   git -c init.defaultBranch=master clone -q "$bundle" "$db"
 fi
 echo "advisory database snapshot: $(git -C "$db" log -1 --format=%cs) (advisories published later are not checked)"
+# --offline keeps cargo-deny from fetching the advisory database (GitHub is
+# unreachable here), but it also keeps `cargo metadata` from downloading
+# crates: every package of Cargo.lock, for every target (windows-sys too),
+# must be in the local registry first. A fresh machine has only what the
+# Linux build used, so fetch the rest from crates.io now.
+cargo fetch --locked
 cargo deny --offline check
