@@ -65,8 +65,49 @@ pub struct TpmEvidenceRef<'a> {
 }
 
 /// Appraise a quote from `host_id`, whose enrolled AK is `ak_public`
-/// (TPM2B_PUBLIC or TPMT_PUBLIC), against `policy`.
+/// (TPM2B_PUBLIC or TPMT_PUBLIC), against `policy`: the quote alone, no
+/// logs (a group's Rego module sees `boot` and `ima` as null).
 pub fn appraise_tpm(
+    policy: &Policy,
+    host_id: &str,
+    ak_public: &[u8],
+    evidence: TpmEvidenceRef<'_>,
+    expected_nonce: &[u8],
+) -> TpmAppraisal {
+    let mut a = appraise_quote(policy, host_id, ak_public, evidence, expected_nonce);
+    apply_rego(policy, host_id, &mut a, None, None);
+    a
+}
+
+/// The group's Rego module (if any) on an authenticated quote and the logs'
+/// facts; its failures join the appraisal's.
+fn apply_rego(
+    policy: &Policy,
+    host_id: &str,
+    a: &mut TpmAppraisal,
+    boot: Option<&serde_json::Value>,
+    ima: Option<crate::policy::rego::input::ImaFacts<'_>>,
+) {
+    let Some(group) = a
+        .group
+        .as_deref()
+        .and_then(|g| policy.groups.iter().find(|x| x.name == g))
+    else {
+        return;
+    };
+    let (Some(rules), Some(quote)) = (&group.rego, &a.quote) else {
+        return;
+    };
+    let input = crate::policy::rego::input::tpm(host_id, &group.name, quote, boot, ima);
+    let failures = rules.appraise(&group.name, input);
+    if !failures.is_empty() {
+        a.failures.extend(failures);
+        a.verdict = Verdict::Contraindicated;
+    }
+}
+
+/// The quote stage: authentication, then the group's TOML PCR rules.
+fn appraise_quote(
     policy: &Policy,
     host_id: &str,
     ak_public: &[u8],

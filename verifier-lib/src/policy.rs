@@ -38,6 +38,7 @@ pub mod boot;
 mod failure;
 pub mod learn;
 pub mod public;
+pub mod rego;
 pub mod signing;
 
 pub use failure::{EvidenceStage, Failure, Warning};
@@ -99,11 +100,17 @@ pub enum PolicyError {
     BadImaKey { group: String, reason: String },
     /// The group constrains no measurement (no `pcrs`, `boot`, `ima` or
     /// `[groups.snp]`): it would affirm any genuine quote.
-    #[error("group {group} constrains no measurement (no pcrs, boot, ima or snp rules); add rules, or set dangerous_accept_any_measurements = true to accept any genuine evidence")]
+    #[error("group {group} constrains no measurement (no pcrs, boot, ima, rego or snp rules); add rules, or set dangerous_accept_any_measurements = true to accept any genuine evidence")]
     NoMeasurementRules { group: String },
     /// The group's `[groups.snp]` sets no TCB minimum.
     #[error("group {group}: snp: no TCB floor (every min_*_tcb component unset or 0); set one, or dangerous_accept_any_tcb = true")]
     SnpNoTcbFloor { group: String },
+    /// The group's `[groups.rego]` module was refused.
+    #[error("group {group}: rego: {reason}")]
+    Rego {
+        group: String,
+        reason: rego::RegoLoadError,
+    },
 }
 
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -138,6 +145,9 @@ struct RawGroup {
     boot: Option<boot::RawBootRules>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ima: Option<boot::RawImaRules>,
+    /// `[groups.rego]`: a Rego module judging the group's evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rego: Option<rego::RawRego>,
     /// Accept a group with no measurement rules (insecure).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     dangerous_accept_any_measurements: bool,
@@ -202,6 +212,9 @@ pub struct HostGroup {
     pub boot: Option<boot::BootRules>,
     /// `[groups.ima]`: IMA rules; the IMA list is required.
     pub ima: Option<boot::ImaRules>,
+    /// `[groups.rego]`: a compiled Rego module, evaluated after the TOML
+    /// rules on the same authenticated evidence.
+    pub rego: Option<rego::RegoRules>,
     /// The group may have no TPM measurement rules: any genuine quote
     /// passes (insecure; refused at load unless set).
     pub dangerous_accept_any_measurements: bool,
@@ -226,13 +239,26 @@ impl HostGroup {
         if self.ima.is_some() {
             pcrs.insert(10);
         }
+        if let Some(r) = &self.rego {
+            pcrs.extend(r.quote_pcrs.iter().copied());
+        }
         vec![(self.pcr_bank, pcrs.into_iter().collect())]
     }
 
-    /// Whether the group constrains a TPM quote at all (`pcrs`, `boot` or
-    /// `ima`).
+    /// Whether the group constrains a TPM quote at all (`pcrs`, `boot`,
+    /// `ima` or `rego`).
     pub fn has_tpm_measurement_rules(&self) -> bool {
-        !self.pcrs.is_empty() || self.boot.is_some() || self.ima.is_some()
+        !self.pcrs.is_empty() || self.boot.is_some() || self.ima.is_some() || self.rego.is_some()
+    }
+
+    /// Whether appraisals of this group read the IMA list: it has
+    /// `[groups.ima]` rules, or a Rego module that quotes PCR 10.
+    pub fn appraises_ima(&self) -> bool {
+        self.ima.is_some()
+            || self
+                .rego
+                .as_ref()
+                .is_some_and(|r| r.quote_pcrs.contains(&10))
     }
 
     /// Every PCR failure of `quoted` against this group. A group without
@@ -385,6 +411,11 @@ impl Policy {
                 .as_ref()
                 .map(|i| boot::ima_rules(&g.name, i))
                 .transpose()?;
+            let rego_rules = g
+                .rego
+                .as_ref()
+                .map(|r| rego::RegoRules::load(&g.name, r))
+                .transpose()?;
             let group = HostGroup {
                 name: g.name,
                 hosts: g.hosts,
@@ -393,6 +424,7 @@ impl Policy {
                 snp: g.snp,
                 boot: boot_rules,
                 ima: ima_rules,
+                rego: rego_rules,
                 dangerous_accept_any_measurements: g.dangerous_accept_any_measurements,
                 dangerous_accept_sha1_signatures: g.dangerous_accept_sha1_signatures,
             };
@@ -498,7 +530,7 @@ impl Policy {
 }
 
 /// A group must constrain what it affirms: TPM rules (`pcrs`, `boot`,
-/// `ima`) or an SEV-SNP table, unless it says
+/// `ima`, `rego`) or an SEV-SNP table, unless it says
 /// `dangerous_accept_any_measurements`; an SEV-SNP table needs a TCB floor
 /// unless it says `dangerous_accept_any_tcb`.
 fn check_measurement_rules(g: &HostGroup) -> Result<(), PolicyError> {

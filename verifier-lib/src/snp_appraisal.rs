@@ -191,6 +191,10 @@ pub fn appraise_snp(
                     }
                 })),
             }
+            if let (Some(rules), Some(_)) = (&g.rego, &g.snp) {
+                let input = crate::policy::rego::input::snp(host_id, &g.name, v);
+                failures.extend(rules.appraise(&g.name, input));
+            }
         }
     }
     SnpAppraisal {

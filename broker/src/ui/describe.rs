@@ -319,9 +319,31 @@ pub fn describe(f: &Failure) -> Explanation {
         Failure::NoMeasurementRules { group } => e(
             format!("group {group}"),
             format!("Group {group} has no TPM measurement rules, so a TPM quote is refused."),
-            "pcrs, boot or ima rules (or dangerous_accept_any_measurements)".into(),
+            "pcrs, boot, ima or rego rules (or dangerous_accept_any_measurements)".into(),
             "none".into(),
             "groups.pcrs",
+        ),
+        Failure::RegoDenied {
+            group,
+            package,
+            reason,
+        } => e(
+            format!("Rego data.{package}"),
+            format!("Group {group}'s Rego module denied the evidence: {reason}"),
+            "allow true and no deny reason".into(),
+            reason.clone(),
+            "groups.rego",
+        ),
+        Failure::RegoError {
+            group,
+            package,
+            reason,
+        } => e(
+            format!("Rego data.{package}"),
+            format!("Group {group}'s Rego module gave no verdict ({reason}), so the appraisal fails."),
+            "a verdict within the module's budget".into(),
+            reason.clone(),
+            "groups.rego",
         ),
         other => e(
             "appraisal".into(),

@@ -263,25 +263,32 @@ pub fn apply_boot_rules(
         }
     }
     if !rules.dbx_required.is_empty() {
-        let dbx = state
-            .secure_boot_variables
-            .iter()
-            .rfind(|v| v.name == "dbx");
-        let event = dbx.and_then(|v| log.events.iter().find(|e| e.index == v.event_index));
-        let entries = event
-            .and_then(|e| variable_data(&e.data))
-            .map(sha256_signature_entries)
-            .unwrap_or_default();
+        let (event_index, entries) = dbx_sha256_entries(log, state);
         for required in &rules.dbx_required {
             if !entries.contains(required) {
                 out.push(Failure::DbxEntryMissing {
                     entry: hex::encode(required),
-                    event_index: dbx.map(|v| v.event_index),
+                    event_index,
                 });
             }
         }
     }
     out
+}
+
+/// The SHA-256 entries of the last measured `dbx` variable, with its event
+/// index (`None`, and no entries, when the log measures no `dbx`).
+pub fn dbx_sha256_entries(log: &EventLog, state: &BootState) -> (Option<usize>, BTreeSet<Vec<u8>>) {
+    let dbx = state
+        .secure_boot_variables
+        .iter()
+        .rfind(|v| v.name == "dbx");
+    let event = dbx.and_then(|v| log.events.iter().find(|e| e.index == v.event_index));
+    let entries = event
+        .and_then(|e| variable_data(&e.data))
+        .map(sha256_signature_entries)
+        .unwrap_or_default();
+    (dbx.map(|v| v.event_index), entries)
 }
 
 /// Every `[groups.ima]` failure of new, PCR-10-checked entries. The first

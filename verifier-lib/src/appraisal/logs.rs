@@ -22,9 +22,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::boot_rules::{apply_boot_rules, apply_ima_rules};
-use super::{appraise_tpm, TpmAppraisal, TpmEvidenceRef, Verdict};
+use super::{apply_rego, appraise_quote, TpmAppraisal, TpmEvidenceRef, Verdict};
 use crate::eventlog::{compare_with_quirks, BootState, EventLog, Quirk, ReplayedPcrs};
-use crate::ima::{check_boot_aggregate, check_pcr10, replay_from, ImaCursor, ImaError, ImaLog};
+use crate::ima::{
+    check_boot_aggregate, check_pcr10, replay_from, ImaCursor, ImaEntry, ImaError, ImaLog,
+};
+use crate::policy::rego::input::ImaFacts;
 use crate::policy::{EvidenceStage, Failure, HostGroup, PcrMap, Policy};
 
 /// The logs sent with a quote.
@@ -78,7 +81,7 @@ pub fn appraise_tpm_with_logs(
     logs: LogEvidenceRef<'_>,
     stored_ima: Option<&ImaState>,
 ) -> LogAppraisal {
-    let mut tpm = appraise_tpm(policy, host_id, ak_public, evidence, expected_nonce);
+    let mut tpm = appraise_quote(policy, host_id, ak_public, evidence, expected_nonce);
     let Some(quote) = tpm.quote.clone() else {
         return LogAppraisal::from_stage(tpm, LogStage::default());
     };
@@ -92,6 +95,12 @@ pub fn appraise_tpm_with_logs(
     if !tpm.failures.is_empty() {
         tpm.verdict = Verdict::Contraindicated;
     }
+    let ima = stage.ima_start.map(|from| ImaFacts {
+        from,
+        restarted: stage.ima_restarted,
+        entries: &stage.ima_entries,
+    });
+    apply_rego(policy, host_id, &mut tpm, stage.boot_input.as_ref(), ima);
     LogAppraisal::from_stage(tpm, stage)
 }
 
@@ -123,6 +132,13 @@ pub struct LogStage {
     pub ima_state: Option<ImaState>,
     pub ima_new_entries: u64,
     pub ima_restarted: bool,
+    /// For a group with a Rego module: the `boot` part of its input
+    /// (`None` without a replayed event log) …
+    pub boot_input: Option<serde_json::Value>,
+    /// … the new IMA entries it judges …
+    pub ima_entries: Vec<ImaEntry>,
+    /// … and the entry they start at (`None`: no IMA list was appraised).
+    pub ima_start: Option<u64>,
 }
 
 /// The log stage on its own: `quoted` must be the PCR values of a quote
@@ -138,23 +154,37 @@ pub fn appraise_logs(
     let mut out = LogStage::default();
     let mut failures = Vec::new();
     eventlog_stage(group, logs.eventlog, quoted, &mut out, &mut failures);
-    if let Some(rules) = group.and_then(|g| g.ima.as_ref()) {
+    let rules = group.and_then(|g| g.ima.as_ref());
+    let rego_reads_ima = group.is_some_and(|g| g.rego.is_some() && g.appraises_ima());
+    if rules.is_some() || rego_reads_ima {
         match logs.ima {
-            None => failures.push(Failure::LogMissing { log: "ima".into() }),
+            None if rules.is_some() => failures.push(Failure::LogMissing { log: "ima".into() }),
+            None => {}
             Some(bytes) => match ima_stage(bytes, logs.ima_offset, stored_ima, clock, quoted) {
                 Err(f) => failures.push(f),
                 Ok(run) => {
                     out.ima_new_entries = u64::try_from(run.entries.len()).unwrap_or(u64::MAX);
                     out.ima_restarted = run.restarted;
-                    if run.start_entries == 0 && rules.boot_aggregate {
+                    let check_aggregate = match (rules, group.and_then(|g| g.rego.as_ref())) {
+                        (Some(r), _) => r.boot_aggregate,
+                        (None, Some(rego)) => rego.boot_aggregate,
+                        (None, None) => true,
+                    };
+                    if run.start_entries == 0 && check_aggregate {
                         failures.extend(boot_aggregate(&run.entries, out.replayed.as_ref()));
                     }
-                    failures.extend(apply_ima_rules(rules, &run.entries));
+                    if let Some(rules) = rules {
+                        failures.extend(apply_ima_rules(rules, &run.entries));
+                    }
                     out.ima_state = Some(ImaState {
                         cursor: run.next,
                         reset_count: clock.0,
                         restart_count: clock.1,
                     });
+                    if rego_reads_ima {
+                        out.ima_start = Some(run.start_entries);
+                        out.ima_entries = run.entries;
+                    }
                 }
             },
         }
@@ -209,6 +239,9 @@ fn eventlog_stage(
             let state = BootState::from_log(&log);
             if let (Some(rules), Some(g)) = (rules, group) {
                 failures.extend(apply_boot_rules(rules, &log, &state, quoted, g.pcr_bank));
+            }
+            if group.is_some_and(|g| g.rego.is_some()) {
+                out.boot_input = Some(crate::policy::rego::input::boot(&log, &state));
             }
             out.replayed = Some(outcome.replayed);
             out.quirk = outcome.applied;

@@ -106,3 +106,30 @@ pub fn policy_file(data: &[u8]) {
         let _ = Policy::parse_toml(text);
     }
 }
+
+/// A Rego module as `[groups.rego]` source: compiled, and when it compiles,
+/// evaluated on a TPM input with boot and IMA parts and on an SNP-shaped
+/// one. Any outcome but a panic is fine; the budget bounds each run.
+pub fn rego_module(data: &[u8]) {
+    let Ok(source) = std::str::from_utf8(data) else {
+        return;
+    };
+    let raw = crate::policy::rego::RawRego::fuzzing(source);
+    let Ok(rules) = crate::policy::rego::RegoRules::load("fuzz", &raw) else {
+        return;
+    };
+    let inputs = [
+        serde_json::json!({
+            "tee": "tpm",
+            "host": {"id": "h", "group": "fuzz"},
+            "tpm": {"pcrs": {"sha256": {"0": "00", "7": "aa"}}, "firmware_version": 1},
+            "boot": {"secure_boot": true, "kernels": [{"event_index": 3, "name": "/vmlinuz", "digest": "9f86"}], "cmdlines": [{"event_index": 4, "text": "ro quiet"}]},
+            "ima": {"from": 0, "restarted": false, "entries": [{"index": 1, "path": "/usr/bin/sh", "digest": "ab", "violation": false}]},
+            "snp": null,
+        }),
+        serde_json::json!({"tee": "snp", "snp": {"measurement": "ab", "reported_tcb_snp": 22, "vmpl": 0}}),
+    ];
+    for input in inputs {
+        let _ = rules.evaluate(input);
+    }
+}

@@ -202,6 +202,20 @@ pub enum Failure {
     /// e.g. an SEV-SNP-only group) and does not say
     /// `dangerous_accept_any_measurements`: a TPM quote is refused.
     NoMeasurementRules { group: String },
+    /// The group's Rego module denied the evidence: one failure per reason
+    /// in its `deny` set, or one saying `allow` is not true.
+    RegoDenied {
+        group: String,
+        package: String,
+        reason: String,
+    },
+    /// The group's Rego module gave no verdict (instruction budget spent,
+    /// run-time error, output of the wrong type): the appraisal fails.
+    RegoError {
+        group: String,
+        package: String,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -345,8 +359,18 @@ impl std::fmt::Display for Failure {
             ),
             Failure::NoMeasurementRules { group } => write!(
                 f,
-                "group {group} has no TPM measurement rules (pcrs, boot, ima)"
+                "group {group} has no TPM measurement rules (pcrs, boot, ima, rego)"
             ),
+            Failure::RegoDenied {
+                group,
+                package,
+                reason,
+            } => write!(f, "group {group}: Rego data.{package} denied: {reason}"),
+            Failure::RegoError {
+                group,
+                package,
+                reason,
+            } => write!(f, "group {group}: Rego data.{package} gave no verdict: {reason}"),
         }
     }
 }

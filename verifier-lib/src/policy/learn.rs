@@ -73,6 +73,7 @@ pub fn learn(input: &LearnInput<'_>) -> Result<String, LearnError> {
         pcrs: BTreeMap::new(),
         boot: None,
         ima: None,
+        rego: None,
         snp: None,
         dangerous_accept_any_measurements: false,
         dangerous_accept_sha1_signatures: false,

@@ -127,6 +127,11 @@ pub enum PublicFailure {
         current_reset_count: u64,
     },
     NoMeasurementRules,
+    /// The group's Rego rules denied the evidence. The reason is the policy
+    /// author's text (it may name allowed values): operators only.
+    RegoDenied,
+    /// The group's Rego rules gave no verdict.
+    RegoError,
 }
 
 impl From<&Failure> for PublicFailure {
@@ -273,6 +278,8 @@ impl From<&Failure> for PublicFailure {
                 current_reset_count,
             },
             Failure::NoMeasurementRules { .. } => Self::NoMeasurementRules,
+            Failure::RegoDenied { .. } => Self::RegoDenied,
+            Failure::RegoError { .. } => Self::RegoError,
         }
     }
 }
@@ -376,6 +383,8 @@ impl std::fmt::Display for PublicFailure {
             Self::NoMeasurementRules => {
                 f.write_str("the host's policy group has no TPM measurement rules")
             }
+            Self::RegoDenied => f.write_str("the policy's Rego rules denied the evidence"),
+            Self::RegoError => f.write_str("the policy's Rego rules gave no verdict"),
         }
     }
 }

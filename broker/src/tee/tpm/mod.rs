@@ -22,7 +22,7 @@ pub fn resume_state(cursor: Option<ImaCursorRecord>, policy: &Policy) -> Option<
 
 /// Whether the host's group appraises an IMA list.
 pub fn group_uses_ima(policy: &Policy, host_id: &str) -> bool {
-    policy.group_for(host_id).is_ok_and(|g| g.ima.is_some())
+    policy.group_for(host_id).is_ok_and(|g| g.appraises_ima())
 }
 
 /// Appraise `evidence`: with its logs when it carries any or the host's
@@ -42,7 +42,7 @@ pub fn appraise(
     };
     let group_wants_logs = policy
         .group_for(&host.id)
-        .is_ok_and(|g| g.boot.is_some() || g.ima.is_some());
+        .is_ok_and(|g| g.boot.is_some() || g.appraises_ima());
     if evidence.eventlog.is_none() && evidence.ima.is_none() && !group_wants_logs {
         return (
             appraise_tpm(policy, &host.id, &host.ak_public, ev, expected_nonce),

@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::json;
+
+use super::*;
+use crate::policy::Policy;
+
+fn raw(source: &str) -> RawRego {
+    RawRego {
+        source: source.to_owned(),
+        quote_pcrs: None,
+        max_instructions: None,
+        boot_aggregate: None,
+    }
+}
+
+fn load(source: &str) -> Result<RegoRules, PolicyError> {
+    RegoRules::load("g", &raw(source))
+}
+
+const PCR0: &str = r#"
+package writ.fleet
+
+default allow := false
+
+allow if input.tpm.pcrs.sha256["0"] == "aa"
+
+deny contains msg if {
+    input.tpm.pcrs.sha256["7"] != "bb"
+    msg := sprintf("PCR 7 is %s", [input.tpm.pcrs.sha256["7"]])
+}
+"#;
+
+fn tpm_input(p0: &str, p7: &str) -> serde_json::Value {
+    json!({"tee": "tpm", "tpm": {"pcrs": {"sha256": {"0": p0, "7": p7}}}})
+}
+
+#[test]
+fn allow_and_deny_reasons_become_the_verdict() {
+    let r = load(PCR0).unwrap();
+    assert_eq!(r.package, "writ.fleet");
+    assert_eq!(
+        r.evaluate(tpm_input("aa", "bb")).unwrap(),
+        RegoVerdict {
+            allow: true,
+            deny: vec![]
+        }
+    );
+    assert!(r.appraise("g", tpm_input("aa", "bb")).is_empty());
+    // allow false and no reason: one failure saying so.
+    let f = r.appraise("g", tpm_input("00", "bb"));
+    assert_eq!(
+        f,
+        vec![Failure::RegoDenied {
+            group: "g".into(),
+            package: "writ.fleet".into(),
+            reason: "allow is not true".into()
+        }]
+    );
+    // deny wins over allow.
+    let f = r.appraise("g", tpm_input("aa", "cc"));
+    assert_eq!(
+        f,
+        vec![Failure::RegoDenied {
+            group: "g".into(),
+            package: "writ.fleet".into(),
+            reason: "PCR 7 is cc".into()
+        }]
+    );
+}
+
+#[test]
+fn a_module_without_deny_or_allow_denies() {
+    let r = load("package p\nx := 1\n").unwrap();
+    let v = r.evaluate(json!({})).unwrap();
+    assert!(!v.allow);
+    assert!(v.deny.is_empty());
+    assert_eq!(r.appraise("g", json!({})).len(), 1);
+}
+
+#[test]
+fn missing_input_is_undefined_not_an_error() {
+    let r = load(PCR0).unwrap();
+    // No tpm at all (an SNP input): allow is undefined → false; the deny
+    // rule's body is undefined → no reason.
+    let v = r.evaluate(json!({"tee": "snp", "tpm": null})).unwrap();
+    assert!(!v.allow);
+}
+
+#[test]
+fn the_budget_bounds_evaluation_and_fails_closed() {
+    let spin = r#"
+package spin
+allow if {
+    count([x | some i in numbers.range(1, 1000000); x := i * 2]) > 0
+}
+"#;
+    let r = RegoRules::load(
+        "g",
+        &RawRego {
+            source: spin.into(),
+            quote_pcrs: None,
+            max_instructions: Some(10_000),
+            boot_aggregate: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        r.evaluate(json!({})),
+        Err(RegoEvalError::Budget { limit: 10_000 })
+    );
+    let f = r.appraise("g", json!({}));
+    assert!(
+        matches!(&f[..], [Failure::RegoError { reason, .. }] if reason.contains("10000")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn output_of_the_wrong_type_fails_closed() {
+    let r = load("package p\nallow := \"yes\"\n").unwrap();
+    // The entry module compares allow with true: a string is not true.
+    assert!(!r.evaluate(json!({})).unwrap().allow);
+    let r = load("package p\nallow := true\ndeny contains 7 if true\n").unwrap();
+    assert_eq!(
+        r.evaluate(json!({})),
+        Err(RegoEvalError::DenyNotString { actual: "7".into() })
+    );
+}
+
+#[test]
+fn load_refuses_bad_modules_with_typed_errors() {
+    let err = |src: &str| match load(src) {
+        Err(PolicyError::Rego { group, reason }) => {
+            assert_eq!(group, "g");
+            reason
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        err("package p\nallow if {"),
+        RegoLoadError::Compile { .. }
+    ));
+    assert!(matches!(
+        err("package writ_entry\nallow := true\n"),
+        RegoLoadError::BadPackage { .. }
+    ));
+    assert_eq!(
+        err("package p\nallow if rand.intn(\"x\", 2) == 1\n"),
+        RegoLoadError::NonDeterministic {
+            builtin: "rand.intn"
+        }
+    );
+    // Builtins regorus is built without do not compile.
+    assert!(matches!(
+        err("package p\nallow if time.now_ns() > 0\n"),
+        RegoLoadError::Compile { .. }
+    ));
+    assert!(matches!(
+        err("package p\nallow if http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1\"}).status_code == 200\n"),
+        RegoLoadError::Compile { .. }
+    ));
+    let big = format!("package p\n# {}\n", "x".repeat(MAX_SOURCE_BYTES));
+    assert!(matches!(err(&big), RegoLoadError::TooLarge { .. }));
+    let bad_pcr = RegoRules::load(
+        "g",
+        &RawRego {
+            source: "package p\nallow := true\n".into(),
+            quote_pcrs: Some(vec![0, 24]),
+            max_instructions: None,
+            boot_aggregate: None,
+        },
+    );
+    assert!(matches!(
+        bad_pcr,
+        Err(PolicyError::Rego {
+            reason: RegoLoadError::BadPcr { pcr: 24 },
+            ..
+        })
+    ));
+    let bad_budget = RegoRules::load(
+        "g",
+        &RawRego {
+            source: "package p\nallow := true\n".into(),
+            quote_pcrs: None,
+            max_instructions: Some(0),
+            boot_aggregate: None,
+        },
+    );
+    assert!(matches!(
+        bad_budget,
+        Err(PolicyError::Rego {
+            reason: RegoLoadError::BadBudget { actual: 0, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_policy_group_with_only_rego_loads_and_quotes_its_pcrs() {
+    let text = r#"
+id = "rego-only"
+[[groups]]
+name = "fleet"
+hosts = ["*"]
+[groups.rego]
+quote_pcrs = [0, 7, 10]
+source = '''
+package writ.fleet
+allow if input.tpm.pcrs.sha256["0"] == "aa"
+'''
+"#;
+    let p = Policy::parse_toml(text).unwrap();
+    let g = &p.groups[0];
+    assert!(g.has_tpm_measurement_rules());
+    assert!(g.appraises_ima());
+    assert_eq!(
+        g.pcr_selection(),
+        vec![(crate::crypto::HashAlg::Sha256, vec![0, 7, 10])]
+    );
+    // The same document parses to an equal policy (the program is not
+    // compared, its source is).
+    assert_eq!(p, Policy::parse_toml(text).unwrap());
+    let bad = text.replace("allow if", "allow iff");
+    assert!(matches!(
+        Policy::parse_toml(&bad),
+        Err(PolicyError::Rego { .. })
+    ));
+}
