@@ -87,10 +87,7 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
         } => verify_cmd(&log, trusted_checkpoint.as_deref()),
         AuditCommand::Show { log, host, token } => show_cmd(&log, host, token),
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
-    );
+    super::stdout::line(&serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string()));
     ExitCode::from(code)
 }
 

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod operator;
 mod operator_token;
 pub mod policy;
+mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

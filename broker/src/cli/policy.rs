@@ -350,7 +350,7 @@ pub async fn run_on_store(cmd: PolicyCommand) -> Result<(), PolicyCliError> {
                 v.activated_at
                     .map_or_else(|| "never".to_owned(), |t| t.to_string()),
             );
-            print!("{}", v.body);
+            super::stdout::write(&v.body);
             Ok(())
         }
         PolicyCommand::History { limit, json, store } => {
@@ -359,33 +359,34 @@ pub async fn run_on_store(cmd: PolicyCommand) -> Result<(), PolicyCliError> {
                 .policy_history(limit.min(crate::store::policy::MAX_POLICY_ROWS))
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                super::stdout::line(&serde_json::to_string_pretty(&rows)?);
                 return Ok(());
             }
-            println!(
-                "{:<6} {:<12} {:<8} {:<20} {:<64} PREVIOUS",
+            let mut out = format!(
+                "{:<6} {:<12} {:<8} {:<20} {:<64} PREVIOUS\n",
                 "SEQ", "AT", "VERSION", "POLICY", "HASH"
             );
             for r in rows {
-                println!(
-                    "{:<6} {:<12} {:<8} {:<20} {:<64} {}",
+                out.push_str(&format!(
+                    "{:<6} {:<12} {:<8} {:<20} {:<64} {}\n",
                     r.seq,
                     r.at,
                     r.version_id,
                     r.policy_id,
                     r.hash,
                     r.previous_hash.as_deref().unwrap_or("-")
-                );
+                ));
             }
+            super::stdout::write(&out);
             Ok(())
         }
         PolicyCommand::DiffReport { limit, json, store } => {
             let store = open(&store).await?;
             let r = report(&store, limit).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                super::stdout::line(&serde_json::to_string_pretty(&r)?);
             } else {
-                print!("{}", table(&r));
+                super::stdout::write(&table(&r));
             }
             Ok(())
         }

@@ -36,7 +36,8 @@ pub fn token_fuzz_verifier() -> Option<&'static TokenVerifier> {
 }
 
 /// Decode (display path) and fully verify arbitrary bytes as a token; also
-/// try them as a COSE_KeySet and a COSE_Key. Must never panic.
+/// try them as a COSE_KeySet, a COSE_Key and a detached policy signature.
+/// Must never panic.
 pub fn token_decode(data: &[u8]) {
     let _ = decode_unverified(data);
     if let Some(verifier) = token_fuzz_verifier() {
@@ -44,4 +45,12 @@ pub fn token_decode(data: &[u8]) {
     }
     let _ = KeySet::from_cose_key_set(data);
     let _ = crate::token::VerifyingKey::from_cose_key_bytes(data);
+    // The same bytes as a detached policy signature by the fuzz key.
+    if let Some(key) = token_fuzz_signing_key() {
+        let _ = crate::token::policy_signature::verify_policy_signature(
+            b"id = \"fuzz\"\n",
+            data,
+            &[key.verifying_key()],
+        );
+    }
 }

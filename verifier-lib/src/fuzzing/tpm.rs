@@ -10,9 +10,10 @@ use crate::tpm::{
 /// half and a signature half (a leading big-endian u16 gives the attest
 /// length; without it, at the middle) for `Attest::parse`, `Signature::parse`
 /// and `verify_quote` (against a fixed, unrelated key) so the verification
-/// path sees arbitrary parsed structures. Also `PcrSelection::from_bytes` and
-/// `PcrValues::from_json`.
+/// path sees arbitrary parsed structures. Also `PcrSelection::from_bytes`,
+/// `PcrValues::from_json` and the tpm2-tools PCR file parser.
 pub fn tpm_attest(data: &[u8]) {
+    let _ = PcrValues::from_tpm2_tools_pcr_file(data);
     let _ = Attest::parse(data);
     let _ = PcrSelection::from_bytes(data);
     if let Ok(text) = std::str::from_utf8(data) {

@@ -38,6 +38,12 @@ pub const DEFAULT_MAX_INSTRUCTIONS: u64 = 1_000_000;
 pub const MAX_INSTRUCTIONS_CEILING: u64 = 100_000_000;
 /// The largest module source accepted.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
+/// The deepest nesting of `(`, `[` and `{` accepted. regorus's parser
+/// takes time exponential in the nesting of `{` and `[`, balanced or not
+/// (measured: depth 12 ≈ 20–40 ms, 16 ≈ 0.3–0.6 s, 20 ≈ 4–9 s, 22 ≈ 44 s;
+/// found by the `rego_module` fuzz target), and real policies nest a few
+/// levels.
+pub const MAX_NESTING: usize = 12;
 /// PCRs quoted for a group with Rego rules unless `quote_pcrs` says
 /// otherwise: the platform PCRs 0–9 and 11–15 (PCR 10 is IMA's).
 pub const DEFAULT_QUOTE_PCRS: [u8; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15];
@@ -85,6 +91,8 @@ impl RawRego {
 pub enum RegoLoadError {
     #[error("source is {actual} bytes, above the maximum {max}")]
     TooLarge { max: usize, actual: usize },
+    #[error("brackets nest deeper than {max} (line {line})")]
+    TooDeep { max: usize, line: usize },
     #[error("the module does not compile: {message}")]
     Compile { message: String },
     #[error("package {package} is not a plain dotted name under data (or is reserved)")]
@@ -205,6 +213,12 @@ impl RegoRules {
                 actual: raw.source.len(),
             }));
         }
+        if let Some(line) = too_deep(&raw.source) {
+            return Err(err(RegoLoadError::TooDeep {
+                max: MAX_NESTING,
+                line,
+            }));
+        }
         if let Some(builtin) = NON_DETERMINISTIC
             .into_iter()
             .find(|b| raw.source.contains(b))
@@ -315,6 +329,59 @@ fn compile(group: &str, source: &str) -> Result<(String, Arc<Program>), RegoLoad
     let compiled = engine.compile_with_entrypoint(&rule).map_err(compile_err)?;
     let program = Compiler::compile_from_policy(&compiled, &[ENTRY_RULE]).map_err(compile_err)?;
     Ok((package, program))
+}
+
+/// The line where brackets first nest deeper than [`MAX_NESTING`], outside
+/// string literals and comments.
+fn too_deep(source: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1usize;
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => line += 1,
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        line += 1;
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => {
+                            line += usize::from(c == '\n');
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            '`' => {
+                for c in chars.by_ref() {
+                    match c {
+                        '`' => break,
+                        '\n' => line += 1,
+                        _ => {}
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(line);
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn compile_err<E: std::fmt::Display>(e: E) -> RegoLoadError {

@@ -1,7 +1,5 @@
 //! Printing a verdict.
 
-use std::io::Write as _;
-
 use serde_json::Value;
 
 /// Print a verdict on stdout. A reader that went away (`... | head`) is
@@ -15,10 +13,5 @@ pub(super) fn emit(value: &Value) {
             return;
         }
     };
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => eprintln!("writ-broker: writing the verdict: {e}"),
-    }
+    crate::cli::stdout::line(&text);
 }

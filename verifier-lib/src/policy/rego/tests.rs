@@ -227,3 +227,33 @@ allow if input.tpm.pcrs.sha256["0"] == "aa"
         Err(PolicyError::Rego { .. })
     ));
 }
+
+/// Regression (fuzz target rego_module): 66 unclosed braces kept the Rego
+/// parser busy past libFuzzer's 10 s timeout (its time doubles with each
+/// level of `{`/`[`). Deep nesting is refused before parsing.
+#[test]
+fn deep_nesting_is_refused_before_the_parser() {
+    let src = format!(
+        "package writ.snp\nallow if {{\n    input!={}np.measurement\n}}\n",
+        "{".repeat(66)
+    );
+    assert!(matches!(
+        load(&src),
+        Err(PolicyError::Rego {
+            reason: RegoLoadError::TooDeep {
+                max: MAX_NESTING,
+                line: 3
+            },
+            ..
+        })
+    ));
+    // Brackets in strings and comments do not count; real nesting within
+    // the limit loads.
+    let fine = format!(
+        "package p\n# {open}\nx := \"{open}\"\nallow if {{ {a}1{b} == 1 }}\n",
+        open = "{".repeat(80),
+        a = "(".repeat(MAX_NESTING - 1),
+        b = ")".repeat(MAX_NESTING - 1)
+    );
+    assert!(load(&fine).is_ok(), "{:?}", load(&fine).err());
+}
