@@ -44,6 +44,12 @@ pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
 /// found by the `rego_module` fuzz target), and real policies nest a few
 /// levels.
 pub const MAX_NESTING: usize = 12;
+/// The longest number literal accepted, in characters. regorus keeps
+/// numbers as arbitrary-precision values, and a literal such as `1e62244444`
+/// kept its parser busy past the fuzz target's 10 s limit.
+pub const MAX_NUMBER_CHARS: usize = 64;
+/// The largest exponent (either sign) a number literal may carry.
+pub const MAX_NUMBER_EXPONENT: u64 = 400;
 /// PCRs quoted for a group with Rego rules unless `quote_pcrs` says
 /// otherwise: the platform PCRs 0–9 and 11–15 (PCR 10 is IMA's).
 pub const DEFAULT_QUOTE_PCRS: [u8; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15];
@@ -93,6 +99,14 @@ pub enum RegoLoadError {
     TooLarge { max: usize, actual: usize },
     #[error("brackets nest deeper than {max} (line {line})")]
     TooDeep { max: usize, line: usize },
+    #[error(
+        "a number literal is longer than {max_chars} characters or has an exponent beyond ±{max_exponent} (line {line})"
+    )]
+    NumberTooLarge {
+        max_chars: usize,
+        max_exponent: u64,
+        line: usize,
+    },
     #[error("the module does not compile: {message}")]
     Compile { message: String },
     #[error("package {package} is not a plain dotted name under data (or is reserved)")]
@@ -213,11 +227,8 @@ impl RegoRules {
                 actual: raw.source.len(),
             }));
         }
-        if let Some(line) = too_deep(&raw.source) {
-            return Err(err(RegoLoadError::TooDeep {
-                max: MAX_NESTING,
-                line,
-            }));
+        if let Some(refusal) = lexical_limits(&raw.source) {
+            return Err(err(refusal));
         }
         if let Some(builtin) = NON_DETERMINISTIC
             .into_iter()
@@ -331,12 +342,15 @@ fn compile(group: &str, source: &str) -> Result<(String, Arc<Program>), RegoLoad
     Ok((package, program))
 }
 
-/// The line where brackets first nest deeper than [`MAX_NESTING`], outside
-/// string literals and comments.
-fn too_deep(source: &str) -> Option<usize> {
+/// The first lexical limit `source` breaks, outside string literals and
+/// comments: brackets nesting deeper than [`MAX_NESTING`], or a number
+/// literal longer than [`MAX_NUMBER_CHARS`] or with an exponent beyond
+/// ±[`MAX_NUMBER_EXPONENT`].
+fn lexical_limits(source: &str) -> Option<RegoLoadError> {
     let mut depth = 0usize;
     let mut line = 1usize;
-    let mut chars = source.chars();
+    let mut prev = ' ';
+    let mut chars = source.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\n' => line += 1,
@@ -374,12 +388,60 @@ fn too_deep(source: &str) -> Option<usize> {
             '(' | '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some(line);
+                    return Some(RegoLoadError::TooDeep {
+                        max: MAX_NESTING,
+                        line,
+                    });
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '0'..='9' if !(prev.is_alphanumeric() || prev == '_') => {
+                if let Some(refusal) = number_literal(&mut chars, line) {
+                    return Some(refusal);
+                }
+            }
             _ => {}
         }
+        prev = c;
+    }
+    None
+}
+
+/// Reads the rest of a number literal whose first digit was just read and
+/// refuses it if its length or exponent is beyond the limits.
+fn number_literal(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    line: usize,
+) -> Option<RegoLoadError> {
+    let mut length = 1usize;
+    while let Some(&c) = chars.peek() {
+        if !(c.is_ascii_digit() || c == '.') {
+            break;
+        }
+        length += 1;
+        chars.next();
+    }
+    let mut exponent: u64 = 0;
+    if matches!(chars.peek(), Some('e' | 'E')) {
+        length += 1;
+        chars.next();
+        if matches!(chars.peek(), Some('+' | '-')) {
+            length += 1;
+            chars.next();
+        }
+        while let Some(&c) = chars.peek() {
+            let Some(digit) = c.to_digit(10) else { break };
+            exponent = exponent.saturating_mul(10).saturating_add(u64::from(digit));
+            length += 1;
+            chars.next();
+        }
+    }
+    if length > MAX_NUMBER_CHARS || exponent > MAX_NUMBER_EXPONENT {
+        return Some(RegoLoadError::NumberTooLarge {
+            max_chars: MAX_NUMBER_CHARS,
+            max_exponent: MAX_NUMBER_EXPONENT,
+            line,
+        });
     }
     None
 }

@@ -257,3 +257,37 @@ fn deep_nesting_is_refused_before_the_parser() {
     );
     assert!(load(&fine).is_ok(), "{:?}", load(&fine).err());
 }
+
+/// Regression (fuzz target rego_module): a number literal with a huge
+/// exponent (`0e62244444`) kept regorus busy building the number past
+/// libFuzzer's 10 s timeout. Such literals are refused before parsing.
+#[test]
+fn huge_number_literals_are_refused_before_the_parser() {
+    let refused = |src: &str| {
+        matches!(
+            load(src),
+            Err(PolicyError::Rego {
+                reason: RegoLoadError::NumberTooLarge {
+                    max_chars: MAX_NUMBER_CHARS,
+                    max_exponent: MAX_NUMBER_EXPONENT,
+                    line: 2
+                },
+                ..
+            })
+        )
+    };
+    assert!(refused("package p\nallow if { 3*0e62244444 == 0 }\n"));
+    assert!(refused("package p\nallow if { 1E-99999 == 0 }\n"));
+    assert!(refused(&format!(
+        "package p\nallow if {{ {} > 0 }}\n",
+        "9".repeat(MAX_NUMBER_CHARS + 1)
+    )));
+    // Digits inside names, strings and comments are not number literals;
+    // ordinary numbers and exponents within the limits load.
+    let fine = format!(
+        "package p\n# 1e99999999\nx2 := \"1e99999999\"\nallow if {{ input.a{n} == 1.5e300; x2 != \"\"; {d} > 0 }}\n",
+        n = "9".repeat(100),
+        d = "9".repeat(MAX_NUMBER_CHARS)
+    );
+    assert!(load(&fine).is_ok(), "{:?}", load(&fine).err());
+}
