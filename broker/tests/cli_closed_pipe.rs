@@ -8,8 +8,12 @@ use std::process::{Command, Output, Stdio};
 /// Run writ-broker with stdout on a pipe nobody reads (EPIPE on the first
 /// write, as `... | head` after head exited).
 fn closed(args: &[&str]) -> Output {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+    // A pipe whose only reader has exited: `true` reads nothing and ends;
+    // its stdin's write end stays with us (std::io::pipe needs Rust 1.87,
+    // above the MSRV).
+    let mut sink = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = sink.stdin.take().unwrap();
+    assert!(sink.wait().unwrap().success());
     Command::new(env!("CARGO_BIN_EXE_writ-broker"))
         .args(args)
         .env_remove("WRIT_POLICY__SIGNING_KEYS")

@@ -50,6 +50,13 @@ pub const MAX_NESTING: usize = 12;
 pub const MAX_NUMBER_CHARS: usize = 64;
 /// The largest exponent (either sign) a number literal may carry.
 pub const MAX_NUMBER_EXPONENT: u64 = 400;
+/// The longest run of minus signs accepted (whitespace and comments between
+/// them count as part of the run). regorus's parser recurses through its
+/// whole precedence chain once per unary minus: a run of ≈ 700 overflowed
+/// a 2 MiB thread stack (≈ 200 in a debug build) and killed the process
+/// (found by the `rego_module` fuzz target), and Rego has no use for more
+/// than two in a row.
+pub const MAX_MINUS_RUN: usize = 4;
 /// PCRs quoted for a group with Rego rules unless `quote_pcrs` says
 /// otherwise: the platform PCRs 0–9 and 11–15 (PCR 10 is IMA's).
 pub const DEFAULT_QUOTE_PCRS: [u8; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15];
@@ -107,6 +114,8 @@ pub enum RegoLoadError {
         max_exponent: u64,
         line: usize,
     },
+    #[error("more than {max} minus signs in a row (line {line})")]
+    MinusRun { max: usize, line: usize },
     #[error("the module does not compile: {message}")]
     Compile { message: String },
     #[error("package {package} is not a plain dotted name under data (or is reserved)")]
@@ -287,6 +296,10 @@ impl RegoRules {
         let mut vm = RegoVM::new();
         vm.set_execution_timer_config(None);
         vm.set_max_instructions(limit);
+        // Suspendable mode keeps rule frames on the VM's own heap stack;
+        // the default mode recurses natively per rule call, and a chain of
+        // rules overflowed a thread's stack (regression test).
+        vm.set_execution_mode(regorus::rvm::vm::ExecutionMode::Suspendable);
         vm.load_program(self.program.clone());
         vm.set_input(regorus::Value::from(input));
         let out = vm.execute().map_err(|e| match e {
@@ -345,13 +358,28 @@ fn compile(group: &str, source: &str) -> Result<(String, Arc<Program>), RegoLoad
 /// The first lexical limit `source` breaks, outside string literals and
 /// comments: brackets nesting deeper than [`MAX_NESTING`], or a number
 /// literal longer than [`MAX_NUMBER_CHARS`] or with an exponent beyond
-/// ±[`MAX_NUMBER_EXPONENT`].
+/// ±[`MAX_NUMBER_EXPONENT`], or more than [`MAX_MINUS_RUN`] minus signs
+/// in a row.
 fn lexical_limits(source: &str) -> Option<RegoLoadError> {
     let mut depth = 0usize;
+    let mut minus_run = 0usize;
     let mut line = 1usize;
     let mut prev = ' ';
     let mut chars = source.chars().peekable();
     while let Some(c) = chars.next() {
+        match c {
+            '-' => {
+                minus_run += 1;
+                if minus_run > MAX_MINUS_RUN {
+                    return Some(RegoLoadError::MinusRun {
+                        max: MAX_MINUS_RUN,
+                        line,
+                    });
+                }
+            }
+            ' ' | '\t' | '\r' | '\n' | '#' => {}
+            _ => minus_run = 0,
+        }
         match c {
             '\n' => line += 1,
             '#' => {

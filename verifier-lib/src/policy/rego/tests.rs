@@ -291,3 +291,67 @@ fn huge_number_literals_are_refused_before_the_parser() {
     );
     assert!(load(&fine).is_ok(), "{:?}", load(&fine).err());
 }
+
+/// Regression: the `rego_module` fuzz target killed the process with a
+/// stack overflow on `-------…input.snp…` (hundreds of unary minus signs
+/// in a row; regorus's parser recurses once per sign). Runs longer than
+/// [`MAX_MINUS_RUN`] are refused before parsing; this test's own thread
+/// would overflow if one reached the parser.
+#[test]
+fn long_runs_of_minus_signs_are_refused_before_the_parser() {
+    let refused = |src: &str, at: usize| {
+        matches!(
+            load(src),
+            Err(PolicyError::Rego {
+                reason: RegoLoadError::MinusRun {
+                    max: MAX_MINUS_RUN,
+                    line
+                },
+                ..
+            }) if line == at
+        )
+    };
+    assert!(refused(
+        &format!(
+            "package p\nallow if {{ {}input.snp.measurement }}\n",
+            "-".repeat(700)
+        ),
+        2
+    ));
+    assert!(refused(
+        "package p\nallow if { x := - - - # c\n - -1; x < 0 }\n",
+        3
+    ));
+    // Subtraction chains, two signs in a row and minus signs in strings
+    // and comments load.
+    let fine = format!(
+        "package p\n# {c}\ns := \"{c}\"\nallow if {{\n  x := 1{sub}\n  x - -1 < 0\n  s != \"\"\n}}\n",
+        c = "-".repeat(100),
+        sub = " - 1".repeat(50)
+    );
+    assert!(load(&fine).is_ok(), "{:?}", load(&fine).err());
+}
+
+/// Regression: regorus's RVM runs a rule call by recursing on the native
+/// stack in its default mode, so a chain of rules each reading the
+/// previous one overflowed this test's 2 MiB thread at ≈ 50 rules in a
+/// debug build (≈ 1,000 in release) and killed the process at
+/// *evaluation*, on every appraisal. Evaluation runs in the RVM's
+/// suspendable mode, which keeps rule frames on its own heap stack.
+#[test]
+fn long_rule_chains_evaluate_without_native_recursion() {
+    let n = 2_000;
+    let mut src = String::from("package p\nr0 := 1\n");
+    for i in 1..n {
+        src += &format!("r{i} := r{} + 1\n", i - 1);
+    }
+    src += &format!("allow if r{} == {n}\n", n - 1);
+    let r = load(&src).unwrap();
+    assert_eq!(
+        r.evaluate(json!({})).unwrap(),
+        RegoVerdict {
+            allow: true,
+            deny: vec![]
+        }
+    );
+}
