@@ -1,9 +1,9 @@
 //! The workload fast path, measured (a benchmark, not a test: it prints
 //! figures and asserts nothing about time). One swtpm, one in-process broker
-//! (SQLite, loopback HTTP) and two in-process daemons: one with prepared
-//! tokens (a launch that matches is a cache hit), one with
-//! `per_launch_tokens` (every launch is a miss: a signed request, i.e. one
-//! TPM signature, and a broker round trip). Every round starts each
+//! (SQLite, loopback HTTP) and two `writ-attester daemon` processes, as
+//! deployed: one with prepared tokens (a launch that matches is a cache
+//! hit), one with `per_launch_tokens` (every launch is a miss: a signed
+//! request, i.e. one TPM signature, and a broker round trip). Every round starts each
 //! scenario once, in turn, so drifts hit all of them alike; it prints each
 //! scenario's median and the time it adds to starting the same program
 //! directly.
@@ -12,8 +12,8 @@
 //! (hashing dominates), and a `#!/bin/sh` script. `run` without a daemon
 //! takes a fresh quote; it and the cache hit are measured with
 //! `SSL_CERT_DIR=/etc/ssl/certs` (≈ 150 certificate files) and without it.
-//! Then a breakdown of the gated path: the library steps `run` takes,
-//! timed in this process.
+//! Then a breakdown of the gated path: the library steps `run` and the
+//! daemon take, timed in this process against two in-process daemons.
 //!
 //! ```sh
 //! cargo build --release -p attester --bin writ-attester --example fastpath_bench
@@ -129,6 +129,71 @@ fn daemon(
     d
 }
 
+/// A `writ-attester daemon` process serving `socket`, with its own copy of
+/// the enrolled state (the daemons do not share state files); `run`
+/// launches through it are its launcher. Stopped when dropped.
+struct DaemonProcess(std::process::Child);
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon_process(
+    attester: &Path,
+    settings: &Settings,
+    dir: &Path,
+    name: &str,
+    launcher: &[u8; 32],
+    per_launch: bool,
+) -> (DaemonProcess, PathBuf) {
+    let state = dir.join(format!("{name}-state"));
+    copy_dir(&settings.state_dir, &state);
+    let socket = dir.join(format!("{name}.sock"));
+    let uid = rustix::process::getuid().as_raw();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket = {socket:?}\ninterval_secs = 3600\nper_launch_tokens = {per_launch}\n\n\
+             [[launchers]]\nuid = {uid}\nexe_sha256 = \"{}\"\n",
+            hex::encode(launcher)
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = Command::new(attester)
+        .env_clear()
+        .env("TSS2_LOG", "all+none")
+        .args(["--broker", &settings.broker, "--tcti", &settings.tcti])
+        .args(["--no-logs", "--state-dir"])
+        .arg(&state)
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (DaemonProcess(child), socket)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// One way of starting a program, timed from spawn to exit.
 struct Scenario {
     label: String,
@@ -175,10 +240,21 @@ fn main() {
         logs: writ_attester::logs::LogSources::none(),
     };
     commands::enroll(&settings, AkAlg::EccP256).unwrap();
-    let warm_socket = dir.path().join("warm.sock");
-    let cold_socket = dir.path().join("cold.sock");
-    let warm = daemon(&settings, &warm_socket, &launcher, false);
-    let cold = daemon(&settings, &cold_socket, &launcher, true);
+    // The breakdown's daemons, in this process.
+    let breakdown_socket = dir.path().join("breakdown.sock");
+    let warm = daemon(&settings, &breakdown_socket, &launcher, false);
+    let cold = daemon(
+        &settings,
+        &dir.path().join("breakdown-cold.sock"),
+        &launcher,
+        true,
+    );
+    // The end-to-end daemons: separate processes of the same binary as
+    // `run`, as a host runs them.
+    let (_warm_process, warm_socket) =
+        daemon_process(&attester, &settings, dir.path(), "warm", &launcher, false);
+    let (_cold_process, cold_socket) =
+        daemon_process(&attester, &settings, dir.path(), "cold", &launcher, true);
     let runtime = dir.path().join("rt");
 
     let run = |prog: &Program, socket: &Path, cert_dir: bool| {
@@ -263,15 +339,26 @@ fn main() {
         Box::new(run(small, &no_daemon, false)),
     );
 
-    // Warm up: the first launch of each program prepares its token.
+    // Warm up: the first launch of each program prepares its token (the
+    // daemon processes may still be starting: retry for up to 30 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
     for s in &scenarios {
-        let out = (s.command)().stderr(Stdio::piped()).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            s.label,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        loop {
+            let out = (s.command)().stderr(Stdio::piped()).output().unwrap();
+            // A `run` whose socket is not there yet takes a quote itself.
+            let through_daemon = String::from_utf8_lossy(&out.stderr).contains(", via daemon");
+            let wants_daemon = s.label.contains(" run, daemon");
+            if out.status.success() && through_daemon == wants_daemon {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {}",
+                s.label,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     for round in 0..rounds {
         let n = scenarios.len();
@@ -303,7 +390,7 @@ fn main() {
         println!("| {} | {m:.2} | {:.2} |", s.label, m - baseline[&s.program]);
     }
 
-    breakdown(&warm, &cold, &warm_socket, &progs, rounds);
+    breakdown(&warm, &cold, &breakdown_socket, &progs, rounds);
 }
 
 /// The steps of a gated start, timed in this process (median of `rounds`).
