@@ -57,6 +57,13 @@ pub const MAX_NUMBER_EXPONENT: u64 = 400;
 /// (found by the `rego_module` fuzz target), and Rego has no use for more
 /// than two in a row.
 pub const MAX_MINUS_RUN: usize = 4;
+/// The most digits a format verb's width or precision may have in a string
+/// literal (`%9999d`). regorus's `sprintf` reads the width into a `u32`
+/// that overflows (a panic in a build with overflow checks, a wrapped
+/// width of up to 4 GiB of padding without them; found by the
+/// `rego_module` fuzz target), pads numbers to it, and panics on a
+/// non-ASCII digit there.
+pub const MAX_FORMAT_WIDTH_DIGITS: usize = 4;
 /// PCRs quoted for a group with Rego rules unless `quote_pcrs` says
 /// otherwise: the platform PCRs 0–9 and 11–15 (PCR 10 is IMA's).
 pub const DEFAULT_QUOTE_PCRS: [u8; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15];
@@ -116,6 +123,8 @@ pub enum RegoLoadError {
     },
     #[error("more than {max} minus signs in a row (line {line})")]
     MinusRun { max: usize, line: usize },
+    #[error("a format verb's width or precision has more than {max_digits} digits, or digits other than 0-9 (line {line})")]
+    FormatWidth { max_digits: usize, line: usize },
     #[error("the module does not compile: {message}")]
     Compile { message: String },
     #[error("package {package} is not a plain dotted name under data (or is reserved)")]
@@ -358,8 +367,9 @@ fn compile(group: &str, source: &str) -> Result<(String, Arc<Program>), RegoLoad
 /// The first lexical limit `source` breaks, outside string literals and
 /// comments: brackets nesting deeper than [`MAX_NESTING`], or a number
 /// literal longer than [`MAX_NUMBER_CHARS`] or with an exponent beyond
-/// ±[`MAX_NUMBER_EXPONENT`], or more than [`MAX_MINUS_RUN`] minus signs
-/// in a row.
+/// ±[`MAX_NUMBER_EXPONENT`], more than [`MAX_MINUS_RUN`] minus signs in a
+/// row, or a format width in a string literal beyond
+/// [`MAX_FORMAT_WIDTH_DIGITS`] digits.
 fn lexical_limits(source: &str) -> Option<RegoLoadError> {
     let mut depth = 0usize;
     let mut minus_run = 0usize;
@@ -390,27 +400,9 @@ fn lexical_limits(source: &str) -> Option<RegoLoadError> {
                     }
                 }
             }
-            '"' => {
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' | '\n' => {
-                            line += usize::from(c == '\n');
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            '`' => {
-                for c in chars.by_ref() {
-                    match c {
-                        '`' => break,
-                        '\n' => line += 1,
-                        _ => {}
-                    }
+            '"' | '`' => {
+                if let Some(refusal) = string_literal(&mut chars, c, &mut line) {
+                    return Some(refusal);
                 }
             }
             '(' | '[' | '{' => {
@@ -431,6 +423,49 @@ fn lexical_limits(source: &str) -> Option<RegoLoadError> {
             _ => {}
         }
         prev = c;
+    }
+    None
+}
+
+/// Reads the rest of a string literal opened by `quote` (`"` with escapes,
+/// ending at the line's end too; or a raw `` ` `` string), counting lines,
+/// and refuses a format verb's width or precision (`%NNNs`, `%.NNNf`) of
+/// more than [`MAX_FORMAT_WIDTH_DIGITS`] digits, or written with digits
+/// other than ASCII ones.
+fn string_literal(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    quote: char,
+    line: &mut usize,
+) -> Option<RegoLoadError> {
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quote == '"' => {
+                chars.next();
+            }
+            '\n' => {
+                *line += 1;
+                if quote == '"' {
+                    return None;
+                }
+            }
+            '%' => {
+                if chars.peek() == Some(&'.') {
+                    chars.next();
+                }
+                let mut digits = 0usize;
+                while let Some(d) = chars.next_if(|d| d.is_numeric()) {
+                    digits += 1;
+                    if !d.is_ascii_digit() || digits > MAX_FORMAT_WIDTH_DIGITS {
+                        return Some(RegoLoadError::FormatWidth {
+                            max_digits: MAX_FORMAT_WIDTH_DIGITS,
+                            line: *line,
+                        });
+                    }
+                }
+            }
+            c if c == quote => return None,
+            _ => {}
+        }
     }
     None
 }

@@ -355,3 +355,37 @@ fn long_rule_chains_evaluate_without_native_recursion() {
         }
     );
 }
+
+/// Regression: the `rego_module` fuzz target made regorus's `sprintf`
+/// overflow the `u32` it reads a format width into (`"kernel
+/// %8888888888888s"`: a panic with overflow checks, a wrapped
+/// multi-gigabyte padding without them), and it panics on a width written
+/// with non-ASCII digits. Such widths in string literals are refused at
+/// load; ordinary verbs load and format.
+#[test]
+fn huge_format_widths_are_refused_at_load() {
+    let refused = |fmt: &str| {
+        let src = format!(
+            "package p\ndefault allow := true\n\ndeny contains sprintf({fmt}, [input.a]) if {{\n  input.a\n}}\n"
+        );
+        matches!(
+            load(&src),
+            Err(PolicyError::Rego {
+                reason: RegoLoadError::FormatWidth {
+                    max_digits: MAX_FORMAT_WIDTH_DIGITS,
+                    line: 4
+                },
+                ..
+            })
+        )
+    };
+    assert!(refused("\"kernel %8888888888888s\""));
+    assert!(refused("`kernel %.99999f`"));
+    assert!(refused("\"kernel %\u{0661}s\""));
+    let fine = "package p\ndefault allow := true\n\ndeny contains sprintf(\"%s|%4s|%.2f|%05d|100%%\", [\"k\", \"ab\", 1.5, 7]) if {\n  input.a\n}\n";
+    let r = load(fine).unwrap();
+    assert_eq!(
+        r.evaluate(json!({"a": true})).unwrap().deny,
+        vec!["k|ab|1.50|00007|100%".to_owned()]
+    );
+}
