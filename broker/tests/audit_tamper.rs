@@ -414,3 +414,47 @@ fn show_explains_a_token_and_a_denial_from_the_log_alone() {
         .iter()
         .all(|e| e["leaf"]["decision"]["host"] != p.host1));
 }
+
+/// `audit verify --expect-tokens FILE` reconciles the tokens a client
+/// received with the log (the crash-loop script's check): every listed id
+/// must have its mint leaf; a missing one fails the check by name.
+#[test]
+fn verify_reconciles_received_tokens_with_the_log() {
+    let p = produce();
+    let db = p.db.to_str().unwrap();
+    let keys = p.keys.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("tokens.txt");
+    std::fs::write(&list, format!("{}\n\n", p.token_cti.to_ascii_uppercase())).unwrap();
+    let args = |file: &Path| {
+        vec![
+            "verify".to_owned(),
+            "--db".into(),
+            db.to_owned(),
+            "--keys-dir".into(),
+            keys.to_owned(),
+            "--expect-tokens".into(),
+            file.to_str().unwrap().to_owned(),
+        ]
+    };
+    let run = |file: &Path| {
+        let a = args(file);
+        let (code, j, _) = audit(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        (code, j)
+    };
+    let (code, j) = run(&list);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["expected_tokens"]["listed"], 1, "{j}");
+    assert_eq!(j["expected_tokens"]["found"], 1, "{j}");
+
+    let never = "00".repeat(16);
+    std::fs::write(&list, format!("{}\n{never}\n", p.token_cti)).unwrap();
+    let (code, j) = run(&list);
+    assert_eq!(code, 1, "{j}");
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["error"], "tokens_missing");
+    assert_eq!(j["expected_tokens"]["missing"], serde_json::json!([never]));
+
+    let (code, j) = run(&dir.path().join("absent.txt"));
+    assert_eq!(code, 2, "{j}");
+}

@@ -119,6 +119,10 @@ struct LoadArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     report_json: Option<PathBuf>,
+    /// Append the id (cti, hex) of every token received and verified to
+    /// this file, one per line (`writ-broker audit verify --expect-tokens`).
+    #[arg(long)]
+    tokens_out: Option<PathBuf>,
     /// Threads of the load generator's runtime (default: every core).
     #[arg(long)]
     threads: Option<usize>,
@@ -310,7 +314,14 @@ fn load(mode: Mode, a: LoadArgs) -> Result<bool, CliError> {
             reason: e.to_string(),
         })?;
     let phases = runtime.block_on(async {
-        let broker = Arc::new(Broker::connect(target.clone(), &sources, &a.issuer).await?);
+        let mut broker = Broker::connect(target.clone(), &sources, &a.issuer).await?;
+        if let Some(path) = &a.tokens_out {
+            broker.record_tokens_to(path).map_err(|e| CliError::Io {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let broker = Arc::new(broker);
         fleet.load_enrolled(&broker.kid);
         let phases = crate::run::run(Arc::clone(&fleet), Arc::clone(&broker), &cfg)
             .await

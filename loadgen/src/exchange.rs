@@ -103,9 +103,23 @@ pub struct Broker {
     /// `kid` of the broker's first token key: names its enrolled-hosts file.
     pub kid: String,
     cnf_keys: Vec<Vec<u8>>,
+    /// Where the id of every token received and verified is appended.
+    tokens_out: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 impl Broker {
+    /// Append the id (`cti`, hex) of every token received and verified to
+    /// `path`, one per line, each line written when the token is checked
+    /// (a reconciliation for `writ-broker audit verify --expect-tokens`).
+    pub fn record_tokens_to(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        self.tokens_out = Some(std::sync::Mutex::new(file));
+        Ok(())
+    }
+
     /// Clients for every source address, and the broker's token keys
     /// (`GET /v1/keys`) to verify tokens issued by `issuer`.
     pub async fn connect(
@@ -179,6 +193,7 @@ impl Broker {
             verifier,
             kid,
             cnf_keys,
+            tokens_out: None,
         })
     }
 
@@ -424,6 +439,17 @@ impl Broker {
                     claims.sub
                 ),
             });
+        }
+        if let Some(out) = &self.tokens_out {
+            use std::io::Write as _;
+            let line = format!("{}\n", hex::encode(&claims.cti));
+            let mut file = out.lock().map_err(|_| ExchangeError::TokenInvalid {
+                reason: "the token id file's lock is poisoned".into(),
+            })?;
+            file.write_all(line.as_bytes())
+                .map_err(|e| ExchangeError::TokenInvalid {
+                    reason: format!("writing the token id: {e}"),
+                })?;
         }
         Ok(())
     }

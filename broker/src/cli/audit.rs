@@ -62,6 +62,12 @@ pub enum AuditCommand {
         /// A checkpoint note saved earlier: the log must extend it.
         #[arg(long)]
         trusted_checkpoint: Option<PathBuf>,
+        /// A file of token ids (cti, hex, one per line), e.g. every token a
+        /// client received: each must have its mint leaf in the log (exit 1
+        /// naming the missing ones). Needs the leaves (--db, or --url with
+        /// --operator-token-file).
+        #[arg(long)]
+        expect_tokens: Option<PathBuf>,
     },
     /// Print the leaves about a host or a token, in log order (after
     /// verifying the log).
@@ -84,7 +90,12 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
         AuditCommand::Verify {
             log,
             trusted_checkpoint,
-        } => verify_cmd(&log, trusted_checkpoint.as_deref()),
+            expect_tokens,
+        } => verify_cmd(
+            &log,
+            trusted_checkpoint.as_deref(),
+            expect_tokens.as_deref(),
+        ),
         AuditCommand::Show { log, host, token } => show_cmd(&log, host, token),
     };
     super::stdout::line(&serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string()));
@@ -261,7 +272,7 @@ fn hash_tree(loaded: &Loaded) -> Result<MerkleTree, (Value, u8)> {
     Ok(MerkleTree::from_leaf_hashes(&hashes))
 }
 
-fn verify_cmd(log: &LogArgs, trusted: Option<&Path>) -> (Value, u8) {
+fn verify_cmd(log: &LogArgs, trusted: Option<&Path>, expect_tokens: Option<&Path>) -> (Value, u8) {
     let loaded = match load(log) {
         Ok(l) => l,
         Err(e) => return unusable(e),
@@ -270,10 +281,67 @@ fn verify_cmd(log: &LogArgs, trusted: Option<&Path>) -> (Value, u8) {
         Ok(t) => t,
         Err(e) => return unusable(format!("trusted checkpoint: {e}")),
     };
-    match verify(&loaded, trusted.as_deref()) {
-        Ok(v) => (v, 0),
-        Err(e) => e,
+    let mut out = match verify(&loaded, trusted.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let Some(path) = expect_tokens else {
+        return (out, 0);
+    };
+    let expected = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return unusable(format!("{}: {e}", path.display())),
+    };
+    let tokens = match expected_tokens_in_log(&loaded, &expected) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let complete = tokens["missing_count"] == json!(0);
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("expected_tokens".into(), tokens);
+        if !complete {
+            obj.insert("ok".into(), json!(false));
+            obj.insert("error".into(), json!("tokens_missing"));
+        }
     }
+    (out, if complete { 0 } else { 1 })
+}
+
+/// How many of the token ids listed in `expected` (hex, one per line) have
+/// a mint leaf in the log, and the first missing ones.
+fn expected_tokens_in_log(loaded: &Loaded, expected: &str) -> Result<Value, (Value, u8)> {
+    /// The most missing ids named in the output.
+    const NAMED: usize = 20;
+    if loaded.data.hashes_only {
+        return Err(unusable(
+            "the broker served leaf hashes only: --expect-tokens needs the leaves (--operator-token-file)",
+        ));
+    }
+    let mut minted = std::collections::HashSet::new();
+    for (index, bytes, _) in &loaded.data.rows {
+        match Leaf::decode(bytes) {
+            Ok(Leaf {
+                decision: Decision::TokenMinted { cti, .. },
+                ..
+            }) => {
+                minted.insert(cti);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(unusable(format!("leaf {index}: {e}"))),
+        }
+    }
+    let listed: std::collections::BTreeSet<String> = expected
+        .lines()
+        .map(|l| l.trim().to_ascii_lowercase())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let missing: Vec<&String> = listed.iter().filter(|c| !minted.contains(*c)).collect();
+    Ok(json!({
+        "listed": listed.len(),
+        "found": listed.len() - missing.len(),
+        "missing_count": missing.len(),
+        "missing": missing.iter().take(NAMED).collect::<Vec<_>>(),
+    }))
 }
 
 /// Size claimed by a checkpoint note, read without checking its signature
