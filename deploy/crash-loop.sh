@@ -31,18 +31,6 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 . deploy/loadgen-broker.sh
 loadgen_work_dir
 
-restart_broker() {
-  WRIT_LOG=warn "$BIN/writ-broker" serve --config "$T/broker.toml" 2>> "$T/broker.log" &
-  BROKER_PID=$!
-  local port=${BROKER_URL##*:}
-  for _ in $(seq 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "writ-broker did not come back on $BROKER_URL; its log:" >&2
-  tail -n 20 "$T/broker.log" >&2
-  return 1
-}
 summary() {
   python3 - "$1" <<'PY'
 import json, sys
@@ -73,7 +61,7 @@ for round in $(seq "$KILLS"); do
   kill -9 "$BROKER_PID"
   wait "$BROKER_PID" 2>/dev/null || true
   killed_at=$(date +%s.%N)
-  restart_broker
+  serve_loadgen_broker "$BIN" "$T"
   back_at=$(date +%s.%N)
   wait "$loadgen" || true
   echo "round $round: killed, listening again after $(awk -v a="$killed_at" -v b="$back_at" 'BEGIN {printf "%.2f", b - a}') s"
