@@ -12,7 +12,7 @@
 # the RSS after the warm-up (WARMUP_SECS) against the RSS at the end, and
 # the database's growth per successful exchange. Exits non-zero when the
 # load generator saw an error or the RSS grew more than 10 % after the
-# warm-up.
+# warm-up, and verifies the audit log (printing its size in leaves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -55,6 +55,14 @@ rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER_PID/status")
 echo "end,$rss,$(size "$T/writ.db" "$T/writ.db-wal")" >> "$OUT/samples.csv"
 kill "$sampler" 2>/dev/null || true
 cat "$OUT/report.txt"
+# The log after the soak, read from the database while the broker runs.
+if "$BIN/writ-broker" audit verify --db "$T/writ.db" --keys-dir "$T/keys" > "$OUT/verify.json"; then
+  python3 -c 'import json,sys; print("audit log verified:", json.load(open(sys.argv[1]))["report"]["tree_size"], "leaves")' "$OUT/verify.json"
+else
+  cat "$OUT/verify.json" >&2
+  echo "FAILED: audit verify after the soak" >&2
+  status=1
+fi
 python3 - "$OUT/samples.csv" "$OUT/report.json" "$WARMUP_SECS" <<'PY' || status=1
 import csv, json, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
