@@ -130,6 +130,9 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
             if let Err(p) = consume(tx, nonce).await? {
                 return Ok(Err(ChangeRefused::Nonce(p)));
             }
+            if host_has_status(tx, &key.host_id, HostStatus::Revoked).await? {
+                return Ok(Err(ChangeRefused::HostRevoked));
+            }
             if !host_has_status(tx, &key.host_id, HostStatus::Trusted).await? {
                 return Ok(Err(ChangeRefused::HostNotFresh));
             }
@@ -166,8 +169,8 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
             if !parent_live {
                 return Ok(Err(ChangeRefused::ParentRevoked));
             }
-            if !host_fresh(tx, &token.host_id, *host_fresh_since).await? {
-                return Ok(Err(ChangeRefused::HostNotFresh));
+            if let Some(refused) = host_unfit(tx, &token.host_id, *host_fresh_since).await? {
+                return Ok(Err(refused));
             }
             tx.insert_token(token, Some(parent_cti)).await?;
             Ok(Ok(0))
@@ -208,14 +211,24 @@ async fn consume<T: WriteTx + ?Sized>(
 }
 
 /// The host is trusted with a passing appraisal at or after `since`.
-async fn host_fresh<T: WriteTx + ?Sized>(
+async fn host_unfit<T: WriteTx + ?Sized>(
     tx: &mut T,
     host_id: &str,
     since: i64,
-) -> Result<bool, StoreError> {
-    Ok(tx.host(host_id).await?.is_some_and(|h| {
-        h.status == HostStatus::Trusted && h.last_attested_at.is_some_and(|at| at >= since)
-    }))
+) -> Result<Option<ChangeRefused>, StoreError> {
+    let host = tx.host(host_id).await?;
+    Ok(match host {
+        // Revoked since the decision read it: say so, as the decision
+        // itself would have (not "not fresh").
+        Some(h) if h.status == HostStatus::Revoked => Some(ChangeRefused::HostRevoked),
+        Some(h)
+            if h.status == HostStatus::Trusted
+                && h.last_attested_at.is_some_and(|at| at >= since) =>
+        {
+            None
+        }
+        _ => Some(ChangeRefused::HostNotFresh),
+    })
 }
 
 /// An appraisal decision: consume its nonce, re-check that the host is as
@@ -440,11 +453,8 @@ async fn insert_signed_token<T: WriteTx + ?Sized>(
     if !key_ok {
         return Ok(Err(ChangeRefused::RequestKeyUnknown));
     }
-    let fresh = tx.host(&t.host_id).await?.is_some_and(|h| {
-        h.status == HostStatus::Trusted && h.last_attested_at.is_some_and(|at| at >= fresh_since)
-    });
-    if !fresh {
-        return Ok(Err(ChangeRefused::HostNotFresh));
+    if let Some(refused) = host_unfit(tx, &t.host_id, fresh_since).await? {
+        return Ok(Err(refused));
     }
     tx.insert_token(t, None).await?;
     Ok(Ok(0))

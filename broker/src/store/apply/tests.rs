@@ -509,7 +509,72 @@ async fn status_slots_roll_over_and_list_revocations(backend: Backend) {
     assert_eq!(live(3000).await, (4, vec![4]));
 }
 
+/// Regression (`decision_race::signed_tokens_racing_a_revocation` failed in
+/// a CI run): a signed token or a request key decided while the host was
+/// trusted, and applied after an operator revoked it, was refused as
+/// `host_not_fresh`. It is refused as `host_revoked`, as the decision
+/// itself says on the revoked host.
+async fn changes_decided_before_a_host_revocation_are_refused_as_revoked(backend: Backend) {
+    use crate::store::audit::NonceUse;
+    let (_d, s) = store(backend).await;
+    assert_eq!(apply(&s, StateChange::Host(host("h"))).await, Ok(0));
+    appraise(
+        &s,
+        appraisal("h", 100, "affirming"),
+        HostStatus::Trusted,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    s.set_host_clock(
+        "h",
+        Some(ClockState {
+            reset_count: 1,
+            restart_count: 0,
+            clock: 5,
+        }),
+    )
+    .await
+    .unwrap();
+    let key = RequestKeyRecord {
+        host_id: "h".into(),
+        key_name: vec![7; 34],
+        key_public: vec![8],
+        reset_count: 1,
+        restart_count: 0,
+        certified_at: 100,
+    };
+    let nonce = |n: &[u8]| NonceUse {
+        digest: n.to_vec(),
+        expires_at: 1000,
+        at: 100,
+    };
+    let signed = |n: &[u8]| StateChange::SignedToken {
+        token: token(2, "h", 1000),
+        key_name: vec![7; 34],
+        fresh_since: 0,
+        nonce: nonce(n),
+    };
+    let register = |n: &[u8]| StateChange::RequestKey {
+        key: key.clone(),
+        nonce: nonce(n),
+    };
+    assert_eq!(apply(&s, register(b"k1")).await, Ok(0));
+    assert_eq!(apply(&s, signed(b"s1")).await, Ok(0));
+    apply(&s, revoke_host("h")).await.unwrap();
+    assert_eq!(
+        apply(&s, signed(b"s2")).await,
+        Err(ChangeRefused::HostRevoked)
+    );
+    assert_eq!(
+        apply(&s, register(b"k2")).await,
+        Err(ChangeRefused::HostRevoked)
+    );
+}
+
 on_each_backend!(
+    changes_decided_before_a_host_revocation_are_refused_as_revoked,
     revocation_cascades_to_descendants_and_blocks_new_children,
     failing_appraisal_and_staleness_revoke_host_tokens,
     revoke_reinstate_and_clock_baseline,
