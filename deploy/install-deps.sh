@@ -6,7 +6,7 @@
 # (attester/tests/ui_chromium.rs) drives a headless Chromium over WebDriver.
 # python3-cbor2: an independent decoder of the status lists in verifier-lib's tests.
 # help2man: the man pages of the Debian packages (deploy/package-test.sh).
-# python3-venv: deploy/test.sh runs the workload socket's Python example with
+# python3-venv: attester/tests/fastpath.rs runs the workload socket's Python example with
 # python-cwt in a virtualenv; curl: the token/proof commands' test.
 set -euo pipefail
 PKGS=(swtpm swtpm-tools libtss2-dev libtss2-tcti-swtpm0 tpm2-tools pkg-config openssl sqlite3 postgresql-15 ca-certificates chromium chromium-driver fonts-dejavu-core python3 python3-cbor2 help2man python3-venv curl)

@@ -30,13 +30,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p verifier-lib --all-targets --locked --features fuzzing -- -D warnings
 disk "tests"
 cargo test --workspace --locked
-# The workload socket's Python example (docs/examples/writ_token.py) against
-# a real daemon and broker, with python-cwt from PyPI in a virtualenv under
-# the cargo target dir (created once, reused by later runs).
-venv="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/python-cwt"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import cwt' 2>/dev/null || "$venv/bin/pip" install --quiet --disable-pip-version-check 'cwt==3.3.0'
-WRIT_TEST_PYTHON="$venv/bin/python" cargo test -p attester --locked --test fastpath -- --ignored python_example
 # verifier_lib::fuzzing is feature-gated; its tests run with the feature.
 cargo test -p verifier-lib --locked --features fuzzing --lib --test token_fuzz_seeds --test snp_robustness --test ekcert_vectors
 # ~10 s of writ-loadgen against the real broker binary: every exchange must

@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -410,17 +410,52 @@ fn token_and_proof_commands_take_curl_through_a_writ_gate() {
     stop.store(true, Ordering::SeqCst);
 }
 
-/// The Python example of docs/workload-socket.md, run by a python that has
-/// `cwt` (deploy/test.sh makes a virtualenv and passes its python in
-/// WRIT_TEST_PYTHON): it asks the daemon's socket for a token and verifies
-/// it with python-cwt under the key set the daemon hands over.
+/// A python with python-cwt 3.3.0: WRIT_TEST_PYTHON if set, else a
+/// virtualenv made (once, then reused) in cargo's test scratch directory
+/// with the package from PyPI. Fails, naming the step, when it cannot be
+/// made (no `python3 -m venv`, no network to PyPI).
+fn python_with_cwt() -> PathBuf {
+    if let Some(p) = std::env::var_os("WRIT_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-cwt");
+    let python = venv.join("bin/python");
+    let has_cwt = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import cwt"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_cwt(&python) {
+        if !python.exists() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap();
+            assert!(made.success(), "python3 -m venv {} failed", venv.display());
+        }
+        let installed = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "cwt==3.3.0",
+            ])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install cwt==3.3.0 failed");
+    }
+    python
+}
+
+/// The Python example of docs/workload-socket.md, run by a python with
+/// `cwt` ([`python_with_cwt`]): it asks the daemon's socket for a token and
+/// verifies it with python-cwt under the key set the daemon hands over.
 #[test]
-#[ignore = "needs python-cwt: deploy/test.sh runs it with WRIT_TEST_PYTHON set"]
 fn python_example_gets_and_verifies_a_token() {
-    let python = PathBuf::from(
-        std::env::var_os("WRIT_TEST_PYTHON")
-            .expect("WRIT_TEST_PYTHON: a python with the cwt package (deploy/test.sh creates one)"),
-    );
+    let python = python_with_cwt();
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/writ_token.py");
     let python_exe = std::fs::canonicalize(
         Command::new(&python)
