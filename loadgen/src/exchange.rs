@@ -68,6 +68,9 @@ pub enum ExchangeError {
     /// The host has no registered request key.
     #[error("host {index} has no registered request key")]
     NoRequestKey { index: usize },
+    /// A verified token's id could not be written to `--tokens-out`.
+    #[error("--tokens-out: {reason}")]
+    TokensOut { reason: String },
 }
 
 impl ExchangeError {
@@ -84,6 +87,7 @@ impl ExchangeError {
             ExchangeError::TokenInvalid { .. } => "loadgen_token_invalid".into(),
             ExchangeError::NotEnrolled { .. } => "loadgen_not_enrolled".into(),
             ExchangeError::NoRequestKey { .. } => "loadgen_no_request_key".into(),
+            ExchangeError::TokensOut { .. } => "loadgen_tokens_out".into(),
         }
     }
 }
@@ -443,12 +447,12 @@ impl Broker {
         if let Some(out) = &self.tokens_out {
             use std::io::Write as _;
             let line = format!("{}\n", hex::encode(&claims.cti));
-            let mut file = out.lock().map_err(|_| ExchangeError::TokenInvalid {
-                reason: "the token id file's lock is poisoned".into(),
+            let mut file = out.lock().map_err(|_| ExchangeError::TokensOut {
+                reason: "the file's lock is poisoned".into(),
             })?;
             file.write_all(line.as_bytes())
-                .map_err(|e| ExchangeError::TokenInvalid {
-                    reason: format!("writing the token id: {e}"),
+                .map_err(|e| ExchangeError::TokensOut {
+                    reason: e.to_string(),
                 })?;
         }
         Ok(())

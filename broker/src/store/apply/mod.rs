@@ -130,11 +130,10 @@ pub async fn apply_change<T: WriteTx + ?Sized>(
             if let Err(p) = consume(tx, nonce).await? {
                 return Ok(Err(ChangeRefused::Nonce(p)));
             }
-            if host_has_status(tx, &key.host_id, HostStatus::Revoked).await? {
-                return Ok(Err(ChangeRefused::HostRevoked));
-            }
-            if !host_has_status(tx, &key.host_id, HostStatus::Trusted).await? {
-                return Ok(Err(ChangeRefused::HostNotFresh));
+            match tx.host(&key.host_id).await?.map(|h| h.status) {
+                Some(HostStatus::Trusted) => {}
+                Some(HostStatus::Revoked) => return Ok(Err(ChangeRefused::HostRevoked)),
+                _ => return Ok(Err(ChangeRefused::HostNotFresh)),
             }
             // The key must belong to the boot the host's baseline records.
             let same_boot = tx.host_clock(&key.host_id).await?.is_some_and(|c| {
@@ -367,14 +366,6 @@ async fn register_snp_host<T: WriteTx + ?Sized>(
         .await?;
     }
     tx.insert_snp_host_if_absent(r).await
-}
-
-async fn host_has_status<T: WriteTx + ?Sized>(
-    tx: &mut T,
-    host_id: &str,
-    status: HostStatus,
-) -> Result<bool, StoreError> {
-    Ok(tx.host(host_id).await?.is_some_and(|h| h.status == status))
 }
 
 async fn revoke_host<T: WriteTx + ?Sized>(
