@@ -193,6 +193,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Refusal windows still open are logged before exit.
     state.refusals.flush(&state.audit, state.now(), true).await;
+    // Every leaf appended so far is signed before exit: a checkpoint
+    // request waits behind whatever the writer is doing, so the log does
+    // not end with leaves no checkpoint covers.
+    match state.audit.checkpoint_now().await {
+        Ok(Some(cp)) => tracing::info!(size = cp.size, "final audit checkpoint signed"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "signing the final audit checkpoint failed"),
+    }
     Ok(())
 }
 

@@ -458,3 +458,35 @@ fn verify_reconciles_received_tokens_with_the_log() {
     let (code, j) = run(&dir.path().join("absent.txt"));
     assert_eq!(code, 2, "{j}");
 }
+
+/// Regression: a broker stopped with SIGTERM right after answering left its
+/// last leaves without a checkpoint (the writer's own checkpoint was cut
+/// off at exit), so a verifier saw a log longer than anything signed. A
+/// graceful stop now signs every appended leaf, whatever the thresholds.
+#[test]
+fn a_graceful_stop_signs_every_appended_leaf() {
+    let (pcrs, roots) = fresh_pcrs();
+    let w = Workload::new("hello");
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy("stop-1", &pcrs, &[("hello", w.digest)]);
+    // Thresholds the test never reaches: only the stop signs.
+    let mut broker = BrokerProc::start(
+        dir.path(),
+        &pol,
+        &roots,
+        "checkpoint_min_leaves = 1000000\ncheckpoint_interval_secs = 3600",
+    );
+    let h = Host::new(&broker.url());
+    h.enroll();
+    assert_eq!(commands::attest(&h.settings).unwrap().verdict, "affirming");
+    broker.stop();
+
+    let s = sqlite(&dir.path().join("writ.db"));
+    let leaves = s.count("SELECT COUNT(*) FROM audit_leaves");
+    assert!(leaves >= 2, "enrollment and attestation leaves: {leaves}");
+    let (_, signed, _) = s.checkpoints().last().cloned().unwrap();
+    assert_eq!(signed, leaves, "the last checkpoint covers every leaf");
+    let (code, json) = verify_db(&dir.path().join("writ.db"), &dir.path().join("keys"), &[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["report"]["tree_size"], leaves);
+}
