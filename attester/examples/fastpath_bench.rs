@@ -16,7 +16,7 @@
 //! daemon take, timed in this process against two in-process daemons.
 //!
 //! ```sh
-//! cargo build --release -p attester --bin writ-attester --example fastpath_bench
+//! cargo build --release -p attester --bins --example fastpath_bench
 //! TSS2_LOG=all+none target/release/examples/fastpath_bench [ROUNDS]
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -63,7 +63,18 @@ fn attester_binary() -> PathBuf {
         .join("writ-attester");
     assert!(
         bin.exists(),
-        "{} missing: cargo build --release -p attester --bin writ-attester --example fastpath_bench",
+        "{} missing: cargo build --release -p attester --bins --example fastpath_bench",
+        bin.display()
+    );
+    bin
+}
+
+/// `writ-run`, built next to `writ-attester`.
+fn writ_run_binary() -> PathBuf {
+    let bin = attester_binary().with_file_name("writ-run");
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release -p attester --bins --example fastpath_bench",
         bin.display()
     );
     bin
@@ -146,7 +157,7 @@ fn daemon_process(
     settings: &Settings,
     dir: &Path,
     name: &str,
-    launcher: &[u8; 32],
+    launchers: &[[u8; 32]],
     per_launch: bool,
 ) -> (DaemonProcess, PathBuf) {
     let state = dir.join(format!("{name}-state"));
@@ -154,15 +165,16 @@ fn daemon_process(
     let socket = dir.join(format!("{name}.sock"));
     let uid = rustix::process::getuid().as_raw();
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nsocket = {socket:?}\ninterval_secs = 3600\nper_launch_tokens = {per_launch}\n\n\
-             [[launchers]]\nuid = {uid}\nexe_sha256 = \"{}\"\n",
-            hex::encode(launcher)
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "[daemon]\nsocket = {socket:?}\ninterval_secs = 3600\nper_launch_tokens = {per_launch}\n"
+    );
+    for l in launchers {
+        text.push_str(&format!(
+            "\n[[launchers]]\nuid = {uid}\nexe_sha256 = \"{}\"\n",
+            hex::encode(l)
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let child = Command::new(attester)
         .env_clear()
@@ -251,10 +263,12 @@ fn main() {
     );
     // The end-to-end daemons: separate processes of the same binary as
     // `run`, as a host runs them.
+    let writ_run = writ_run_binary();
+    let launchers = [launcher, sha256(&std::fs::read(&writ_run).unwrap())];
     let (_warm_process, warm_socket) =
-        daemon_process(&attester, &settings, dir.path(), "warm", &launcher, false);
+        daemon_process(&attester, &settings, dir.path(), "warm", &launchers, false);
     let (_cold_process, cold_socket) =
-        daemon_process(&attester, &settings, dir.path(), "cold", &launcher, true);
+        daemon_process(&attester, &settings, dir.path(), "cold", &launchers, true);
     let runtime = dir.path().join("rt");
 
     let run = |prog: &Program, socket: &Path, cert_dir: bool| {
@@ -291,6 +305,21 @@ fn main() {
             c
         }
     };
+    let fast = |prog: &Program, socket: &Path| {
+        let (writ_run, runtime) = (writ_run.clone(), runtime.clone());
+        let (path, name, socket) = (prog.path.clone(), prog.name, socket.to_owned());
+        move || {
+            let mut c = Command::new(&writ_run);
+            c.env_clear()
+                .args(["--workload", name, "--runtime-dir"])
+                .arg(&runtime)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--")
+                .arg(&path);
+            c
+        }
+    };
     let direct = |prog: &Program| {
         let path = prog.path.clone();
         move || {
@@ -317,7 +346,19 @@ fn main() {
             Box::new(run(p, &warm_socket, true)),
         );
     }
+    for (i, p) in progs.iter().enumerate() {
+        add(
+            &format!("{} writ-run, daemon, cache hit", p.name),
+            i,
+            Box::new(fast(p, &warm_socket)),
+        );
+    }
     let small = &progs[0];
+    add(
+        "small writ-run, daemon, cache miss",
+        0,
+        Box::new(fast(small, &cold_socket)),
+    );
     add(
         "small run, daemon, cache hit, no SSL_CERT_DIR",
         0,
@@ -347,7 +388,7 @@ fn main() {
             let out = (s.command)().stderr(Stdio::piped()).output().unwrap();
             // A `run` whose socket is not there yet takes a quote itself.
             let through_daemon = String::from_utf8_lossy(&out.stderr).contains(", via daemon");
-            let wants_daemon = s.label.contains(" run, daemon");
+            let wants_daemon = s.label.contains(" run, daemon") || s.label.contains("writ-run");
             if out.status.success() && through_daemon == wants_daemon {
                 break;
             }
@@ -470,7 +511,7 @@ fn breakdown(warm: &Daemon, cold: &Daemon, socket: &Path, progs: &[Program], rou
         let mut key = None;
         time("5 run: token + status list verification", &mut || {
             key = Some(
-                writ_attester::launch::check_daemon_answer(&s, "small", &t)
+                writ_attester::launch::check_daemon_answer(&s.issuer, "small", &t)
                     .unwrap()
                     .1,
             );
@@ -491,14 +532,20 @@ fn breakdown(warm: &Daemon, cold: &Daemon, socket: &Path, progs: &[Program], rou
     for (step, v) in steps {
         println!("| {step} | {:.3} |", median(v));
     }
-    let start = Instant::now();
-    let out = Command::new(attester_binary())
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    println!(
-        "| 0 writ-attester process start + argument parsing (--version, one sample) | {:.3} |",
-        ms(start.elapsed())
-    );
+    for (bin, name) in [
+        (attester_binary(), "writ-attester"),
+        (writ_run_binary(), "writ-run"),
+    ] {
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            let start = Instant::now();
+            let out = Command::new(&bin).arg("--version").output().unwrap();
+            v.push(ms(start.elapsed()));
+            assert!(out.status.success());
+        }
+        println!(
+            "| 0 {name} process start + argument parsing (--version) | {:.3} |",
+            median(v)
+        );
+    }
 }

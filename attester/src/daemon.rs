@@ -22,8 +22,8 @@ use crate::state::{AttesterState, StateError};
 use crate::token_cache::{CacheKey, Prepared, TokenCache};
 use crate::tpm::AkAlg;
 use crate::workload_api::{
-    self, peer_identity, OwnExecutable, PeerIdentity, WorkloadRequest, WorkloadResponse,
-    WorkloadToken, DEFAULT_SOCKET,
+    self, peer_identity, MeasuredExecutables, OwnExecutable, PeerIdentity, WorkloadRequest,
+    WorkloadResponse, WorkloadToken, DEFAULT_SOCKET,
 };
 
 /// The daemon's configuration file (TOML).
@@ -185,6 +185,8 @@ pub struct Daemon {
     pool: OnceLock<BrokerPool>,
     /// This daemon's own executable, for callers running the same file.
     own_exe: Option<OwnExecutable>,
+    /// Callers' executables measured before (launchers, workloads).
+    measured: MeasuredExecutables,
     clients: AtomicUsize,
     stop: Arc<AtomicBool>,
     /// The broker accepted our request key (since the last attestation).
@@ -205,6 +207,7 @@ impl Daemon {
             cache: TokenCache::new(status_max_age),
             pool: OnceLock::new(),
             own_exe: OwnExecutable::measure().ok(),
+            measured: MeasuredExecutables::default(),
             clients: AtomicUsize::new(0),
             stop,
             request_key_registered: AtomicBool::new(false),
@@ -434,7 +437,7 @@ impl Daemon {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-        let answer = match peer_identity(&stream, self.own_exe.as_ref()) {
+        let answer = match peer_identity(&stream, self.own_exe.as_ref(), &self.measured) {
             Ok(peer) => self.answer(&stream, &peer),
             Err(e) => refusal("caller_unidentified", &format!("SO_PEERCRED / exe: {e}")),
         };

@@ -64,11 +64,11 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn verifier(s: &Settings, keys: verifier_lib::token::KeySet, workload: &str) -> TokenVerifier {
+fn verifier(issuer: &str, keys: verifier_lib::token::KeySet, workload: &str) -> TokenVerifier {
     TokenVerifier::new(
         keys,
         Expectations {
-            issuer: s.issuer.clone(),
+            issuer: issuer.to_owned(),
             audience: Audience::Exactly(workload.to_owned()),
             leeway_secs: 30,
             max_lifetime_secs: i64::from(verifier_lib::policy::HARD_MAX_TOKEN_LIFETIME_SECS),
@@ -88,25 +88,48 @@ pub fn prepare(
     socket: Option<&Path>,
     evidence: Evidence,
 ) -> Result<Prepared, LaunchError> {
+    if let Some(path) = socket.filter(|p| p.exists()) {
+        return prepare_via_daemon(&s.issuer, workload, sealed, runtime_dir, path);
+    }
     let dir = workload_key::runtime_dir(runtime_dir)?;
     workload_key::ensure_private_dir(&dir)?;
-    let (token, verified, key, program, via_daemon) = match socket.filter(|p| p.exists()) {
-        Some(path) => {
-            let (t, v, k, p) = from_daemon(s, workload, sealed, path)?;
-            (t, v, k, p, true)
-        }
-        None => {
-            let program = sealed.measure()?;
-            let (t, v, k) = from_brokers(s, workload, &program, evidence)?;
-            (t, v, k, program, false)
-        }
-    };
+    let program = sealed.measure()?;
+    let (token, verified, key) = from_brokers(s, workload, &program, evidence)?;
+    finish(&dir, workload, token, verified, &key, program, false)
+}
+
+/// [`prepare`] through the daemon at `socket` only: what `writ-run` does.
+/// It needs no broker settings, TPM or HTTP client (so a binary calling
+/// only this links none of them); `issuer` is the expected `iss`.
+pub fn prepare_via_daemon(
+    issuer: &str,
+    workload: &str,
+    sealed: SealedProgram,
+    runtime_dir: Option<&Path>,
+    socket: &Path,
+) -> Result<Prepared, LaunchError> {
+    let dir = workload_key::runtime_dir(runtime_dir)?;
+    workload_key::ensure_private_dir(&dir)?;
+    let (token, verified, key, program) = from_daemon(issuer, workload, sealed, socket)?;
+    finish(&dir, workload, token, verified, &key, program, true)
+}
+
+/// Writes (or reuses) the child's key file next to the token's id.
+fn finish(
+    dir: &Path,
+    workload: &str,
+    token: Vec<u8>,
+    verified: VerifiedToken,
+    key: &SigningKey,
+    program: Program,
+    via_daemon: bool,
+) -> Result<Prepared, LaunchError> {
     let name = format!(
         "{}-{}.pem",
         workload.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
         hex::encode(&verified.claims.cti)
     );
-    let key_path = workload_key::write_or_reuse_key(&dir, &name, &key)?;
+    let key_path = workload_key::write_or_reuse_key(dir, &name, key)?;
     Ok(Prepared {
         token,
         verified,
@@ -126,7 +149,7 @@ pub fn prepare(
 /// `writ_workload::socket`); these checks catch a token that is not for
 /// this workload, key or time, or that the list revokes.
 fn from_daemon(
-    s: &Settings,
+    issuer: &str,
     workload: &str,
     sealed: SealedProgram,
     socket: &Path,
@@ -141,7 +164,7 @@ fn from_daemon(
         sealed.image(),
         Duration::from_secs(60),
     )?;
-    let (v, key) = check_daemon_answer(s, workload, &t)?;
+    let (v, key) = check_daemon_answer(issuer, workload, &t)?;
     let named = v.claims.workload_digest.clone().unwrap_or_default();
     let digest: [u8; 32] =
         named
@@ -161,7 +184,7 @@ fn from_daemon(
 /// the key set that came with it, issuer, audience `workload`, lifetime,
 /// bound to that key, and VALID in the status list that came with it.
 pub fn check_daemon_answer(
-    s: &Settings,
+    issuer: &str,
     workload: &str,
     t: &WorkloadToken,
 ) -> Result<(VerifiedToken, SigningKey), LaunchError> {
@@ -170,7 +193,7 @@ pub fn check_daemon_answer(
     let key = SigningKey::from_pkcs8_pem(t.key_pem.as_deref().ok_or(missing("key_pem"))?)?;
     let list = t.status_list.as_deref().ok_or(missing("status_list"))?;
     let now = now();
-    let v = verifier(s, keys.clone(), workload).verify(&t.token, now)?;
+    let v = verifier(issuer, keys.clone(), workload).verify(&t.token, now)?;
     if v.claims.cnf.as_ref().map(|k| k.kid.clone()) != Some(key.kid()) {
         return Err(LaunchError::CnfMismatch);
     }

@@ -81,7 +81,7 @@ pub fn token(
         },
         Duration::from_secs(60),
     )?;
-    let (_, key) = launch::check_daemon_answer(s, workload, &t)?;
+    let (_, key) = launch::check_daemon_answer(&s.issuer, workload, &t)?;
     let dir = workload_key::runtime_dir(runtime_dir)?;
     workload_key::ensure_private_dir(&dir)?;
     let (key_file, token_file) = files(&dir, workload);

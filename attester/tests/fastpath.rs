@@ -27,6 +27,7 @@ use writ_attester::tpm::AkAlg;
 use writ_gate::{GateConfig, GateLayer, GateState, StatusFollower};
 
 const ATTESTER: &str = env!("CARGO_BIN_EXE_writ-attester");
+const WRIT_RUN: &str = env!("CARGO_BIN_EXE_writ-run");
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -209,6 +210,94 @@ fn revoked_prepared_tokens_are_never_handed_out() {
     std::fs::remove_file(&w.marker).unwrap();
     let refused = run_via(&socket, &runtime, &w, &empty_state);
     assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(!w.ran());
+    stop.store(true, Ordering::SeqCst);
+}
+
+/// `writ-run`, the daemon-only launcher: listed by its own digest, it
+/// starts the program with the daemon's token (no broker, no TPM library
+/// linked); it refuses without a socket, for a workload the policy does not
+/// list, and once the host is revoked; `writ-attester run` is not a
+/// launcher of a daemon that lists only `writ-run`.
+#[test]
+fn writ_run_starts_through_the_daemon_and_refuses_without_it() {
+    let (pcrs, roots) = fresh_pcrs();
+    let w = Workload::new("writrun");
+    let broker = broker(&pcrs, &[("hello", w.digest)], roots);
+    let host = trusted_host(&broker);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("attester.sock");
+    let runtime = dir.path().join("rt");
+    let mut cfg = DaemonConfig {
+        launchers: vec![AllowedCaller {
+            uid: me(),
+            exe_sha256: hex::encode(sha256(&std::fs::read(WRIT_RUN).unwrap())),
+        }],
+        ..DaemonConfig::default()
+    };
+    // Every hand-out re-fetches the list: the revocation is seen at once.
+    cfg.daemon.status_max_age_ms = 0;
+    let (d, stop) = serve(&host, cfg, &socket);
+    let writ_run = |socket: &Path, workload: &str| {
+        Command::new(WRIT_RUN)
+            .env_clear()
+            .env("WRIT_TEST_MARKER", &w.marker)
+            .args(["--env", "WRIT_TEST_MARKER", "--workload", workload])
+            .arg("--runtime-dir")
+            .arg(&runtime)
+            .arg("--socket")
+            .arg(socket)
+            .arg("--")
+            .arg(&w.path)
+            .output()
+            .unwrap()
+    };
+
+    let ok = writ_run(&socket, "hello");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(w.ran());
+    assert!(stderr(&ok).contains("via daemon"), "{}", stderr(&ok));
+    let cti = cti_of(&ok);
+    let shared = d.token_for("hello", &w.digest, None).unwrap();
+    assert_eq!(hex::encode(&shared.cti), cti, "the daemon's prepared token");
+    let again = writ_run(&socket, "hello");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(cti_of(&again), cti);
+
+    // No daemon: refused, nothing started.
+    std::fs::remove_file(&w.marker).unwrap();
+    let none = writ_run(&dir.path().join("absent.sock"), "hello");
+    assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("no attester daemon socket"),
+        "{}",
+        stderr(&none)
+    );
+    assert!(!w.ran());
+
+    // A workload the policy does not list: the broker refuses, so does run.
+    let other = writ_run(&socket, "other");
+    assert_eq!(other.status.code(), Some(3), "{}", stderr(&other));
+    assert!(!w.ran());
+
+    // writ-attester is not a launcher of this daemon.
+    let attester = run_via(&socket, &runtime, &w, &dir.path().join("no-state"));
+    assert_eq!(attester.status.code(), Some(3), "{}", stderr(&attester));
+    assert!(
+        stderr(&attester).contains("caller_not_launcher"),
+        "{}",
+        stderr(&attester)
+    );
+    assert!(!w.ran());
+
+    // The host revoked: refused.
+    let id = host.state().host_id;
+    assert_eq!(
+        post_operator(&format!("{}/v1/hosts/{id}/revoke", broker.url())),
+        200
+    );
+    let revoked = writ_run(&socket, "hello");
+    assert_eq!(revoked.status.code(), Some(3), "{}", stderr(&revoked));
     assert!(!w.ran());
     stop.store(true, Ordering::SeqCst);
 }
