@@ -130,16 +130,8 @@ enum Command {
         /// the daemon's socket exists (the `writ-exec@` unit's mode).
         #[arg(long)]
         direct: bool,
-        /// Pass variable NAME from this environment (skipped when unset), or
-        /// set NAME=VALUE, to the workload; repeatable. Nothing else is
-        /// inherited (not even PATH or HOME).
-        #[arg(long = "env", value_name = "NAME[=VALUE]")]
-        allow_env: Vec<String>,
-        /// Allow --env to name dynamic-loader variables (LD_PRELOAD,
-        /// LD_LIBRARY_PATH, LD_*, GLIBC_TUNABLES, GCONV_PATH, ...), which
-        /// inject code into the measured workload.
-        #[arg(long)]
-        dangerous_allow_loader_env: bool,
+        #[command(flatten)]
+        env: writ_attester::program::EnvArgs,
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
         program: Vec<String>,
@@ -363,8 +355,7 @@ fn main() -> ExitCode {
             runtime_dir,
             socket,
             direct,
-            allow_env,
-            dangerous_allow_loader_env,
+            env,
         } => {
             let Some((name, args)) = program.split_first() else {
                 eprintln!("writ-attester: run: no program given");
@@ -377,11 +368,7 @@ fn main() -> ExitCode {
                 );
                 ExitCode::from(3)
             };
-            let env = match writ_attester::program::WorkloadEnv::from_allow_list(
-                &allow_env,
-                std::env::vars_os(),
-                dangerous_allow_loader_env,
-            ) {
+            let env = match env.workload_env() {
                 Ok(env) => env,
                 Err(e) => {
                     eprintln!("writ-attester: run: {e}");

@@ -290,6 +290,33 @@ pub fn is_loader_variable(name: &str) -> bool {
     name.starts_with("LD_") || LOADER_VARIABLES.contains(&name)
 }
 
+/// The launchers' (`writ-attester run`, `writ-run`) options for the
+/// workload's environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EnvArgs {
+    /// Pass variable NAME from this environment (skipped when unset), or
+    /// set NAME=VALUE, to the workload; repeatable. Nothing else is
+    /// inherited (not even PATH or HOME).
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub allow_env: Vec<String>,
+    /// Allow --env to name dynamic-loader variables (LD_PRELOAD,
+    /// LD_LIBRARY_PATH, LD_*, GLIBC_TUNABLES, GCONV_PATH, ...), which
+    /// inject code into the measured workload.
+    #[arg(long)]
+    pub dangerous_allow_loader_env: bool,
+}
+
+impl EnvArgs {
+    /// The environment these options give, from this process's.
+    pub fn workload_env(&self) -> Result<WorkloadEnv, CommandError> {
+        WorkloadEnv::from_allow_list(
+            &self.allow_env,
+            std::env::vars_os(),
+            self.dangerous_allow_loader_env,
+        )
+    }
+}
+
 /// The environment a workload starts with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkloadEnv {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use writ_attester::error::denial_reasons;
-use writ_attester::program::{seal_program, WorkloadEnv};
+use writ_attester::program::{seal_program, EnvArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,16 +41,8 @@ struct Cli {
     /// Private directory (0700) for the workload's key; default `$XDG_RUNTIME_DIR/writ`.
     #[arg(long, env = "WRIT_RUNTIME_DIR")]
     runtime_dir: Option<PathBuf>,
-    /// Pass variable NAME from this environment (skipped when unset), or
-    /// set NAME=VALUE, to the workload; repeatable. Nothing else is
-    /// inherited (not even PATH or HOME).
-    #[arg(long = "env", value_name = "NAME[=VALUE]")]
-    allow_env: Vec<String>,
-    /// Allow --env to name dynamic-loader variables (LD_PRELOAD,
-    /// LD_LIBRARY_PATH, LD_*, GLIBC_TUNABLES, GCONV_PATH, ...), which
-    /// inject code into the measured workload.
-    #[arg(long)]
-    dangerous_allow_loader_env: bool,
+    #[command(flatten)]
+    env: EnvArgs,
     /// The program and its arguments.
     #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
     program: Vec<String>,
@@ -62,11 +54,7 @@ fn main() -> ExitCode {
         eprintln!("writ-run: no program given");
         return ExitCode::from(2);
     };
-    let env = match WorkloadEnv::from_allow_list(
-        &cli.allow_env,
-        std::env::vars_os(),
-        cli.dangerous_allow_loader_env,
-    ) {
+    let env = match cli.env.workload_env() {
         Ok(env) => env,
         Err(e) => {
             eprintln!("writ-run: {e}");
