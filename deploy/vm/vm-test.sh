@@ -394,8 +394,29 @@ figure "scenario C: host failed $(( $(date +%s) - C_T0 )) s after the intruder r
 grep -q "/var/lib/writ-vm/intruder" "$OUT/a/host-after-c.json" || fail "scenario C: the failure does not name the file"
 "${CLI[@]}" tokens list --host "$HOST" "${CA[@]}" | tee "$OUT/a/tokens-after-c.txt"
 "${CLI[@]}" tokens list --host "$HOST" --state active "${CA[@]}" --json > "$OUT/a/tokens-active-after-c.json"
+python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tokens"]; sys.exit(0 if not t else 1)' "$OUT/a/tokens-active-after-c.json" \
+  || fail "scenario C: the host still holds active tokens"
+grep -q revoked "$OUT/a/tokens-after-c.txt" || fail "scenario C: no revoked token listed"
 boot_wait a
 echo "scenario C: PASSED"
+# What the broker appraised in A: the guest's own logs of that boot, as the
+# broker's replay sees them, and the IMA entries it accepted (its cursor).
+"$BROKER_BIN" evidence eventlog "$OUT/a/out/eventlog.bin" > "$OUT/a/eventlog.json" || true
+python3 - "$OUT/a/eventlog.json" "$B/writ.db" "$HOST" <<'PY' | tee "$OUT/a/appraised.txt"
+import json, sqlite3, sys
+d = json.load(open(sys.argv[1]))
+b = d["boot_state"]
+print("event log (OVMF + EFI stub):", d["events"], "events;",
+      len(b["firmware_blobs"]), "firmware blobs,",
+      len(b["boot_variables"]), "boot variables, boot apps",
+      [a.get("device_path") for a in b["boot_applications"]],
+      ", tagged", [t["description"] for t in b["tagged_events"]])
+n = sqlite3.connect(sys.argv[2]).execute("select * from ima_cursors where host_id = ?", (sys.argv[3],)).fetchone()
+print("IMA entries the broker accepted (ima_cursors) before C's failure:", n[1] if n else None)
+PY
+ms=$(grep -a -o 'writ-attester attest: exit 0, [0-9]* ms' "$OUT/serial-a.log" | grep -o '[0-9]* ms' || true)
+figure "scenario A: writ-attester attest in the guest (TCG: quote, both logs, TLS round trip) $ms"
+figure "scenario A: guest logs at the end of the boot: event log $(wc -c < "$OUT/a/out/eventlog.bin") bytes, IMA list $(wc -l < "$OUT/a/out/ima.txt") entries / $(wc -c < "$OUT/a/out/ima.txt") bytes"
 
 # --- scenario B --------------------------------------------------------------------
 # The same host (its disk from A, still enrolled) boots with a change the
@@ -403,28 +424,38 @@ echo "scenario C: PASSED"
 # line (the EFI stub measures the load options into PCR 9, digest only),
 # B2 the initrd with 512 zero bytes appended (the kernel ignores them; the
 # stub measures the initrd into PCR 9, the policy allows one digest).
-scenario_b() { # scenario_b NAME WHAT CMDLINE INITRD
-  local name=$1
-  say "scenario $name: the same host boots with a changed $2"
-  shift
+scenario_b() { # scenario_b NAME WHAT CMDLINE INITRD RULE
+  local name=$1 what=$2 cmdline=$3 initrd=$4 rule=$5
+  say "scenario $name: the same host boots with a changed $what"
   mkdir -p "$OUT/$name"
   qemu-img create -q -f qcow2 -b "$OUT/a/disk.qcow2" -F qcow2 "$OUT/$name/disk.qcow2"
-  boot_start "$name" b "$2" "$OUT/$name/disk.qcow2" "$3"
+  boot_start "$name" b "$cmdline" "$OUT/$name/disk.qcow2" "$initrd"
   serial_wait "$name" "WRIT-VM: b done" "$BOOT_TIMEOUT" || fail "scenario $name: the boot did not finish (serial log)"
   boot_wait "$name"
   "${CLI[@]}" hosts show "$HOST" "${CA[@]}" --json > "$OUT/$name/host.json"
   "${CLI[@]}" hosts show "$HOST" "${CA[@]}" | tee "$OUT/$name/host.txt"
   python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["status"] == "failed" else 1)' "$OUT/$name/host.json" \
     || fail "scenario $name: the host is not failed"
+  grep -q "\"rule\": \"$rule\"" "$OUT/$name/host.json" || fail "scenario $name: no $rule failure"
   ! grep -q "hello from a gated workload" "$OUT/serial-$name.log" || fail "scenario $name: the workload ran"
-  grep -q "unit writ-exec@hello: .*ExecMainStatus=3" "$OUT/serial-$name.log" || fail "scenario $name: writ-exec@hello did not exit 3 (refused)"
-  grep "WRIT-VM: \[writ-exec@hello\]" "$OUT/serial-$name.log" || true
+  grep -a -q "unit writ-exec@hello: .*ExecMainStatus=3" "$OUT/serial-$name.log" || fail "scenario $name: writ-exec@hello did not exit 3 (refused)"
+  grep -a "WRIT-VM: \[writ-exec@hello\] writ-attester: refused" "$OUT/serial-$name.log" | sed 's/.*WRIT-VM: //' || true
+  # Which event of the guest's own log differs from the reference boot's.
+  "$BROKER_BIN" evidence eventlog "$OUT/$name/out/eventlog.bin" > "$OUT/$name/eventlog.json" || true
+  python3 - "$OUT/reference/eventlog.json" "$OUT/$name/eventlog.json" <<'PY' | tee "$OUT/$name/changed-events.txt"
+import json, sys
+ref, new = (json.load(open(p))["boot_state"]["tagged_events"] for p in sys.argv[1:3])
+for r, n in zip(ref, new):
+    if r["digest"] != n["digest"]:
+        print("changed: event %d, PCR %d, EV_EVENT_TAG 0x%X %r: %s -> %s" % (
+            n["event_index"], n["pcr"], n["tag_id"], n["description"], r["digest"]["value"], n["digest"]["value"]))
+PY
   echo "scenario $name: PASSED"
 }
-scenario_b b1 "kernel command line" "$CMDLINE_B" "$IMAGE_DIR/initrd.img"
+scenario_b b1 "kernel command line" "$CMDLINE_B" "$IMAGE_DIR/initrd.img" pcr_not_allowed
 cp "$IMAGE_DIR/initrd.img" "$OUT/initrd-b2.img"
 head -c 512 /dev/zero >> "$OUT/initrd-b2.img"
-scenario_b b2 initrd "$CMDLINE" "$OUT/initrd-b2.img"
+scenario_b b2 initrd "$CMDLINE" "$OUT/initrd-b2.img" boot_digest_not_allowed
 
 say "all scenarios passed in $(( $(date +%s) - START )) s ($ACCEL); figures in $FIGURES"
 cat "$FIGURES"
