@@ -80,6 +80,21 @@ fn serve(host: &Host, mut cfg: DaemonConfig, socket: &Path) -> (Arc<Daemon>, Arc
     (d, stop)
 }
 
+/// A daemon serving `socket` whose one launcher is the executable `exe`
+/// (for this uid), re-fetching the status list at every hand-out so a
+/// revocation is seen at once.
+fn serve_for_launcher(host: &Host, exe: &Path, socket: &Path) -> (Arc<Daemon>, Arc<AtomicBool>) {
+    let mut cfg = DaemonConfig {
+        launchers: vec![AllowedCaller {
+            uid: me(),
+            exe_sha256: hex::encode(sha256(&std::fs::read(exe).unwrap())),
+        }],
+        ..DaemonConfig::default()
+    };
+    cfg.daemon.status_max_age_ms = 0;
+    serve(host, cfg, socket)
+}
+
 fn me() -> u32 {
     rustix::process::getuid().as_raw()
 }
@@ -142,16 +157,7 @@ fn revoked_prepared_tokens_are_never_handed_out() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("attester.sock");
     let runtime = dir.path().join("rt");
-    let mut cfg = DaemonConfig {
-        launchers: vec![AllowedCaller {
-            uid: me(),
-            exe_sha256: hex::encode(attester_digest()),
-        }],
-        ..DaemonConfig::default()
-    };
-    // Every hand-out re-fetches the list: the revocation is seen at once.
-    cfg.daemon.status_max_age_ms = 0;
-    let (d, stop) = serve(&host, cfg, &socket);
+    let (d, stop) = serve_for_launcher(&host, Path::new(ATTESTER), &socket);
     let empty_state = dir.path().join("no-state");
 
     let first = run_via(&socket, &runtime, &w, &empty_state);
@@ -228,16 +234,7 @@ fn writ_run_starts_through_the_daemon_and_refuses_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("attester.sock");
     let runtime = dir.path().join("rt");
-    let mut cfg = DaemonConfig {
-        launchers: vec![AllowedCaller {
-            uid: me(),
-            exe_sha256: hex::encode(sha256(&std::fs::read(WRIT_RUN).unwrap())),
-        }],
-        ..DaemonConfig::default()
-    };
-    // Every hand-out re-fetches the list: the revocation is seen at once.
-    cfg.daemon.status_max_age_ms = 0;
-    let (d, stop) = serve(&host, cfg, &socket);
+    let (d, stop) = serve_for_launcher(&host, Path::new(WRIT_RUN), &socket);
     let writ_run = |socket: &Path, workload: &str| {
         Command::new(WRIT_RUN)
             .env_clear()
